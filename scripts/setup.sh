@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Installs everything the project needs, idempotently; each step is skipped when already done.
+#   setup.sh                 Temporal CLI, Redis, Mosquitto, npm packages
+#   setup.sh --test-peers    also moto (AWS IoT double) in a Python venv
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+want_test_peers=0
+for arg in "$@"; do
+  case "$arg" in
+    --test-peers) want_test_peers=1 ;;
+    *) die "unknown option $arg (expected --test-peers)" ;;
+  esac
+done
+
+install_temporal_cli() {
+  if [ -x "$TEMPORAL_BIN" ] && "$TEMPORAL_BIN" --version 2>/dev/null | grep -q "$TEMPORAL_VERSION"; then return; fi
+  command -v go >/dev/null || die "Go is missing: install Go >= 1.25 (https://go.dev/dl) to build the Temporal CLI, or put a temporal $TEMPORAL_VERSION binary at $TEMPORAL_BIN"
+  say "building the Temporal CLI v$TEMPORAL_VERSION from its Go module (first time only; several minutes on 2 cores)"
+  mkdir -p "$CACHE/bin"
+  GOBIN="$CACHE/bin" GOFLAGS=-mod=mod go install \
+    -ldflags "-X github.com/temporalio/cli/temporalcli.Version=$TEMPORAL_VERSION" \
+    "github.com/temporalio/cli/cmd/temporal@v$TEMPORAL_VERSION"
+  "$TEMPORAL_BIN" --version >&2
+}
+
+install_debian_packages() {
+  local missing=()
+  command -v redis-server >/dev/null || missing+=(redis-server)
+  command -v redis-cli >/dev/null || missing+=(redis-tools)
+  command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
+  command -v mosquitto_sub >/dev/null || missing+=(mosquitto-clients)
+  [ ${#missing[@]} -eq 0 ] && return
+  if [ "$(id -u)" -ne 0 ]; then
+    die "missing ${missing[*]}: run 'sudo apt-get install -y ${missing[*]}' (or install them from your distribution) and try again"
+  fi
+  say "installing ${missing[*]} from Debian"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The packages start system services on their default ports; ours run on their own ports, so stop those.
+  systemctl disable --now redis-server mosquitto >/dev/null 2>&1 || true
+}
+
+install_npm_packages() {
+  local stamp="$ROOT/node_modules/.kite-lock-hash" hash
+  hash=$(sha256sum "$ROOT/package-lock.json" | cut -d' ' -f1)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$hash" ]; then return; fi
+  say "installing npm packages (npm ci)"
+  (cd "$ROOT" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$hash" >"$stamp"
+}
+
+install_moto() {
+  if [ -x "$VENV/bin/moto_server" ]; then return; fi
+  command -v python3 >/dev/null || die "python3 is missing: it runs moto, the AWS IoT test peer"
+  say "installing moto[server] (AWS IoT test peer) into $VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]==5.*'
+}
+
+command -v node >/dev/null || die "Node.js >= 20.3 is missing"
+install_debian_packages
+install_npm_packages
+install_temporal_cli
+[ "$want_test_peers" = 1 ] && install_moto
+say "setup complete"

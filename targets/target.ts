@@ -1,0 +1,33 @@
+import type { SimPatch } from '../kite/record';
+
+/** One SIM's change, ready to send. */
+export interface PublishItem {
+  iccid: string;
+  /** The cloud identity (device id, thing name); defaults to the ICCID. */
+  deviceId: string;
+  /** Changed keys only; on first publish, every present key. `null` deletes a key. */
+  patch: SimPatch;
+  /** True when this is the SIM's first publish to this target (the patch holds the full record). */
+  full: boolean;
+}
+
+/** The result for one SIM. Every item passed to `publish` gets exactly one outcome. */
+export type PublishOutcome =
+  | { iccid: string; status: 'ok' }
+  /** Transient: network error, 5xx, dropped connection. Retry later. */
+  | { iccid: string; status: 'retryable'; reason: string }
+  /** The cloud asked us to slow down; retry after the delay. */
+  | { iccid: string; status: 'throttled'; retryAfterMs: number; reason: string }
+  /** Will not succeed by retrying: bad request, too large, forbidden. Recorded and skipped. */
+  | { iccid: string; status: 'permanent'; reason: string };
+
+/**
+ * A publishing destination. Implementations bound their own concurrency and rate, never throw for a
+ * per-SIM failure (they report it as an outcome), and never put secrets in a `reason`.
+ */
+export interface Target {
+  /** The configured instance name, e.g. `azure` or `aws-eu`. */
+  readonly name: string;
+  publish(items: PublishItem[], signal?: AbortSignal): Promise<PublishOutcome[]>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,52 @@
+/**
+ * Starts the shared test stack once for the whole run: Temporal dev server (through @temporalio/testing, from
+ * the binary setup.sh built, never a download), Redis and Mosquitto. A service already listening on its test
+ * port is reused. Addresses reach the test files through environment variables (see test/setup/stack.ts).
+ */
+import { existsSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { KITE_GROUP, KITE_SYNC_STATE } from '../../workflows/search-attributes';
+import { TEMPORAL_BIN, TEST_PORTS } from './ports';
+import { portOpen, startMosquitto, startRedis } from './processes';
+
+export interface SharedStack {
+  env?: TestWorkflowEnvironment;
+  children: ChildProcess[];
+}
+
+/** Small so that continue-as-new is exercised by ordinary tests, not only by a dedicated one. */
+export const SUGGEST_CAN_AFTER_EVENTS = 400;
+
+async function startTemporal(stack: SharedStack): Promise<void> {
+  if (await portOpen(TEST_PORTS.temporal)) return;
+  if (!existsSync(TEMPORAL_BIN)) {
+    throw new Error(`Temporal CLI not found at ${TEMPORAL_BIN}: run 'bash scripts/setup.sh' first`);
+  }
+  const create = () =>
+    TestWorkflowEnvironment.createLocal({
+      server: {
+        executable: { type: 'existing-path', path: TEMPORAL_BIN },
+        ip: '127.0.0.1',
+        port: TEST_PORTS.temporal,
+        searchAttributes: [KITE_GROUP, KITE_SYNC_STATE],
+        extraArgs: [
+          '--dynamic-config-value',
+          `limit.historyCount.suggestContinueAsNew=${SUGGEST_CAN_AFTER_EVENTS}`,
+        ],
+      },
+    });
+  // Core gives the server 5 s to answer; a cold start on a loaded 2-core machine can miss that once.
+  stack.env = await create().catch(() => create());
+}
+
+export default async function globalSetup(): Promise<void> {
+  const stack: SharedStack = { children: [] };
+  (globalThis as { __kiteStack?: SharedStack }).__kiteStack = stack;
+  if (!(await portOpen(TEST_PORTS.redis))) stack.children.push(await startRedis(TEST_PORTS.redis));
+  if (!(await portOpen(TEST_PORTS.mqtt))) stack.children.push(await startMosquitto(TEST_PORTS.mqtt));
+  if (process.env.KITE_TEST_NO_TEMPORAL !== '1') await startTemporal(stack);
+  process.env.KITE_TEST_TEMPORAL_ADDRESS = `127.0.0.1:${TEST_PORTS.temporal}`;
+  process.env.KITE_TEST_REDIS_URL = `redis://127.0.0.1:${TEST_PORTS.redis}`;
+  process.env.KITE_TEST_MQTT_URL = `mqtt://127.0.0.1:${TEST_PORTS.mqtt}`;
+}

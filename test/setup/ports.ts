@@ -1,0 +1,12 @@
+/**
+ * Ports of the shared test stack, apart from the demo stack's defaults so that `npm test` and `npm start`
+ * can run side by side. Override with the variables named here.
+ */
+export const TEST_PORTS = {
+  temporal: Number(process.env.KITE_TEST_TEMPORAL_PORT ?? 17233),
+  redis: Number(process.env.KITE_TEST_REDIS_PORT ?? 16379),
+  mqtt: Number(process.env.KITE_TEST_MQTT_PORT ?? 11883),
+};
+
+export const ROOT = `${__dirname}/../..`;
+export const TEMPORAL_BIN = process.env.KITE_TEMPORAL_BIN ?? `${ROOT}/.cache/bin/temporal`;

@@ -1,0 +1,137 @@
+/**
+ * The group workflow's public contract: its input, messages and status. Imported by the workflow, the worker
+ * and the client, so it depends on @temporalio/workflow and types only.
+ */
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+
+export const WORKFLOW_TYPE = 'groupSyncWorkflow';
+export const DEFAULT_TASK_QUEUE = 'kite-cloud-connector';
+
+/** `cloud-connector:<group>`: one workflow per monitoring group. */
+export function workflowIdForGroup(group: string): string {
+  return `cloud-connector:${group}`;
+}
+
+/** A group's configuration. Holds names only: secrets stay in the worker's configuration. */
+export interface GroupConfig {
+  /** The Kite monitoring (supervision) group. */
+  group: string;
+  /** Cloud Monitoring ON. @default true */
+  enabled: boolean;
+  /** Time between the end of one cycle and the start of the next, in ms. @default 300000 (5 minutes) */
+  intervalMs: number;
+  /** Names of targets configured on the worker (e.g. `azure`, `aws`, `mqtt`). At least one. */
+  targets: string[];
+  /** Start a new run after this many cycles, even if the server has not suggested it. @default 100 */
+  maxCyclesPerRun?: number;
+}
+
+/** What `configure` may change. Absent fields stay as they are. */
+export type ConfigPatch = Partial<Pick<GroupConfig, 'intervalMs' | 'targets' | 'maxCyclesPerRun'>>;
+
+/** Counts of one target's publish step. */
+export interface TargetCounts {
+  pending: number;
+  published: number;
+  failed: number;
+  throttled: number;
+}
+
+/** A compact summary of one sync cycle: counts and times, never SIM data. */
+export interface CycleSummary {
+  cycle: number;
+  startedAt: number;
+  finishedAt: number;
+  /** SIMs read from Kite, all groups. */
+  seen: number;
+  /** SIMs of this group with a valid record. */
+  inGroup: number;
+  /** SIMs of this group that could not be mapped, by reason. */
+  invalid: number;
+  invalidReasons: Record<string, number>;
+  /** SIMs that left the group since the last cycle. */
+  left: number;
+  /** Per target: SIMs with a change, and how publishing went. */
+  targets: Record<string, TargetCounts & { changed: number }>;
+}
+
+export type CyclePhase = 'idle' | 'fetch' | 'diff' | 'publish';
+
+export interface GroupStatus {
+  config: GroupConfig;
+  phase: CyclePhase;
+  /** Cycles completed over the workflow's whole life, across continue-as-new. */
+  cyclesCompleted: number;
+  lastCycle?: CycleSummary;
+  /** Epoch ms when the next cycle is due; absent while disabled. */
+  nextSyncAt?: number;
+  /** SIMs whose last publish failed permanently, per target. */
+  failingSims: Record<string, number>;
+  /** The last cycle's error, if it failed after retries. */
+  lastError?: string;
+}
+
+/** Carried across continue-as-new. */
+export interface GroupWorkflowInput {
+  config: GroupConfig;
+  cyclesCompleted?: number;
+  lastCycle?: CycleSummary;
+  failingSims?: Record<string, number>;
+  /** A `syncNow` received while the previous run was ending. */
+  syncRequested?: boolean;
+}
+
+/** Turn Cloud Monitoring ON: cycles run every interval. */
+export const enableSignal = defineSignal('enable');
+/** Turn Cloud Monitoring OFF: no activity runs and no timer spins until `enable`. */
+export const disableSignal = defineSignal('disable');
+/** Start a cycle now (when enabled) instead of waiting for the interval. */
+export const syncNowSignal = defineSignal('syncNow');
+/** Change the interval or targets; rejected with a reason when invalid. Returns the new configuration. */
+export const configureUpdate = defineUpdate<GroupConfig, [ConfigPatch]>('configure');
+export const statusQuery = defineQuery<GroupStatus>('status');
+
+/** Heartbeat details of the fetch/diff/publish activities: also what `kite-cc sync --wait` shows. */
+export interface ActivityProgress {
+  phase: Exclude<CyclePhase, 'idle'>;
+  target?: string;
+  /** Items done so far in this phase (SIMs fetched, diffed or published). */
+  done: number;
+  failed?: number;
+  /** Resume cursor; opaque. */
+  cursor?: number;
+}
+
+export const MIN_INTERVAL_MS = 1_000;
+export const MAX_INTERVAL_MS = 7 * 24 * 3_600_000;
+
+/** Returns a reason when `patch` is invalid, or undefined. Shared by the workflow's validator and the CLI. */
+export function configPatchError(patch: ConfigPatch): string | undefined {
+  if (patch.intervalMs !== undefined) {
+    if (
+      !Number.isInteger(patch.intervalMs) ||
+      patch.intervalMs < MIN_INTERVAL_MS ||
+      patch.intervalMs > MAX_INTERVAL_MS
+    ) {
+      return `intervalMs must be an integer from ${MIN_INTERVAL_MS} to ${MAX_INTERVAL_MS}, got ${patch.intervalMs}`;
+    }
+  }
+  if (patch.targets !== undefined) {
+    if (!Array.isArray(patch.targets) || patch.targets.length === 0) return 'targets must name at least one target';
+    const bad = patch.targets.find((t) => typeof t !== 'string' || !/^[a-z0-9][a-z0-9_-]{0,62}$/i.test(t));
+    if (bad !== undefined) return `target name ${JSON.stringify(bad)} is invalid: use letters, digits, - and _`;
+    if (new Set(patch.targets).size !== patch.targets.length) return 'targets must not repeat a name';
+  }
+  if (patch.maxCyclesPerRun !== undefined && (!Number.isInteger(patch.maxCyclesPerRun) || patch.maxCyclesPerRun < 1)) {
+    return `maxCyclesPerRun must be a positive integer, got ${patch.maxCyclesPerRun}`;
+  }
+  return undefined;
+}
+
+/** Group names become Redis hash tags and workflow ids: keep them plain. */
+export function groupNameError(group: string): string | undefined {
+  if (typeof group !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(group)) {
+    return `group ${JSON.stringify(group)} is invalid: 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit`;
+  }
+  return undefined;
+}
