@@ -21,6 +21,12 @@ export type PublishOutcome =
   /** Will not succeed by retrying: bad request, too large, forbidden. Recorded and skipped. */
   | { iccid: string; status: 'permanent'; reason: string };
 
+/** Who the items belong to. Optional so that callers written before it existed keep compiling. */
+export interface PublishContext {
+  /** The Kite monitoring group being synced (used by topic templates and webhook bodies). */
+  group: string;
+}
+
 /**
  * A publishing destination. Implementations bound their own concurrency and rate, never throw for a
  * per-SIM failure (they report it as an outcome), and never put secrets in a `reason`.
@@ -28,6 +34,6 @@ export type PublishOutcome =
 export interface Target {
   /** The configured instance name, e.g. `azure` or `aws-eu`. */
   readonly name: string;
-  publish(items: PublishItem[], signal?: AbortSignal): Promise<PublishOutcome[]>;
+  publish(items: PublishItem[], signal?: AbortSignal, context?: PublishContext): Promise<PublishOutcome[]>;
   close(): Promise<void>;
 }
