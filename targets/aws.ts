@@ -1,0 +1,229 @@
+/**
+ * AWS IoT Core target: each SIM is a thing; its record is the `state.reported` of the thing's classic or named
+ * shadow. A back end may write `reported` directly (AWS does not restrict who writes which section), so unlike
+ * Azure no per-device connection is needed.
+ *
+ * Per SIM: CreateThing on its first publish (identity fields as attributes; "already exists" is success), then
+ * UpdateThingShadow `{"state":{"reported":patch}}`. A shadow update that finds no thing (404) creates the thing
+ * and retries once, which also covers things deleted behind our back. Things are not created on every process
+ * start for every SIM: CreateThing is limited to 15 TPS per account, so a restart would crawl.
+ */
+import { CreateThingCommand, IoTClient } from '@aws-sdk/client-iot';
+import { IoTDataPlaneClient, UpdateThingShadowCommand } from '@aws-sdk/client-iot-data-plane';
+import { createLogger, redact, type Logger } from '../shared/log';
+import type { AwsTargetConfig } from './config';
+import { abortedOutcome, mapPool, parseRetryAfter, RateLimiter, scrub } from './limits';
+import type { PublishItem, PublishOutcome, Target } from './target';
+
+/**
+ * AWS counts 8 KB over the desired + reported state of the *stored, merged* document, metadata excluded. The
+ * target only sees the patch, so it guards the serialized `{"reported":patch}`: exact on a first publish (the
+ * patch is the whole record), a lower bound afterwards. A merged document that still grows past 8 KB is
+ * refused by AWS with 413, which maps to the same permanent outcome.
+ */
+export const SHADOW_STATE_LIMIT_BYTES = 8 * 1024;
+const THING_NAME = /^[a-zA-Z0-9:_-]{1,128}$/;
+/** Without a thing type AWS allows three attributes: the SIM's stable identity. */
+const THING_ATTRIBUTES = ['iccid', 'imei', 'alias'] as const;
+const ATTRIBUTE_VALUE_FORBIDDEN = /[^a-zA-Z0-9_.,@/:#=[\]-]/g;
+const KNOWN_THINGS_MAX = 100_000;
+/** Used when AWS throttles without a Retry-After: the SDK has already backed off for a second or two. */
+const DEFAULT_THROTTLE_MS = 2_000;
+
+export interface AwsTargetDeps {
+  logger?: Logger;
+}
+
+/** A set that forgets its oldest entries beyond `max`, so memory stays bounded on huge fleets. */
+class BoundedSet {
+  private readonly items = new Set<string>();
+  constructor(private readonly max: number) {}
+  has(key: string): boolean {
+    return this.items.has(key);
+  }
+  add(key: string): void {
+    this.items.delete(key);
+    this.items.add(key);
+    if (this.items.size > this.max) this.items.delete(this.items.values().next().value!);
+  }
+  delete(key: string): void {
+    this.items.delete(key);
+  }
+}
+
+interface AwsErrorLike {
+  name?: string;
+  message?: string;
+  $metadata?: { httpStatusCode?: number; attempts?: number };
+  $response?: { headers?: Record<string, string | undefined> };
+}
+
+export class AwsIotTarget implements Target {
+  readonly name: string;
+  private readonly iot: IoTClient;
+  private readonly data: IoTDataPlaneClient;
+  private readonly knownThings = new BoundedSet(KNOWN_THINGS_MAX);
+  private readonly shadowRate: RateLimiter;
+  private readonly thingRate: RateLimiter;
+  private readonly log: Logger;
+  private readonly secrets: string[];
+
+  constructor(
+    private readonly config: AwsTargetConfig,
+    deps: AwsTargetDeps = {}
+  ) {
+    this.name = config.name;
+    this.log = (deps.logger ?? createLogger()).child({ target: config.name, type: 'aws' });
+    const common = {
+      region: config.region,
+      credentials: config.credentials,
+      maxAttempts: config.maxAttempts,
+      requestHandler: { requestTimeout: config.timeoutMs, connectionTimeout: config.timeoutMs },
+    };
+    this.iot = new IoTClient({ ...common, endpoint: config.controlEndpoint });
+    this.data = new IoTDataPlaneClient({ ...common, endpoint: config.endpoint });
+    this.shadowRate = new RateLimiter(config.requestsPerSecond);
+    this.thingRate = new RateLimiter(config.thingsPerSecond);
+    const c = config.credentials;
+    this.secrets = [c?.secretAccessKey, c?.sessionToken].filter((s): s is string => !!s);
+  }
+
+  async publish(items: PublishItem[], signal?: AbortSignal): Promise<PublishOutcome[]> {
+    const outcomes = await mapPool(items, this.config.concurrency, (item) => this.publishOne(item, signal));
+    const failed = outcomes.filter((o) => o.status !== 'ok');
+    if (failed.length) {
+      this.log.warn('some shadow updates failed', { items: items.length, failed: failed.length, first: failed[0] });
+    }
+    return outcomes;
+  }
+
+  private async publishOne(item: PublishItem, signal?: AbortSignal): Promise<PublishOutcome> {
+    if (signal?.aborted) return abortedOutcome(item);
+    const thing = item.deviceId;
+    if (!THING_NAME.test(thing)) {
+      return permanent(
+        item,
+        `thing name '${thing}' is not valid for AWS IoT ([a-zA-Z0-9:_-]{1,128}); check deviceIdTemplate`
+      );
+    }
+    const payload = JSON.stringify({ state: { reported: item.patch } });
+    const size = Buffer.byteLength(JSON.stringify({ reported: item.patch }));
+    if (size > SHADOW_STATE_LIMIT_BYTES) {
+      return permanent(item, `reported state is ${size} bytes, over the ${SHADOW_STATE_LIMIT_BYTES}-byte shadow limit`);
+    }
+    try {
+      if (this.config.createThings && item.full && !this.knownThings.has(thing)) await this.ensureThing(item, signal);
+      await this.updateShadow(thing, payload, signal).catch(async (err: unknown) => {
+        if (!this.config.createThings || !isNotFound(err)) throw err;
+        this.knownThings.delete(thing);
+        await this.ensureThing(item, signal);
+        await this.updateShadow(thing, payload, signal);
+      });
+      return { iccid: item.iccid, status: 'ok' };
+    } catch (err) {
+      return this.outcomeFor(item, err as AwsErrorLike, signal);
+    }
+  }
+
+  private async ensureThing(item: PublishItem, signal?: AbortSignal): Promise<void> {
+    await this.thingRate.take(signal);
+    const command = new CreateThingCommand({
+      thingName: item.deviceId,
+      attributePayload: { attributes: thingAttributes(item) },
+    });
+    try {
+      await this.iot.send(command, { abortSignal: signal });
+    } catch (err) {
+      // Exists with other attributes: the thing is there, which is all the shadow needs.
+      if ((err as AwsErrorLike).name !== 'ResourceAlreadyExistsException') throw withOperation(err, 'CreateThing');
+    }
+    this.knownThings.add(item.deviceId);
+  }
+
+  private async updateShadow(thingName: string, payload: string, signal?: AbortSignal): Promise<void> {
+    await this.shadowRate.take(signal);
+    const command = new UpdateThingShadowCommand({
+      thingName,
+      shadowName: this.config.shadowName,
+      payload: new TextEncoder().encode(payload),
+    });
+    await this.data.send(command, { abortSignal: signal });
+    this.knownThings.add(thingName);
+  }
+
+  /** Maps an error that survived the SDK's own retries to an outcome. */
+  private outcomeFor(item: PublishItem, err: AwsErrorLike, signal?: AbortSignal): PublishOutcome {
+    if (signal?.aborted) return abortedOutcome(item);
+    const status = err.$metadata?.httpStatusCode;
+    const name = err.name ?? 'Error';
+    const where = `${(err as { operation?: string }).operation ?? 'UpdateThingShadow'} ${item.deviceId}`;
+    const attempts = err.$metadata?.attempts ? ` after ${err.$metadata.attempts} attempt(s)` : '';
+    const text = (what: string) =>
+      this.clean(`${where}: ${what} (${status ?? 'no response'} ${name}: ${err.message ?? ''})`);
+    if (status === 429 || /Throttling|TooManyRequests|LimitExceeded/.test(name)) {
+      const retryAfterMs = retryAfterOf(err) ?? DEFAULT_THROTTLE_MS;
+      return { iccid: item.iccid, status: 'throttled', retryAfterMs, reason: text(`throttled${attempts}`) };
+    }
+    if (status === 413 || name === 'RequestEntityTooLargeException') {
+      return permanent(item, text('the merged shadow would exceed 8 KB; use a named shadow or fewer keys'));
+    }
+    if (status === 401 || status === 403 || /Unauthorized|Forbidden|AccessDenied|InvalidSignature/.test(name)) {
+      return permanent(item, text('not authorised: check the credentials and the IAM policy'));
+    }
+    if (name === 'CredentialsProviderError') {
+      return permanent(item, text('no AWS credentials: set credentials or configure the default provider chain'));
+    }
+    if (status === 404)
+      return permanent(item, text(this.config.createThings ? 'not found' : 'no such thing and createThings is off'));
+    if (status !== undefined && status >= 400 && status < 500 && status !== 408 && status !== 409) {
+      return permanent(item, text('rejected'));
+    }
+    return { iccid: item.iccid, status: 'retryable', reason: text(`failed${attempts}`) };
+  }
+
+  private clean(text: string): string {
+    return scrub(redact(text), this.secrets).slice(0, 500);
+  }
+
+  async close(): Promise<void> {
+    this.iot.destroy();
+    this.data.destroy();
+  }
+}
+
+function permanent(item: PublishItem, reason: string): PublishOutcome {
+  return { iccid: item.iccid, status: 'permanent', reason };
+}
+
+function isNotFound(err: unknown): boolean {
+  const e = err as AwsErrorLike;
+  return e.$metadata?.httpStatusCode === 404 || e.name === 'ResourceNotFoundException';
+}
+
+function withOperation(err: unknown, operation: string): unknown {
+  if (err && typeof err === 'object') Object.assign(err, { operation });
+  return err;
+}
+
+function retryAfterOf(err: AwsErrorLike): number | undefined {
+  const headers = err.$response?.headers ?? {};
+  const amz = headers['x-amz-retry-after'];
+  if (amz && /^\d+$/.test(amz)) return Number(amz);
+  return parseRetryAfter(headers['retry-after']);
+}
+
+/** Identity fields as thing attributes, with characters AWS refuses in attribute values replaced by `_`. */
+function thingAttributes(item: PublishItem): Record<string, string> {
+  const attributes: Record<string, string> = { iccid: item.iccid };
+  for (const key of THING_ATTRIBUTES) {
+    const value = item.patch[key];
+    if (typeof value === 'string' && value !== '') {
+      attributes[key] = value.replace(ATTRIBUTE_VALUE_FORBIDDEN, '_').slice(0, 800);
+    }
+  }
+  return attributes;
+}
+
+export function createAwsIotTarget(config: AwsTargetConfig, deps: AwsTargetDeps = {}): AwsIotTarget {
+  return new AwsIotTarget(config, deps);
+}

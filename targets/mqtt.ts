@@ -1,0 +1,195 @@
+/**
+ * MQTT target for any broker: one retained QoS 1 JSON message per SIM and change, on a per-SIM topic.
+ *
+ * The message body is the patch the target receives: the changed keys, with `null` for a removed key (on a
+ * SIM's first publish, the whole record). So the retained message on a SIM's topic is its *latest change*, not
+ * its full state; a subscriber that needs full state merges the patches it sees, starting from a first publish.
+ * Keeping a merged copy here would duplicate the state store and be lost on restart, so the target stays a
+ * faithful pipe of what changed.
+ *
+ * One connection per target, opened on the first publish and reopened after a loss. Automatic reconnection is
+ * off on purpose: a QoS 1 message left unacknowledged would be re-sent after a reconnect, possibly after a newer
+ * message for the same SIM, and the retained value would go back in time. A message without PUBACK in time
+ * instead drops the connection (discarding its queue) and is reported retryable.
+ */
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import { createLogger, redact, type Logger } from '../shared/log';
+import type { MqttTargetConfig } from './config';
+import { abortedOutcome, mapPool, RateLimiter, scrub } from './limits';
+import type { PublishContext, PublishItem, PublishOutcome, Target } from './target';
+
+export interface MqttTargetDeps {
+  logger?: Logger;
+}
+
+/** A live connection and a promise that rejects when it closes, to fail its pending publishes at once. */
+interface Connection {
+  client: MqttClient;
+  closed: Promise<never>;
+}
+
+const TOPIC_VALUE_FORBIDDEN = /[/+#\0]/;
+
+export class MqttTarget implements Target {
+  readonly name: string;
+  private connection?: Promise<Connection>;
+  /** The client behind `connection`, so that a stale client's close does not forget a newer connection. */
+  private activeClient?: MqttClient;
+  private readonly rate: RateLimiter;
+  private readonly log: Logger;
+  /** `host:port`, for reasons and logs; never the URL's user part. */
+  private readonly broker: string;
+
+  constructor(
+    private readonly config: MqttTargetConfig,
+    deps: MqttTargetDeps = {}
+  ) {
+    this.name = config.name;
+    this.log = (deps.logger ?? createLogger()).child({ target: config.name, type: 'mqtt' });
+    this.rate = new RateLimiter(config.requestsPerSecond);
+    this.broker = new URL(config.url).host;
+  }
+
+  async publish(items: PublishItem[], signal?: AbortSignal, context?: PublishContext): Promise<PublishOutcome[]> {
+    const topics = items.map((item) => this.topicFor(item, context));
+    let connection: Connection;
+    try {
+      connection = await this.connect();
+    } catch (err) {
+      const reason = this.clean(`cannot connect to MQTT broker ${this.broker}: ${(err as Error).message}`);
+      this.log.warn('broker connection failed', { broker: this.broker, error: reason });
+      return items.map((item, i) => topics[i].outcome ?? { iccid: item.iccid, status: 'retryable', reason });
+    }
+    const work = items.map((item, i) => ({ item, ...topics[i] }));
+    return mapPool(work, this.config.concurrency, ({ item, topic, outcome }) =>
+      outcome ? Promise.resolve(outcome) : this.publishOne(connection, item, topic!, signal)
+    );
+  }
+
+  /** The SIM's topic, or a permanent outcome when the template cannot be filled safely. */
+  private topicFor(item: PublishItem, context?: PublishContext): { topic?: string; outcome?: PublishOutcome } {
+    const values: Record<string, string | undefined> = {
+      group: context?.group,
+      iccid: item.iccid,
+      deviceId: item.deviceId,
+    };
+    let problem: string | undefined;
+    const topic = this.config.topicTemplate.replace(/\{(\w+)\}/g, (_, field: string) => {
+      const value = values[field];
+      if (!value)
+        problem ??= `topic template needs {${field}}, but ${field === 'group' ? 'no group context was passed' : 'it is empty'}`;
+      else if (TOPIC_VALUE_FORBIDDEN.test(value)) problem ??= `{${field}} value '${value}' contains /, +, # or NUL`;
+      return value ?? '';
+    });
+    return problem ? { outcome: { iccid: item.iccid, status: 'permanent', reason: problem } } : { topic };
+  }
+
+  private async publishOne(
+    connection: Connection,
+    item: PublishItem,
+    topic: string,
+    signal?: AbortSignal
+  ): Promise<PublishOutcome> {
+    try {
+      await this.rate.take(signal);
+    } catch {
+      return abortedOutcome(item);
+    }
+    if (!connection.client.connected) return this.retryable(item, 'connection to the broker was lost');
+    const properties = this.config.protocolVersion === 5 ? { contentType: 'application/json' } : undefined;
+    const sent = connection.client.publishAsync(topic, JSON.stringify(item.patch), {
+      qos: 1,
+      retain: this.config.retain,
+      properties,
+    });
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new PubackTimeout()), this.config.timeoutMs);
+    });
+    try {
+      await Promise.race([sent, connection.closed, timeout]);
+      return { iccid: item.iccid, status: 'ok' };
+    } catch (err) {
+      // Without a PUBACK the message sits in the client's queue; dropping the connection discards it.
+      if (err instanceof PubackTimeout) this.drop(connection);
+      return this.retryable(item, (err as Error).message);
+    } finally {
+      clearTimeout(timer);
+      sent.catch(() => undefined);
+    }
+  }
+
+  private retryable(item: PublishItem, why: string): PublishOutcome {
+    return { iccid: item.iccid, status: 'retryable', reason: this.clean(`MQTT publish to ${this.broker}: ${why}`) };
+  }
+
+  /** The shared connection, opened on first use and again after it closed. */
+  private connect(): Promise<Connection> {
+    this.connection ??= this.open().catch((err: unknown) => {
+      this.connection = undefined;
+      throw err;
+    });
+    return this.connection;
+  }
+
+  private open(): Promise<Connection> {
+    const { config } = this;
+    const options: IClientOptions = {
+      clientId: config.clientId ?? `kite-cc-${config.name}-${Math.random().toString(16).slice(2, 10)}`,
+      username: config.username,
+      password: config.password,
+      protocolVersion: config.protocolVersion,
+      clean: true,
+      reconnectPeriod: 0,
+      connectTimeout: config.timeoutMs,
+      ca: config.ca,
+    };
+    const client = mqtt.connect(config.url, options);
+    this.activeClient = client;
+    let lastError: Error | undefined;
+    client.on('error', (err) => {
+      lastError = err;
+      this.log.warn('MQTT client error', { broker: this.broker, error: this.clean(err.message) });
+    });
+    const closed = new Promise<never>((_, reject) =>
+      client.once('close', () => reject(new Error(`connection closed${lastError ? `: ${lastError.message}` : ''}`)))
+    );
+    closed.catch(() => {
+      if (this.activeClient !== client) return;
+      this.activeClient = undefined;
+      this.connection = undefined;
+    });
+    return new Promise<Connection>((resolve, reject) => {
+      client.once('connect', () => resolve({ client, closed }));
+      closed.catch((err: Error) => reject(lastError ?? err));
+    });
+  }
+
+  private drop(connection: Connection): void {
+    connection.client.end(true);
+  }
+
+  private clean(text: string): string {
+    return scrub(redact(text), [this.config.password]);
+  }
+
+  async close(): Promise<void> {
+    const pending = this.connection;
+    this.connection = undefined;
+    this.activeClient = undefined;
+    const connection = await pending?.catch(() => undefined);
+    if (!connection) return;
+    await Promise.race([connection.client.endAsync(), new Promise((r) => setTimeout(r, this.config.timeoutMs))]);
+    connection.client.end(true);
+  }
+}
+
+class PubackTimeout extends Error {
+  constructor() {
+    super('no PUBACK in time; the connection was dropped so the message cannot be replayed out of order');
+  }
+}
+
+export function createMqttTarget(config: MqttTargetConfig, deps: MqttTargetDeps = {}): MqttTarget {
+  return new MqttTarget(config, deps);
+}
