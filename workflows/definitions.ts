@@ -52,7 +52,11 @@ export interface CycleSummary {
   /** SIMs that left the group since the last cycle. */
   left: number;
   /** Per target: SIMs with a change, and how publishing went. */
-  targets: Record<string, TargetCounts & { changed: number }>;
+  targets: Record<string, TargetCounts & { changed: number; error?: string }>;
+  /** `completed` when every step and target succeeded; `cancelled` when the group was disabled mid-cycle. */
+  outcome?: 'completed' | 'failed' | 'cancelled';
+  /** Why the cycle failed, after Temporal's retries. */
+  error?: string;
 }
 
 export type CyclePhase = 'idle' | 'fetch' | 'diff' | 'publish';

@@ -1,4 +1,4 @@
-import type { SearchAttributeKey } from '@temporalio/common';
+import type { SearchAttributeKey } from '@temporalio/common/lib/search-attributes';
 
 /** The monitoring group a run belongs to: `KiteGroup = "fleet-a"` in the Web UI or `temporal workflow list`. */
 export const KITE_GROUP: SearchAttributeKey<'KEYWORD'> = { name: 'KiteGroup', type: 'KEYWORD' };

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -53,7 +53,7 @@ export async function startRedis(port: number, extraArgs: string[] = []): Promis
 export async function startMosquitto(port: number): Promise<ChildProcess> {
   const dir = tempDir('mosquitto');
   const conf = path.join(dir, 'mosquitto.conf');
-  require('node:fs').writeFileSync(conf, `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\n`);
+  writeFileSync(conf, `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\n`);
   const bin = process.env.KITE_MOSQUITTO_BIN ?? '/usr/sbin/mosquitto';
   const child = spawn(bin, ['-c', conf], { stdio: 'ignore' });
   await waitForPort(port, 'mosquitto');

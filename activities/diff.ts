@@ -1,0 +1,118 @@
+import { ApplicationFailure, Context } from '@temporalio/activity';
+import type { SimRecord } from '../kite/record';
+import type { Logger } from '../shared/log';
+import { canonicalJson, diffRecords } from '../state/records';
+import type { Entry, StateStore } from '../state/store';
+import type { DiffInput, DiffResult } from './types';
+
+export interface DiffDeps {
+  store: StateStore;
+  logger: Logger;
+  /**
+   * Refuse a cycle in which more than this fraction of the group's known SIMs disappeared (and more than 100),
+   * rather than forgetting them and republishing them in full later: a truncated inventory looks the same.
+   * @default 0.5
+   */
+  maxLeaveFraction?: number;
+  /** SIMs compared per Redis round trip. @default 1000 */
+  batchSize?: number;
+}
+
+/**
+ * Compares the staged snapshot with what each target last acknowledged and writes the pending patches: the
+ * whole record for a SIM new to the target, changed keys (null for removed ones) otherwise, nothing when equal.
+ * SIMs that left the group are forgotten. Idempotent: pending is always recomputed from published + snapshot.
+ */
+export function createDiffActivity(deps: DiffDeps) {
+  return async function diffSnapshot({ group, cycle, targets }: DiffInput): Promise<DiffResult> {
+    const { store } = deps;
+    const result: DiffResult = { left: 0, targets: {} };
+    for (const target of targets) result.targets[target] = { changed: 0, stillFailing: 0 };
+    const pendingNonEmpty = await Promise.all(
+      targets.map(async (t) => (await store.hlen(store.key.pending(group, t))) > 0)
+    );
+    let done = 0;
+    for await (const entries of store.scan(store.key.snapshot(group, cycle), deps.batchSize ?? 1000)) {
+      const iccids = entries.map(([iccid]) => iccid);
+      const lookups = await store.hmgetMany(
+        targets.flatMap((t) => [
+          { key: store.key.published(group, t), fields: iccids },
+          { key: store.key.failures(group, t), fields: iccids },
+        ])
+      );
+      await Promise.all(
+        targets.map((target, t) =>
+          diffTarget(store, group, target, entries, lookups[2 * t], lookups[2 * t + 1], pendingNonEmpty[t], result)
+        )
+      );
+      done += entries.length;
+      Context.current().heartbeat({ phase: 'diff', done });
+    }
+    result.left = await forgetLeavers(deps, group, cycle, targets);
+    deps.logger.info('diffed group snapshot', { group, cycle, ...result });
+    return result;
+  };
+}
+
+async function diffTarget(
+  store: StateStore,
+  group: string,
+  target: string,
+  entries: Entry[],
+  published: (string | null)[],
+  failures: (string | null)[],
+  clearStale: boolean,
+  result: DiffResult
+): Promise<void> {
+  const sets: Entry[] = [];
+  const deletes: string[] = [];
+  entries.forEach(([iccid, json], i) => {
+    if (published[i] === json) {
+      if (clearStale) deletes.push(iccid);
+      return;
+    }
+    const before = published[i] ? (JSON.parse(published[i]!) as SimRecord) : undefined;
+    const patch = diffRecords(before, JSON.parse(json) as SimRecord);
+    if (!patch) {
+      if (clearStale) deletes.push(iccid);
+      return;
+    }
+    const patchJson = canonicalJson(patch);
+    if (failures[i] && (JSON.parse(failures[i]!) as { patch: string }).patch === patchJson) {
+      result.targets[target].stillFailing++;
+      if (clearStale) deletes.push(iccid);
+      return;
+    }
+    sets.push([iccid, patchJson]);
+  });
+  result.targets[target].changed += sets.length;
+  await store.writePending(group, target, sets, deletes);
+}
+
+/** SIMs known from earlier cycles that are neither in the snapshot nor among the group's invalid SIMs. */
+async function forgetLeavers(deps: DiffDeps, group: string, cycle: number, targets: string[]): Promise<number> {
+  const { store } = deps;
+  const known = await store.hlen(store.key.connectivity(group));
+  const leavers: string[] = [];
+  for await (const entries of store.scan(store.key.connectivity(group), deps.batchSize ?? 1000)) {
+    const iccids = entries.map(([iccid]) => iccid);
+    const [inSnapshot, invalid] = await store.hmgetMany([
+      { key: store.key.snapshot(group, cycle), fields: iccids },
+      { key: store.key.invalid(group, cycle), fields: iccids },
+    ]);
+    iccids.forEach((iccid, i) => {
+      if (inSnapshot[i] === null && invalid[i] === null) leavers.push(iccid);
+    });
+  }
+  const unique = [...new Set(leavers)];
+  const maxFraction = deps.maxLeaveFraction ?? 0.5;
+  if (unique.length > 100 && unique.length > known * maxFraction) {
+    throw ApplicationFailure.nonRetryable(
+      `${unique.length} of ${known} known SIMs of group ${group} are missing from Kite's inventory this cycle; ` +
+        `refusing to forget them (limit ${maxFraction * 100}%). If they really left the group, raise maxLeaveFraction.`,
+      'SuspiciousInventoryDrop'
+    );
+  }
+  for (let i = 0; i < unique.length; i += 1000) await store.forget(group, targets, unique.slice(i, i + 1000));
+  return unique.length;
+}

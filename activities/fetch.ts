@@ -1,0 +1,122 @@
+import { Context } from '@temporalio/activity';
+import type { Logger } from '../shared/log';
+import { canonicalJson } from '../state/records';
+import type { Entry, StateStore } from '../state/store';
+import type { KiteSource } from './kite-source';
+import type { CycleRef, FetchResult } from './types';
+
+export interface FetchDeps {
+  store: StateStore;
+  kite: KiteSource;
+  logger: Logger;
+  /** Presence requests in flight at once; the Kite client's rate budget still applies. @default 8 */
+  presenceConcurrency?: number;
+  onProgress?: (group: string, fetched: number) => void;
+}
+
+interface FetchCheckpoint {
+  phase: 'fetch';
+  done: number;
+  cursor: number;
+  counts: FetchResult;
+}
+
+interface Connectivity {
+  h: string;
+  p?: unknown;
+}
+
+const emptyCounts = (): FetchResult => ({ seen: 0, inGroup: 0, invalid: 0, invalidReasons: {}, presenceFetched: 0 });
+
+/**
+ * Pages the Kite inventory, keeps the group's SIMs, reads presence only where connectivity hints changed, maps
+ * and validates each SIM, and stages the snapshot in Redis. Resumes from its last heartbeat on retry.
+ */
+export function createFetchActivity(deps: FetchDeps) {
+  return async function fetchSnapshot({ group, cycle }: CycleRef): Promise<FetchResult> {
+    const ctx = Context.current();
+    const resumed = ctx.info.heartbeatDetails as FetchCheckpoint | undefined;
+    const counts = resumed?.counts ?? emptyCounts();
+    if (!resumed) {
+      await deps.store.dropStaging(group, cycle);
+      await deps.store.dropStaging(group, cycle - 1);
+    }
+    let checkpoint: FetchCheckpoint = {
+      phase: 'fetch',
+      done: counts.seen,
+      cursor: resumed?.cursor ?? 0,
+      counts: structuredClone(counts),
+    };
+    // Presence reads may take minutes for a page at Kite's rate budget: keep heartbeating the last checkpoint.
+    const beat = () => ctx.heartbeat(checkpoint);
+    for await (const page of deps.kite.pages(checkpoint.cursor, ctx.cancellationSignal)) {
+      counts.seen += page.sims.length;
+      await stageGroupPage(deps, group, cycle, page.sims, page.startIndex, counts, ctx.cancellationSignal, beat);
+      checkpoint = { phase: 'fetch', done: counts.seen, cursor: page.nextIndex, counts: structuredClone(counts) };
+      beat();
+      deps.onProgress?.(group, page.sims.length);
+    }
+    deps.logger.info('fetched group snapshot', { group, cycle, ...counts });
+    return counts;
+  };
+}
+
+async function stageGroupPage(
+  deps: FetchDeps,
+  group: string,
+  cycle: number,
+  sims: unknown[],
+  startIndex: number,
+  counts: FetchResult,
+  signal: AbortSignal,
+  beat: () => void
+): Promise<void> {
+  const { kite, store } = deps;
+  const invalid: Entry[] = [];
+  const members: { sim: unknown; icc: string; hints: string }[] = [];
+  sims.forEach((sim, i) => {
+    if (!kite.inGroup(sim, group)) return;
+    const icc = kite.icc(sim);
+    if (icc === undefined) invalid.push([`#${startIndex + i}`, 'bad-icc']);
+    else members.push({ sim, icc, hints: kite.hints(sim) });
+  });
+  const known = await store.hmget(
+    store.key.connectivity(group),
+    members.map((m) => m.icc)
+  );
+  const previous = known.map((json) => (json ? (JSON.parse(json) as Connectivity) : undefined));
+  const stale = members.map((m, i) => previous[i]?.h !== m.hints);
+  const fresh = await mapLimit(members, deps.presenceConcurrency ?? 8, (m, i) =>
+    stale[i] ? kite.presence(m.icc, signal).finally(beat) : Promise.resolve(previous[i]?.p)
+  );
+
+  const records: Entry[] = [];
+  const connectivity: Entry[] = [];
+  members.forEach((m, i) => {
+    if (stale[i]) {
+      counts.presenceFetched++;
+      connectivity.push([m.icc, JSON.stringify({ h: m.hints, p: fresh[i] })]);
+    }
+    const mapped = kite.map(m.sim, fresh[i]);
+    if (mapped.ok) records.push([m.icc, canonicalJson(mapped.record)]);
+    else invalid.push([m.icc, mapped.reason]);
+  });
+  for (const [, reason] of invalid) counts.invalidReasons[reason] = (counts.invalidReasons[reason] ?? 0) + 1;
+  counts.invalid += invalid.length;
+  counts.inGroup += records.length;
+  await store.stagePage(group, cycle, { records, connectivity, invalid });
+}
+
+/** Maps with at most `limit` calls in flight, keeping order. */
+export async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await fn(items[i], i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}

@@ -1,0 +1,186 @@
+import { ApplicationFailure, Context } from '@temporalio/activity';
+import type { SimPatch, SimRecord } from '../kite/record';
+import { redact, type Logger } from '../shared/log';
+import { applyPatch, canonicalJson } from '../state/records';
+import type { CommitItem, Entry, FailureItem, StateStore } from '../state/store';
+import { DEFAULT_DEVICE_ID_TEMPLATE, deviceIdFor } from '../targets/device-id';
+import type { PublishItem, PublishOutcome, Target } from '../targets/target';
+import type { PublishInput, PublishResult } from './types';
+
+export interface ConfiguredTarget {
+  target: Target;
+  /** @default '{iccid}' */
+  deviceIdTemplate?: string;
+}
+
+export interface PublishDeps {
+  store: StateStore;
+  targets: ReadonlyMap<string, ConfiguredTarget>;
+  logger: Logger;
+  /** SIMs handed to a target in one call. @default 500 */
+  batchSize?: number;
+  /** Batches in flight at once. Bounds the SIMs a crash may send twice: batchSize × inFlightBatches. @default 4 */
+  inFlightBatches?: number;
+  /** Rounds of in-activity retry for throttled or transient SIMs before the activity fails and Temporal retries. @default 3 */
+  retryRounds?: number;
+  onOutcomes?: (group: string, target: string, outcomes: PublishOutcome[], ms: number) => void;
+}
+
+interface Retry {
+  entries: Entry[];
+  delayMs: number;
+  reason: string;
+}
+
+/**
+ * Sends a target's pending patches with bounded concurrency. After the target acknowledges a SIM, records it as
+ * published and drops its pending patch in one atomic step; a crash resumes with only what is left, so a SIM
+ * is never lost and at most the in-flight ones are sent twice. Permanent failures are recorded and skipped.
+ */
+export function createPublishActivity(deps: PublishDeps) {
+  const batchSize = deps.batchSize ?? 500;
+  return async function publishChanges({ group, target: name }: PublishInput): Promise<PublishResult> {
+    const configured = deps.targets.get(name);
+    if (!configured) {
+      const known = [...deps.targets.keys()].join(', ') || 'none';
+      throw ApplicationFailure.nonRetryable(
+        `target ${name} is not configured on this worker (configured: ${known})`,
+        'UnknownTarget'
+      );
+    }
+    const ctx = Context.current();
+    const counts = { published: 0, failed: 0, throttled: 0 };
+    const send = (entries: Entry[]) =>
+      sendBatch(deps, group, name, configured, entries, counts, ctx.cancellationSignal);
+    const heartbeat = () =>
+      ctx.heartbeat({ phase: 'publish', target: name, done: counts.published, failed: counts.failed });
+
+    const seen = new Set<string>();
+    let retry: Retry = { entries: [], delayMs: 0, reason: '' };
+    const inFlight = new Set<Promise<void>>();
+    for await (const entries of deps.store.scan(deps.store.key.pending(group, name), batchSize)) {
+      const fresh = entries.filter(([iccid]) => !seen.has(iccid) && seen.add(iccid));
+      for (let i = 0; i < fresh.length; i += batchSize) {
+        const batch = send(fresh.slice(i, i + batchSize)).then((r) => {
+          retry = mergeRetry(retry, r);
+          heartbeat();
+        });
+        const tracked = batch.finally(() => inFlight.delete(tracked));
+        tracked.catch(() => undefined); // observed by Promise.race/all below; this keeps a late rejection handled
+        inFlight.add(tracked);
+        if (inFlight.size >= (deps.inFlightBatches ?? 4)) await Promise.race(inFlight);
+      }
+    }
+    await Promise.all(inFlight);
+
+    for (let round = 1; retry.entries.length && round <= (deps.retryRounds ?? 3); round++) {
+      await sleepWithHeartbeats(Math.max(retry.delayMs, 500 * 2 ** round), heartbeat);
+      const pendingRetry = retry;
+      retry = { entries: [], delayMs: 0, reason: '' };
+      for (let i = 0; i < pendingRetry.entries.length; i += batchSize) {
+        retry = mergeRetry(retry, await send(pendingRetry.entries.slice(i, i + batchSize)));
+        heartbeat();
+      }
+    }
+    if (retry.entries.length) {
+      throw ApplicationFailure.create({
+        message: `${retry.entries.length} SIMs not yet acknowledged by target ${name}: ${retry.reason}`,
+        type: 'TargetUnavailable',
+        nextRetryDelay: retry.delayMs > 0 ? retry.delayMs : undefined,
+      });
+    }
+    const failing = await deps.store.hlen(deps.store.key.failures(group, name));
+    deps.logger.info('published changes', { group, target: name, ...counts, failing });
+    return { ...counts, failing };
+  };
+}
+
+async function sendBatch(
+  deps: PublishDeps,
+  group: string,
+  name: string,
+  { target, deviceIdTemplate }: ConfiguredTarget,
+  entries: Entry[],
+  counts: { published: number; failed: number; throttled: number },
+  signal: AbortSignal
+): Promise<Retry> {
+  const { store } = deps;
+  const published = await store.hmget(
+    store.key.published(group, name),
+    entries.map(([iccid]) => iccid)
+  );
+  const items: PublishItem[] = [];
+  const merged = new Map<string, string>();
+  const failures: FailureItem[] = [];
+  entries.forEach(([iccid, patchJson], i) => {
+    const before = published[i] ? (JSON.parse(published[i]!) as SimRecord) : undefined;
+    const patch = JSON.parse(patchJson) as SimPatch;
+    const after = applyPatch(before, patch);
+    merged.set(iccid, canonicalJson(after));
+    try {
+      const deviceId = deviceIdFor(deviceIdTemplate ?? DEFAULT_DEVICE_ID_TEMPLATE, after);
+      items.push({ iccid, deviceId, patch, full: !before });
+    } catch (err) {
+      failures.push({ iccid, patch: patchJson, reason: (err as Error).message });
+    }
+  });
+
+  const started = Date.now();
+  const outcomes = await publishSafely(target, items, signal, group);
+  deps.onOutcomes?.(group, name, outcomes, Date.now() - started);
+
+  const patches = new Map(entries);
+  const commits: CommitItem[] = [];
+  const retry: Retry = { entries: [], delayMs: 0, reason: '' };
+  for (const outcome of outcomes) {
+    const patch = patches.get(outcome.iccid);
+    if (patch === undefined) continue;
+    if (outcome.status === 'ok') commits.push({ iccid: outcome.iccid, patch, merged: merged.get(outcome.iccid)! });
+    else if (outcome.status === 'permanent') failures.push({ iccid: outcome.iccid, patch, reason: outcome.reason });
+    else {
+      retry.entries.push([outcome.iccid, patch]);
+      retry.reason = outcome.reason;
+      if (outcome.status === 'throttled') {
+        counts.throttled++;
+        retry.delayMs = Math.max(retry.delayMs, outcome.retryAfterMs);
+      }
+    }
+  }
+  // Read the awaited counts first: `counts.x += await …` would add to a stale value while other batches run.
+  const [committed, failed] = await Promise.all([
+    store.commitPublished(group, name, commits),
+    store.recordFailures(group, name, failures),
+  ]);
+  counts.published += committed;
+  counts.failed += failed;
+  return retry;
+}
+
+/** A target that throws instead of reporting outcomes has failed every item transiently. */
+async function publishSafely(target: Target, items: PublishItem[], signal: AbortSignal, group: string) {
+  if (!items.length) return [];
+  try {
+    return await target.publish(items, signal, { group });
+  } catch (err) {
+    if (signal.aborted) throw err;
+    const reason = `target ${target.name} failed: ${redact((err as Error).message)}`;
+    return items.map((i): PublishOutcome => ({ iccid: i.iccid, status: 'retryable', reason }));
+  }
+}
+
+function mergeRetry(a: Retry, b: Retry): Retry {
+  return {
+    entries: a.entries.concat(b.entries),
+    delayMs: Math.max(a.delayMs, b.delayMs),
+    reason: b.reason || a.reason,
+  };
+}
+
+/** Sleeps in short steps so the activity keeps heartbeating (and notices cancellation) while it waits. */
+async function sleepWithHeartbeats(ms: number, heartbeat: () => void): Promise<void> {
+  const ctx = Context.current();
+  for (let left = ms; left > 0; left -= 2_000) {
+    await ctx.sleep(Math.min(left, 2_000));
+    heartbeat();
+  }
+}

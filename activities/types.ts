@@ -1,0 +1,43 @@
+/** Inputs and results of the sync activities: keys and counts only, never SIM data (claim check in Redis). */
+
+export interface CycleRef {
+  group: string;
+  /** The cycle number; names the cycle's staging keys in Redis. */
+  cycle: number;
+}
+
+export interface FetchResult {
+  /** SIMs read from Kite, all groups. */
+  seen: number;
+  /** SIMs of the group with a valid record, staged for the diff. */
+  inGroup: number;
+  invalid: number;
+  invalidReasons: Record<string, number>;
+  /** Presence details fetched (new SIMs and changed connectivity hints). */
+  presenceFetched: number;
+}
+
+export interface DiffInput extends CycleRef {
+  targets: string[];
+}
+
+export interface DiffResult {
+  /** SIMs that left the group and were forgotten. */
+  left: number;
+  /** Per target: SIMs with a change to publish, and SIMs whose unchanged patch already failed permanently. */
+  targets: Record<string, { changed: number; stillFailing: number }>;
+}
+
+export interface PublishInput extends CycleRef {
+  target: string;
+}
+
+export interface PublishResult {
+  published: number;
+  /** Failed permanently in this attempt (recorded with their reason). */
+  failed: number;
+  /** Throttled responses met along the way. */
+  throttled: number;
+  /** SIMs whose last publish failed permanently, after this cycle. */
+  failing: number;
+}

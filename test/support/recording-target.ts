@@ -1,0 +1,37 @@
+/** A target that remembers what it received and can be told to fail chosen SIMs: the publishing rule's witness. */
+import type { SimPatch } from '../../kite/record';
+import type { PublishItem, PublishOutcome, Target } from '../../targets/target';
+
+export class RecordingTarget implements Target {
+  /** Every patch received, per ICCID, in order. */
+  readonly received = new Map<string, { patch: SimPatch; full: boolean; deviceId: string }[]>();
+  /** ICCIDs to reject permanently, or to throttle, until removed. */
+  readonly rejected = new Set<string>();
+  readonly throttled = new Set<string>();
+  calls = 0;
+
+  constructor(readonly name: string) {}
+
+  async publish(items: PublishItem[]): Promise<PublishOutcome[]> {
+    this.calls++;
+    return items.map((item) => {
+      if (this.rejected.has(item.iccid)) return { iccid: item.iccid, status: 'permanent', reason: 'rejected by test' };
+      if (this.throttled.has(item.iccid)) {
+        return { iccid: item.iccid, status: 'throttled', retryAfterMs: 100, reason: 'throttled by test' };
+      }
+      const list = this.received.get(item.iccid) ?? [];
+      list.push({ patch: item.patch, full: item.full, deviceId: item.deviceId });
+      this.received.set(item.iccid, list);
+      return { iccid: item.iccid, status: 'ok' };
+    });
+  }
+
+  /** Patches received since the last call, per ICCID; resets. */
+  drain(): Map<string, SimPatch[]> {
+    const out = new Map([...this.received].map(([iccid, list]) => [iccid, list.map((r) => r.patch)]));
+    this.received.clear();
+    return out;
+  }
+
+  async close(): Promise<void> {}
+}

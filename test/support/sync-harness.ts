@@ -1,0 +1,102 @@
+/**
+ * One worker per test file on the shared Temporal server and Redis, running the real workflow and activities
+ * with the sources and targets a test chooses. Each file gets its own task queue and Redis key prefix.
+ */
+import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
+import { NativeConnection, Worker } from '@temporalio/worker';
+import type Redis from 'ioredis';
+import { createActivities } from '../../activities';
+import type { KiteSource } from '../../activities/kite-source';
+import type { ConfiguredTarget } from '../../activities/publish';
+import { createLogger } from '../../shared/log';
+import { StateStore } from '../../state/store';
+import type { Target } from '../../targets/target';
+import { statusQuery, workflowIdForGroup, type GroupConfig, type GroupStatus } from '../../workflows/definitions';
+import { groupSyncWorkflow } from '../../workflows';
+import { KITE_GROUP } from '../../workflows/search-attributes';
+import { testRedis, testStack, uniqueName } from '../setup/stack';
+
+export interface SyncHarness {
+  client: Client;
+  store: StateStore;
+  redis: Redis;
+  taskQueue: string;
+  /** Starts the group's workflow; `intervalMs` defaults to an hour so that cycles run only when asked. */
+  start(group: string, config?: Partial<GroupConfig>): Promise<WorkflowHandle<typeof groupSyncWorkflow>>;
+  /** Waits until the group's workflow has completed `cycles` cycles, and returns its status. */
+  waitForCycles(handle: WorkflowHandle, cycles: number, timeoutMs?: number): Promise<GroupStatus>;
+  close(): Promise<void>;
+}
+
+export async function startSyncHarness(options: {
+  kite: KiteSource;
+  targets: Target[];
+  batchSize?: number;
+}): Promise<SyncHarness> {
+  const redis = testRedis();
+  const store = new StateStore(redis, { prefix: uniqueName('cc') });
+  const connection = await Connection.connect({ address: testStack.temporalAddress });
+  const nativeConnection = await NativeConnection.connect({ address: testStack.temporalAddress });
+  const client = new Client({ connection });
+  const taskQueue = uniqueName('sync');
+  const targets = new Map<string, ConfiguredTarget>(options.targets.map((target) => [target.name, { target }]));
+  const worker = await Worker.create({
+    connection: nativeConnection,
+    taskQueue,
+    workflowsPath: require.resolve('../../workflows'),
+    activities: createActivities({
+      store,
+      kite: options.kite,
+      targets,
+      logger: createLogger({}, { level: 'warn' }),
+      batchSize: options.batchSize ?? 50,
+    }),
+  });
+  const running = worker.run();
+
+  return {
+    client,
+    store,
+    redis,
+    taskQueue,
+    async start(group, config = {}) {
+      return client.workflow.start(groupSyncWorkflow, {
+        taskQueue,
+        workflowId: workflowIdForGroup(group),
+        args: [
+          {
+            config: {
+              group,
+              enabled: true,
+              intervalMs: 3_600_000,
+              targets: options.targets.map((t) => t.name),
+              ...config,
+            },
+          },
+        ],
+        typedSearchAttributes: [{ key: KITE_GROUP, value: group }],
+        workflowIdConflictPolicy: 'TERMINATE_EXISTING',
+      });
+    },
+    async waitForCycles(handle, cycles, timeoutMs = 30_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const status = await handle.query(statusQuery);
+        if (status.cyclesCompleted >= cycles && status.phase === 'idle') return status;
+        if (Date.now() > deadline) {
+          throw new Error(
+            `only ${status.cyclesCompleted} of ${cycles} cycles after ${timeoutMs} ms: ${JSON.stringify(status)}`
+          );
+        }
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    },
+    async close() {
+      worker.shutdown();
+      await running;
+      await nativeConnection.close();
+      await connection.close();
+      redis.disconnect();
+    },
+  };
+}

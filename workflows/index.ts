@@ -1,0 +1,1 @@
+export { groupSyncWorkflow } from './group-sync';
