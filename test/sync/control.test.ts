@@ -1,0 +1,120 @@
+/** Operators' controls on the real workflow: enable, disable, syncNow, configure, the interval, continue-as-new. */
+import { WorkflowUpdateFailedError } from '@temporalio/client';
+import { configureUpdate, disableSignal, enableSignal, statusQuery, syncNowSignal } from '../../workflows/definitions';
+import { KITE_SYNC_STATE } from '../../workflows/search-attributes';
+import { uniqueName } from '../setup/stack';
+import { MemoryKite } from '../support/memory-kite';
+import { RecordingTarget } from '../support/recording-target';
+import { startSyncHarness, type SyncHarness } from '../support/sync-harness';
+
+const kite = new MemoryKite(50);
+const cloud = new RecordingTarget('cloud');
+const slow = new RecordingTarget('slow');
+let harness: SyncHarness;
+
+beforeAll(async () => {
+  harness = await startSyncHarness({ kite, targets: [cloud, slow] });
+});
+afterAll(() => harness?.close());
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+test('disable stops cycles without a timer, enable resumes at once, syncNow triggers a cycle', async () => {
+  const group = uniqueName('onoff');
+  kite.addSims(group, 3, 10_000);
+  const handle = await harness.start(group, { targets: ['cloud'] });
+  await harness.waitForCycles(handle, 1);
+
+  await handle.signal(disableSignal);
+  await handle.signal(syncNowSignal);
+  await sleep(1500);
+  const off = await handle.query(statusQuery);
+  expect(off).toMatchObject({ cyclesCompleted: 1, config: { enabled: false } });
+  expect(off.nextSyncAt).toBeUndefined();
+  expect((await handle.describe()).typedSearchAttributes.get(KITE_SYNC_STATE)).toBe('OFF');
+
+  const events = (await handle.fetchHistory()).events ?? [];
+  const disabledAt = events.findIndex((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'disable');
+  const after = events.slice(disabledAt);
+  expect(after.some((e) => e.timerStartedEventAttributes || e.activityTaskScheduledEventAttributes)).toBe(false);
+
+  await handle.signal(enableSignal);
+  const on = await harness.waitForCycles(handle, 2);
+  expect(on.config.enabled).toBe(true);
+  expect((await handle.describe()).typedSearchAttributes.get(KITE_SYNC_STATE)).toBe('ON');
+
+  await handle.signal(syncNowSignal);
+  await harness.waitForCycles(handle, 3);
+  await handle.terminate();
+});
+
+test('cycles repeat every interval on their own', async () => {
+  const group = uniqueName('interval');
+  kite.addSims(group, 2, 11_000);
+  const handle = await harness.start(group, { targets: ['cloud'], intervalMs: 1_000 });
+  const status = await harness.waitForCycles(handle, 3, 20_000);
+  expect(status.lastCycle?.outcome).toBe('completed');
+  await handle.terminate();
+});
+
+test('configure validates: a bad value is rejected with its reason and changes nothing', async () => {
+  const group = uniqueName('configure');
+  kite.addSims(group, 1, 12_000);
+  const handle = await harness.start(group, { targets: ['cloud'] });
+  await harness.waitForCycles(handle, 1);
+
+  await expect(handle.executeUpdate(configureUpdate, { args: [{ intervalMs: 5 }] })).rejects.toThrow(
+    WorkflowUpdateFailedError
+  );
+  await expect(handle.executeUpdate(configureUpdate, { args: [{ targets: [] }] })).rejects.toMatchObject({
+    cause: { message: 'targets must name at least one target' },
+  });
+  const updated = await handle.executeUpdate(configureUpdate, {
+    args: [{ intervalMs: 90_000, targets: ['cloud', 'slow'] }],
+  });
+  expect(updated).toMatchObject({ intervalMs: 90_000, targets: ['cloud', 'slow'] });
+
+  await handle.signal(syncNowSignal);
+  const status = await harness.waitForCycles(handle, 2);
+  expect(status.config.intervalMs).toBe(90_000);
+  expect(status.lastCycle?.targets.slow).toMatchObject({ changed: 1, published: 1 });
+  const { memo } = await handle.describe();
+  expect(memo?.config).toMatchObject({ intervalMs: 90_000 });
+  await handle.terminate();
+});
+
+test('a throttled target is retried after its delay and never holds back another target', async () => {
+  const group = uniqueName('throttle');
+  const [icc] = kite.addSims(group, 2, 13_000);
+  slow.throttled.add(icc);
+  const handle = await harness.start(group, { targets: ['cloud', 'slow'] });
+  await sleep(1500);
+  expect(cloud.received.has(icc)).toBe(true);
+  expect(slow.received.has(icc)).toBe(false);
+  slow.throttled.delete(icc);
+  const status = await harness.waitForCycles(handle, 1);
+  expect(status.lastCycle?.targets.slow.throttled).toBeGreaterThan(0);
+  expect(status.lastCycle?.targets.slow.published).toBe(2);
+  expect(slow.received.get(icc)).toHaveLength(1);
+  await handle.terminate();
+});
+
+test('continue-as-new carries configuration, counters and published state', async () => {
+  const group = uniqueName('can');
+  const [icc] = kite.addSims(group, 4, 14_000);
+  const handle = await harness.start(group, { targets: ['cloud'], maxCyclesPerRun: 2 });
+  const firstRunId = (await handle.describe()).runId;
+  await harness.waitForCycles(handle, 1);
+  await handle.signal(syncNowSignal);
+  await harness.waitForCycles(handle, 2);
+  cloud.drain();
+
+  kite.update(icc, { alias: 'after-can' });
+  const latest = harness.client.workflow.getHandle(handle.workflowId);
+  await latest.signal(syncNowSignal);
+  const status = await harness.waitForCycles(latest, 3);
+  expect((await latest.describe()).runId).not.toBe(firstRunId);
+  expect(status.config).toMatchObject({ group, maxCyclesPerRun: 2, targets: ['cloud'] });
+  expect(cloud.drain().get(icc)).toEqual([{ alias: 'after-can' }]);
+  await latest.terminate();
+});
