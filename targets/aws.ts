@@ -76,7 +76,8 @@ export class AwsIotTarget implements Target {
     this.log = (deps.logger ?? createLogger()).child({ target: config.name, type: 'aws' });
     const common = {
       region: config.region,
-      credentials: config.credentials,
+      // A copy: the SDK annotates the credentials object it is given.
+      credentials: config.credentials && { ...config.credentials },
       maxAttempts: config.maxAttempts,
       requestHandler: { requestTimeout: config.timeoutMs, connectionTimeout: config.timeoutMs },
     };

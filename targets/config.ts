@@ -176,12 +176,15 @@ const TOPIC_FIELDS = ['group', 'iccid', 'deviceId'];
 
 /** Reads one target's raw object, remembering which keys it consumed so leftovers can be reported as typos. */
 class SettingsReader {
-  private readonly used = new Set<string>(['type', 'name']);
+  private readonly used: Set<string>;
 
   constructor(
     private readonly raw: Record<string, unknown>,
-    readonly where: string
-  ) {}
+    readonly where: string,
+    consumed: string[] = []
+  ) {
+    this.used = new Set(consumed);
+  }
 
   fail(key: string, problem: string): never {
     throw new TargetConfigError(`${this.where}.${key}`, problem);
@@ -400,7 +403,7 @@ export function parseTargetConfig(raw: unknown, name: string): TargetConfig {
   if (raw.name !== undefined && raw.name !== name) {
     throw new TargetConfigError(`${where}.name`, `must be absent or equal to the key "${name}"`);
   }
-  const r = new SettingsReader(raw, where);
+  const r = new SettingsReader(raw, where, ['type', 'name']);
   switch (raw.type) {
     case 'aws':
       return parseAws(r, name);

@@ -1,0 +1,240 @@
+/**
+ * The AWS IoT target against moto's server: things are created, shadows read back and compared with the
+ * records; throttling and server errors come from a proxy in front of moto that answers with real 429/503.
+ */
+import { DescribeThingCommand, IoTClient } from '@aws-sdk/client-iot';
+import { GetThingShadowCommand, IoTDataPlaneClient } from '@aws-sdk/client-iot-data-plane';
+import { AwsIotTarget, SHADOW_STATE_LIMIT_BYTES } from '../../targets/aws';
+import { parseTargetConfig, type AwsTargetConfig } from '../../targets/config';
+import type { PublishOutcome } from '../../targets/target';
+import { startMoto, type MotoServer } from '../setup/moto';
+import { isShadowRequest, startFaultProxy, type FaultProxy } from './fault-proxy';
+import { fullItem, merged, nextIccid, patchItem, quietLogger, sampleRecord } from './fixtures';
+
+const REGION = 'eu-west-1';
+const CREDENTIALS = { accessKeyId: 'testing', secretAccessKey: 'testing-secret-key' };
+
+let moto: MotoServer;
+let iot: IoTClient;
+let data: IoTDataPlaneClient;
+const targets: AwsIotTarget[] = [];
+
+beforeAll(async () => {
+  moto = await startMoto();
+  const peer = { region: REGION, endpoint: moto.url, credentials: { ...CREDENTIALS } };
+  iot = new IoTClient(peer);
+  data = new IoTDataPlaneClient(peer);
+});
+
+afterAll(async () => {
+  await Promise.all(targets.map((t) => t.close()));
+  iot?.destroy();
+  data?.destroy();
+  await moto?.stop();
+});
+
+function awsTarget(overrides: Record<string, unknown> = {}, endpoint = moto.url): AwsIotTarget {
+  const raw = {
+    type: 'aws',
+    region: REGION,
+    endpoint,
+    controlEndpoint: endpoint,
+    credentials: CREDENTIALS,
+    requestsPerSecond: 1000,
+    ...overrides,
+  };
+  const target = new AwsIotTarget(parseTargetConfig(raw, 'aws-test') as AwsTargetConfig, { logger: quietLogger() });
+  targets.push(target);
+  return target;
+}
+
+async function reported(thingName: string, shadowName?: string): Promise<Record<string, unknown>> {
+  const res = await data.send(new GetThingShadowCommand({ thingName, shadowName }));
+  return JSON.parse(new TextDecoder().decode(res.payload)).state.reported;
+}
+
+async function shadowStatus(thingName: string, shadowName?: string): Promise<number | undefined> {
+  try {
+    await data.send(new GetThingShadowCommand({ thingName, shadowName }));
+    return 200;
+  } catch (err) {
+    return (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+  }
+}
+
+const ok = (iccid: string): PublishOutcome => ({ iccid, status: 'ok' });
+
+describe('AWS IoT target (moto)', () => {
+  it('creates things with identity attributes and publishes every key on first publish', async () => {
+    const records = [sampleRecord(), sampleRecord(), sampleRecord(nextIccid(), { alias: undefined, ip: undefined })];
+    const outcomes = await awsTarget().publish(records.map((r) => fullItem(r)));
+
+    expect(outcomes).toEqual(records.map((r) => ok(r.iccid)));
+    for (const record of records) {
+      const expected = Object.fromEntries(Object.entries(record).filter(([, v]) => v !== undefined));
+      expect(await reported(record.iccid)).toEqual(expected);
+    }
+    const thing = await iot.send(new DescribeThingCommand({ thingName: records[0].iccid }));
+    // Spaces are not allowed in attribute values: the alias keeps its text with `_`.
+    expect(thing.attributes).toEqual({
+      iccid: records[0].iccid,
+      imei: records[0].imei,
+      alias: records[0].alias!.replace(' ', '_'),
+    });
+  });
+
+  it('applies a change patch: changed keys merge, a null removes the key', async () => {
+    const target = awsTarget();
+    const record = sampleRecord();
+    await target.publish([fullItem(record)]);
+    const patch = { ip: null, dailyData: 250, presenceLevel: 'GPRS' };
+
+    expect(await target.publish([patchItem(record.iccid, patch)])).toEqual([ok(record.iccid)]);
+    const shadow = await reported(record.iccid);
+    expect(shadow).toEqual(merged(record, patch));
+    expect(shadow).not.toHaveProperty('ip');
+  });
+
+  it('writes a named shadow and leaves the classic shadow alone', async () => {
+    const record = sampleRecord();
+    const outcomes = await awsTarget({ shadowName: 'connectivity' }).publish([fullItem(record)]);
+
+    expect(outcomes).toEqual([ok(record.iccid)]);
+    expect(await reported(record.iccid, 'connectivity')).toEqual(record);
+    expect(await shadowStatus(record.iccid)).toBe(404);
+  });
+
+  it('uses the item deviceId as the thing name', async () => {
+    const record = sampleRecord();
+    const outcomes = await awsTarget().publish([fullItem(record, `sim-${record.iccid}`)]);
+
+    expect(outcomes).toEqual([ok(record.iccid)]);
+    expect(await reported(`sim-${record.iccid}`)).toEqual(record);
+  });
+
+  it('fails a SIM over 8 KB as permanent without sending it, and publishes the others', async () => {
+    const big = sampleRecord(nextIccid(), { alias: 'x'.repeat(SHADOW_STATE_LIMIT_BYTES) });
+    const small = sampleRecord();
+    const [bigOutcome, smallOutcome] = await awsTarget().publish([fullItem(big), fullItem(small)]);
+
+    expect(bigOutcome).toMatchObject({ iccid: big.iccid, status: 'permanent' });
+    expect((bigOutcome as { reason: string }).reason).toMatch(/over the 8192-byte shadow limit/);
+    expect(smallOutcome).toEqual(ok(small.iccid));
+    expect(await shadowStatus(big.iccid)).toBe(404);
+  });
+
+  it('creates a missing thing on 404 and retries once, for a change patch', async () => {
+    const iccid = nextIccid(); // never published, so no thing exists: moto answers 404
+    const outcomes = await awsTarget().publish([patchItem(iccid, { ip: '10.9.9.9' })]);
+
+    expect(outcomes).toEqual([ok(iccid)]);
+    expect(await reported(iccid)).toEqual({ ip: '10.9.9.9' });
+  });
+
+  it('reports a missing thing as permanent when createThings is off', async () => {
+    const iccid = nextIccid();
+    const [outcome] = await awsTarget({ createThings: false }).publish([fullItem(sampleRecord(iccid))]);
+
+    expect(outcome).toMatchObject({ iccid, status: 'permanent' });
+    expect((outcome as { reason: string }).reason).toMatch(/no such thing and createThings is off/);
+  });
+
+  it('refuses a device id that is not a valid thing name', async () => {
+    const record = sampleRecord();
+    const [outcome] = await awsTarget().publish([fullItem(record, 'truck 12')]);
+
+    expect(outcome).toMatchObject({ status: 'permanent', reason: expect.stringMatching(/not valid for AWS IoT/) });
+  });
+
+  it('answers every item when cancelled, without sending', async () => {
+    const records = [sampleRecord(), sampleRecord()];
+    const outcomes = await awsTarget().publish(
+      records.map((r) => fullItem(r)),
+      AbortSignal.abort()
+    );
+
+    expect(outcomes.map((o) => [o.iccid, o.status])).toEqual(records.map((r) => [r.iccid, 'retryable']));
+    expect(await shadowStatus(records[0].iccid)).toBe(404);
+  });
+
+  describe('behind a fault-injecting proxy', () => {
+    let proxy: FaultProxy;
+    beforeEach(async () => {
+      proxy = await startFaultProxy(moto.url);
+    });
+    afterEach(() => proxy.close());
+
+    /** Answers the first `n` shadow requests with `status`, forwards the rest to moto. */
+    function failShadowRequests(n: number, status: number, headers?: Record<string, string>) {
+      let failed = 0;
+      proxy.inject = (req) => {
+        if (!isShadowRequest(req) || failed >= n) return undefined;
+        failed++;
+        const type =
+          status === 429
+            ? 'ThrottlingException'
+            : status === 413
+              ? 'RequestEntityTooLargeException'
+              : 'ServiceUnavailableException';
+        return {
+          status,
+          headers: { 'x-amzn-errortype': type, ...headers },
+          body: JSON.stringify({ message: `injected ${status}` }),
+        };
+      };
+    }
+    const shadowRequests = () => proxy.seen.filter((r) => /\/shadow/.test(r.path)).length;
+
+    it('succeeds when a 429 clears within the SDK retries', async () => {
+      failShadowRequests(1, 429);
+      const record = sampleRecord();
+      const outcomes = await awsTarget({ maxAttempts: 3 }, proxy.url).publish([fullItem(record)]);
+
+      expect(outcomes).toEqual([ok(record.iccid)]);
+      expect(shadowRequests()).toBe(2);
+      expect(await reported(record.iccid)).toEqual(record);
+    });
+
+    it('maps persistent 429 to throttled, with the advertised Retry-After', async () => {
+      failShadowRequests(Infinity, 429, { 'retry-after': '1' });
+      const record = sampleRecord();
+      const [outcome] = await awsTarget({ maxAttempts: 2 }, proxy.url).publish([fullItem(record)]);
+
+      expect(outcome).toMatchObject({ iccid: record.iccid, status: 'throttled', retryAfterMs: 1000 });
+      expect((outcome as { reason: string }).reason).toMatch(/throttled after 2 attempt/);
+      expect(shadowRequests()).toBe(2);
+    });
+
+    it('maps persistent 5xx to retryable after the SDK retries', async () => {
+      failShadowRequests(Infinity, 503);
+      const record = sampleRecord();
+      const [outcome] = await awsTarget({ maxAttempts: 2 }, proxy.url).publish([fullItem(record)]);
+
+      expect(outcome).toMatchObject({ iccid: record.iccid, status: 'retryable' });
+      expect((outcome as { reason: string }).reason).toMatch(/failed after 2 attempt.*503 ServiceUnavailableException/);
+      expect(shadowRequests()).toBe(2);
+    });
+
+    it('creates each thing once per process, even when a SIM is published in full again', async () => {
+      const target = awsTarget({}, proxy.url);
+      const record = sampleRecord();
+      await target.publish([fullItem(record)]);
+      await target.publish([fullItem({ ...record, ip: '10.0.0.99' })]);
+
+      const creates = proxy.seen.filter((r) => r.path === `/things/${record.iccid}`);
+      expect(creates).toHaveLength(1);
+      expect(shadowRequests()).toBe(2);
+      expect(await reported(record.iccid)).toEqual({ ...record, ip: '10.0.0.99' });
+    });
+
+    it('maps 413 from AWS (merged document too large) to permanent, without retrying', async () => {
+      failShadowRequests(Infinity, 413);
+      const record = sampleRecord();
+      const [outcome] = await awsTarget({ maxAttempts: 3 }, proxy.url).publish([fullItem(record)]);
+
+      expect(outcome).toMatchObject({ iccid: record.iccid, status: 'permanent' });
+      expect((outcome as { reason: string }).reason).toMatch(/exceed 8 KB/);
+      expect(shadowRequests()).toBe(1);
+    });
+  });
+});
