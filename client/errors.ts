@@ -1,0 +1,30 @@
+/** Exit codes of `kite-cc`, and the error type that carries one. */
+export const ExitCode = {
+  /** The command did what was asked. */
+  ok: 0,
+  /** Something failed at run time: a rejected or failed call, a timeout, no worker answering. */
+  failure: 1,
+  /** The command line or the requested configuration is invalid. */
+  usage: 2,
+  /** The group has no workflow. */
+  notFound: 3,
+  /** The Temporal server cannot be reached. */
+  unreachable: 4,
+} as const;
+
+export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
+
+/** An error the CLI reports as one message (no stack) and an exit code. */
+export class CliError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: ExitCodeValue = ExitCode.failure
+  ) {
+    super(message);
+    this.name = 'CliError';
+  }
+}
+
+export function usageError(message: string): CliError {
+  return new CliError(message, ExitCode.usage);
+}

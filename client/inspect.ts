@@ -1,0 +1,116 @@
+/** `status` and `list`: what each group is doing, from its `status` query and search attributes. */
+import type { WorkflowExecutionInfo } from '@temporalio/client';
+import type { GroupStatus } from '../workflows/definitions';
+import { KITE_GROUP, KITE_SYNC_STATE } from '../workflows/search-attributes';
+import { formatDuration } from './durations';
+import { describeRunning, queryStatus, type CommandContext } from './commands';
+import { toCliError } from './errors-map';
+import { groupRunsUrl, listUrl, relativeTime, RUNNING_GROUPS_QUERY, statusLines, table, workflowUrl } from './format';
+
+/** One group as `status --json` and `list --json` print it. */
+export interface GroupReport {
+  group: string;
+  workflowId: string;
+  runId?: string;
+  /** KiteSyncState: `ON` or `OFF`. */
+  state?: string;
+  status?: GroupStatus;
+  /** Why `status` is missing, e.g. no worker answered. */
+  error?: string;
+  webUiUrl: string;
+  runsUrl: string;
+}
+
+/** `status <group>`: the group's status block, or its JSON. */
+export async function showGroupStatus(ctx: CommandContext, group: string, json: boolean): Promise<GroupReport> {
+  const description = await describeRunning(ctx, group);
+  const status = await queryStatus(ctx, group);
+  const report: GroupReport = {
+    group,
+    workflowId: description.workflowId,
+    runId: description.runId,
+    state: description.typedSearchAttributes.get(KITE_SYNC_STATE),
+    status,
+    webUiUrl: workflowUrl(ctx.settings, group),
+    runsUrl: groupRunsUrl(ctx.settings, group),
+  };
+  if (json) ctx.io.out(JSON.stringify(report, null, 2));
+  else statusLines(group, status, ctx.settings).forEach((line) => ctx.io.out(line));
+  return report;
+}
+
+/** Runs `fn` over `items` with at most `limit` calls in flight; keeps the order. */
+export async function mapBounded<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  const lane = async () => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await fn(items[i]);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
+  return results;
+}
+
+async function reportFor(ctx: CommandContext, info: WorkflowExecutionInfo): Promise<GroupReport> {
+  const group = info.typedSearchAttributes.get(KITE_GROUP) ?? info.workflowId.replace(/^cloud-connector:/, '');
+  const report: GroupReport = {
+    group,
+    workflowId: info.workflowId,
+    runId: info.runId,
+    state: info.typedSearchAttributes.get(KITE_SYNC_STATE),
+    webUiUrl: workflowUrl(ctx.settings, group),
+    runsUrl: groupRunsUrl(ctx.settings, group),
+  };
+  try {
+    report.status = await queryStatus(ctx, group);
+  } catch (err) {
+    report.error = (err as Error).message;
+  }
+  return report;
+}
+
+/** Every running group workflow, each with its state and last cycle (queried `concurrency` at a time). */
+export async function collectGroups(ctx: CommandContext, concurrency = 4): Promise<GroupReport[]> {
+  const infos: WorkflowExecutionInfo[] = [];
+  try {
+    for await (const info of ctx.client.workflow.list({ query: RUNNING_GROUPS_QUERY })) infos.push(info);
+  } catch (err) {
+    throw toCliError(err, ctx.settings);
+  }
+  const reports = await mapBounded(infos, concurrency, (info) => reportFor(ctx, info));
+  return reports.sort((a, b) => a.group.localeCompare(b.group));
+}
+
+function lastCycleCell(status: GroupStatus | undefined, now: number): string {
+  const cycle = status?.lastCycle;
+  if (!cycle) return '-';
+  const published = Object.values(cycle.targets).reduce((n, t) => n + t.published, 0);
+  const failed = Object.values(cycle.targets).reduce((n, t) => n + t.failed, 0);
+  return `#${cycle.cycle} ${relativeTime(cycle.finishedAt, now)}: ${cycle.inGroup} SIMs, ${published} published, ${failed} failed`;
+}
+
+/** `list` (and `status` without a group): one row per group. */
+export async function listGroups(ctx: CommandContext, json: boolean): Promise<GroupReport[]> {
+  const reports = await collectGroups(ctx);
+  if (json) {
+    ctx.io.out(JSON.stringify(reports, null, 2));
+    return reports;
+  }
+  const now = Date.now();
+  const rows = reports.map((r) => [
+    r.group,
+    r.state ?? '?',
+    r.status ? r.status.config.targets.join(',') : '-',
+    r.status ? formatDuration(r.status.config.intervalMs) : '-',
+    r.status?.phase ?? '-',
+    r.status ? lastCycleCell(r.status, now) : `(${r.error ?? 'no status'})`,
+  ]);
+  if (rows.length === 0) ctx.io.out('no group workflows are running: start one with `kite-cc start <group>`');
+  else table(['GROUP', 'STATE', 'TARGETS', 'INTERVAL', 'PHASE', 'LAST CYCLE'], rows).forEach((l) => ctx.io.out(l));
+  ctx.io.out('');
+  for (const r of reports) ctx.io.out(`${r.group}: ${r.runsUrl}`);
+  ctx.io.out(`all groups: ${listUrl(ctx.settings, RUNNING_GROUPS_QUERY)}`);
+  return reports;
+}

@@ -1,0 +1,253 @@
+/**
+ * `kite-cc` in-process against the shared test Temporal server, with a real worker running a workflow with the
+ * group workflow's contract (see workerSetup.ts for which one).
+ */
+import { Client, Connection } from '@temporalio/client';
+import { freePort } from '../setup/processes';
+import { testStack, uniqueName } from '../setup/stack';
+import { runCli, type CliRuntime } from '../../client/cli';
+import { connectClient, settingsFromEnv } from '../../client/client';
+import { startGroup } from '../../client/commands';
+import { workflowIdForGroup } from '../../workflows/definitions';
+import { KITE_SYNC_STATE } from '../../workflows/search-attributes';
+import { startTestWorker, type TestWorker } from './worker-setup';
+
+let worker: TestWorker;
+let client: Client;
+const taskQueue = uniqueName('cli');
+const baseEnv = {
+  KITE_TEMPORAL_ADDRESS: testStack.temporalAddress,
+  KITE_TASK_QUEUE: taskQueue,
+  KITE_WEB_UI_URL: 'http://ui.test:8233',
+};
+
+beforeAll(async () => {
+  worker = await startTestWorker(taskQueue);
+  client = new Client({ connection: await Connection.connect({ address: testStack.temporalAddress }) });
+});
+
+afterAll(async () => {
+  await worker?.stop();
+  await client?.connection.close();
+});
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+async function cli(argv: string[], runtime: CliRuntime = {}): Promise<Run> {
+  let stdout = '';
+  let stderr = '';
+  const code = await runCli(argv, {
+    env: { ...baseEnv, ...runtime.env },
+    stdout: { write: (t: string) => (stdout += t), isTTY: false },
+    stderr: { write: (t: string) => (stderr += t) },
+    workerTimeoutMs: runtime.workerTimeoutMs ?? 10_000,
+    pollMs: 100,
+  });
+  return { code, stdout, stderr };
+}
+
+async function syncState(group: string): Promise<string | undefined> {
+  const description = await client.workflow.getHandle(workflowIdForGroup(group)).describe();
+  return description.typedSearchAttributes.get(KITE_SYNC_STATE);
+}
+
+async function statusJson(group: string) {
+  const run = await cli(['status', group, '--json']);
+  expect(run).toMatchObject({ code: 0, stderr: '' });
+  return JSON.parse(run.stdout);
+}
+
+test('start is idempotent: a second start updates the running workflow instead of starting another', async () => {
+  const group = uniqueName('idem');
+  const first = await cli(['start', group, '--target', 'mqtt', '--interval', '1m']);
+  expect(first.code).toBe(0);
+  expect(first.stdout).toContain(`started group ${group}: Cloud Monitoring ON, targets mqtt, every 1m`);
+  expect(first.stdout).toContain(`http://ui.test:8233/namespaces/default/workflows/cloud-connector%3A${group}`);
+  const { runId } = await client.workflow.getHandle(workflowIdForGroup(group)).describe();
+
+  const second = await cli(['start', group, '--target', 'mqtt,webhook', '--interval', '2m']);
+  expect(second.code).toBe(0);
+  expect(second.stdout).toContain(`updated group ${group}: Cloud Monitoring ON, targets mqtt, webhook, every 2m`);
+  expect((await client.workflow.getHandle(workflowIdForGroup(group)).describe()).runId).toBe(runId);
+
+  const third = await cli(['start', group]);
+  expect(third.stdout).toContain('targets mqtt, webhook, every 2m');
+  const report = await statusJson(group);
+  expect(report).toMatchObject({ group, runId, state: 'ON' });
+  expect(report.status.config).toMatchObject({
+    group,
+    enabled: true,
+    intervalMs: 120_000,
+    targets: ['mqtt', 'webhook'],
+  });
+});
+
+test('a new group gets the default target and interval', async () => {
+  const group = uniqueName('defaults');
+  expect((await cli(['start', group])).code).toBe(0);
+  expect((await statusJson(group)).status.config).toMatchObject({ targets: ['mqtt'], intervalMs: 300_000 });
+});
+
+test('start --disabled, enable and disable move KiteSyncState between OFF and ON', async () => {
+  const group = uniqueName('onoff');
+  expect((await cli(['start', group, '--disabled'])).stdout).toContain('Cloud Monitoring OFF');
+  expect(await syncState(group)).toBe('OFF');
+
+  const enable = await cli(['enable', group]);
+  expect(enable).toMatchObject({ code: 0, stderr: '' });
+  expect(enable.stdout).toContain(`group ${group}: Cloud Monitoring ON`);
+  expect(await syncState(group)).toBe('ON');
+  expect((await statusJson(group)).status.config.enabled).toBe(true);
+
+  expect((await cli(['disable', group])).stdout).toContain('Cloud Monitoring OFF');
+  expect(await syncState(group)).toBe('OFF');
+  // --disabled on a running, enabled workflow turns it off as well.
+  await cli(['enable', group]);
+  expect((await cli(['start', group, '--disabled'])).stdout).toContain(`updated group ${group}: Cloud Monitoring OFF`);
+  expect(await syncState(group)).toBe('OFF');
+});
+
+test('status prints a readable block and --json the full status', async () => {
+  const group = uniqueName('status');
+  await cli(['start', group, '--interval', '90s', '--target', 'mqtt']);
+  const text = await cli(['status', group]);
+  expect(text.code).toBe(0);
+  expect(text.stdout).toMatch(/monitoring\s+ON/);
+  expect(text.stdout).toMatch(/interval\s+1m30s/);
+  expect(text.stdout).toMatch(/last cycle\s+none yet/);
+  const report = await statusJson(group);
+  expect(report).toMatchObject({
+    workflowId: workflowIdForGroup(group),
+    webUiUrl: `http://ui.test:8233/namespaces/default/workflows/cloud-connector%3A${group}`,
+    runsUrl: `http://ui.test:8233/namespaces/default/workflows?query=${encodeURIComponent(`KiteGroup="${group}"`)}`,
+    status: { phase: 'idle', cyclesCompleted: 0, failingSims: {} },
+  });
+});
+
+test('sync --wait follows the cycle and prints its summary', async () => {
+  const group = uniqueName('sync');
+  await cli(['start', group, '--target', 'mqtt', '--interval', '1h']);
+  const run = await cli(['sync', group, '--wait', '--timeout', '1m']);
+  expect(run.stderr).toBe('');
+  expect(run.code).toBe(0);
+  expect(run.stdout).toContain(`sync requested for group ${group}`);
+  expect(run.stdout).toMatch(/(fetch: \d+ fetched|publish mqtt: \d+ published)/);
+  expect(run.stdout).toMatch(/cycle #1, finished/);
+  expect(run.stdout).toMatch(/mqtt: \d+ changed, \d+ published, 0 failed/);
+  expect((await statusJson(group)).status.cyclesCompleted).toBe(1);
+});
+
+test('sync on a group that is OFF says to enable it first', async () => {
+  const group = uniqueName('syncoff');
+  await cli(['start', group, '--disabled']);
+  const run = await cli(['sync', group]);
+  expect(run.code).toBe(1);
+  expect(run.stderr).toContain(`run \`kite-cc enable ${group}\` first`);
+});
+
+test('list shows every running group with its state', async () => {
+  const on = uniqueName('list-on');
+  const off = uniqueName('list-off');
+  await cli(['start', on]);
+  await cli(['start', off, '--disabled']);
+  let reports: { group: string; state: string; status?: unknown }[] = [];
+  for (let i = 0; i < 50; i++) {
+    const run = await cli(['list', '--json']);
+    expect(run.code).toBe(0);
+    reports = JSON.parse(run.stdout);
+    if (reports.some((r) => r.group === off && r.state === 'OFF') && reports.some((r) => r.group === on)) break;
+    await new Promise((r) => setTimeout(r, 200)); // visibility is eventually consistent
+  }
+  expect(reports.find((r) => r.group === on)).toMatchObject({ state: 'ON', status: { config: { enabled: true } } });
+  expect(reports.find((r) => r.group === off)).toMatchObject({ state: 'OFF', status: { config: { enabled: false } } });
+  const table = await cli(['list']);
+  expect(table.stdout).toMatch(new RegExp(`${on}\\s+ON\\s+mqtt\\s+5m\\s+idle`));
+  expect(table.stdout).toContain(`${off}: http://ui.test:8233/namespaces/default/workflows?query=`);
+});
+
+test('stop terminates the workflow; status then says to start it, and start brings it back', async () => {
+  const group = uniqueName('stop');
+  await cli(['start', group]);
+  const stop = await cli(['stop', group]);
+  expect(stop.code).toBe(0);
+  const description = await client.workflow.getHandle(workflowIdForGroup(group)).describe();
+  expect(description.status.name).toBe('TERMINATED');
+  const status = await cli(['status', group]);
+  expect(status.code).toBe(3);
+  expect(status.stderr).toContain(`run \`kite-cc start ${group}\``);
+  expect((await cli(['start', group])).stdout).toContain(`started group ${group}`);
+});
+
+test('an unknown group exits with 3 and says how to start it', async () => {
+  const group = uniqueName('nobody');
+  for (const command of ['status', 'enable', 'disable', 'sync', 'stop']) {
+    const run = await cli([command, group]);
+    expect(run.code).toBe(3);
+    expect(run.stderr).toContain(`group ${group} has no running workflow: run \`kite-cc start ${group}\``);
+  }
+});
+
+test('an unreachable server exits with 4 and names the address', async () => {
+  const address = `127.0.0.1:${await freePort()}`;
+  const run = await cli(['status', 'any'], {
+    env: { KITE_TEMPORAL_ADDRESS: address, KITE_TEMPORAL_CONNECT_TIMEOUT_MS: '1000' },
+  });
+  expect(run.code).toBe(4);
+  expect(run.stderr).toContain(`cannot reach Temporal at ${address}`);
+  expect(run.stderr).toContain('npm run stack start');
+});
+
+test('an invalid configuration is refused before contacting the server, with exit code 2', async () => {
+  const badTarget = await cli(['start', 'g1', '--target', 'not a name']);
+  expect(badTarget.code).toBe(2);
+  expect(badTarget.stderr).toContain('target name "not a name" is invalid');
+  const badInterval = await cli(['start', 'g1', '--interval', '10ms']);
+  expect(badInterval).toMatchObject({ code: 2 });
+  expect(badInterval.stderr).toContain('--interval must be from 1s to 7d, got 10ms');
+  expect((await cli(['start', 'g1', '--interval', 'soon'])).stderr).toContain('is not a duration');
+  expect((await cli(['start', 'bad group'])).code).toBe(2);
+  expect((await cli(['frobnicate'])).code).toBe(2);
+  expect((await cli(['list', 'extra'])).code).toBe(2);
+});
+
+test("the workflow's validator rejects a configure, and the CLI prints its reason with exit code 2", async () => {
+  const group = uniqueName('reject');
+  await cli(['start', group]);
+  const settings = settingsFromEnv({ ...baseEnv });
+  const ctx = { client: await connectClient(settings), settings, io: { out() {}, err() {}, write() {}, isTTY: false } };
+  try {
+    // The CLI's own checks are bypassed here, so the request reaches the workflow's validator.
+    await expect(startGroup(ctx, { group, targets: [] })).rejects.toMatchObject({
+      exitCode: 2,
+      message: 'the workflow rejected the configuration: targets must name at least one target',
+    });
+  } finally {
+    await ctx.client.connection.close();
+  }
+  expect((await statusJson(group)).status.config.targets).toEqual(['mqtt']);
+});
+
+test('without a worker, start and status fail with exit code 1 naming the task queue', async () => {
+  const group = uniqueName('noworker');
+  const env = { KITE_TASK_QUEUE: uniqueName('unpolled') };
+  const start = await cli(['start', group], { env, workerTimeoutMs: 1_500 });
+  expect(start.code).toBe(1);
+  expect(start.stderr).toContain(`no worker answered the configure update of group ${group} within 1.5s`);
+  expect(start.stderr).toContain(env.KITE_TASK_QUEUE);
+  const status = await cli(['status', group], { env, workerTimeoutMs: 1_500 });
+  expect(status.code).toBe(1);
+  expect(status.stderr).toContain('no worker answered the status query');
+  await client.workflow.getHandle(workflowIdForGroup(group)).terminate('test cleanup');
+});
+
+test('help documents commands, environment and exit codes', async () => {
+  const run = await cli(['--help']);
+  expect(run.code).toBe(0);
+  for (const word of ['start <group>', 'KITE_TEMPORAL_ADDRESS', 'KITE_WEB_UI_URL', 'Exit codes', 'Terminate']) {
+    expect(run.stdout).toContain(word);
+  }
+});
