@@ -49,7 +49,7 @@ export function createFetchActivity(deps: FetchDeps) {
     };
     // Presence reads may take minutes for a page at Kite's rate budget: keep heartbeating the last checkpoint.
     const beat = () => ctx.heartbeat(checkpoint);
-    for await (const page of deps.kite.pages(checkpoint.cursor, ctx.cancellationSignal)) {
+    for await (const page of deps.kite.pages(group, checkpoint.cursor, ctx.cancellationSignal)) {
       counts.seen += page.sims.length;
       await stageGroupPage(deps, group, cycle, page.sims, page.startIndex, counts, ctx.cancellationSignal, beat);
       checkpoint = { phase: 'fetch', done: counts.seen, cursor: page.nextIndex, counts: structuredClone(counts) };

@@ -4,7 +4,7 @@
  * `env:NAME` to read it from another variable, so a config file can stay free of secrets.
  */
 import { readFileSync } from 'node:fs';
-import { parseTargetConfigs, type TargetConfig } from '../targets/config';
+import { parseTargetConfigs, TargetConfigError, type TargetConfig } from '../targets/config';
 import type { GroupFilter } from '../kite/types';
 
 export class ConfigError extends Error {
@@ -94,7 +94,8 @@ export function loadConfig(env: Env = process.env): WorkerConfig {
   try {
     targets = parseTargetConfigs(resolveEnvRefs(targetsRaw, env, 'targets'));
   } catch (err) {
-    throw new ConfigError('targets', (err as Error).message);
+    if (!(err instanceof TargetConfigError)) throw err;
+    throw new ConfigError(err.setting, err.message.slice(err.setting.length + 2));
   }
   return {
     temporal: {

@@ -14,7 +14,7 @@ export class MemoryKite implements KiteSource<KiteSim, KitePresence> {
 
   constructor(private readonly pageSize = 100) {}
 
-  async *pages(fromIndex: number): AsyncIterable<KitePage<KiteSim>> {
+  async *pages(_group: string, fromIndex: number): AsyncIterable<KitePage<KiteSim>> {
     const all = [...this.sims.values()];
     for (let start = fromIndex; start < all.length || start === 0; start += this.pageSize) {
       yield { startIndex: start, nextIndex: start + this.pageSize, sims: all.slice(start, start + this.pageSize) };

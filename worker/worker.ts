@@ -1,0 +1,118 @@
+/**
+ * Builds a running worker from its configuration: Redis, the Kite clients, the targets, the activities and the
+ * Temporal worker. `close()` releases all of them; the process entry point is worker/main.ts.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import { createActivities, type ActivityDeps } from '../activities';
+import { kiteSourceFromClients } from '../activities/kite-source';
+import type { ConfiguredTarget } from '../activities/publish';
+import { KiteClient, tlsFromFiles } from '../kite/client';
+import type { Logger } from '../shared/log';
+import { connectRedis, StateStore } from '../state/store';
+import { createTarget } from '../targets';
+import type { WorkerConfig } from './config';
+
+export interface RunningWorker {
+  worker: Worker;
+  close(): Promise<void>;
+}
+
+export interface WorkerHooks {
+  /** Called with each target's outcomes (metrics). */
+  onOutcomes?: ActivityDeps['onOutcomes'];
+  onProgress?: ActivityDeps['onProgress'];
+}
+
+/** Where `npm run build` leaves the prebuilt workflow bundle. */
+export const DEFAULT_BUNDLE_PATH = path.resolve(__dirname, '../workflow-bundle.js');
+
+export async function startWorker(
+  config: WorkerConfig,
+  logger: Logger,
+  hooks: WorkerHooks = {}
+): Promise<RunningWorker> {
+  const redis = connectRedis(config.redis.url);
+  const store = new StateStore(redis, { prefix: config.redis.prefix });
+  const tls = tlsFromFiles({
+    certFile: config.kite.certFile,
+    keyFile: config.kite.keyFile,
+    pfxFile: config.kite.pfxFile,
+    passphrase: config.kite.pfxPassphrase,
+    caFile: config.kite.caFile,
+  });
+  const kite = kiteSourceFromClients(
+    (groupFilter) =>
+      new KiteClient({
+        baseUrl: config.kite.baseUrl,
+        apiVersion: config.kite.apiVersion,
+        requestsPerSecond: config.kite.requestsPerSecond,
+        pageSize: config.kite.pageSize,
+        groupFilter,
+        logger: logger.child({ component: 'kite-client' }),
+        ...tls,
+      }),
+    config.kite.groupFilters
+  );
+  const targets = new Map<string, ConfiguredTarget>(
+    Object.values(config.targets).map((t) => [
+      t.name,
+      { target: createTarget(t, { logger: logger.child({ target: t.name }) }), deviceIdTemplate: t.deviceIdTemplate },
+    ])
+  );
+  const release = async () => {
+    kite.close();
+    await Promise.allSettled([...targets.values()].map(({ target }) => target.close()));
+    redis.disconnect();
+  };
+  try {
+    const connection = await NativeConnection.connect(temporalConnectionOptions(config));
+    const worker = await Worker.create({
+      connection,
+      namespace: config.temporal.namespace,
+      taskQueue: config.temporal.taskQueue,
+      ...workflowSource(config),
+      activities: createActivities({
+        store,
+        kite,
+        targets,
+        logger: logger.child({ component: 'activities' }),
+        batchSize: config.publish.batchSize,
+        inFlightBatches: config.publish.inFlightBatches,
+        ...hooks,
+      }),
+      shutdownGraceTime: config.shutdownGraceMs,
+    });
+    return {
+      worker,
+      async close() {
+        await release();
+        await connection.close();
+      },
+    };
+  } catch (err) {
+    await release();
+    throw err;
+  }
+}
+
+function temporalConnectionOptions({ temporal }: WorkerConfig) {
+  const read = (file?: string) => (file ? readFileSync(file) : undefined);
+  const mtls = temporal.tlsCertFile && temporal.tlsKeyFile;
+  const tls =
+    mtls || temporal.tlsCaFile || temporal.apiKey
+      ? {
+          clientCertPair: mtls ? { crt: read(temporal.tlsCertFile)!, key: read(temporal.tlsKeyFile)! } : undefined,
+          serverRootCACertificate: read(temporal.tlsCaFile),
+        }
+      : undefined;
+  return { address: temporal.address, tls, apiKey: temporal.apiKey };
+}
+
+/** The prebuilt bundle on the production path; bundling from source in development. */
+function workflowSource(config: WorkerConfig): Pick<WorkerOptions, 'workflowBundle' | 'workflowsPath'> {
+  const bundle = config.workflowBundle ?? (existsSync(DEFAULT_BUNDLE_PATH) ? DEFAULT_BUNDLE_PATH : undefined);
+  if (bundle) return { workflowBundle: { codePath: bundle } };
+  return { workflowsPath: require.resolve('../workflows') };
+}
