@@ -179,7 +179,11 @@ export class MqttTarget implements Target {
     this.activeClient = undefined;
     const connection = await pending?.catch(() => undefined);
     if (!connection) return;
-    await Promise.race([connection.client.endAsync(), new Promise((r) => setTimeout(r, this.config.timeoutMs))]);
+    // A graceful end waits for in-flight PUBACKs; a broker that never answers must not hold close() forever.
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise((resolve) => (timer = setTimeout(resolve, this.config.timeoutMs)));
+    await Promise.race([connection.client.endAsync(), deadline]);
+    clearTimeout(timer);
     connection.client.end(true);
   }
 }

@@ -1,0 +1,182 @@
+/**
+ * The MQTT target against Mosquitto: a real subscriber checks retained payloads, topics and QoS; a broker of
+ * the test's own is stopped and restarted to check connection loss and reconnection.
+ */
+import net from 'node:net';
+import mqtt, { type IPublishPacket, type MqttClient } from 'mqtt';
+import { parseTargetConfig, type MqttTargetConfig } from '../../targets/config';
+import { MqttTarget } from '../../targets/mqtt';
+import { freePort, startMosquitto, stop } from '../setup/processes';
+import { testStack, uniqueName } from '../setup/stack';
+import { fullItem, patchItem, quietLogger, sampleRecord } from './fixtures';
+
+interface Received {
+  topic: string;
+  payload: unknown;
+  retain: boolean;
+  qos: number;
+  contentType?: string;
+}
+
+const targets: MqttTarget[] = [];
+const clients: MqttClient[] = [];
+
+afterAll(async () => {
+  await Promise.all(targets.map((t) => t.close()));
+  await Promise.all(clients.map((c) => c.endAsync(true)));
+});
+
+function mqttTarget(overrides: Record<string, unknown> = {}): MqttTarget {
+  const raw = { type: 'mqtt', url: testStack.mqttUrl, ...overrides };
+  const target = new MqttTarget(parseTargetConfig(raw, 'mqtt-test') as MqttTargetConfig, { logger: quietLogger() });
+  targets.push(target);
+  return target;
+}
+
+/** Subscribes with QoS 1 and collects messages; resolves once the subscription is acknowledged. */
+async function subscriber(filter: string, protocolVersion: 4 | 5 = 4) {
+  const client = await mqtt.connectAsync(testStack.mqttUrl, { protocolVersion, reconnectPeriod: 0 });
+  clients.push(client);
+  const messages: Received[] = [];
+  client.on('message', (topic, payload, packet: IPublishPacket) => {
+    const body = payload.length ? JSON.parse(payload.toString()) : '';
+    const contentType = packet.properties?.contentType;
+    messages.push({ topic, payload: body, retain: packet.retain, qos: packet.qos, contentType });
+  });
+  await client.subscribeAsync(filter, { qos: 1 });
+  /** Waits until `count` messages have arrived (fails the test on timeout). */
+  const waitFor = async (count: number, timeoutMs = 5000) => {
+    const deadline = Date.now() + timeoutMs;
+    while (messages.length < count && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect(messages.length).toBeGreaterThanOrEqual(count);
+    return messages;
+  };
+  return { client, messages, waitFor };
+}
+
+/** Clears retained messages the test left on the shared broker. */
+async function clearRetained(topics: string[]) {
+  const client = await mqtt.connectAsync(testStack.mqttUrl, { reconnectPeriod: 0 });
+  await Promise.all(topics.map((t) => client.publishAsync(t, '', { qos: 1, retain: true })));
+  await client.endAsync();
+}
+
+describe('MQTT target (Mosquitto)', () => {
+  it('publishes each SIM retained at QoS 1 on its topic; a late subscriber gets the latest patch', async () => {
+    const group = uniqueName('grp');
+    const target = mqttTarget();
+    const [a, b] = [sampleRecord(), sampleRecord()];
+    const topicOf = (iccid: string) => `kite/${group}/${iccid}/reported`;
+
+    const first = await target.publish([fullItem(a), fullItem(b)], undefined, { group });
+    expect(first).toEqual([
+      { iccid: a.iccid, status: 'ok' },
+      { iccid: b.iccid, status: 'ok' },
+    ]);
+    const late = await subscriber(`kite/${group}/+/reported`);
+    const retained = await late.waitFor(2);
+    expect(retained.map((m) => m.topic).sort()).toEqual([topicOf(a.iccid), topicOf(b.iccid)].sort());
+    for (const m of retained) {
+      expect(m).toMatchObject({ retain: true, qos: 1 });
+      expect(m.payload).toEqual(m.topic === topicOf(a.iccid) ? a : b);
+    }
+
+    const change = { ip: null, presenceLevel: 'GPRS' };
+    expect(await target.publish([patchItem(a.iccid, change)], undefined, { group })).toEqual([
+      { iccid: a.iccid, status: 'ok' },
+    ]);
+    const live = await late.waitFor(3);
+    expect(live[2]).toMatchObject({ topic: topicOf(a.iccid), payload: change, qos: 1 });
+
+    const later = await subscriber(`kite/${group}/${a.iccid}/reported`);
+    expect((await later.waitFor(1))[0]).toMatchObject({ payload: change, retain: true });
+    await clearRetained([topicOf(a.iccid), topicOf(b.iccid)]);
+  });
+
+  it('fills {deviceId} in a custom topic template and sets the JSON content type on MQTT 5', async () => {
+    const prefix = uniqueName('fleet');
+    const target = mqttTarget({ topicTemplate: `${prefix}/{deviceId}/state`, protocolVersion: 5 });
+    const record = sampleRecord();
+    const sub = await subscriber(`${prefix}/#`, 5);
+
+    expect(await target.publish([fullItem(record, `truck-${record.iccid}`)])).toEqual([
+      { iccid: record.iccid, status: 'ok' },
+    ]);
+    const [message] = await sub.waitFor(1);
+    expect(message).toMatchObject({ topic: `${prefix}/truck-${record.iccid}/state`, payload: record, qos: 1 });
+    expect(message.contentType).toBe('application/json');
+    await clearRetained([message.topic]);
+  });
+
+  it('fails a SIM whose topic cannot be built, and publishes the rest', async () => {
+    const target = mqttTarget({ topicTemplate: 'kite/{group}/{deviceId}' });
+    const [good, slash] = [sampleRecord(), sampleRecord()];
+    const group = uniqueName('grp');
+
+    const outcomes = await target.publish([fullItem(good), fullItem(slash, 'a/b')], undefined, { group });
+    expect(outcomes[0]).toEqual({ iccid: good.iccid, status: 'ok' });
+    expect(outcomes[1]).toMatchObject({ status: 'permanent', reason: expect.stringMatching(/contains \/, \+, #/) });
+
+    const [noGroup] = await target.publish([fullItem(good)]);
+    expect(noGroup).toMatchObject({ status: 'permanent', reason: expect.stringMatching(/no group context/) });
+    await clearRetained([`kite/${group}/${good.iccid}`]);
+  });
+
+  it('answers retryable when the broker is unreachable, and recovers when it comes back', async () => {
+    const port = await freePort();
+    const target = mqttTarget({ url: `mqtt://127.0.0.1:${port}`, timeoutMs: 2000 });
+    const record = sampleRecord();
+    const group = uniqueName('grp');
+
+    const [down] = await target.publish([fullItem(record)], undefined, { group });
+    expect(down).toMatchObject({ status: 'retryable', reason: expect.stringMatching(/cannot connect.*ECONNREFUSED/) });
+
+    let broker = await startMosquitto(port);
+    try {
+      expect(await target.publish([fullItem(record)], undefined, { group })).toEqual([
+        { iccid: record.iccid, status: 'ok' },
+      ]);
+      await stop(broker);
+      await new Promise((r) => setTimeout(r, 100)); // let the client see the close
+      const [lost] = await target.publish([fullItem(record)], undefined, { group });
+      expect(lost.status).toBe('retryable');
+
+      broker = await startMosquitto(port);
+      expect(await target.publish([fullItem(record)], undefined, { group })).toEqual([
+        { iccid: record.iccid, status: 'ok' },
+      ]);
+    } finally {
+      await target.close();
+      await stop(broker);
+    }
+  });
+
+  it('drops the connection when a PUBACK does not come, so the message cannot be replayed later', async () => {
+    // A minimal broker on the wire: it accepts the connection (CONNACK) but never acknowledges a publish.
+    const sockets: net.Socket[] = [];
+    const closed: net.Socket[] = [];
+    const server = net.createServer((socket) => {
+      sockets.push(socket);
+      socket.once('data', () => socket.write(Buffer.from([0x20, 0x02, 0x00, 0x00])));
+      socket.on('close', () => closed.push(socket));
+      socket.on('error', () => undefined);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as net.AddressInfo;
+    const target = mqttTarget({ url: `mqtt://127.0.0.1:${port}`, timeoutMs: 300 });
+    const record = sampleRecord();
+    try {
+      const [outcome] = await target.publish([fullItem(record)], undefined, { group: 'g' });
+      expect(outcome).toMatchObject({ status: 'retryable', reason: expect.stringMatching(/no PUBACK in time/) });
+      await new Promise((r) => setTimeout(r, 100));
+      expect(closed).toHaveLength(1);
+
+      await target.publish([fullItem(record)], undefined, { group: 'g' });
+      expect(sockets).toHaveLength(2); // a fresh connection, not the old queue
+    } finally {
+      await target.close();
+      sockets.forEach((s) => s.destroy());
+      await new Promise((r) => server.close(r));
+    }
+  });
+});
