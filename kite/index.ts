@@ -1,9 +1,38 @@
 /**
  * Public API of the Kite source: the REST client, the SIM → record mapping and the simulator.
  * The fetch activity should import from here only.
+ *
+ * Typical use (fetch activity):
+ *   const kite = new KiteClient({ baseUrl, cert, key, groupFilter });
+ *   for await (const page of kite.pages(cursor)) {            // heartbeat page.nextIndex
+ *     for (const sim of page.sims.filter((s) => isInGroup(s, group, groupFilter))) {
+ *       const hints = connectivityHints(sim);                  // compare with the stored hints
+ *       const presence = changed ? await kite.getPresence(sim.icc!) : storedPresence;
+ *       const result = mapSim(sim, presence);                  // { ok, record } or { ok: false, reason }
+ *     }
+ *   }
+ *   kite.close();
  */
 export { RECORD_KEYS, type RecordKey, type SimRecord, type SimPatch } from './record';
 export type { GroupFilter, KiteSim, KitePresence, KiteConnStatus, KiteConsumption, KiteLocation } from './types';
 export { LIFE_CYCLE_STATES, type LifeCycleState } from './types';
 export { KiteApiError } from './errors';
 export { mapSim, connectivityHints, isInGroup, MAX_STRING_LENGTH, type MapResult } from './mapping';
+export {
+  KiteClient,
+  tlsFromFiles,
+  pageCap,
+  DEFAULT_BASE_URL,
+  type KiteClientOptions,
+  type KiteRetryOptions,
+  type KitePage,
+  type CallOptions,
+} from './client';
+export {
+  startKiteSimulator,
+  type KiteSimulator,
+  type KiteSimulatorOptions,
+  type SimulatorControl,
+  type SimulatorFaults,
+  type FaultKind,
+} from './simulator';
