@@ -170,7 +170,7 @@ export class DeviceSession {
       return new Promise<{ res: TwinResponse; twin?: Twin }>((resolve, reject) => {
         // The tap sees the response before the SDK does, so a failed status wins over the SDK's reading of it.
         void response.then((res) => res.status !== 200 && resolve({ res }));
-        this.client.getTwin().then((twin) => response.then((res) => resolve({ res, twin })), reject);
+        this.client.getTwin().then((twin) => response.then((res) => resolve({ res, twin })), later(reject));
       });
     });
     if (!got.ok) return got;
@@ -187,7 +187,7 @@ export class DeviceSession {
     const sent = await this.step('twin patch', () => {
       return new Promise<TwinResponse>((resolve, reject) => {
         void response.then(resolve);
-        twin.properties.reported.update(patch, (err?: Error) => err && reject(err));
+        twin.properties.reported.update(patch, (err?: Error) => err && later(reject)(err));
       });
     });
     if (!sent.ok) return sent;
@@ -208,6 +208,14 @@ export class DeviceSession {
     clearTimeout(timer);
     this.client.removeAllListeners();
   }
+}
+
+/**
+ * Defers an SDK error until pending promise jobs have run: the tap and the SDK see the same response message in
+ * one emit, the SDK's callback synchronously, so the tapped status must get the chance to settle first.
+ */
+function later(reject: (err: unknown) => void): (err: unknown) => void {
+  return (err) => setImmediate(() => reject(err));
 }
 
 function statusFailure(operation: string, status: number): Failure {

@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import type { Registry } from 'azure-iothub';
 import type { Logger } from '../../shared/log';
 import { classifyServiceError, type Failure } from './errors';
-import { type RateBudget, sleep } from './rate';
+import { budgetReason, type RateBudget, sleep } from './rate';
 
 /** IoT Hub's limit for one bulk registry call. */
 export const BULK_MAX = 100;
@@ -208,7 +208,7 @@ export class Identities {
   private async admit(n: number, signal?: AbortSignal): Promise<Failure | undefined> {
     const r = this.budget.reserve(n);
     if (!r.ok)
-      return { kind: 'throttled', reason: 'identity operation budget exhausted', retryAfterMs: r.retryAfterMs };
+      return { kind: 'throttled', reason: budgetReason('identity operation', r.paused), retryAfterMs: r.retryAfterMs };
     if (await sleep(r.waitMs, signal)) return undefined;
     this.budget.refund(n);
     return { kind: 'retryable', reason: 'aborted' };

@@ -11,7 +11,7 @@ import { parseServiceConnectionString, type AzureTargetConfig } from './config';
 import { DeviceSession } from './device';
 import { classifyServiceError, type Failure } from './errors';
 import { Identities, type KeyResult } from './identity';
-import { KeyedLock, RateBudget, Semaphore, sleep } from './rate';
+import { budgetReason, KeyedLock, RateBudget, Semaphore, sleep } from './rate';
 import { createRegistry, type RegistryHandle } from './service';
 
 export type { AzureTargetConfig } from './config';
@@ -177,7 +177,8 @@ class AzureIotHubTarget implements Target {
   /** One twin-update token, or a throttled failure when the wait would be too long. */
   private async admitTwin(signal?: AbortSignal): Promise<Failure | undefined> {
     const r = this.twinBudget.reserve(1);
-    if (!r.ok) return { kind: 'throttled', reason: 'twin update budget exhausted', retryAfterMs: r.retryAfterMs };
+    if (!r.ok)
+      return { kind: 'throttled', reason: budgetReason('twin update', r.paused), retryAfterMs: r.retryAfterMs };
     if (await sleep(r.waitMs, signal)) return undefined;
     this.twinBudget.refund(1);
     return { kind: 'retryable', reason: 'aborted' };

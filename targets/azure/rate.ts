@@ -13,12 +13,18 @@ const THROTTLE_MAX_MS = 60_000;
 const DROP_MIN_MS = 500;
 const DROP_MAX_MS = 30_000;
 
-export type Reservation = { ok: true; waitMs: number } | { ok: false; retryAfterMs: number };
+export type Reservation =
+  | { ok: true; waitMs: number }
+  /** `paused`: the hub throttled this class recently; otherwise the client-side budget is spent. */
+  | { ok: false; retryAfterMs: number; paused: boolean };
 
 /** A token bucket with burst `capacity`, refilled at `capacity` tokens per `periodMs`, plus a shared pause. */
 export class RateBudget {
   private tokens: number;
   private last = Date.now();
+  /** After a 429: callers are told to come back, not queued (the hub asked everyone to slow down). */
+  private throttledUntil = 0;
+  /** After a drop: callers wait it out. */
   private pausedUntil = 0;
   private throttleStreak = 0;
   private dropStreak = 0;
@@ -42,10 +48,11 @@ export class RateBudget {
   reserve(n: number, maxWaitMs = MAX_QUEUE_WAIT_MS): Reservation {
     const now = Date.now();
     this.refill(now);
+    if (this.throttledUntil > now) return { ok: false, retryAfterMs: this.throttledUntil - now, paused: true };
     const pauseMs = Math.max(0, this.pausedUntil - now);
     const refillMs = this.tokens >= n ? 0 : ((n - this.tokens) * this.periodMs) / this.capacity;
     const waitMs = Math.ceil(Math.max(pauseMs, refillMs));
-    if (waitMs > maxWaitMs) return { ok: false, retryAfterMs: waitMs };
+    if (waitMs > maxWaitMs) return { ok: false, retryAfterMs: waitMs, paused: false };
     this.tokens -= n;
     return { ok: true, waitMs };
   }
@@ -58,22 +65,21 @@ export class RateBudget {
   /** The hub said 429: pause the class. Returns the pause in ms, for the outcome's retryAfterMs. */
   throttled(retryAfterMs?: number): number {
     const backoff = Math.min(THROTTLE_MAX_MS, THROTTLE_MIN_MS * 2 ** this.throttleStreak++);
-    return this.pause(Math.max(backoff, retryAfterMs ?? 0));
+    const ms = Math.max(backoff, retryAfterMs ?? 0);
+    this.throttledUntil = Math.max(this.throttledUntil, Date.now() + ms);
+    return ms;
   }
 
   /** A connection dropped mid-operation: pause briefly, growing while drops repeat. */
   dropped(): number {
-    return this.pause(Math.min(DROP_MAX_MS, DROP_MIN_MS * 2 ** this.dropStreak++));
+    const ms = Math.min(DROP_MAX_MS, DROP_MIN_MS * 2 ** this.dropStreak++);
+    this.pausedUntil = Math.max(this.pausedUntil, Date.now() + ms);
+    return ms;
   }
 
   succeeded(): void {
     this.throttleStreak = 0;
     this.dropStreak = 0;
-  }
-
-  private pause(ms: number): number {
-    this.pausedUntil = Math.max(this.pausedUntil, Date.now() + ms);
-    return ms;
   }
 }
 
@@ -128,4 +134,9 @@ export class KeyedLock {
       if (this.tails.get(key) === tail) this.tails.delete(key);
     }
   }
+}
+
+/** The reason given for an item that the rate budget sends back. */
+export function budgetReason(operation: string, paused: boolean): string {
+  return paused ? `${operation}s paused after the hub throttled` : `${operation} budget exhausted`;
 }

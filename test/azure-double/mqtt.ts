@@ -138,7 +138,7 @@ export class TwinBroker {
         return this.onSubscribe(conn, packet);
       case 'unsubscribe':
         for (const t of packet.unsubscriptions) conn.subscriptions.delete(t);
-        return conn.send({ cmd: 'unsuback', messageId: packet.messageId ?? 0 });
+        return conn.send({ cmd: 'unsuback', messageId: packet.messageId } as Packet);
       case 'publish':
         return this.onPublish(conn, packet);
       case 'pingreq':

@@ -1,39 +1,326 @@
+/**
+ * The Azure IoT Hub target against the local double (test/azure-double): the real `azure-iothub` Registry and
+ * `azure-iot-device` + `azure-iot-device-mqtt` client, over HTTPS and MQTT/TLS, with injected throttling and drops.
+ */
 import { AzureIotHubDouble } from '../azure-double';
 import { createAzureTarget, parseAzureTargetConfig } from '../../targets/azure';
-import type { PublishItem, Target } from '../../targets/target';
+import type { PublishItem, PublishOutcome, Target } from '../../targets/target';
 import { createLogger } from '../../shared/log';
 
 let hub: AzureIotHubDouble;
+const logLines: string[] = [];
+const allOutcomes: PublishOutcome[] = [];
+const targets: Target[] = [];
+
 beforeAll(async () => {
   hub = await AzureIotHubDouble.start();
 });
+
+afterEach(() => hub.clearFaults());
+
 afterAll(async () => {
+  await Promise.all(targets.map((t) => t.close()));
   await hub.stop();
 });
 
-const logLines: string[] = [];
 function target(extra: Record<string, unknown> = {}): Target {
-  const config = parseAzureTargetConfig(
-    {
-      connectionString: hub.serviceConnectionString,
-      serviceUrl: hub.serviceUrl,
-      deviceHost: hub.deviceHost,
-      ca: hub.ca,
-      ...extra,
-    },
-    'azure'
-  );
-  return createAzureTarget(config, { logger: createLogger({}, { level: 'debug', write: (l) => logLines.push(l) }) });
+  const raw = {
+    connectionString: hub.serviceConnectionString,
+    serviceUrl: hub.serviceUrl,
+    deviceHost: hub.deviceHost,
+    ca: hub.ca,
+    operationTimeoutMs: 5_000,
+    ...extra,
+  };
+  const logger = createLogger({}, { level: 'debug', write: (line) => logLines.push(line) });
+  const t = createAzureTarget(parseAzureTargetConfig(raw, 'azure'), { logger });
+  targets.push(t);
+  return t;
 }
 
-function item(iccid: string, patch: PublishItem['patch'], full = true): PublishItem {
-  return { iccid, deviceId: iccid, patch, full };
+async function publish(t: Target, items: PublishItem[]): Promise<PublishOutcome[]> {
+  const out = await t.publish(items);
+  allOutcomes.push(...out);
+  return out;
 }
 
-test('smoke', async () => {
-  const t = target();
-  const out = await t.publish([item('8901', { iccid: '8901', presenceLevel: 'ONLINE' })]);
-  expect(out).toEqual([{ iccid: '8901', status: 'ok' }]);
-  expect(hub.reported('8901')).toEqual({ iccid: '8901', presenceLevel: 'ONLINE' });
-  await t.close();
+let seq = 0;
+/** A fresh ICCID-like id per call so that tests never share devices. */
+function newId(): string {
+  return `89882${String(Date.now()).slice(-6)}${String(++seq).padStart(5, '0')}`;
+}
+
+function item(deviceId: string, patch: PublishItem['patch'], full = true): PublishItem {
+  return { iccid: deviceId, deviceId, patch, full };
+}
+
+function bulkSizesSince(mark: number): number[] {
+  return hub.restLog
+    .slice(mark)
+    .flatMap((e) => (e.method === 'POST' && e.path === '/devices' ? [e.bulkSize ?? 0] : []));
+}
+
+describe('reported mode', () => {
+  test('first publish creates the identities in bulk and the reported properties land exactly', async () => {
+    const t = target();
+    const ids = [newId(), newId(), newId()];
+    const mark = hub.restLog.length;
+    const out = await publish(
+      t,
+      ids.map((id, i) => item(id, { iccid: id, presenceLevel: 'ONLINE', dailySMS: i, Latitude: 48.1 }))
+    );
+    expect(out).toEqual(ids.map((id) => ({ iccid: id, status: 'ok' })));
+    expect(bulkSizesSince(mark)).toEqual([3]);
+    ids.forEach((id, i) => {
+      expect(hub.reported(id)).toEqual({ iccid: id, presenceLevel: 'ONLINE', dailySMS: i, Latitude: 48.1 });
+      expect(hub.twin(id)!.properties.reported.$version).toBe(2);
+    });
+  });
+
+  test('a single new SIM is created with PUT /devices and its hub-generated key is reused', async () => {
+    const t = target();
+    const id = newId();
+    const mark = hub.restLog.length;
+    expect(await publish(t, [item(id, { iccid: id })])).toEqual([{ iccid: id, status: 'ok' }]);
+    expect(await publish(t, [item(id, { ip: '10.0.0.1' }, false)])).toEqual([{ iccid: id, status: 'ok' }]);
+    // One identity operation in total: the second publish used the cached key.
+    expect(hub.restLog.slice(mark).map((e) => `${e.method} ${e.path}`)).toEqual([`PUT /devices/${id}`]);
+    expect(hub.reported(id)).toEqual({ iccid: id, ip: '10.0.0.1' });
+  });
+
+  test('250 new SIMs are created in bulk chunks of 100', async () => {
+    const t = target({ identityOpsPerMinute: 100_000, twinUpdatesPerSecond: 10_000 });
+    const ids = Array.from({ length: 250 }, newId);
+    const mark = hub.restLog.length;
+    const out = await publish(
+      t,
+      ids.map((id) => item(id, { iccid: id, presenceLevel: 'OFFLINE' }))
+    );
+    expect(out.filter((o) => o.status !== 'ok')).toEqual([]);
+    expect(bulkSizesSince(mark)).toEqual([100, 100, 50]);
+    expect(ids.every((id) => hub.reported(id)?.presenceLevel === 'OFFLINE')).toBe(true);
+  });
+
+  test('a later patch changes keys and null deletes them', async () => {
+    const t = target();
+    const id = newId();
+    await publish(t, [item(id, { iccid: id, presenceLevel: 'ONLINE', ip: '10.1.1.1', apn: 'iot' })]);
+    const out = await publish(t, [item(id, { presenceLevel: 'OFFLINE', ip: null, apn: null, dailyData: 12 }, false)]);
+    expect(out).toEqual([{ iccid: id, status: 'ok' }]);
+    expect(hub.reported(id)).toEqual({ iccid: id, presenceLevel: 'OFFLINE', dailyData: 12 });
+    expect(hub.twin(id)!.properties.reported.$version).toBe(3);
+  });
+
+  test('after a restart (empty key cache) an existing device is looked up, not created', async () => {
+    const id = newId();
+    await publish(target(), [item(id, { iccid: id })]);
+    const mark = hub.restLog.length;
+    expect(await publish(target(), [item(id, { event: 'attach' }, false)])).toEqual([{ iccid: id, status: 'ok' }]);
+    expect(hub.restLog.slice(mark).map((e) => `${e.method} ${e.path} ${e.status}`)).toEqual([`GET /devices/${id} 200`]);
+    expect(hub.reported(id)).toEqual({ iccid: id, event: 'attach' });
+  });
+
+  test('never two connections for one device id, even when it appears twice in a batch and publishes overlap', async () => {
+    const t = target({ maxConnections: 4 });
+    const [a, b] = [newId(), newId()];
+    await publish(t, [item(a, { iccid: a }), item(b, { iccid: b })]);
+    const batch1 = [item(a, { dailySMS: 1 }, false), item(b, { dailySMS: 1 }, false), item(a, { dailySMS: 2 }, false)];
+    const batch2 = [item(a, { dailySMS: 3, event: 'x' }, false), item(a, { event: null }, false)];
+    const [out1, out2] = await Promise.all([publish(t, batch1), publish(t, batch2)]);
+    expect([...out1, ...out2].every((o) => o.status === 'ok')).toBe(true);
+    expect(hub.maxConcurrentConnections(a)).toBe(1);
+    expect(hub.maxConcurrentConnections(b)).toBe(1);
+    // Order per device is kept: batch 1's two patches share one connection, then batch 2's.
+    expect(hub.reported(a)).toEqual({ iccid: a, dailySMS: 3 });
+    expect(hub.connectionsOpened(a)).toBe(3);
+  });
+
+  test('res/429 with an errorCode body → throttled, nothing marked ok, and the twin class pauses', async () => {
+    const t = target();
+    const id = newId();
+    await publish(t, [item(id, { iccid: id })]);
+    hub.failTwin({ status: 429, body: 'errorCode', times: 1 });
+    const [out] = await publish(t, [item(id, { presenceLevel: 'ONLINE' }, false)]);
+    expect(out).toMatchObject({ iccid: id, status: 'throttled' });
+    expect(out.status === 'throttled' && out.retryAfterMs).toBeGreaterThanOrEqual(10_000);
+    expect(hub.reported(id)).toEqual({ iccid: id });
+    // The pause applies to every device of the target: the next item is not even sent.
+    const other = newId();
+    const opened = hub.twinLog.length;
+    const [next] = await publish(t, [item(other, { iccid: other })]);
+    expect(next.status).toBe('throttled');
+    expect(hub.twinLog.length).toBe(opened);
+  });
+
+  test('an empty-body res/429 (which the SDK alone reports as success) is still throttled', async () => {
+    const t = target();
+    const id = newId();
+    await publish(t, [item(id, { iccid: id })]);
+    hub.failTwin({ status: 429, body: 'empty', times: 1 });
+    const [out] = await publish(t, [item(id, { presenceLevel: 'ONLINE' }, false)]);
+    expect(out).toMatchObject({ iccid: id, status: 'throttled' });
+    expect(hub.twinLog.at(-1)).toEqual({ deviceId: id, op: 'PATCH', status: 429 });
+    expect(hub.reported(id)).toEqual({ iccid: id });
+  });
+
+  test('a 5xx twin response is retryable, a 400 is permanent', async () => {
+    const t = target();
+    const id = newId();
+    await publish(t, [item(id, { iccid: id })]);
+    hub.failTwin({ status: 503, body: 'empty', times: 1 });
+    expect((await publish(t, [item(id, { ip: '1' }, false)]))[0].status).toBe('retryable');
+    hub.failTwin({ status: 400, body: 'errorCode', times: 1 });
+    expect((await publish(t, [item(id, { ip: '1' }, false)]))[0].status).toBe('permanent');
+  });
+
+  test('a dropped connection during the patch → retryable, and later items of that device are not sent', async () => {
+    const t = target();
+    const id = newId();
+    await publish(t, [item(id, { iccid: id })]);
+    hub.failTwin({ status: 0, times: 1 });
+    const out = await publish(t, [item(id, { ip: '10.0.0.9' }, false), item(id, { ip: '10.0.0.10' }, false)]);
+    expect(out.map((o) => o.status)).toEqual(['retryable', 'retryable']);
+    expect(hub.reported(id)).toEqual({ iccid: id });
+  });
+
+  test('a device key regenerated in the hub → retryable, then the key is fetched again', async () => {
+    const t = target();
+    const id = newId();
+    await publish(t, [item(id, { iccid: id })]);
+    hub.registry.devices.get(id)!.authentication.symmetricKey = {
+      primaryKey: 'bmV3a2V5MQ==',
+      secondaryKey: 'bmV3a2V5Mg==',
+    };
+    const failures = hub.authFailures;
+    expect((await publish(t, [item(id, { ip: '2' }, false)]))[0].status).toBe('retryable');
+    expect(hub.authFailures).toBe(failures + 1);
+    expect(await publish(t, [item(id, { ip: '2' }, false)])).toEqual([{ iccid: id, status: 'ok' }]);
+    expect(hub.reported(id)).toEqual({ iccid: id, ip: '2' });
+  });
+});
+
+describe('identity operations', () => {
+  test('429 on the bulk create → throttled for every new SIM, with the hub throttle backoff', async () => {
+    const t = target();
+    hub.failRest({ op: 'identity', times: 1 });
+    const ids = [newId(), newId()];
+    const out = await publish(
+      t,
+      ids.map((id) => item(id, { iccid: id }))
+    );
+    expect(out.map((o) => o.status)).toEqual(['throttled', 'throttled']);
+    expect(out.every((o) => o.status === 'throttled' && o.retryAfterMs >= 10_000)).toBe(true);
+    expect(ids.some((id) => hub.device(id))).toBe(false);
+  });
+
+  test('429 on a single create → throttled; Retry-After is honoured when longer', async () => {
+    const t = target();
+    hub.failRest({ op: 'identity', times: 1, retryAfterSeconds: 30 });
+    const [out] = await publish(t, [item(newId(), { iccid: 'x' })]);
+    expect(out).toMatchObject({ status: 'throttled', retryAfterMs: 30_000 });
+    expect(out.status === 'throttled' && out.reason).toContain('429 ThrottlingBacklogTimeout');
+  });
+
+  test('the identity budget is client-side too: beyond it, items come back throttled without a request', async () => {
+    const t = target({ identityOpsPerMinute: 2 });
+    const ids = [newId(), newId(), newId(), newId()];
+    const mark = hub.restLog.length;
+    const out = await publish(
+      t,
+      ids.map((id) => item(id, { iccid: id }))
+    );
+    expect(out.map((o) => o.status)).toEqual(['ok', 'ok', 'throttled', 'throttled']);
+    expect(bulkSizesSince(mark)).toEqual([2]);
+  });
+
+  test('a wrong service key → permanent (401), counted by the double', async () => {
+    const bad = hub.serviceConnectionString.replace(/SharedAccessKey=[^;]+/, 'SharedAccessKey=d3Jvbmcta2V5');
+    const failures = hub.authFailures;
+    const [out] = await publish(target({ connectionString: bad }), [item(newId(), { iccid: 'y' })]);
+    expect(out).toMatchObject({ status: 'permanent' });
+    expect(hub.authFailures).toBe(failures + 1);
+  });
+});
+
+describe('tags mode', () => {
+  test('writes tags with PATCH /twins and If-Match, null deletes, reported untouched', async () => {
+    const t = target({ mode: 'tags' });
+    const id = newId();
+    const mark = hub.restLog.length;
+    expect(await publish(t, [item(id, { iccid: id, alias: 'pump-7', country: 'DE' })])).toEqual([
+      { iccid: id, status: 'ok' },
+    ]);
+    expect(await publish(t, [item(id, { alias: null, operator: 'Telefonica' }, false)])).toEqual([
+      { iccid: id, status: 'ok' },
+    ]);
+    const twin = hub.twin(id)!;
+    expect(twin.tags).toEqual({ iccid: id, country: 'DE', operator: 'Telefonica' });
+    expect(hub.reported(id)).toEqual({});
+    const patches = hub.restLog.slice(mark).filter((e) => e.method === 'PATCH');
+    expect(patches.map((e) => [e.path, e.ifMatch])).toEqual([
+      [`/twins/${id}`, '"*"'],
+      [`/twins/${id}`, '"*"'],
+    ]);
+    expect(hub.connectionsOpened(id)).toBe(0);
+  });
+
+  test('429 on the twin PATCH → throttled', async () => {
+    const t = target({ mode: 'tags' });
+    const id = newId();
+    await publish(t, [item(id, { iccid: id })]);
+    hub.failRest({ op: 'twin', times: 1 });
+    expect((await publish(t, [item(id, { alias: 'a' }, false)]))[0]).toMatchObject({ status: 'throttled' });
+    expect(hub.twin(id)!.tags).toEqual({ iccid: id });
+  });
+});
+
+describe('configuration', () => {
+  test('defaults are the S1 budgets', () => {
+    const config = parseAzureTargetConfig({ connectionString: hub.serviceConnectionString }, 'azure');
+    expect(config).toMatchObject({
+      mode: 'reported',
+      identityOpsPerMinute: 100,
+      twinUpdatesPerSecond: 50,
+      maxConnections: 32,
+    });
+  });
+
+  test('errors name the setting and never echo a secret', () => {
+    const secret = 'c2VjcmV0LXNlY3JldA==';
+    const bad = [
+      { connectionString: `HostName=h;SharedAccessKey=${secret}` },
+      { connectionString: hub.serviceConnectionString, mode: 'desired' },
+      { connectionString: hub.serviceConnectionString, twinUpdatesPerSecond: 0 },
+      { connectionString: hub.serviceConnectionString, serviceUrl: `http://x/?sig=${secret}` },
+      { connectionString: hub.serviceConnectionString, bogus: secret },
+    ];
+    const messages = bad.map((raw) => {
+      try {
+        parseAzureTargetConfig(raw, 'hub1');
+        return 'accepted';
+      } catch (err) {
+        return (err as Error).message;
+      }
+    });
+    expect(messages).toEqual([
+      expect.stringContaining('targets.hub1.connectionString'),
+      expect.stringContaining('targets.hub1.mode'),
+      expect.stringContaining('targets.hub1.twinUpdatesPerSecond'),
+      expect.stringContaining('targets.hub1.serviceUrl'),
+      expect.stringContaining('targets.hub1.bogus'),
+    ]);
+    for (const m of messages) expect(m).not.toContain(secret);
+  });
+});
+
+test('no key, SAS or connection string in any reason or log line', () => {
+  const secrets = [
+    hub.policyKey,
+    ...hub.deviceIds().map((id) => hub.device(id)!.authentication.symmetricKey.primaryKey),
+  ];
+  const text = JSON.stringify(allOutcomes) + '\n' + logLines.join('\n');
+  expect(allOutcomes.length).toBeGreaterThan(250);
+  expect(logLines.length).toBeGreaterThan(0);
+  for (const secret of secrets) expect(text).not.toContain(secret);
+  expect(text).not.toMatch(/SharedAccessSignature|SharedAccessKey=|sig=/);
 });
