@@ -357,7 +357,7 @@ function parseWebhook(r: SettingsReader, name: string): WebhookTargetConfig {
     name,
     deviceIdTemplate: r.deviceIdTemplate(),
     url: r.url('url', ['https:', 'http:'], { required: true })!,
-    secret: r.requiredString('secret', { secret: true, pattern: /^[\s\S]{16,}$/, hint: 'at least 16 characters' }),
+    secret: webhookSecret(r),
     batchSize: r.int('batchSize', WEBHOOK_DEFAULTS.batchSize, 1, 10_000),
     timeoutMs: r.int('timeoutMs', WEBHOOK_DEFAULTS.timeoutMs, 100, 300_000),
     maxAttempts: r.int('maxAttempts', WEBHOOK_DEFAULTS.maxAttempts, 1, 20),
@@ -367,6 +367,12 @@ function parseWebhook(r: SettingsReader, name: string): WebhookTargetConfig {
   };
   r.finish();
   return config;
+}
+
+function webhookSecret(r: SettingsReader): string {
+  const secret = r.requiredString('secret', { secret: true });
+  if (secret.length < 16) r.fail('secret', 'must be at least 16 characters; use a long random value');
+  return secret;
 }
 
 function parseNull(r: SettingsReader, name: string): NullTargetConfig {
