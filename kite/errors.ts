@@ -35,7 +35,8 @@ const OWN_RETRYABLE = new Set(['TIMEOUT', 'NETWORK', 'BAD_RESPONSE']);
  * implemented), TLS failures and 401/403 never are (a 403 wins over a POL code: POL.1000 is a permission error).
  */
 export function isRetryable(code: string, status: number): boolean {
-  if (code.startsWith('SVC.') || code === 'SVR.1003' || code === 'TLS' || status === 401 || status === 403) return false;
+  if (code.startsWith('SVC.') || code === 'SVR.1003' || code === 'TLS' || status === 401 || status === 403)
+    return false;
   if (code === 'SVR.1006' || code.startsWith('POL.') || OWN_RETRYABLE.has(code)) return true;
   return status === 429 || status >= 500;
 }
