@@ -16,6 +16,7 @@ export interface DiffDeps {
   maxLeaveFraction?: number;
   /** SIMs compared per Redis round trip. @default 1000 */
   batchSize?: number;
+  onDiff?: (group: string, target: string, changed: number) => void;
 }
 
 /**
@@ -49,6 +50,7 @@ export function createDiffActivity(deps: DiffDeps) {
       Context.current().heartbeat({ phase: 'diff', done });
     }
     result.left = await forgetLeavers(deps, group, cycle, targets);
+    for (const target of targets) deps.onDiff?.(group, target, result.targets[target].changed);
     deps.logger.info('diffed group snapshot', { group, cycle, ...result });
     return result;
   };

@@ -2,9 +2,9 @@
  * The worker process: configuration from the environment (and KITE_CONFIG_FILE), one worker on the task queue,
  * graceful shutdown on SIGTERM/SIGINT that lets in-flight activities finish, then closes Redis and connections.
  */
-import { DefaultLogger, Runtime, type LogLevel } from '@temporalio/worker';
 import { createLogger } from '../shared/log';
 import { ConfigError, loadConfig } from './config';
+import { installRuntime, metricsHooks } from './metrics';
 import { startWorker } from './worker';
 
 async function main(): Promise<void> {
@@ -18,12 +18,8 @@ async function main(): Promise<void> {
     process.exitCode = 2;
     return;
   }
-  Runtime.install({
-    logger: new DefaultLogger('WARN', (entry) => logger[sdkLevel(entry.level)](entry.message, { sdk: entry.meta })),
-    telemetryOptions:
-      config.metricsAddress === 'off' ? undefined : { metrics: { prometheus: { bindAddress: config.metricsAddress } } },
-  });
-  const running = await startWorker(config, logger);
+  const { metrics } = installRuntime({ prometheusBindAddress: config.metricsAddress });
+  const running = await startWorker(config, logger, metricsHooks(metrics));
   logger.info('worker started', {
     taskQueue: config.temporal.taskQueue,
     namespace: config.temporal.namespace,
@@ -37,10 +33,6 @@ async function main(): Promise<void> {
     await running.close();
     logger.info('worker stopped');
   }
-}
-
-function sdkLevel(level: LogLevel): 'debug' | 'info' | 'warn' | 'error' {
-  return level === 'ERROR' ? 'error' : level === 'WARN' ? 'warn' : level === 'INFO' ? 'info' : 'debug';
 }
 
 main().catch((err) => {

@@ -86,6 +86,9 @@ export function metricsHooks(metrics: ConnectorMetrics) {
     onProgress(group: string, fetched: number): void {
       metrics.simsFetched(group, fetched);
     },
+    onDiff(group: string, target: string, changed: number): void {
+      metrics.simsChanged(group, target, changed);
+    },
     onOutcomes(group: string, target: string, outcomes: PublishOutcome[], ms: number): void {
       const count = (status: PublishOutcome['status']) => outcomes.filter((o) => o.status === status).length;
       metrics.simsPublished(group, target, count('ok'));

@@ -23,6 +23,7 @@ export interface WorkerHooks {
   /** Called with each target's outcomes (metrics). */
   onOutcomes?: ActivityDeps['onOutcomes'];
   onProgress?: ActivityDeps['onProgress'];
+  onDiff?: ActivityDeps['onDiff'];
 }
 
 /** Where `npm run build` leaves the prebuilt workflow bundle. */
