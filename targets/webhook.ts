@@ -150,10 +150,17 @@ export class WebhookTarget implements Target {
   }
 
   private clean(text: string): string {
-    return scrub(redact(text), [this.config.secret, this.config.url]);
+    return scrub(redact(text), [this.config.secret, ...urlSecrets(this.config.url)]);
   }
 
   async close(): Promise<void> {}
+}
+
+/** The URL and the parts of it that may be tokens (path segments, query values), for scrubbing echoes. */
+function urlSecrets(raw: string): string[] {
+  const url = new URL(raw);
+  const parts = [raw, url.pathname + url.search, ...url.pathname.split('/'), ...url.searchParams.values()];
+  return parts.filter((p) => p.length >= 8);
 }
 
 function networkError(err: unknown): string {
