@@ -23,7 +23,9 @@ function reachable(from: string): Set<string> {
   while (todo.length) {
     const s = todo.pop() as string;
     for (const n of [...TRANSITIONS[s], ...(s === 'ACTIVATION_READY' ? ['ACTIVE'] : [])]) {
-      if (!seen.has(n)) (seen.add(n), todo.push(n));
+      if (seen.has(n)) continue;
+      seen.add(n);
+      todo.push(n);
     }
   }
   return seen;
