@@ -146,6 +146,15 @@ describe('createTarget', () => {
     expect(targets.map((t) => t.name)).toEqual(['a', 'm', 'w', 'n']);
     await Promise.all(targets.map((t) => t.close()));
   });
+
+  it('loads the Azure target through its module seam', async () => {
+    const connectionString = 'HostName=hub.azure-devices.net;SharedAccessKeyName=iothubowner;SharedAccessKey=a2V5';
+    const config = parseTargetConfig({ type: 'azure', connectionString, deviceIdTemplate: 'kite-{alias}' }, 'az');
+    expect(config).toMatchObject({ type: 'azure', name: 'az', deviceIdTemplate: 'kite-{alias}', connectionString });
+    const target = createTarget(config);
+    expect(target.name).toBe('az');
+    await target.close();
+  });
 });
 
 describe('null target', () => {
