@@ -12,7 +12,7 @@ import { CreateThingCommand, IoTClient } from '@aws-sdk/client-iot';
 import { IoTDataPlaneClient, UpdateThingShadowCommand } from '@aws-sdk/client-iot-data-plane';
 import { createLogger, redact, type Logger } from '../shared/log';
 import type { AwsTargetConfig } from './config';
-import { abortedOutcome, mapPool, parseRetryAfter, RateLimiter, scrub } from './limits';
+import { abortedOutcome, mapPoolByKey, parseRetryAfter, RateLimiter, scrub } from './limits';
 import type { PublishItem, PublishOutcome, Target } from './target';
 
 /**
@@ -90,7 +90,12 @@ export class AwsIotTarget implements Target {
   }
 
   async publish(items: PublishItem[], signal?: AbortSignal): Promise<PublishOutcome[]> {
-    const outcomes = await mapPool(items, this.config.concurrency, (item) => this.publishOne(item, signal));
+    const outcomes = await mapPoolByKey(
+      items,
+      (item) => item.deviceId,
+      this.config.concurrency,
+      (item) => this.publishOne(item, signal)
+    );
     const failed = outcomes.filter((o) => o.status !== 'ok');
     if (failed.length) {
       this.log.warn('some shadow updates failed', { items: items.length, failed: failed.length, first: failed[0] });

@@ -15,7 +15,7 @@
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { createLogger, redact, type Logger } from '../shared/log';
 import type { MqttTargetConfig } from './config';
-import { abortedOutcome, mapPool, RateLimiter, scrub } from './limits';
+import { abortedOutcome, mapPoolByKey, RateLimiter, scrub } from './limits';
 import type { PublishContext, PublishItem, PublishOutcome, Target } from './target';
 
 export interface MqttTargetDeps {
@@ -61,8 +61,12 @@ export class MqttTarget implements Target {
       return items.map((item, i) => topics[i].outcome ?? { iccid: item.iccid, status: 'retryable', reason });
     }
     const work = items.map((item, i) => ({ item, ...topics[i] }));
-    return mapPool(work, this.config.concurrency, ({ item, topic, outcome }) =>
-      outcome ? Promise.resolve(outcome) : this.publishOne(connection, item, topic!, signal)
+    return mapPoolByKey(
+      work,
+      (w) => w.topic ?? w.item.iccid,
+      this.config.concurrency,
+      ({ item, topic, outcome }) =>
+        outcome ? Promise.resolve(outcome) : this.publishOne(connection, item, topic!, signal)
     );
   }
 

@@ -95,6 +95,15 @@ describe('AWS IoT target (moto)', () => {
     expect(shadow).not.toHaveProperty('ip');
   });
 
+  it('sends several changes of one SIM in a call in order', async () => {
+    const record = sampleRecord();
+    const items = [fullItem(record), ...[2, 3, 4].map((n) => patchItem(record.iccid, { ip: `10.0.0.${n}` }))];
+
+    const outcomes = await awsTarget().publish(items);
+    expect(outcomes).toEqual(items.map((i) => ok(i.iccid)));
+    expect(await reported(record.iccid)).toEqual({ ...record, ip: '10.0.0.4' });
+  });
+
   it('writes a named shadow and leaves the classic shadow alone', async () => {
     const record = sampleRecord();
     const outcomes = await awsTarget({ shadowName: 'connectivity' }).publish([fullItem(record)]);

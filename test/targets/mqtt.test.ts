@@ -93,6 +93,20 @@ describe('MQTT target (Mosquitto)', () => {
     await clearRetained([topicOf(a.iccid), topicOf(b.iccid)]);
   });
 
+  it('keeps several changes of one SIM in a call in order, so the retained one is the newest', async () => {
+    const group = uniqueName('grp');
+    const record = sampleRecord();
+    const topic = `kite/${group}/${record.iccid}/reported`;
+    const items = [fullItem(record), ...[2, 3, 4].map((n) => patchItem(record.iccid, { ip: `10.0.0.${n}` }))];
+    const sub = await subscriber(topic);
+
+    await mqttTarget().publish(items, undefined, { group });
+    expect((await sub.waitFor(4)).map((m) => m.payload)).toEqual(items.map((i) => i.patch));
+    const late = await subscriber(topic);
+    expect((await late.waitFor(1))[0]).toMatchObject({ payload: { ip: '10.0.0.4' }, retain: true });
+    await clearRetained([topic]);
+  });
+
   it('fills {deviceId} in a custom topic template and sets the JSON content type on MQTT 5', async () => {
     const prefix = uniqueName('fleet');
     const target = mqttTarget({ topicTemplate: `${prefix}/{deviceId}/state`, protocolVersion: 5 });
