@@ -48,6 +48,8 @@ start_mosquitto() {
   mkdir -p "$DATA/mosquitto"
   cat >"$DATA/mosquitto/mosquitto.conf" <<CONF
 listener $MQTT_PORT 127.0.0.1
+# Run as the invoking user: as root, Mosquitto would switch to "mosquitto", who cannot write our data folder.
+user $(id -un)
 allow_anonymous true
 persistence true
 persistence_location $DATA/mosquitto/
@@ -55,7 +57,7 @@ pid_file $RUN/mosquitto.pid
 log_dest file $LOGS/mosquitto.log
 CONF
   local bin; bin=$(command -v mosquitto || echo /usr/sbin/mosquitto)
-  "$bin" -d -c "$DATA/mosquitto/mosquitto.conf"
+  "$bin" -d -c "$DATA/mosquitto/mosquitto.conf" 2>>"$LOGS/mosquitto.log"
   wait_port "$MQTT_PORT" Mosquitto 20 || die "Mosquitto did not start: see $LOGS/mosquitto.log"
   say "Mosquitto: mqtt://127.0.0.1:$MQTT_PORT"
 }

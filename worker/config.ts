@@ -65,6 +65,8 @@ export interface WorkerConfig {
     batchSize: number;
     /** Batches in flight per target; with batchSize, bounds what a crash may send twice. @default 4 (KITE_PUBLISH_IN_FLIGHT) */
     inFlightBatches: number;
+    /** Refuse a cycle in which more than this fraction of a group's SIMs vanished. @default 0.5 (KITE_MAX_LEAVE_FRACTION) */
+    maxLeaveFraction: number;
   };
   /** Prometheus endpoint `host:port`, or `off`. @default '127.0.0.1:9464' (KITE_METRICS_ADDRESS) */
   metricsAddress: string;
@@ -136,6 +138,7 @@ export function loadConfig(env: Env = process.env): WorkerConfig {
     publish: {
       batchSize: setting.int('KITE_PUBLISH_BATCH_SIZE', p.batchSize, 500, 1, 10_000),
       inFlightBatches: setting.int('KITE_PUBLISH_IN_FLIGHT', p.inFlightBatches, 4, 1, 64),
+      maxLeaveFraction: setting.num('KITE_MAX_LEAVE_FRACTION', p.maxLeaveFraction, 0.5, 0, 1),
     },
     metricsAddress: setting.str('KITE_METRICS_ADDRESS', resolved.metricsAddress, '127.0.0.1:9464'),
     workflowBundle: setting.opt('KITE_WORKFLOW_BUNDLE', resolved.workflowBundle),

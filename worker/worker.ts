@@ -81,6 +81,7 @@ export async function startWorker(
         logger: logger.child({ component: 'activities' }),
         batchSize: config.publish.batchSize,
         inFlightBatches: config.publish.inFlightBatches,
+        maxLeaveFraction: config.publish.maxLeaveFraction,
         ...hooks,
       }),
       shutdownGraceTime: config.shutdownGraceMs,

@@ -21,7 +21,7 @@ test('defaults give the embedded local stack with an MQTT target', () => {
   expect(config.redis.url).toBe('redis://127.0.0.1:6379');
   expect(config.kite).toMatchObject({ apiVersion: 13, pageSize: 1000, requestsPerSecond: 4 });
   expect(Object.keys(config.targets)).toEqual(['mqtt']);
-  expect(config.publish).toEqual({ batchSize: 500, inFlightBatches: 4 });
+  expect(config.publish).toEqual({ batchSize: 500, inFlightBatches: 4, maxLeaveFraction: 0.5 });
 });
 
 test('a file with env: references is resolved, and the environment overrides the file', () => {

@@ -1,0 +1,49 @@
+/** A local webhook endpoint that keeps what a cloud would: every delivery per SIM, and the merged state. */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { SimPatch, SimRecord } from '../../kite/record';
+import { applyPatch } from '../../state/records';
+
+export interface WebhookReceiver {
+  url: string;
+  /** Deliveries per ICCID (a duplicate is a second delivery of the same SIM's patch). */
+  deliveries: Map<string, number>;
+  /** The state of each SIM after applying every patch received, in order. */
+  state: Map<string, SimRecord>;
+  total(): number;
+  /** Delay before answering each POST, to stretch a publish out in time. */
+  delayMs: number;
+  close(): Promise<void>;
+}
+
+export async function startWebhookReceiver(delayMs = 0): Promise<WebhookReceiver> {
+  const receiver = {
+    deliveries: new Map<string, number>(),
+    state: new Map<string, SimRecord>(),
+    delayMs,
+  } as WebhookReceiver;
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
+        items: { iccid: string; patch: SimPatch }[];
+      };
+      setTimeout(() => {
+        for (const { iccid, patch } of body.items) {
+          receiver.deliveries.set(iccid, (receiver.deliveries.get(iccid) ?? 0) + 1);
+          receiver.state.set(iccid, applyPatch(receiver.state.get(iccid), patch));
+        }
+        res.writeHead(204).end();
+      }, receiver.delayMs);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  receiver.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/kite`;
+  receiver.total = () => [...receiver.deliveries.values()].reduce((a, b) => a + b, 0);
+  receiver.close = () => {
+    server.closeAllConnections();
+    return new Promise((resolve) => server.close(() => resolve()));
+  };
+  return receiver;
+}

@@ -1,0 +1,42 @@
+/** The real worker entry point (worker/main.ts) in a child process, so a test can SIGKILL it like a crash. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+
+const ROOT = path.resolve(__dirname, '../..');
+
+export interface WorkerProcess {
+  child: ChildProcess;
+  /** Everything the worker wrote to stderr (its JSON log lines). */
+  output(): string;
+  kill(signal?: NodeJS.Signals): Promise<void>;
+}
+
+/** Starts a worker with `env` on top of this process's environment; resolves once it polls its task queue. */
+export async function startWorkerProcess(env: Record<string, string>, timeoutMs = 60_000): Promise<WorkerProcess> {
+  const child = spawn(process.execPath, ['-r', '@swc-node/register', 'worker/main.ts'], {
+    cwd: ROOT,
+    env: { ...process.env, KITE_METRICS_ADDRESS: 'off', ...env },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let output = '';
+  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`worker did not start in ${timeoutMs} ms:\n${output}`)), timeoutMs);
+    const check = () => {
+      if (output.includes('"worker started"')) return (clearTimeout(timer), resolve());
+      if (child.exitCode !== null)
+        return (clearTimeout(timer), reject(new Error(`worker exited ${child.exitCode}:\n${output}`)));
+      setTimeout(check, 50);
+    };
+    check();
+  });
+  return {
+    child,
+    output: () => output,
+    async kill(signal = 'SIGTERM') {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      await exited;
+    },
+  };
+}
