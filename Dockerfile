@@ -1,0 +1,56 @@
+# syntax=docker/dockerfile:1
+# Kite Cloud Connector images. Stages:
+#   build      npm ci (with dev dependencies), `npm run build`: TypeScript to lib/ and the prebuilt workflow bundle
+#   prod-deps  production dependencies only
+#   simulator  the Kite simulator, for demos (`docker compose --profile simulator up`); needs openssl for its certs
+#   worker     the default (last) stage: the Temporal worker, non-root, production dependencies only
+# Debian slim, not Alpine: the Temporal SDK's native core needs glibc; slim needs ca-certificates for TLS.
+ARG NODE_IMAGE=node:20.20.2-bookworm-slim
+
+FROM ${NODE_IMAGE} AS base
+RUN apt-get update \
+  && apt-get install -y --no-install-recommends ca-certificates \
+  && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+
+FROM base AS build
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY shared ./shared
+COPY workflows ./workflows
+COPY activities ./activities
+COPY kite ./kite
+COPY state ./state
+COPY targets ./targets
+COPY worker ./worker
+COPY client ./client
+RUN npm run build
+
+FROM base AS prod-deps
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+
+FROM base AS runtime
+ENV NODE_ENV=production
+COPY package.json ./
+COPY --from=prod-deps /app/node_modules ./node_modules
+COPY --from=build /app/lib ./lib
+
+FROM runtime AS simulator
+RUN apt-get update \
+  && apt-get install -y --no-install-recommends openssl \
+  && rm -rf /var/lib/apt/lists/* \
+  && mkdir -p /kite-certs && chown node:node /kite-certs
+USER node
+EXPOSE 8443
+ENTRYPOINT ["node", "lib/kite/simulator/cli.js"]
+CMD ["--host", "0.0.0.0", "--port", "8443", "--cert-dir", "/kite-certs"]
+
+FROM runtime AS worker
+# The bundle `npm run build` wrote: the worker starts without webpack.
+ENV KITE_WORKFLOW_BUNDLE=/app/lib/workflow-bundle.js \
+    KITE_METRICS_ADDRESS=0.0.0.0:9464
+USER node
+EXPOSE 9464
+CMD ["node", "lib/worker/main.js"]
