@@ -9,11 +9,14 @@ export class RecordingTarget implements Target {
   readonly rejected = new Set<string>();
   readonly throttled = new Set<string>();
   calls = 0;
+  /** Delay of each publish call, to stretch a cycle out in time. */
+  delayMs = 0;
 
   constructor(readonly name: string) {}
 
   async publish(items: PublishItem[]): Promise<PublishOutcome[]> {
     this.calls++;
+    if (this.delayMs) await new Promise((r) => setTimeout(r, this.delayMs));
     return items.map((item) => {
       if (this.rejected.has(item.iccid)) return { iccid: item.iccid, status: 'permanent', reason: 'rejected by test' };
       if (this.throttled.has(item.iccid)) {

@@ -32,11 +32,14 @@ export async function startSyncHarness(options: {
   kite: KiteSource;
   targets: Target[];
   batchSize?: number;
+  /** @default the shared test server */
+  temporalAddress?: string;
 }): Promise<SyncHarness> {
   const redis = testRedis();
   const store = new StateStore(redis, { prefix: uniqueName('cc') });
-  const connection = await Connection.connect({ address: testStack.temporalAddress });
-  const nativeConnection = await NativeConnection.connect({ address: testStack.temporalAddress });
+  const address = options.temporalAddress ?? testStack.temporalAddress;
+  const connection = await Connection.connect({ address });
+  const nativeConnection = await NativeConnection.connect({ address });
   const client = new Client({ connection });
   const taskQueue = uniqueName('sync');
   const targets = new Map<string, ConfiguredTarget>(options.targets.map((target) => [target.name, { target }]));
