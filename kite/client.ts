@@ -162,16 +162,23 @@ export class KiteClient {
 
   /**
    * Pages the inventory from `startIndex` until a short page. Resume a failed run from the last page's `nextIndex`:
-   * nothing is skipped or repeated as long as the inventory order is stable.
+   * nothing is skipped or repeated as long as the inventory order is stable. The next page is requested while the
+   * caller works on the current one; its failure surfaces only when the caller asks for it.
    */
   async *pages(startIndex = 0, call: CallOptions = {}): AsyncGenerator<KitePage> {
     let index = startIndex;
+    let pending = this.listPage(index, this.pageSize, call);
     for (;;) {
-      const sims = await this.listPage(index, this.pageSize, call);
+      const sims = await pending;
       const last = sims.length < this.pageSize;
-      yield { startIndex: index, nextIndex: index + sims.length, sims, last };
+      const nextIndex = index + sims.length;
+      if (!last) {
+        pending = this.listPage(nextIndex, this.pageSize, call);
+        pending.catch(() => undefined); // observed by the await above on the next round, or dropped if the caller stops
+      }
+      yield { startIndex: index, nextIndex, sims, last };
       if (last) return;
-      index += sims.length;
+      index = nextIndex;
     }
   }
 

@@ -10,9 +10,8 @@
  * - `apn` and `ip` come from the presence detail when it has them (only during a session), else from the SIM.
  * - Consumption values and coordinates may be numbers or numeric strings; anything else is rejected.
  */
-import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
-import { RECORD_KEYS, type SimRecord } from './record';
+import type { RecordKey, SimRecord } from './record';
 import type { GroupFilter, KitePresence, KiteSim } from './types';
 
 export type MapResult = { ok: true; record: SimRecord } | { ok: false; reason: string };
@@ -48,24 +47,27 @@ function num(v: unknown, field: string): number | undefined {
   return n;
 }
 
-/** ISO-8601 → epoch ms. Date.parse alone would accept many non-ISO shapes, hence the strict pattern. */
+const DAYS_IN_MONTH = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+const digit = (s: string, at: number) => s.charCodeAt(at) - 48;
+const two = (s: string, at: number) => digit(s, at) * 10 + digit(s, at + 1);
+
+/** ISO-8601 → epoch ms. Date.parse alone would accept many non-ISO shapes and roll 30 February over to March. */
 export function parseKiteDate(v: unknown, field: string): number | undefined {
   if (absent(v)) return undefined;
   const m = typeof v === 'string' ? ISO_DATE.exec(v) : null;
   if (!m) throw new Reject(`bad-date:${field}`);
-  const [, y, mo, d, h, mi, s = '0', frac = '', zone = 'Z'] = m;
-  let ms = Date.UTC(+y, +mo - 1, +d, +h, +mi, +s, Math.round(Number(frac || '0') * 1000));
-  const check = new Date(ms);
-  if (check.getUTCMonth() !== +mo - 1 || check.getUTCDate() !== +d || +h > 23 || +mi > 59 || +s > 59) {
-    throw new Reject(`bad-date:${field}`); // 2019-02-30, 25:00 and friends roll over silently in Date.UTC
+  const year = Number(m[1]);
+  const [month, day, hour, minute, second] = [two(v as string, 5), two(v as string, 8), two(v as string, 11), two(v as string, 14), m[6] ? Number(m[6]) : 0]; // prettier-ignore
+  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+  const maxDay = month === 2 && !leap ? 28 : DAYS_IN_MONTH[month - 1];
+  if (year < 1990 || year > 2200 || !maxDay || day < 1 || day > maxDay || hour > 23 || minute > 59 || second > 59) {
+    throw new Reject(`bad-date:${field}`);
   }
-  if (zone !== 'Z') {
-    const sign = zone[0] === '-' ? -1 : 1;
-    const digits = zone.slice(1).replace(':', '');
-    ms -= sign * (Number(digits.slice(0, 2)) * 60 + Number(digits.slice(2))) * 60_000;
-  }
-  if (+y < 1990 || +y > 2200) throw new Reject(`bad-date:${field}`);
-  return ms;
+  const ms = Date.UTC(year, month - 1, day, hour, minute, second, m[7] ? Math.round(Number(m[7]) * 1000) : 0);
+  const zone = m[8];
+  if (!zone || zone === 'Z') return ms;
+  const offset = (two(zone, 1) * 60 + two(zone, zone.length - 2)) * 60_000;
+  return zone[0] === '-' ? ms + offset : ms - offset;
 }
 
 function coordinates(sim: Obj): { lat?: number; lon?: number } {
@@ -112,30 +114,32 @@ function build(sim: Obj, presence: Obj): SimRecord {
   const ip = str(presence.ip, 'presence.ip') ?? str(sim.ip, 'ip');
   const { lat, lon } = coordinates(sim);
   const data = consumption(sim, 'data');
-  const values: SimRecord = {
-    iccid: sim.icc,
-    alias: str(sim.alias, 'alias'),
-    imei: checked(imei, IMEI.test(imei ?? ''), 'bad-imei'),
-    commsModModel: str(sim.commModuleModel, 'commModuleModel'),
-    commsModManufacturer: str(sim.commModuleManufacturer, 'commModuleManufacturer'),
-    lifeCycleStatus: str(sim.lifeCycleStatus, 'lifeCycleStatus'),
-    activationDate: parseKiteDate(sim.activationDate, 'activationDate'),
-    country: str(sim.country, 'country'),
-    operator: str(sim.operator, 'operator'),
-    apn: str(presence.apn, 'presence.apn') ?? str(sim.apn, 'apn'),
-    ip: checked(ip, isIP(ip ?? '') !== 0, 'bad-ip'),
-    presenceLevel: str(presence.level, 'presence.level'),
-    event: str(presence.cause, 'presence.cause'),
-    timestamp: parseKiteDate(presence.timeStamp, 'timeStamp'),
-    Latitude: lat,
-    Longitude: lon,
-    dailyVoice: consumption(sim, 'voice'),
-    dailySMS: consumption(sim, 'sms'),
-    dailyData: data === undefined ? undefined : Math.round(data / 1024),
-  };
-  const record = {} as Record<string, unknown>;
-  for (const key of RECORD_KEYS) if (values[key] !== undefined) record[key] = values[key];
-  return record as unknown as SimRecord;
+  // Keys are added in contract order; `undefined` values are skipped by put().
+  const r = {} as Record<string, unknown>;
+  put(r, 'iccid', sim.icc);
+  put(r, 'alias', str(sim.alias, 'alias'));
+  put(r, 'imei', checked(imei, IMEI.test(imei ?? ''), 'bad-imei'));
+  put(r, 'commsModModel', str(sim.commModuleModel, 'commModuleModel'));
+  put(r, 'commsModManufacturer', str(sim.commModuleManufacturer, 'commModuleManufacturer'));
+  put(r, 'lifeCycleStatus', str(sim.lifeCycleStatus, 'lifeCycleStatus'));
+  put(r, 'activationDate', parseKiteDate(sim.activationDate, 'activationDate'));
+  put(r, 'country', str(sim.country, 'country'));
+  put(r, 'operator', str(sim.operator, 'operator'));
+  put(r, 'apn', str(presence.apn, 'presence.apn') ?? str(sim.apn, 'apn'));
+  put(r, 'ip', checked(ip, isIP(ip ?? '') !== 0, 'bad-ip'));
+  put(r, 'presenceLevel', str(presence.level, 'presence.level'));
+  put(r, 'event', str(presence.cause, 'presence.cause'));
+  put(r, 'timestamp', parseKiteDate(presence.timeStamp, 'timeStamp'));
+  put(r, 'Latitude', lat);
+  put(r, 'Longitude', lon);
+  put(r, 'dailyVoice', consumption(sim, 'voice'));
+  put(r, 'dailySMS', consumption(sim, 'sms'));
+  put(r, 'dailyData', data === undefined ? undefined : Math.round(data / 1024));
+  return r as unknown as SimRecord;
+}
+
+function put(record: Record<string, unknown>, key: RecordKey, value: unknown): void {
+  if (value !== undefined) record[key] = value;
 }
 
 /**
@@ -162,9 +166,23 @@ export function mapSim(sim: KiteSim | unknown, presence?: KitePresence): MapResu
  */
 export function connectivityHints(sim: KiteSim): string {
   const s = (isObj(sim) ? sim : {}) as Obj;
-  const conn = (v: unknown) => (isObj(v) ? [v.status ?? null, v.lastConnStart ?? null, v.lastConnStop ?? null] : null);
-  const canonical = JSON.stringify([conn(s.gprsStatus), conn(s.ipStatus), s.ip ?? null, s.apn ?? null]);
-  return createHash('sha1').update(canonical).digest('base64url').slice(0, 16);
+  const conn = (v: unknown) => (isObj(v) ? `${v.status}|${v.lastConnStart}|${v.lastConnStop}` : '-');
+  const canonical = `${conn(s.gprsStatus)}|${conn(s.ipStatus)}|${s.ip}|${s.apn}`;
+  return hash53(canonical).toString(36);
+}
+
+/** cyrb53: a fast 53-bit string hash; a collision (odds about 1 in 2^53 per change) would delay one presence refresh. */
+function hash53(text: string): number {
+  let h1 = 0xdeadbeef;
+  let h2 = 0x41c6ce57;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    h1 = Math.imul(h1 ^ c, 2654435761);
+    h2 = Math.imul(h2 ^ c, 1597334677);
+  }
+  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909);
+  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909);
+  return 4294967296 * (2097151 & h2) + (h1 >>> 0);
 }
 
 /** Search parameters that can be re-checked on the SIM itself; the rest are trusted to Kite's search. */

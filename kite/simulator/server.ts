@@ -439,6 +439,7 @@ export async function startKiteSimulator(options: KiteSimulatorOptions = {}): Pr
     server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => resolve());
   });
   const ticker = startTicker(sim, options);
+  const warmer = startWarming(sim, options);
   const { port } = server.address() as AddressInfo;
   const host = options.host && options.host !== '0.0.0.0' ? options.host : '127.0.0.1';
   const url = `https://${host.includes(':') ? `[${host}]` : host}:${port}`;
@@ -456,6 +457,7 @@ export async function startKiteSimulator(options: KiteSimulatorOptions = {}): Pr
     control,
     close: () => {
       if (ticker) clearInterval(ticker);
+      warmer.stop();
       return new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
@@ -470,4 +472,16 @@ function startTicker(sim: Simulator, o: KiteSimulatorOptions): NodeJS.Timeout | 
   const timer = setInterval(() => sim.evolution.advance(tickMs * (o.speed ?? 1)), tickMs);
   timer.unref();
   return timer;
+}
+
+/** Builds every SIM's JSON in the background, in small slices, so that even the first full paging is fast. */
+function startWarming(sim: Simulator, o: KiteSimulatorOptions): { stop(): void } {
+  let next: NodeJS.Immediate | undefined;
+  const slice = (from: number) => {
+    const end = Math.min(sim.inv.size, from + 500);
+    for (let i = from; i < end; i++) sim.inv.simJson(i);
+    next = end < sim.inv.size ? setImmediate(slice, end) : undefined;
+  };
+  if (o.jsonCache ?? true) next = setImmediate(slice, 0);
+  return { stop: () => next && clearImmediate(next) };
 }

@@ -10,6 +10,7 @@ import {
 } from '../../kite';
 import { BROKEN_KINDS, luhnValid, type BrokenKind } from '../../kite/simulator';
 import { HOME_NETWORKS, MODULES, TRANSITIONS, VISITED_NETWORKS } from '../../kite/simulator/catalog';
+import { iso } from '../../kite/simulator/inventory';
 import { allSims, clientOf, request, simulator, START } from './helpers';
 
 const HOUR = 3_600_000;
@@ -30,6 +31,16 @@ function reachable(from: string): Set<string> {
   }
   return seen;
 }
+
+describe('Kite simulator dates', () => {
+  it('formats like Date#toISOString to the second, across leap days, year ends and before 1970', () => {
+    const dates = ['2024-02-29T23:59:59Z', '2023-12-31T23:59:59Z', '2100-03-01T00:00:00Z', '1969-12-31T12:34:56Z'];
+    for (const d of dates) expect(iso(Date.parse(d) + 999)).toBe(d);
+    for (let ms = -2e11; ms < 5e12; ms += 7_777_777_777) {
+      expect(iso(ms)).toBe(new Date(Math.floor(ms / 1000) * 1000).toISOString().replace('.000Z', 'Z'));
+    }
+  });
+});
 
 describe('Kite simulator data', () => {
   let sim: KiteSimulator;
