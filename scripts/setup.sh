@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the project needs, idempotently; each step is skipped when already done.
 #   setup.sh                 Temporal CLI, Redis, Mosquitto, npm packages
-#   setup.sh --test-peers    also moto (AWS IoT double) in a Python venv
+#   setup.sh --test-peers    also moto (AWS IoT double) in a Python venv, and Chromium from Debian for the
+#                            Web UI browser test (driven by playwright-core, which never downloads a browser)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -50,6 +51,17 @@ install_npm_packages() {
   echo "$hash" >"$stamp"
 }
 
+install_chromium() {
+  [ -x /usr/bin/chromium ] && return
+  if [ "$(id -u)" -ne 0 ]; then
+    die "missing chromium (the Web UI browser test drives it): run 'sudo apt-get install -y chromium' and try again"
+  fi
+  say "installing chromium from Debian (Web UI browser test)"
+  apt-get update -qq
+  # fonts-liberation is only recommended, but without a font the failure screenshots show no text.
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-liberation >/dev/null
+}
+
 install_moto() {
   if [ -x "$VENV/bin/moto_server" ]; then return; fi
   command -v python3 >/dev/null || die "python3 is missing: it runs moto, the AWS IoT test peer"
@@ -63,4 +75,5 @@ install_debian_packages
 install_npm_packages
 install_temporal_cli
 [ "$want_test_peers" = 1 ] && install_moto
+[ "$want_test_peers" = 1 ] && install_chromium
 say "setup complete"
