@@ -3,6 +3,7 @@
  * finishes the cycle; every SIM reaches the target; duplicates stay within the in-flight window; Redis's
  * last-published state equals what the target holds.
  */
+import { readFileSync } from 'node:fs';
 import { Client, Connection } from '@temporalio/client';
 import type Redis from 'ioredis';
 import { startKiteSimulator, type KiteSimulator } from '../../kite/simulator';
@@ -15,6 +16,7 @@ import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-r
 import { startWorkerProcess, type WorkerProcess } from '../support/worker-process';
 
 const SIMS = 5_000;
+const WEBHOOK_SECRET = 'crash-test-secret-0123456789';
 const BATCH = 100;
 const IN_FLIGHT = 2;
 
@@ -122,5 +124,14 @@ test('SIGKILL mid-publish: the cycle completes, nothing is lost, duplicates stay
   expect(Object.keys(published)).toHaveLength(SIMS);
   for (const icc of iccs) expect(JSON.parse(published[icc])).toEqual(receiver.state.get(icc));
   expect(await redis.hlen(`${prefix}:{${group}}:pending:hook`)).toBe(0);
+
+  // Secrets stay out of the workflow history and the worker's logs: the webhook key, Kite's client key.
+  const history = JSON.stringify(await handle.fetchHistory());
+  const kiteKey = readFileSync(sim.tls.clientKeyFile, 'utf8').split('\n')[1];
+  for (const secret of [WEBHOOK_SECRET, kiteKey]) {
+    expect(history).not.toContain(secret);
+    for (const worker of workers) expect(worker.output()).not.toContain(secret);
+  }
+  expect(workers[1].output()).toContain('"published changes"');
   await handle.terminate();
 }, 240_000);
