@@ -113,6 +113,14 @@ describe('KiteClient TLS', () => {
     expect(sim.control.stats().requests.list).toBe(0);
   });
 
+  it('lets anonymous clients in when the simulator runs without mTLS', async () => {
+    const open = await simulator({ groups: 1, simsPerGroup: 2, mtls: false });
+    const anonymous = new KiteClient({ baseUrl: open.baseUrl, ca: open.tls.ca, requestsPerSecond: 0, logger: quiet });
+    expect(await allSims(anonymous)).toHaveLength(2);
+    anonymous.close();
+    await open.close();
+  });
+
   it('connects with a PFX and its password', async () => {
     const client = clientOf(sim, { cert: undefined, key: undefined, pfx: sim.tls.pfx, passphrase: sim.tls.passphrase });
     expect(await allSims(client)).toHaveLength(3);
@@ -174,6 +182,15 @@ describe('KiteClient faults', () => {
     expect(cursor).toBe(10);
     seen.push(...(await allSims(client, cursor)).map((s) => s.icc as string));
     expect(seen).toEqual(expected);
+  });
+
+  it('ends latency beyond the timeout in a TIMEOUT error after maxAttempts', async () => {
+    sim.control.setFaults({ latencyMs: 300 });
+    const impatient = clientOf(sim, { timeoutMs: 100, retry: { maxAttempts: 2, baseDelayMs: 1, maxDelayMs: 1 } });
+    const err = await failure(impatient.listPage(0));
+    impatient.close();
+    expect(err).toMatchObject({ code: 'TIMEOUT', status: 0, retryable: true });
+    expect(err.message).toMatch(/no complete answer within 100 ms/);
   });
 
   it('does not retry an authorization failure (403 wins over its POL code)', async () => {
