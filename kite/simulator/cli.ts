@@ -26,7 +26,7 @@ Options:
   --fault-kinds K,.. rate-limit,overload,server-error,auth,malformed-json,truncated,hang [rate-limit,overload]
   --help`;
 
-function main(): Promise<void> {
+async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       groups: { type: 'string', default: '3' },
@@ -47,7 +47,7 @@ function main(): Promise<void> {
   });
   if (values.help) {
     process.stdout.write(`${HELP}\n`);
-    return Promise.resolve();
+    return;
   }
   const int = (name: string, v: string) => {
     const n = Number(v);
