@@ -1,0 +1,139 @@
+/** Child processes of the benchmark: the Kite simulator and the real worker (worker/main.ts), each measurable. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import https from 'node:https';
+import path from 'node:path';
+
+export const ROOT = path.resolve(__dirname, '..');
+
+export interface Child {
+  child: ChildProcess;
+  output(): string;
+  /** Peak resident set size so far (VmHWM), in MB; undefined once the process is gone. */
+  peakRssMb(): number | undefined;
+  /** SIGTERM, then SIGKILL after `graceMs`; resolves when the process is gone. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+const children = new Set<Child>();
+
+/** Stops every child still running (on exit paths and signals). */
+export async function stopAll(): Promise<void> {
+  await Promise.all([...children].map((c) => c.stop(2_000)));
+}
+
+function spawnNode(script: string, args: string[], env: Record<string, string>, nodeArgs: string[] = []): Child {
+  const child = spawn(process.execPath, [...nodeArgs, '-r', '@swc-node/register', script, ...args], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout!.on('data', (c: Buffer) => (output += c.toString()));
+  child.stderr!.on('data', (c: Buffer) => {
+    output += c.toString();
+    if (output.length > 1 << 20) output = output.slice(-(1 << 19)); // keep the tail only
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const handle: Child = {
+    child,
+    output: () => output,
+    peakRssMb() {
+      try {
+        const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
+        return m ? Number(m[1]) / 1024 : undefined;
+      } catch {
+        return undefined;
+      }
+    },
+    async stop(graceMs = 15_000) {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+        await exited;
+        clearTimeout(timer);
+      }
+      children.delete(handle);
+    },
+  };
+  children.add(handle);
+  return handle;
+}
+
+async function waitFor(c: Child, what: string, test: (out: string) => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!test(c.output())) {
+    if (c.child.exitCode !== null) throw new Error(`${what}: exited ${c.child.exitCode}\n${c.output().slice(-4000)}`);
+    if (Date.now() > deadline) throw new Error(`${what}: not ready in ${timeoutMs} ms\n${c.output().slice(-4000)}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+export interface SimulatorInfo {
+  url: string;
+  baseUrl: string;
+  ca: string;
+  clientCert: string;
+  clientKey: string;
+}
+
+export interface SimulatorProcess extends Child {
+  info: SimulatorInfo;
+  /** A `/_sim/` control request over HTTPS with the client certificate. */
+  control(method: string, path: string, body?: unknown): Promise<unknown>;
+  close(): void;
+}
+
+/** The simulator (kite/simulator/cli.ts) with one group of `sims` SIMs and a frozen clock (`--tick 0`). */
+export async function startSimulator(group: string, sims: number, certDir: string): Promise<SimulatorProcess> {
+  const args = ['--groups', group, '--sims', String(sims), '--port', '0', '--tick', '0', '--cert-dir', certDir];
+  const c = spawnNode('kite/simulator/cli.ts', args, {});
+  await waitFor(c, 'Kite simulator', (out) => out.includes('"baseUrl"'), 120_000);
+  const line = c
+    .output()
+    .split('\n')
+    .find((l) => l.startsWith('{'))!;
+  const info = JSON.parse(line) as SimulatorInfo;
+  const agent = new https.Agent({
+    keepAlive: true,
+    maxSockets: 8,
+    ca: readFileSync(info.ca),
+    cert: readFileSync(info.clientCert),
+    key: readFileSync(info.clientKey),
+  });
+  const control = (method: string, p: string, body?: unknown) =>
+    new Promise<unknown>((resolve, reject) => {
+      const payload = body === undefined ? undefined : JSON.stringify(body);
+      const req = https.request(`${info.url}/_sim/${p}`, {
+        method,
+        agent,
+        headers: payload ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {},
+      });
+      req.once('error', reject);
+      req.once('response', (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (d: Buffer) => chunks.push(d));
+        res.once('end', () => {
+          const text = Buffer.concat(chunks).toString();
+          if ((res.statusCode ?? 0) >= 300) return reject(new Error(`${method} /_sim/${p}: ${res.statusCode} ${text}`));
+          resolve(text ? JSON.parse(text) : undefined);
+        });
+      });
+      req.end(payload);
+    });
+  return { ...c, info, control, close: () => agent.destroy() };
+}
+
+export interface WorkerProcess extends Child {
+  /** From spawn to "worker started" (module loading, workflow bundling, connections). */
+  startupMs: number;
+}
+
+/** The real worker entry point with its configuration in the environment. */
+export async function startWorker(env: Record<string, string>, cpuProfileDir?: string): Promise<WorkerProcess> {
+  const started = Date.now();
+  const nodeArgs = cpuProfileDir ? ['--cpu-prof', '--cpu-prof-dir', cpuProfileDir] : [];
+  const c = spawnNode('worker/main.ts', [], { KITE_METRICS_ADDRESS: 'off', ...env }, nodeArgs);
+  await waitFor(c, 'worker', (out) => out.includes('"worker started"'), 120_000);
+  return { ...c, startupMs: Date.now() - started };
+}
