@@ -1,7 +1,7 @@
 /**
- * Starts the shared test stack once for the whole run: Temporal dev server (through @temporalio/testing, from
- * the binary setup.sh built, never a download), Redis and Mosquitto. A service already listening on its test
- * port is reused. Addresses reach the test files through environment variables (see test/setup/stack.ts).
+ * Starts the shared test stack once for the whole run: Temporal dev server with its Web UI (through
+ * @temporalio/testing, from the binary setup.sh built, never a download), Redis and Mosquitto. A service already
+ * listening on its test port is reused. Addresses reach the test files through environment variables (see test/setup/stack.ts).
  */
 import { existsSync } from 'node:fs';
 import type { ChildProcess } from 'node:child_process';
@@ -29,11 +29,11 @@ async function startTemporal(stack: SharedStack): Promise<void> {
         executable: { type: 'existing-path', path: TEMPORAL_BIN },
         ip: '127.0.0.1',
         port: TEST_PORTS.temporal,
+        // The UI is served by the same process; it adds well under a second to the start.
+        ui: true,
+        uiPort: TEST_PORTS.temporalUi,
         searchAttributes: [KITE_GROUP, KITE_SYNC_STATE],
-        extraArgs: [
-          '--dynamic-config-value',
-          `limit.historyCount.suggestContinueAsNew=${SUGGEST_CAN_AFTER_EVENTS}`,
-        ],
+        extraArgs: ['--dynamic-config-value', `limit.historyCount.suggestContinueAsNew=${SUGGEST_CAN_AFTER_EVENTS}`],
       },
     });
   // Core gives the server 5 s to answer; a cold start on a loaded 2-core machine can miss that once.
@@ -47,6 +47,7 @@ export default async function globalSetup(): Promise<void> {
   if (!(await portOpen(TEST_PORTS.mqtt))) stack.children.push(await startMosquitto(TEST_PORTS.mqtt));
   if (process.env.KITE_TEST_NO_TEMPORAL !== '1') await startTemporal(stack);
   process.env.KITE_TEST_TEMPORAL_ADDRESS = `127.0.0.1:${TEST_PORTS.temporal}`;
+  process.env.KITE_TEST_TEMPORAL_UI_URL = `http://127.0.0.1:${TEST_PORTS.temporalUi}`;
   process.env.KITE_TEST_REDIS_URL = `redis://127.0.0.1:${TEST_PORTS.redis}`;
   process.env.KITE_TEST_MQTT_URL = `mqtt://127.0.0.1:${TEST_PORTS.mqtt}`;
 }

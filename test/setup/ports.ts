@@ -4,6 +4,8 @@
  */
 export const TEST_PORTS = {
   temporal: Number(process.env.KITE_TEST_TEMPORAL_PORT ?? 17233),
+  /** The Web UI of the test Temporal server (the browser test drives it). */
+  temporalUi: Number(process.env.KITE_TEST_TEMPORAL_UI_PORT ?? 18233),
   redis: Number(process.env.KITE_TEST_REDIS_PORT ?? 16379),
   mqtt: Number(process.env.KITE_TEST_MQTT_PORT ?? 11883),
 };

@@ -4,6 +4,8 @@ import { TEST_PORTS } from './ports';
 
 export const testStack = {
   temporalAddress: process.env.KITE_TEST_TEMPORAL_ADDRESS ?? `127.0.0.1:${TEST_PORTS.temporal}`,
+  /** The test server's Web UI (absent when a reused server was started without it). */
+  webUiUrl: process.env.KITE_TEST_TEMPORAL_UI_URL ?? `http://127.0.0.1:${TEST_PORTS.temporalUi}`,
   redisUrl: process.env.KITE_TEST_REDIS_URL ?? `redis://127.0.0.1:${TEST_PORTS.redis}`,
   mqttUrl: process.env.KITE_TEST_MQTT_URL ?? `mqtt://127.0.0.1:${TEST_PORTS.mqtt}`,
 };
