@@ -46,7 +46,8 @@ export function relativeTime(at: number, now: number): string {
 export function targetLine(counts: CycleSummary['targets'][string]): string {
   return (
     `${counts.changed} changed, ${counts.published} published, ${counts.failed} failed, ` +
-    `${counts.throttled} throttled, ${counts.pending} pending`
+    `${counts.throttled} throttled, ${counts.pending} pending` +
+    (counts.error ? ` (error: ${counts.error})` : '')
   );
 }
 
@@ -57,7 +58,8 @@ export function cycleLines(cycle: CycleSummary, now: number): string[] {
     .map(([reason, n]) => `${reason}: ${n}`)
     .join(', ');
   return [
-    `#${cycle.cycle}, finished ${relativeTime(cycle.finishedAt, now)}, took ${took}`,
+    `#${cycle.cycle} ${cycle.outcome ?? 'completed'}, finished ${relativeTime(cycle.finishedAt, now)}, took ${took}`,
+    ...(cycle.error ? [`error: ${cycle.error}`] : []),
     `${cycle.seen} SIMs seen, ${cycle.inGroup} in group, ${cycle.invalid} invalid${invalid ? ` (${invalid})` : ''}, ` +
       `${cycle.left} left`,
     ...Object.entries(cycle.targets).map(([target, counts]) => `${target}: ${targetLine(counts)}`),

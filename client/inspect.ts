@@ -71,7 +71,10 @@ async function reportFor(ctx: CommandContext, info: WorkflowExecutionInfo): Prom
   return report;
 }
 
-/** Every running group workflow, each with its state and last cycle (queried `concurrency` at a time). */
+/**
+ * Every running group workflow, each with its state and last cycle (queried `concurrency` at a time, each query
+ * bounded by 3 s so that groups whose worker is gone do not stall the list).
+ */
 export async function collectGroups(ctx: CommandContext, concurrency = 4): Promise<GroupReport[]> {
   const infos: WorkflowExecutionInfo[] = [];
   try {
@@ -79,7 +82,8 @@ export async function collectGroups(ctx: CommandContext, concurrency = 4): Promi
   } catch (err) {
     throw toCliError(err, ctx.settings);
   }
-  const reports = await mapBounded(infos, concurrency, (info) => reportFor(ctx, info));
+  const listCtx = { ...ctx, workerTimeoutMs: Math.min(ctx.workerTimeoutMs ?? 10_000, 3_000) };
+  const reports = await mapBounded(infos, concurrency, (info) => reportFor(listCtx, info));
   return reports.sort((a, b) => a.group.localeCompare(b.group));
 }
 

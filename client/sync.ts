@@ -53,15 +53,19 @@ function progressPrinter(ctx: CommandContext) {
   };
 }
 
+/**
+ * Polls until the requested cycle has finished: the next one, or, when a cycle was already running at the
+ * request, the one after it (the workflow runs a requested sync once the current cycle ends).
+ */
 async function waitForCycle(ctx: CommandContext, group: string, before: GroupStatus, options: SyncOptions) {
+  const target = before.cyclesCompleted + (before.phase === 'idle' ? 1 : 2);
   const timeoutMs = options.timeoutMs ?? 900_000;
   const deadline = Date.now() + timeoutMs;
   const printer = progressPrinter(ctx);
   try {
     for (;;) {
       const status = await queryStatus(ctx, group);
-      if (status.cyclesCompleted > before.cyclesCompleted) return status;
-      if (status.lastError && status.lastError !== before.lastError) return status;
+      if (status.cyclesCompleted >= target) return status;
       if (Date.now() > deadline) {
         throw new CliError(
           `group ${group}'s cycle has not finished after ${formatDuration(timeoutMs)}; it keeps running: ` +
@@ -96,17 +100,18 @@ export async function syncGroup(ctx: CommandContext, group: string, options: Syn
     throw toCliError(err, ctx.settings, group);
   }
   ctx.io.out(`sync requested for group ${group}`);
-  if (before.phase !== 'idle') ctx.io.out(`a cycle is already running (phase ${before.phase})`);
+  if (before.phase !== 'idle') ctx.io.out(`a cycle is running (phase ${before.phase}): the sync follows it`);
   ctx.io.out(`web UI: ${workflowUrl(ctx.settings, group)}`);
   if (!options.wait) return undefined;
   const after = await waitForCycle(ctx, group, before, options);
-  if (after.lastCycle && after.cyclesCompleted > before.cyclesCompleted) {
-    const [first, ...rest] = cycleLines(after.lastCycle, Date.now());
+  const cycle = after.lastCycle;
+  if (cycle) {
+    const [first, ...rest] = cycleLines(cycle, Date.now());
     ctx.io.out(`cycle ${first}`);
     rest.forEach((line) => ctx.io.out(`  ${line}`));
   }
-  if (after.lastError && after.lastError !== before.lastError) {
-    throw new CliError(`group ${group}'s cycle failed: ${after.lastError}`, ExitCode.failure);
+  if (cycle?.outcome === 'failed' || cycle?.outcome === 'cancelled') {
+    throw new CliError(`group ${group}'s cycle #${cycle.cycle} ${cycle.outcome}: ${cycle.error ?? 'no reason given'}`);
   }
   return after;
 }

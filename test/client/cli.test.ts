@@ -1,34 +1,38 @@
 /**
- * `kite-cc` in-process against the shared test Temporal server, with a real worker running a workflow with the
- * group workflow's contract (see workerSetup.ts for which one).
+ * `kite-cc` in-process against the shared test Temporal server, with a worker running the real group workflow
+ * and activities (worker-setup.ts).
  */
-import { Client, Connection } from '@temporalio/client';
+import type { Client } from '@temporalio/client';
 import { freePort } from '../setup/processes';
 import { testStack, uniqueName } from '../setup/stack';
 import { runCli, type CliRuntime } from '../../client/cli';
 import { connectClient, settingsFromEnv } from '../../client/client';
 import { startGroup } from '../../client/commands';
-import { workflowIdForGroup } from '../../workflows/definitions';
+import { workflowIdForGroup, type GroupStatus } from '../../workflows/definitions';
 import { KITE_SYNC_STATE } from '../../workflows/search-attributes';
 import { startTestWorker, type TestWorker } from './worker-setup';
 
 let worker: TestWorker;
 let client: Client;
-const taskQueue = uniqueName('cli');
-const baseEnv = {
+const baseEnv: Record<string, string> = {
   KITE_TEMPORAL_ADDRESS: testStack.temporalAddress,
-  KITE_TASK_QUEUE: taskQueue,
   KITE_WEB_UI_URL: 'http://ui.test:8233',
 };
 
 beforeAll(async () => {
-  worker = await startTestWorker(taskQueue);
-  client = new Client({ connection: await Connection.connect({ address: testStack.temporalAddress }) });
+  worker = await startTestWorker();
+  baseEnv.KITE_TASK_QUEUE = worker.taskQueue;
+  client = worker.harness.client;
 });
 
+const startedGroups = new Set<string>();
+
 afterAll(async () => {
+  // Leave no running workflow behind on the shared server: its worker is gone after this file.
+  await Promise.allSettled(
+    [...startedGroups].map((g) => client.workflow.getHandle(workflowIdForGroup(g)).terminate('test cleanup'))
+  );
   await worker?.stop();
-  await client?.connection.close();
 });
 
 interface Run {
@@ -38,6 +42,7 @@ interface Run {
 }
 
 async function cli(argv: string[], runtime: CliRuntime = {}): Promise<Run> {
+  if (argv[0] === 'start' && argv[1]) startedGroups.add(argv[1]);
   let stdout = '';
   let stderr = '';
   const code = await runCli(argv, {
@@ -111,34 +116,62 @@ test('start --disabled, enable and disable move KiteSyncState between OFF and ON
   expect(await syncState(group)).toBe('OFF');
 });
 
-test('status prints a readable block and --json the full status', async () => {
+/** Polls `status --json` until `done` holds. */
+async function waitForStatus(group: string, done: (status: GroupStatus) => boolean, timeoutMs = 30_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const report = await statusJson(group);
+    if (done(report.status)) return report;
+    if (Date.now() > deadline) throw new Error(`status of ${group} never matched: ${JSON.stringify(report)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+test('status prints a readable block with the last cycle, and --json the full status', async () => {
   const group = uniqueName('status');
+  worker.kite.addSims(group, 3, 100);
   await cli(['start', group, '--interval', '90s', '--target', 'mqtt']);
+  // The workflow's first run syncs at once.
+  await waitForStatus(group, (s) => s.cyclesCompleted === 1 && s.phase === 'idle');
   const text = await cli(['status', group]);
   expect(text.code).toBe(0);
   expect(text.stdout).toMatch(/monitoring\s+ON/);
   expect(text.stdout).toMatch(/interval\s+1m30s/);
-  expect(text.stdout).toMatch(/last cycle\s+none yet/);
+  expect(text.stdout).toMatch(/next sync\s+in 1m\d*/);
+  expect(text.stdout).toMatch(/last cycle\s+#1 completed, finished/);
+  expect(text.stdout).toMatch(/3 SIMs seen, 3 in group, 0 invalid, 0 left/);
+  expect(text.stdout).toContain('mqtt: 3 changed, 3 published, 0 failed, 0 throttled, 0 pending');
   const report = await statusJson(group);
   expect(report).toMatchObject({
     workflowId: workflowIdForGroup(group),
+    state: 'ON',
     webUiUrl: `http://ui.test:8233/namespaces/default/workflows/cloud-connector%3A${group}`,
     runsUrl: `http://ui.test:8233/namespaces/default/workflows?query=${encodeURIComponent(`KiteGroup="${group}"`)}`,
-    status: { phase: 'idle', cyclesCompleted: 0, failingSims: {} },
+    status: { phase: 'idle', cyclesCompleted: 1, lastCycle: { cycle: 1, inGroup: 3, outcome: 'completed' } },
   });
 });
 
-test('sync --wait follows the cycle and prints its summary', async () => {
+test('sync --wait follows the cycle live and prints its summary', async () => {
   const group = uniqueName('sync');
+  const iccs = worker.kite.addSims(group, 20, 200);
   await cli(['start', group, '--target', 'mqtt', '--interval', '1h']);
-  const run = await cli(['sync', group, '--wait', '--timeout', '1m']);
-  expect(run.stderr).toBe('');
-  expect(run.code).toBe(0);
-  expect(run.stdout).toContain(`sync requested for group ${group}`);
-  expect(run.stdout).toMatch(/(fetch: \d+ fetched|publish mqtt: \d+ published)/);
-  expect(run.stdout).toMatch(/cycle #1, finished/);
-  expect(run.stdout).toMatch(/mqtt: \d+ changed, \d+ published, 0 failed/);
-  expect((await statusJson(group)).status.cyclesCompleted).toBe(1);
+  await waitForStatus(group, (s) => s.cyclesCompleted === 1 && s.phase === 'idle');
+  for (const icc of iccs) worker.kite.update(icc, { alias: `renamed-${icc}` });
+  // 10 batches of 2, 4 in flight, 700 ms each: the publish step heartbeats between its waves.
+  worker.mqtt.delayMs = 700;
+  try {
+    const run = await cli(['sync', group, '--wait', '--timeout', '1m']);
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain(`sync requested for group ${group}`);
+    expect(run.stdout).toMatch(/^publish mqtt: \d+ published$/m);
+    expect(run.stdout).toMatch(/cycle #2 completed, finished/);
+    expect(run.stdout).toMatch(/\d+ SIMs seen, 20 in group, 0 invalid/);
+    expect(run.stdout).toContain('mqtt: 20 changed, 20 published, 0 failed');
+  } finally {
+    worker.mqtt.delayMs = 0;
+  }
+  expect((await statusJson(group)).status.cyclesCompleted).toBe(2);
 });
 
 test('sync on a group that is OFF says to enable it first', async () => {
@@ -156,7 +189,8 @@ test('list shows every running group with its state', async () => {
   await cli(['start', off, '--disabled']);
   let reports: { group: string; state: string; status?: unknown }[] = [];
   for (let i = 0; i < 50; i++) {
-    const run = await cli(['list', '--json']);
+    // Short query deadline: other test files' groups on this shared server may have no worker any more.
+    const run = await cli(['list', '--json'], { workerTimeoutMs: 1_000 });
     expect(run.code).toBe(0);
     reports = JSON.parse(run.stdout);
     if (reports.some((r) => r.group === off && r.state === 'OFF') && reports.some((r) => r.group === on)) break;
@@ -164,7 +198,7 @@ test('list shows every running group with its state', async () => {
   }
   expect(reports.find((r) => r.group === on)).toMatchObject({ state: 'ON', status: { config: { enabled: true } } });
   expect(reports.find((r) => r.group === off)).toMatchObject({ state: 'OFF', status: { config: { enabled: false } } });
-  const table = await cli(['list']);
+  const table = await cli(['list'], { workerTimeoutMs: 1_000 });
   expect(table.stdout).toMatch(new RegExp(`${on}\\s+ON\\s+mqtt\\s+5m\\s+idle`));
   expect(table.stdout).toContain(`${off}: http://ui.test:8233/namespaces/default/workflows?query=`);
 });
@@ -241,7 +275,6 @@ test('without a worker, start and status fail with exit code 1 naming the task q
   const status = await cli(['status', group], { env, workerTimeoutMs: 1_500 });
   expect(status.code).toBe(1);
   expect(status.stderr).toContain('no worker answered the status query');
-  await client.workflow.getHandle(workflowIdForGroup(group)).terminate('test cleanup');
 });
 
 test('help documents commands, environment and exit codes', async () => {

@@ -1,29 +1,22 @@
 /**
- * The worker the CLI tests run against. It runs the stand-in workflow (stand-in-workflows.ts), which has the
- * group workflow's contract (workflows/definitions.ts) and heartbeats ActivityProgress like the real one.
+ * The worker the CLI tests run against: the real group workflow and activities (through the shared sync
+ * harness), reading an in-memory Kite inventory and publishing to recording targets named `mqtt` and `webhook`.
  */
-import { NativeConnection, Worker } from '@temporalio/worker';
-import { testStack } from '../setup/stack';
-import { createStandInActivities } from './stand-in-activities';
+import { MemoryKite } from '../support/memory-kite';
+import { RecordingTarget } from '../support/recording-target';
+import { startSyncHarness, type SyncHarness } from '../support/sync-harness';
 
 export interface TestWorker {
+  harness: SyncHarness;
+  kite: MemoryKite;
+  mqtt: RecordingTarget;
+  taskQueue: string;
   stop(): Promise<void>;
 }
 
-export async function startTestWorker(taskQueue: string): Promise<TestWorker> {
-  const connection = await NativeConnection.connect({ address: testStack.temporalAddress });
-  const worker = await Worker.create({
-    connection,
-    taskQueue,
-    workflowsPath: require.resolve('./stand-in-workflows'),
-    activities: createStandInActivities({ sims: 5, stepMs: 250 }),
-  });
-  const running = worker.run();
-  return {
-    async stop() {
-      worker.shutdown();
-      await running;
-      await connection.close();
-    },
-  };
+export async function startTestWorker(): Promise<TestWorker> {
+  const kite = new MemoryKite(2);
+  const mqtt = new RecordingTarget('mqtt');
+  const harness = await startSyncHarness({ kite, targets: [mqtt, new RecordingTarget('webhook')], batchSize: 2 });
+  return { harness, kite, mqtt, taskQueue: harness.taskQueue, stop: () => harness.close() };
 }
