@@ -59,7 +59,7 @@ export function createConnectorMetrics(meter: MetricMeter): ConnectorMetrics {
       if (Number.isFinite(ms)) metric.record(Math.max(0, Math.round(ms)), tags);
     };
   };
-  const fetched = counter(METRIC_NAMES.simsFetched, 'sims', 'SIMs of the group read from Kite');
+  const fetched = counter(METRIC_NAMES.simsFetched, 'sims', 'SIMs read from Kite while syncing the group');
   const changed = counter(METRIC_NAMES.simsChanged, 'sims', 'SIMs with a change to publish');
   const published = counter(METRIC_NAMES.simsPublished, 'sims', 'SIMs the target acknowledged');
   const failed = counter(METRIC_NAMES.simsFailed, 'sims', 'SIMs whose publish failed (permanent or retryable)');
@@ -78,8 +78,8 @@ export function createConnectorMetrics(meter: MetricMeter): ConnectorMetrics {
 }
 
 /**
- * Activity hooks (the shape of `startWorker`'s `WorkerHooks`) that feed `metrics`: fetched SIMs per page, and
- * per publish call its outcomes and latency.
+ * Activity hooks (the shape of `startWorker`'s `WorkerHooks`) that feed `metrics`: SIMs read per Kite page,
+ * changes per target found by diff, and per publish call its outcomes and latency.
  */
 export function metricsHooks(metrics: ConnectorMetrics) {
   return {

@@ -26,6 +26,7 @@ async function main(): Promise<void> {
     180
   );
   hooks.onProgress('fleet-b', 3);
+  hooks.onDiff('fleet-b', 'aws', 4);
   Runtime.instance().logger.warn('hello from the sdk logger', { workflowId: 'wf-1' });
   const connection = temporalAddress ? await NativeConnection.connect({ address: temporalAddress }) : undefined;
   process.stdout.write('ready\n');

@@ -41,6 +41,7 @@ test('connector metrics and SDK metrics share the Prometheus endpoint, with grou
   expect(value('kite_cc_sims_fetched{group="fleet-a"}')).toBe('120');
   expect(value('kite_cc_sims_fetched{group="fleet-b"}')).toBe('3');
   expect(value('kite_cc_sims_changed{group="fleet-a",target="mqtt"}')).toBe('7');
+  expect(value('kite_cc_sims_changed{group="fleet-b",target="aws"}')).toBe('4');
   expect(value('kite_cc_sims_published{group="fleet-a",target="mqtt"}')).toBe('2');
   expect(value('kite_cc_sims_failed{group="fleet-a",target="mqtt"}')).toBe('1');
   expect(value('kite_cc_target_throttles{target="mqtt"}')).toBe('1');
