@@ -55,6 +55,7 @@ export function createPublishActivity(deps: PublishDeps) {
     const heartbeat = () =>
       ctx.heartbeat({ phase: 'publish', target: name, done: counts.published, failed: counts.failed });
 
+    heartbeat(); // progress shows `publish` at once, before the first batch is acknowledged
     const seen = new Set<string>();
     let retry: Retry = { entries: [], delayMs: 0, reason: '' };
     const inFlight = new Set<Promise<void>>();

@@ -63,7 +63,8 @@ export function createConnectorMetrics(meter: MetricMeter): ConnectorMetrics {
   const changed = counter(METRIC_NAMES.simsChanged, 'sims', 'SIMs with a change to publish');
   const published = counter(METRIC_NAMES.simsPublished, 'sims', 'SIMs the target acknowledged');
   const failed = counter(METRIC_NAMES.simsFailed, 'sims', 'SIMs whose publish failed (permanent or retryable)');
-  const cycle = histogram(METRIC_NAMES.cycleDuration, 'Duration of a sync cycle');
+  // Created on first use: in a worker, the workflow records cycle durations on its own meter (it knows the cycle).
+  let cycle: ReturnType<typeof histogram> | undefined;
   const latency = histogram(METRIC_NAMES.targetLatency, 'Duration of one publish call to a target');
   const throttles = counter(METRIC_NAMES.targetThrottles, 'sims', 'SIMs the target throttled');
   return {
@@ -71,7 +72,8 @@ export function createConnectorMetrics(meter: MetricMeter): ConnectorMetrics {
     simsChanged: (group, target, n) => changed(n, { group, target }),
     simsPublished: (group, target, n) => published(n, { group, target }),
     simsFailed: (group, target, n) => failed(n, { group, target }),
-    cycleDuration: (group, ms) => cycle(ms, { group }),
+    cycleDuration: (group, ms) =>
+      (cycle ??= histogram(METRIC_NAMES.cycleDuration, 'Duration of a sync cycle'))(ms, { group }),
     targetLatency: (target, ms) => latency(ms, { target }),
     targetThrottles: (target, n) => throttles(n, { target }),
   };
