@@ -1,6 +1,6 @@
 /**
- * Throwaway certificates for the simulator: a CA, a server certificate for localhost/127.0.0.1 and a client
- * certificate (PEM, and a PFX with a random password, the form Kite support hands out). Made with the openssl
+ * Throwaway certificates for the simulator: a CA, a server certificate for localhost/127.0.0.1 (and
+ * kite-simulator, its docker-compose service name) and a client certificate (PEM, and a PFX with a random password, the form Kite support hands out). Made with the openssl
  * CLI (Node can parse but not issue certificates), EC P-256 so that generation and handshakes are quick, and
  * cached in the caller's folder until a week before they expire.
  */
@@ -83,7 +83,8 @@ function generate(dir: string): void {
       'basicConstraints=CA:FALSE',
       'keyUsage=critical,digitalSignature',
       'extendedKeyUsage=serverAuth',
-      'subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1',
+      // kite-simulator: the service name under which docker-compose.yml's worker reaches it.
+      'subjectAltName=DNS:localhost,DNS:kite-simulator,IP:127.0.0.1,IP:::1',
     ].join('\n')
   );
   issue(
