@@ -1,4 +1,5 @@
 import { Context } from '@temporalio/activity';
+import { throwIfCancelled, whileNotCancelled } from './cancellation';
 import type { Logger } from '../shared/log';
 import { canonicalJson } from '../state/records';
 import type { Entry, StateStore } from '../state/store';
@@ -49,13 +50,16 @@ export function createFetchActivity(deps: FetchDeps) {
     };
     // Presence reads may take minutes for a page at Kite's rate budget: keep heartbeating the last checkpoint.
     const beat = () => ctx.heartbeat(checkpoint);
-    for await (const page of deps.kite.pages(group, checkpoint.cursor, ctx.cancellationSignal)) {
-      counts.seen += page.sims.length;
-      await stageGroupPage(deps, group, cycle, page.sims, page.startIndex, counts, ctx.cancellationSignal, beat);
-      checkpoint = { phase: 'fetch', done: counts.seen, cursor: page.nextIndex, counts: structuredClone(counts) };
-      beat();
-      deps.onProgress?.(group, page.sims.length);
-    }
+    await whileNotCancelled(async () => {
+      for await (const page of deps.kite.pages(group, checkpoint.cursor, ctx.cancellationSignal)) {
+        counts.seen += page.sims.length;
+        await stageGroupPage(deps, group, cycle, page.sims, page.startIndex, counts, ctx.cancellationSignal, beat);
+        checkpoint = { phase: 'fetch', done: counts.seen, cursor: page.nextIndex, counts: structuredClone(counts) };
+        beat();
+        deps.onProgress?.(group, page.sims.length);
+        throwIfCancelled();
+      }
+    });
     deps.logger.info('fetched group snapshot', { group, cycle, ...counts });
     return counts;
   };

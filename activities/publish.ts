@@ -1,4 +1,5 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
+import { throwIfCancelled, whileNotCancelled } from './cancellation';
 import type { SimPatch, SimRecord } from '../kite/record';
 import { redact, type Logger } from '../shared/log';
 import { applyPatch, canonicalJson } from '../state/records';
@@ -59,20 +60,28 @@ export function createPublishActivity(deps: PublishDeps) {
     const seen = new Set<string>();
     let retry: Retry = { entries: [], delayMs: 0, reason: '' };
     const inFlight = new Set<Promise<void>>();
-    for await (const entries of deps.store.scan(deps.store.key.pending(group, name), batchSize)) {
-      const fresh = entries.filter(([iccid]) => !seen.has(iccid) && seen.add(iccid));
-      for (let i = 0; i < fresh.length; i += batchSize) {
-        const batch = send(fresh.slice(i, i + batchSize)).then((r) => {
-          retry = mergeRetry(retry, r);
-          heartbeat();
-        });
-        const tracked = batch.finally(() => inFlight.delete(tracked));
-        tracked.catch(() => undefined); // observed by Promise.race/all below; this keeps a late rejection handled
-        inFlight.add(tracked);
-        if (inFlight.size >= (deps.inFlightBatches ?? 4)) await Promise.race(inFlight);
+    await whileNotCancelled(async () => {
+      try {
+        for await (const entries of deps.store.scan(deps.store.key.pending(group, name), batchSize)) {
+          const fresh = entries.filter(([iccid]) => !seen.has(iccid) && seen.add(iccid));
+          for (let i = 0; i < fresh.length; i += batchSize) {
+            throwIfCancelled(); // stop between batches: what was sent is committed, the rest stays pending
+            const batch = send(fresh.slice(i, i + batchSize)).then((r) => {
+              retry = mergeRetry(retry, r);
+              heartbeat();
+            });
+            const tracked = batch.finally(() => inFlight.delete(tracked));
+            tracked.catch(() => undefined); // observed by Promise.race/all below; this keeps a late rejection handled
+            inFlight.add(tracked);
+            if (inFlight.size >= (deps.inFlightBatches ?? 4)) await Promise.race(inFlight);
+          }
+        }
+        await Promise.all(inFlight);
+      } finally {
+        // Also when cancelled or failing: let sent batches settle and commit, so none of them is sent again.
+        await Promise.allSettled(inFlight);
       }
-    }
-    await Promise.all(inFlight);
+    });
 
     for (let round = 1; retry.entries.length && round <= (deps.retryRounds ?? 3); round++) {
       await sleepWithHeartbeats(Math.max(retry.delayMs, 500 * 2 ** round), heartbeat);

@@ -85,6 +85,8 @@ export async function startWorker(
         ...hooks,
       }),
       shutdownGraceTime: config.shutdownGraceMs,
+      // Heartbeats carry progress (kite-cc sync --wait) and bring cancellation on disable: keep them frequent.
+      maxHeartbeatThrottleInterval: '2 seconds',
     });
     return {
       worker,

@@ -3,6 +3,7 @@
  * SIM data never passes through here (it is staged in Redis); the history holds only keys and counts.
  */
 import {
+  ActivityCancellationType,
   allHandlersFinished,
   CancellationScope,
   condition,
@@ -37,6 +38,8 @@ export const DEFAULT_MAX_CYCLES_PER_RUN = 100;
 const NON_RETRYABLE = ['UnknownTarget', 'KiteAuthError', 'ConfigError', 'SuspiciousInventoryDrop'];
 
 const activities = proxyActivities<SyncActivities>({
+  // On `disable`, wait for a cancelled activity to stop: a new cycle never overlaps an old publish.
+  cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
   // Heartbeats, not this, detect a dead worker: its activity is retried elsewhere within ~15 s.
   startToCloseTimeout: '6 hours',
   heartbeatTimeout: '15 seconds',
@@ -196,7 +199,7 @@ async function runCycle(config: GroupConfig, status: GroupStatus): Promise<Cycle
         summary.targets[target].error = messageOf(result.reason);
       }
     });
-    const failedTargets = targets.filter((t) => summary.targets[t].error);
+    const failedTargets = targets.filter((_, i) => results[i].status === 'rejected');
     if (failedTargets.length) throw new Error(`publishing to ${failedTargets.join(', ')} failed`);
     summary.outcome = 'completed';
     status.lastError = undefined;
@@ -221,5 +224,5 @@ async function runCycle(config: GroupConfig, status: GroupStatus): Promise<Cycle
 function messageOf(err: unknown): string {
   let current = err as { message?: string; cause?: unknown } | undefined;
   while (current?.cause) current = current.cause as typeof current;
-  return current?.message ?? String(err);
+  return current?.message || String(err);
 }

@@ -47,6 +47,7 @@ export async function startSyncHarness(options: {
     connection: nativeConnection,
     taskQueue,
     workflowsPath: require.resolve('../../workflows'),
+    maxHeartbeatThrottleInterval: '300 milliseconds',
     activities: createActivities({
       store,
       kite: options.kite,

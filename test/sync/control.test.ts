@@ -118,3 +118,29 @@ test('continue-as-new carries configuration, counters and published state', asyn
   expect(cloud.drain().get(icc)).toEqual([{ alias: 'after-can' }]);
   await latest.terminate();
 });
+
+test('disable mid-publish cancels the cycle at a batch boundary; enable publishes the rest, nothing twice', async () => {
+  const group = uniqueName('cancel');
+  const iccs = kite.addSims(group, 2000, 15_000);
+  slow.delayMs = 500;
+  const handle = await harness.start(group, { targets: ['slow'] });
+  for (let i = 0; (await handle.query(statusQuery)).phase !== 'publish' || !slow.received.size; i++) {
+    if (i > 200) throw new Error('publish did not start');
+    await sleep(50);
+  }
+  await handle.signal(disableSignal);
+  const cancelled = await harness.waitForCycles(handle, 1);
+  expect(cancelled.lastCycle).toMatchObject({ outcome: 'cancelled', error: 'group disabled during the cycle' });
+  const sentBeforeEnable = iccs.filter((icc) => slow.received.has(icc)).length;
+  expect(sentBeforeEnable).toBeLessThan(iccs.length);
+  await sleep(1000);
+  expect(iccs.filter((icc) => slow.received.has(icc)).length).toBe(sentBeforeEnable); // the activity really stopped
+
+  slow.delayMs = 0;
+  await handle.signal(enableSignal);
+  const resumed = await harness.waitForCycles(handle, 2);
+  expect(resumed.lastCycle).toMatchObject({ outcome: 'completed' });
+  expect(resumed.lastCycle?.targets.slow.changed).toBe(iccs.length - sentBeforeEnable);
+  expect(iccs.filter((icc) => slow.received.get(icc)?.length !== 1)).toEqual([]);
+  await handle.terminate();
+});

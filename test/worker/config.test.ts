@@ -29,7 +29,11 @@ test('a file with env: references is resolved, and the environment overrides the
     kite: { pageSize: 100, apiVersion: 6 },
     targets: { hook: { type: 'webhook', url: 'https://example.test/in', secret: 'env:HOOK_SECRET' } },
   });
-  const config = loadConfig({ KITE_CONFIG_FILE: path, HOOK_SECRET: 's3cr3t-value-long-enough', KITE_TEMPORAL_NAMESPACE: 'prod' });
+  const config = loadConfig({
+    KITE_CONFIG_FILE: path,
+    HOOK_SECRET: 's3cr3t-value-long-enough',
+    KITE_TEMPORAL_NAMESPACE: 'prod',
+  });
   expect(config.kite.pageSize).toBe(100);
   expect(config.temporal.namespace).toBe('prod');
   expect(config.targets.hook).toMatchObject({ type: 'webhook', secret: 's3cr3t-value-long-enough' });
