@@ -98,13 +98,8 @@ async function forgetLeavers(deps: DiffDeps, group: string, cycle: number, targe
   const leavers: string[] = [];
   for await (const entries of store.scan(store.key.connectivity(group), deps.batchSize ?? 1000)) {
     const iccids = entries.map(([iccid]) => iccid);
-    const [inSnapshot, invalid] = await store.hmgetMany([
-      { key: store.key.snapshot(group, cycle), fields: iccids },
-      { key: store.key.invalid(group, cycle), fields: iccids },
-    ]);
-    iccids.forEach((iccid, i) => {
-      if (inSnapshot[i] === null && invalid[i] === null) leavers.push(iccid);
-    });
+    const snapshot = store.key.snapshot(group, cycle);
+    leavers.push(...(await store.absentFrom(snapshot, store.key.invalid(group, cycle), iccids)));
   }
   const unique = [...new Set(leavers)];
   const maxFraction = deps.maxLeaveFraction ?? 0.5;

@@ -59,7 +59,18 @@ for i = 1, #ARGV, 3 do
 end
 return n`;
 
+/** The fields (ARGV) present in neither hash: existence checks only, no values cross the wire. */
+const ABSENT_SCRIPT = `
+local out = {}
+for i = 1, #ARGV do
+  if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 0 and redis.call('HEXISTS', KEYS[2], ARGV[i]) == 0 then
+    out[#out + 1] = ARGV[i]
+  end
+end
+return out`;
+
 interface ScriptedRedis extends Redis {
+  ccAbsent(a: string, b: string, ...fields: string[]): Promise<string[]>;
   ccCommit(pub: string, pending: string, fail: string, ...args: string[]): Promise<number>;
   ccFail(pending: string, fail: string, ...args: string[]): Promise<number>;
 }
@@ -81,6 +92,7 @@ export class StateStore {
     if (!this.redis.ccCommit) {
       redis.defineCommand('ccCommit', { numberOfKeys: 3, lua: COMMIT_SCRIPT });
       redis.defineCommand('ccFail', { numberOfKeys: 2, lua: FAIL_SCRIPT });
+      redis.defineCommand('ccAbsent', { numberOfKeys: 2, lua: ABSENT_SCRIPT });
     }
   }
 
@@ -107,6 +119,11 @@ export class StateStore {
       if (err) throw err;
       return value as (string | null)[];
     });
+  }
+
+  /** Of `fields`, those in neither hash `a` nor hash `b` (same hash tag). One round trip; values are not read. */
+  async absentFrom(a: string, b: string, fields: string[]): Promise<string[]> {
+    return fields.length ? this.redis.ccAbsent(a, b, ...fields) : [];
   }
 
   /** Pages through a hash with HSCAN; entries may repeat if the hash is rehashed meanwhile. */
