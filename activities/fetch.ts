@@ -48,12 +48,21 @@ export function createFetchActivity(deps: FetchDeps) {
       cursor: resumed?.cursor ?? 0,
       counts: structuredClone(counts),
     };
-    // Presence reads may take minutes for a page at Kite's rate budget: keep heartbeating the last checkpoint.
     const beat = () => ctx.heartbeat(checkpoint);
+    // Presence reads may take minutes for a page at Kite's rate budget: keep heartbeating the last checkpoint, at
+    // most once a second. Every heartbeat is serialised and handed to the SDK core; one per presence read cost a
+    // 100k-SIM first sync about a fifth of its CPU (BENCHMARKS.md). Each page's new checkpoint is always sent.
+    let lastBeat = 0;
+    const keepAlive = () => {
+      const now = Date.now();
+      if (now - lastBeat < 1_000) return;
+      lastBeat = now;
+      beat();
+    };
     await whileNotCancelled(async () => {
       for await (const page of deps.kite.pages(group, checkpoint.cursor, ctx.cancellationSignal)) {
         counts.seen += page.sims.length;
-        await stageGroupPage(deps, group, cycle, page.sims, page.startIndex, counts, ctx.cancellationSignal, beat);
+        await stageGroupPage(deps, group, cycle, page.sims, page.startIndex, counts, ctx.cancellationSignal, keepAlive);
         checkpoint = { phase: 'fetch', done: counts.seen, cursor: page.nextIndex, counts: structuredClone(counts) };
         beat();
         deps.onProgress?.(group, page.sims.length);
