@@ -133,7 +133,14 @@ export interface WorkerProcess extends Child {
 export async function startWorker(env: Record<string, string>, cpuProfileDir?: string): Promise<WorkerProcess> {
   const started = Date.now();
   const nodeArgs = cpuProfileDir ? ['--cpu-prof', '--cpu-prof-dir', cpuProfileDir] : [];
-  const c = spawnNode('worker/main.ts', [], { KITE_METRICS_ADDRESS: 'off', ...env }, nodeArgs);
+  // BENCH_WORKER_NODE_OPTIONS: V8 flags for the worker only, e.g. --max-old-space-size=192 to test heap sizing.
+  const nodeOptions = process.env.BENCH_WORKER_NODE_OPTIONS;
+  const c = spawnNode(
+    'worker/main.ts',
+    [],
+    { KITE_METRICS_ADDRESS: 'off', ...env, ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}) },
+    nodeArgs
+  );
   await waitFor(c, 'worker', (out) => out.includes('"worker started"'), 120_000);
   return { ...c, startupMs: Date.now() - started };
 }
