@@ -1,4 +1,5 @@
 import { Context } from '@temporalio/activity';
+import { mapPool } from '../shared/concurrency';
 import { throwIfCancelled, whileNotCancelled } from './cancellation';
 import type { Logger } from '../shared/log';
 import { canonicalJson } from '../state/records';
@@ -99,7 +100,7 @@ async function stageGroupPage(
   );
   const previous = known.map((json) => (json ? (JSON.parse(json) as Connectivity) : undefined));
   const stale = members.map((m, i) => previous[i]?.h !== m.hints);
-  const fresh = await mapLimit(members, deps.presenceConcurrency ?? 8, (m, i) =>
+  const fresh = await mapPool(members, deps.presenceConcurrency ?? 8, (m, i) =>
     stale[i] ? kite.presence(m.icc, signal).finally(beat) : Promise.resolve(previous[i]?.p)
   );
 
@@ -118,18 +119,4 @@ async function stageGroupPage(
   counts.invalid += invalid.length;
   counts.inGroup += records.length;
   await store.stagePage(group, cycle, { records, connectivity, invalid });
-}
-
-/** Maps with at most `limit` calls in flight, keeping order. */
-export async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      results[i] = await fn(items[i], i);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
 }

@@ -6,6 +6,7 @@ import { formatDuration } from './durations';
 import { describeRunning, queryStatus, type CommandContext } from './commands';
 import { toCliError } from './errors-map';
 import { groupRunsUrl, listUrl, relativeTime, RUNNING_GROUPS_QUERY, statusLines, table, workflowUrl } from './format';
+import { mapPool } from '../shared/concurrency';
 
 /** One group as `status --json` and `list --json` print it. */
 export interface GroupReport {
@@ -39,20 +40,6 @@ export async function showGroupStatus(ctx: CommandContext, group: string, json: 
   return report;
 }
 
-/** Runs `fn` over `items` with at most `limit` calls in flight; keeps the order. */
-export async function mapBounded<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  const lane = async () => {
-    while (next < items.length) {
-      const i = next++;
-      results[i] = await fn(items[i]);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
-  return results;
-}
-
 async function reportFor(ctx: CommandContext, info: WorkflowExecutionInfo): Promise<GroupReport> {
   const group = info.typedSearchAttributes.get(KITE_GROUP) ?? info.workflowId.replace(/^cloud-connector:/, '');
   const report: GroupReport = {
@@ -83,7 +70,7 @@ export async function collectGroups(ctx: CommandContext, concurrency = 4): Promi
     throw toCliError(err, ctx.settings);
   }
   const listCtx = { ...ctx, workerTimeoutMs: Math.min(ctx.workerTimeoutMs ?? 10_000, 3_000) };
-  const reports = await mapBounded(infos, concurrency, (info) => reportFor(listCtx, info));
+  const reports = await mapPool(infos, concurrency, (info) => reportFor(listCtx, info));
   return reports.sort((a, b) => a.group.localeCompare(b.group));
 }
 

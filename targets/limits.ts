@@ -2,6 +2,7 @@
  * Small building blocks every target uses to bound itself: a concurrency pool, a request-rate budget, abortable
  * sleeps, backoff and Retry-After parsing. Kept dependency-free so the behaviour is easy to read and test.
  */
+import { mapPool } from '../shared/concurrency';
 import type { PublishItem, PublishOutcome } from './target';
 
 /** Resolves after `ms`, or rejects with the signal's reason as soon as it aborts. */
@@ -46,19 +47,7 @@ export class RateLimiter {
   }
 }
 
-/** Runs `work` over `items` with at most `concurrency` at once; results keep the items' order. */
-export async function mapPool<T, R>(items: T[], concurrency: number, work: (item: T) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  const lane = async () => {
-    while (next < items.length) {
-      const i = next++;
-      results[i] = await work(items[i]);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, items.length)) }, lane));
-  return results;
-}
+export { mapPool } from '../shared/concurrency';
 
 /**
  * Like mapPool, but items with the same key run one after another, in their order: two changes of one SIM in a
