@@ -57,31 +57,14 @@ export function createPublishActivity(deps: PublishDeps) {
       ctx.heartbeat({ phase: 'publish', target: name, done: counts.published, failed: counts.failed });
 
     heartbeat(); // progress shows `publish` at once, before the first batch is acknowledged
-    const seen = new Set<string>();
     let retry: Retry = { entries: [], delayMs: 0, reason: '' };
-    const inFlight = new Set<Promise<void>>();
-    await whileNotCancelled(async () => {
-      try {
-        for await (const entries of deps.store.scan(deps.store.key.pending(group, name), batchSize)) {
-          const fresh = entries.filter(([iccid]) => !seen.has(iccid) && seen.add(iccid));
-          for (let i = 0; i < fresh.length; i += batchSize) {
-            throwIfCancelled(); // stop between batches: what was sent is committed, the rest stays pending
-            const batch = send(fresh.slice(i, i + batchSize)).then((r) => {
-              retry = mergeRetry(retry, r);
-              heartbeat();
-            });
-            const tracked = batch.finally(() => inFlight.delete(tracked));
-            tracked.catch(() => undefined); // observed by Promise.race/all below; this keeps a late rejection handled
-            inFlight.add(tracked);
-            if (inFlight.size >= (deps.inFlightBatches ?? 4)) await Promise.race(inFlight);
-          }
-        }
-        await Promise.all(inFlight);
-      } finally {
-        // Also when cancelled or failing: let sent batches settle and commit, so none of them is sent again.
-        await Promise.allSettled(inFlight);
-      }
-    });
+    await whileNotCancelled(() =>
+      sendEachPendingOnce(deps, group, name, batchSize, async (entries) => {
+        const again = await send(entries); // awaited first: batches finish concurrently
+        retry = mergeRetry(retry, again);
+        heartbeat();
+      })
+    );
 
     for (let round = 1; retry.entries.length && round <= (deps.retryRounds ?? 3); round++) {
       await sleepWithHeartbeats(Math.max(retry.delayMs, 500 * 2 ** round), heartbeat);
@@ -103,6 +86,34 @@ export function createPublishActivity(deps: PublishDeps) {
     deps.logger.info('published changes', { group, target: name, ...counts, failing });
     return { ...counts, failing };
   };
+}
+
+/** Hands every pending patch to `send` once, in batches, with at most `inFlightBatches` batches at a time. */
+async function sendEachPendingOnce(
+  deps: PublishDeps,
+  group: string,
+  name: string,
+  batchSize: number,
+  send: (entries: Entry[]) => Promise<void>
+): Promise<void> {
+  const seen = new Set<string>(); // HSCAN may repeat an entry while the hash shrinks
+  const inFlight = new Set<Promise<void>>();
+  try {
+    for await (const entries of deps.store.scan(deps.store.key.pending(group, name), batchSize)) {
+      const fresh = entries.filter(([iccid]) => !seen.has(iccid) && seen.add(iccid));
+      for (let i = 0; i < fresh.length; i += batchSize) {
+        throwIfCancelled(); // stop between batches: what was sent is committed, the rest stays pending
+        const tracked = send(fresh.slice(i, i + batchSize)).finally(() => inFlight.delete(tracked));
+        tracked.catch(() => undefined); // observed by Promise.race/all below; this keeps a late rejection handled
+        inFlight.add(tracked);
+        if (inFlight.size >= (deps.inFlightBatches ?? 4)) await Promise.race(inFlight);
+      }
+    }
+    await Promise.all(inFlight);
+  } finally {
+    // Also when cancelled or failing: let sent batches settle and commit, so none of them is sent again.
+    await Promise.allSettled(inFlight);
+  }
 }
 
 async function sendBatch(
