@@ -106,7 +106,7 @@ async function forgetLeavers(deps: DiffDeps, group: string, cycle: number, targe
   if (unique.length > 100 && unique.length > known * maxFraction) {
     throw ApplicationFailure.nonRetryable(
       `${unique.length} of ${known} known SIMs of group ${group} are missing from Kite's inventory this cycle; ` +
-        `refusing to forget them (limit ${maxFraction * 100}%). If they really left the group, raise maxLeaveFraction.`,
+        `refusing to forget them (limit ${maxFraction * 100}%). If they really left the group, raise KITE_MAX_LEAVE_FRACTION.`,
       'SuspiciousInventoryDrop'
     );
   }

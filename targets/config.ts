@@ -3,6 +3,7 @@
  * name (`aws-eu`, `mqtt`, ...), discriminated by `type`. Validation errors name the setting
  * (`targets.aws-eu.shadowName: ...`) and never echo the value of a secret or a URL (URLs may carry tokens).
  */
+import { ConfigError } from '../shared/config-error';
 import { DEFAULT_DEVICE_ID_TEMPLATE, deviceIdTemplateProblem } from './device-id';
 
 /** Settings every target has. */
@@ -158,15 +159,9 @@ export const WEBHOOK_DEFAULTS = {
   requestsPerSecond: 10,
 } as const;
 
-/** A configuration problem. `setting` is the full path, e.g. `targets.aws-eu.shadowName`. */
-export class TargetConfigError extends Error {
-  constructor(
-    readonly setting: string,
-    problem: string
-  ) {
-    super(`${setting}: ${problem}`);
-    this.name = 'TargetConfigError';
-  }
+/** A target's configuration problem. `setting` is the full path, e.g. `targets.aws-eu.shadowName`. */
+export class TargetConfigError extends ConfigError {
+  override name = 'TargetConfigError';
 }
 
 const NAME = /^[A-Za-z0-9_-]{1,64}$/;

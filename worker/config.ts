@@ -4,18 +4,11 @@
  * `env:NAME` to read it from another variable, so a config file can stay free of secrets.
  */
 import { readFileSync } from 'node:fs';
-import { parseTargetConfigs, TargetConfigError, type TargetConfig } from '../targets/config';
+import { ConfigError } from '../shared/config-error';
+import { parseTargetConfigs, type TargetConfig } from '../targets/config';
 import type { GroupFilter } from '../kite/types';
 
-export class ConfigError extends Error {
-  constructor(
-    readonly setting: string,
-    problem: string
-  ) {
-    super(`${setting}: ${problem}`);
-    this.name = 'ConfigError';
-  }
-}
+export { ConfigError };
 
 export interface WorkerConfig {
   temporal: {
@@ -92,13 +85,8 @@ export function loadConfig(env: Env = process.env): WorkerConfig {
   const targetsRaw = env.KITE_TARGETS
     ? parseJson(env.KITE_TARGETS, 'KITE_TARGETS')
     : (resolved.targets ?? defaultTargets(env));
-  let targets: Record<string, TargetConfig>;
-  try {
-    targets = parseTargetConfigs(resolveEnvRefs(targetsRaw, env, 'targets'));
-  } catch (err) {
-    if (!(err instanceof TargetConfigError)) throw err;
-    throw new ConfigError(err.setting, err.message.slice(err.setting.length + 2));
-  }
+  // TargetConfigError is a ConfigError: it already names the setting.
+  const targets: Record<string, TargetConfig> = parseTargetConfigs(resolveEnvRefs(targetsRaw, env, 'targets'));
   return {
     temporal: {
       address: setting.str('KITE_TEMPORAL_ADDRESS', t.address, '127.0.0.1:7233'),
