@@ -134,7 +134,8 @@ export async function groupSyncWorkflow(input: GroupWorkflowInput): Promise<void
       const woken =
         due > Date.now() &&
         (await condition(() => syncRequested || !config.enabled || configVersion !== seen, due - Date.now()));
-      if (woken && !syncRequested) continue; // disabled or reconfigured: re-evaluate
+      // Disabled or reconfigured: re-evaluate. `disable` wins over a `syncNow` that arrived in the same task.
+      if (!config.enabled || (woken && !syncRequested)) continue;
     }
     syncRequested = false;
     status.nextSyncAt = undefined;

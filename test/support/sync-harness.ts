@@ -25,6 +25,8 @@ export interface SyncHarness {
   start(group: string, config?: Partial<GroupConfig>): Promise<WorkflowHandle<typeof groupSyncWorkflow>>;
   /** Waits until the group's workflow has completed `cycles` cycles, and returns its status. */
   waitForCycles(handle: WorkflowHandle, cycles: number, timeoutMs?: number): Promise<GroupStatus>;
+  /** Stops the worker, runs `fn` (whose signals then reach the workflow in one task), and starts a new worker. */
+  whileWorkerDown(fn: () => Promise<void>): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -43,20 +45,28 @@ export async function startSyncHarness(options: {
   const client = new Client({ connection });
   const taskQueue = uniqueName('sync');
   const targets = new Map<string, ConfiguredTarget>(options.targets.map((target) => [target.name, { target }]));
-  const worker = await Worker.create({
-    connection: nativeConnection,
-    taskQueue,
-    workflowsPath: require.resolve('../../workflows'),
-    maxHeartbeatThrottleInterval: '300 milliseconds',
-    activities: createActivities({
-      store,
-      kite: options.kite,
-      targets,
-      logger: createLogger({}, { level: 'warn' }),
-      batchSize: options.batchSize ?? 50,
-    }),
+  const activities = createActivities({
+    store,
+    kite: options.kite,
+    targets,
+    logger: createLogger({}, { level: 'warn' }),
+    batchSize: options.batchSize ?? 50,
   });
-  const running = worker.run();
+  const startWorker = async () => {
+    const worker = await Worker.create({
+      connection: nativeConnection,
+      taskQueue,
+      workflowsPath: require.resolve('../../workflows'),
+      maxHeartbeatThrottleInterval: '300 milliseconds',
+      activities,
+    });
+    return { worker, running: worker.run() };
+  };
+  let current = await startWorker();
+  const stopWorker = async () => {
+    current.worker.shutdown();
+    await current.running;
+  };
 
   return {
     client,
@@ -95,9 +105,16 @@ export async function startSyncHarness(options: {
         await new Promise((r) => setTimeout(r, 100));
       }
     },
+    async whileWorkerDown(fn) {
+      await stopWorker();
+      try {
+        await fn();
+      } finally {
+        current = await startWorker();
+      }
+    },
     async close() {
-      worker.shutdown();
-      await running;
+      await stopWorker();
       await nativeConnection.close();
       await connection.close();
       redis.disconnect();

@@ -48,6 +48,33 @@ test('disable stops cycles without a timer, enable resumes at once, syncNow trig
   await handle.terminate();
 });
 
+test('disable and syncNow arriving in one workflow task: disable wins and no cycle runs while OFF', async () => {
+  const group = uniqueName('batched');
+  kite.addSims(group, 2, 18_000);
+  const handle = await harness.start(group, { targets: ['cloud'] });
+  await harness.waitForCycles(handle, 1);
+
+  // With no worker polling, both signals wait for the same workflow task.
+  await harness.whileWorkerDown(async () => {
+    await handle.signal(disableSignal);
+    await handle.signal(syncNowSignal);
+  });
+  const off = await handle.query(statusQuery);
+  expect(off).toMatchObject({ cyclesCompleted: 1, config: { enabled: false } });
+
+  const events = (await handle.fetchHistory()).events ?? [];
+  const signalled = (name: string) =>
+    events.findIndex((e) => e.workflowExecutionSignaledEventAttributes?.signalName === name);
+  const between = events.slice(signalled('disable'), signalled('syncNow'));
+  expect(between.some((e) => e.workflowTaskStartedEventAttributes)).toBe(false);
+  const after = events.slice(signalled('disable'));
+  expect(after.some((e) => e.activityTaskScheduledEventAttributes)).toBe(false);
+
+  await handle.signal(enableSignal);
+  await harness.waitForCycles(handle, 2);
+  await handle.terminate();
+});
+
 test('cycles repeat every interval on their own', async () => {
   const group = uniqueName('interval');
   kite.addSims(group, 2, 11_000);
