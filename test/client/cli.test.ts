@@ -187,13 +187,14 @@ test('list shows every running group with its state', async () => {
   const off = uniqueName('list-off');
   await cli(['start', on]);
   await cli(['start', off, '--disabled']);
-  let reports: { group: string; state: string; status?: unknown }[] = [];
+  let reports: { group: string; state: string; status?: GroupStatus }[] = [];
   for (let i = 0; i < 50; i++) {
     // Short query deadline: other test files' groups on this shared server may have no worker any more.
     const run = await cli(['list', '--json'], { workerTimeoutMs: 1_000 });
     expect(run.code).toBe(0);
     reports = JSON.parse(run.stdout);
-    if (reports.some((r) => r.group === off && r.state === 'OFF') && reports.some((r) => r.group === on)) break;
+    const onIdle = reports.some((r) => r.group === on && r.status?.cyclesCompleted && r.status.phase === 'idle');
+    if (onIdle && reports.some((r) => r.group === off && r.state === 'OFF')) break;
     await new Promise((r) => setTimeout(r, 200)); // visibility is eventually consistent
   }
   expect(reports.find((r) => r.group === on)).toMatchObject({ state: 'ON', status: { config: { enabled: true } } });

@@ -6,6 +6,7 @@ import { uniqueName } from '../setup/stack';
 import { MemoryKite } from '../support/memory-kite';
 import { RecordingTarget } from '../support/recording-target';
 import { startSyncHarness, type SyncHarness } from '../support/sync-harness';
+import { waitUntil } from '../support/wait-until';
 
 const kite = new MemoryKite(50);
 const cloud = new RecordingTarget('cloud');
@@ -115,8 +116,7 @@ test('a throttled target is retried after its delay and never holds back another
   const [icc] = kite.addSims(group, 2, 13_000);
   slow.throttled.add(icc);
   const handle = await harness.start(group, { targets: ['cloud', 'slow'] });
-  await sleep(1500);
-  expect(cloud.received.has(icc)).toBe(true);
+  await waitUntil(() => cloud.received.has(icc), 'the healthy target has the SIM');
   expect(slow.received.has(icc)).toBe(false);
   slow.throttled.delete(icc);
   const status = await harness.waitForCycles(handle, 1);

@@ -9,6 +9,7 @@ import { MqttTarget } from '../../targets/mqtt';
 import { freePort, startMosquitto, stop } from '../setup/processes';
 import { testStack, uniqueName } from '../setup/stack';
 import { fullItem, patchItem, quietLogger, sampleRecord } from './fixtures';
+import { waitUntil } from '../support/wait-until';
 
 interface Received {
   topic: string;
@@ -182,8 +183,7 @@ describe('MQTT target (Mosquitto)', () => {
     try {
       const [outcome] = await target.publish([fullItem(record)], undefined, { group: 'g' });
       expect(outcome).toMatchObject({ status: 'retryable', reason: expect.stringMatching(/no PUBACK in time/) });
-      await new Promise((r) => setTimeout(r, 100));
-      expect(closed).toHaveLength(1);
+      await waitUntil(() => closed.length === 1, 'the broker sees the connection closed', 5_000);
 
       await target.publish([fullItem(record)], undefined, { group: 'g' });
       expect(sockets).toHaveLength(2); // a fresh connection, not the old queue
