@@ -49,8 +49,12 @@ CMD ["--host", "0.0.0.0", "--port", "8443", "--cert-dir", "/kite-certs"]
 
 FROM runtime AS worker
 # The bundle `npm run build` wrote: the worker starts without webpack.
+# V8 heap sizing: uncapped, V8 grows the heap far past the live data; capped alone, it spends more time in GC. A
+# larger young generation keeps short-lived page objects out of the old one (BENCHMARKS.md: peak RSS 311 → 250 MB
+# on 100k SIMs at the same CPU). The bench runs its worker with the same flags (bench/processes.ts).
 ENV KITE_WORKFLOW_BUNDLE=/app/lib/workflow-bundle.js \
-    KITE_METRICS_ADDRESS=0.0.0.0:9464
+    KITE_METRICS_ADDRESS=0.0.0.0:9464 \
+    NODE_OPTIONS="--max-old-space-size=256 --max-semi-space-size=32"
 USER node
 EXPOSE 9464
 CMD ["node", "lib/worker/main.js"]

@@ -220,9 +220,11 @@ async function runFloor(redis: Redis, sim: SimulatorProcess, group: string, runI
   const kite = kiteSourceFromClients(() => client);
   const target = createNullTarget({ name: 'null', latencyMs: 0 });
   const acts = createActivities({ store, kite, targets: new Map([['null', { target }]]), logger: quiet });
-  const cycles: { totalMs: number; stages: Record<string, number> }[] = [];
+  const cycles: { totalMs: number; stages: Record<string, number>; cpu: { benchS: number; simulatorS: number } }[] = [];
   for (let cycle = 1; cycle <= 2; cycle++) {
     const stages: Record<string, number> = {};
+    // CPU of this process and of the simulator, to set beside the worker's: same work, without Temporal.
+    const cpu0 = [process.cpuUsage(), cpuSeconds(sim.child.pid)] as const;
     const timed = async <T>(name: string, fn: () => Promise<T>) => {
       const t = performance.now();
       const r = await fn();
@@ -237,7 +239,9 @@ async function runFloor(redis: Redis, sim: SimulatorProcess, group: string, runI
     await timed('publishChanges', () =>
       new MockActivityEnvironment().run(acts.publishChanges, { group, cycle, target: 'null' })
     );
-    cycles.push({ totalMs: performance.now() - started, stages });
+    const { user, system } = process.cpuUsage(cpu0[0]);
+    const cpu = { benchS: (user + system) / 1e6, simulatorS: cpuSeconds(sim.child.pid) - cpu0[1] };
+    cycles.push({ totalMs: performance.now() - started, stages, cpu });
     log(`floor: cycle ${cycle} ${Math.round(cycles[cycle - 1].totalMs)} ms, ${target.counters().items} published`);
   }
   client.close();
@@ -396,6 +400,12 @@ async function main(): Promise<void> {
         'CPU during first sync',
         '',
         `worker ${fmt(big.cpu.workerS, 1)} s, simulator ${fmt(big.cpu.simulatorS, 1)} s in ${fmt(big.cpu.wallS, 1)} s`,
+        '',
+      ],
+      [
+        "CPU during the floor's first sync",
+        '',
+        `bench process ${fmt(floor[0].cpu.benchS, 1)} s, simulator ${fmt(floor[0].cpu.simulatorS, 1)} s in ${sec(floor[0].totalMs)}`,
         '',
       ],
     ];

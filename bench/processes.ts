@@ -1,6 +1,6 @@
 /** Child processes of the benchmark: the Kite simulator and the real worker (worker/main.ts), each measurable. */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import https from 'node:https';
 import path from 'node:path';
 
@@ -23,7 +23,9 @@ export async function stopAll(): Promise<void> {
 }
 
 function spawnNode(script: string, args: string[], env: Record<string, string>, nodeArgs: string[] = []): Child {
-  const child = spawn(process.execPath, [...nodeArgs, '-r', '@swc-node/register', script, ...args], {
+  // TypeScript sources are compiled in process by swc; compiled JavaScript (lib/) needs no loader.
+  const loader = script.endsWith('.ts') ? ['-r', '@swc-node/register'] : [];
+  const child = spawn(process.execPath, [...nodeArgs, ...loader, script, ...args], {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -124,23 +126,42 @@ export async function startSimulator(group: string, sims: number, certDir: strin
   return { ...c, info, control, close: () => agent.destroy() };
 }
 
+/** As the Dockerfile's worker stage sets it: V8 grows the heap far past the live data unless capped. */
+export const WORKER_NODE_OPTIONS = '--max-old-space-size=256 --max-semi-space-size=32';
+
 export interface WorkerProcess extends Child {
   /** From spawn to "worker started" (module loading, workflow bundling, connections). */
   startupMs: number;
 }
 
-/** The real worker entry point with its configuration in the environment. */
+/**
+ * The real worker entry point with its configuration in the environment. By default it runs as production does
+ * (`npm run build` output in lib/, started by bench.sh); BENCH_WORKER_SOURCE=1 runs worker/main.ts through swc.
+ */
 export async function startWorker(env: Record<string, string>, cpuProfileDir?: string): Promise<WorkerProcess> {
   const started = Date.now();
   const nodeArgs = cpuProfileDir ? ['--cpu-prof', '--cpu-prof-dir', cpuProfileDir] : [];
-  // BENCH_WORKER_NODE_OPTIONS: V8 flags for the worker only, e.g. --max-old-space-size=192 to test heap sizing.
-  const nodeOptions = process.env.BENCH_WORKER_NODE_OPTIONS;
+  // V8 flags for the worker only; by default the heap cap of the production image (Dockerfile, worker stage).
+  // BENCH_WORKER_NODE_OPTIONS= (empty) runs with V8's default heap sizing.
+  const nodeOptions = process.env.BENCH_WORKER_NODE_OPTIONS ?? WORKER_NODE_OPTIONS;
   const c = spawnNode(
-    'worker/main.ts',
+    workerScript(),
     [],
     { KITE_METRICS_ADDRESS: 'off', ...env, ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}) },
     nodeArgs
   );
   await waitFor(c, 'worker', (out) => out.includes('"worker started"'), 120_000);
   return { ...c, startupMs: Date.now() - started };
+}
+
+/** lib/worker/main.js, the production entry point, unless BENCH_WORKER_SOURCE asks for the TypeScript source. */
+export function workerScript(): string {
+  if (process.env.BENCH_WORKER_SOURCE) return 'worker/main.ts';
+  const compiled = 'lib/worker/main.js';
+  if (!existsSync(path.join(ROOT, compiled))) {
+    throw new Error(
+      `${compiled} is missing: run \`npm run build\` first (scripts/bench.sh does), or set BENCH_WORKER_SOURCE=1`
+    );
+  }
+  return compiled;
 }

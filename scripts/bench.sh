@@ -24,6 +24,11 @@ stop_stack() { if [ "$started" = 1 ]; then bash "$ROOT/scripts/stack.sh" stop; f
 trap stop_stack EXIT
 
 cd "$ROOT"
+# The worker runs as in production: compiled to lib/ (BENCH_WORKER_SOURCE=1 runs the TypeScript instead).
+if [ -z "${BENCH_WORKER_SOURCE:-}" ]; then
+  say "bench: npm run build (the worker runs from lib/, as in production)"
+  npm run --silent build >/dev/null
+fi
 BENCH_TEMPORAL_ADDRESS="127.0.0.1:$KITE_TEMPORAL_PORT" \
   BENCH_REDIS_URL="redis://127.0.0.1:$KITE_REDIS_PORT/${KITE_BENCH_REDIS_DB:-9}" \
   node -r @swc-node/register bench/main.ts "$@"

@@ -6,6 +6,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { WORKER_NODE_OPTIONS } from '../../bench/processes';
 
 const ROOT = path.resolve(__dirname, '../..');
 const read = (file: string) => readFileSync(path.join(ROOT, file), 'utf8');
@@ -161,6 +162,12 @@ describe('Dockerfile', () => {
     expect(pkg.scripts.build).toContain('lib/worker/build-bundle.js');
     expect(read('worker/worker.ts')).toMatch(/path\.resolve\(__dirname, '\.\.\/workflow-bundle\.js'\)/);
     expect(dockerfile).toContain('KITE_WORKFLOW_BUNDLE=/app/lib/workflow-bundle.js');
+  });
+
+  test('the worker sizes its V8 heap as the benchmark measured it', () => {
+    const workerStage = dockerfile.slice(dockerfile.indexOf('AS worker'));
+    const flag = /NODE_OPTIONS="([^"]+)"/.exec(workerStage)?.[1];
+    expect(flag).toBe(WORKER_NODE_OPTIONS);
   });
 
   test('copies every source folder the build compiles', () => {
