@@ -3,6 +3,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { waitUntil } from '../support/wait-until';
 
 /** True when something accepts TCP connections on 127.0.0.1:port. */
 export function portOpen(port: number): Promise<boolean> {
@@ -13,12 +14,8 @@ export function portOpen(port: number): Promise<boolean> {
   });
 }
 
-export async function waitForPort(port: number, what: string, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await portOpen(port))) {
-    if (Date.now() > deadline) throw new Error(`${what} did not open 127.0.0.1:${port} within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+export function waitForPort(port: number, what: string, timeoutMs = 15_000): Promise<void> {
+  return waitUntil(() => portOpen(port), `${what} opens 127.0.0.1:${port}`, timeoutMs);
 }
 
 /** A free TCP port on 127.0.0.1, for a server a test starts for itself. */

@@ -7,13 +7,14 @@ import { readFileSync } from 'node:fs';
 import { Client, Connection } from '@temporalio/client';
 import type Redis from 'ioredis';
 import { startKiteSimulator, type KiteSimulator } from '../../kite/simulator';
-import { statusQuery, workflowIdForGroup, type GroupStatus } from '../../workflows/definitions';
+import { statusQuery, workflowIdForGroup } from '../../workflows/definitions';
 import { groupSyncWorkflow } from '../../workflows';
 import { KITE_GROUP } from '../../workflows/search-attributes';
 import { tempDir } from '../setup/processes';
 import { testRedis, testStack, uniqueName } from '../setup/stack';
 import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver';
 import { startWorkerProcess, type WorkerProcess } from '../support/worker-process';
+import { waitUntil } from '../support/wait-until';
 
 const SIMS = 5_000;
 const WEBHOOK_SECRET = 'crash-test-secret-0123456789';
@@ -46,20 +47,6 @@ afterAll(async () => {
   await receiver?.close();
   await sim?.close();
 });
-
-async function waitFor<T>(
-  what: string,
-  probe: () => Promise<T | undefined> | T | undefined,
-  timeoutMs: number
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 test('SIGKILL mid-publish: the cycle completes, nothing is lost, duplicates stay within the in-flight window', async () => {
   const taskQueue = uniqueName('crash');
@@ -97,20 +84,15 @@ test('SIGKILL mid-publish: the cycle completes, nothing is lost, duplicates stay
     typedSearchAttributes: [{ key: KITE_GROUP, value: group }],
   });
 
-  await waitFor('a third of the group published', () => (receiver.total() >= SIMS / 3 ? true : undefined), 120_000);
+  await waitUntil(() => receiver.total() >= SIMS / 3, 'a third of the group is published', 120_000);
   await workers[0].kill('SIGKILL');
   const deliveredBeforeCrash = receiver.total();
   expect(deliveredBeforeCrash).toBeLessThan(SIMS);
 
   workers.push(await startWorkerProcess(env));
-  const status = await waitFor<GroupStatus>(
-    'the cycle to complete on the new worker',
-    async () => {
-      const s = await handle.query(statusQuery);
-      return s.cyclesCompleted >= 1 ? s : undefined;
-    },
-    120_000
-  );
+  const cycleDone = async () => (await handle.query(statusQuery)).cyclesCompleted >= 1;
+  await waitUntil(cycleDone, 'the cycle completes on the new worker', 120_000);
+  const status = await handle.query(statusQuery);
   expect(status.lastCycle).toMatchObject({ outcome: 'completed', inGroup: SIMS, invalid: 0 });
 
   const iccs = sim.control.iccs(group);

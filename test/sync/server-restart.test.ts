@@ -12,6 +12,7 @@ import { uniqueName } from '../setup/stack';
 import { MemoryKite } from '../support/memory-kite';
 import { RecordingTarget } from '../support/recording-target';
 import { startSyncHarness, type SyncHarness } from '../support/sync-harness';
+import { waitUntil } from '../support/wait-until';
 
 const dbFile = path.join(tempDir('temporal-restart'), 'temporal.db');
 let port: number;
@@ -58,10 +59,7 @@ test('a cycle interrupted by a server crash completes after the restart; continu
   const handle = await harness.start(group);
   const firstRun = (await handle.describe()).runId;
 
-  for (let i = 0; cloud.received.size < 60; i++) {
-    if (i > 300) throw new Error('publishing did not start');
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await waitUntil(() => cloud.received.size >= 60, 'publishing has started', 30_000);
   await stop(server, 'SIGKILL');
   const beforeCrash = cloud.received.size;
   expect(beforeCrash).toBeLessThan(iccs.length);
