@@ -23,7 +23,7 @@ import { KITE_GROUP } from '../workflows/search-attributes';
 import { cycleFigures, lastRequest, type HistoryEvent } from './history';
 import { createNaiveActivities } from './naive-activities';
 import { ROOT, startSimulator, startWorker, stopAll, type SimulatorProcess } from './processes';
-import { topFrames } from './profile';
+import { startProfiler, topFrames } from './profile';
 
 const TEMPORAL = process.env.BENCH_TEMPORAL_ADDRESS ?? '127.0.0.1:7233';
 const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379/9';
@@ -213,7 +213,7 @@ async function runOurs(
 }
 
 /** Baseline (a): the same activities called in a plain loop, no Temporal (MockActivityEnvironment gives them a Context). */
-async function runFloor(redis: Redis, sim: SimulatorProcess, group: string, runId: string) {
+async function runFloor(redis: Redis, sim: SimulatorProcess, group: string, runId: string, profileDir?: string) {
   const prefix = `bench-floor-${runId}`;
   const store = new StateStore(redis, { prefix });
   const client = kiteClientFor(sim);
@@ -231,6 +231,7 @@ async function runFloor(redis: Redis, sim: SimulatorProcess, group: string, runI
       stages[name] = performance.now() - t;
       return r;
     };
+    const profiler = profileDir && cycle === 1 ? await startProfiler() : undefined;
     const started = performance.now();
     await timed('fetchSnapshot', () => new MockActivityEnvironment().run(acts.fetchSnapshot, { group, cycle }));
     await timed('diffSnapshot', () =>
@@ -239,6 +240,7 @@ async function runFloor(redis: Redis, sim: SimulatorProcess, group: string, runI
     await timed('publishChanges', () =>
       new MockActivityEnvironment().run(acts.publishChanges, { group, cycle, target: 'null' })
     );
+    if (profiler) await profiler.stopInto(path.join(profileDir!, 'floor'));
     const { user, system } = process.cpuUsage(cpu0[0]);
     const cpu = { benchS: (user + system) / 1e6, simulatorS: cpuSeconds(sim.child.pid) - cpu0[1] };
     cycles.push({ totalMs: performance.now() - started, stages, cpu });
@@ -327,7 +329,7 @@ async function main(): Promise<void> {
     );
     const bundleMs = Date.now() - bundleStarted;
     log(`workflow bundle built in ${bundleMs} ms`);
-    const floor = await runFloor(redis, bigSim, 'bench-big', runId);
+    const floor = await runFloor(redis, bigSim, 'bench-big', runId, profileDir);
     const big = await runOurs(client, redis, bigSim, 'bench-big', sims, runId, bundle, profileDir);
     const smallRun = await runOurs(client, redis, smallSim, 'bench-small', small, runId, bundle);
     rmSync(bundle, { force: true });
@@ -421,9 +423,14 @@ async function main(): Promise<void> {
     process.stdout.write(`\n${table}\n`);
     if (profileDir) {
       await new Promise((r) => setTimeout(r, 500));
-      const { totalMs, frames } = topFrames(profileDir);
-      process.stdout.write(`\nWorker CPU profile (${sec(totalMs)} sampled), top frames by self time:\n`);
-      for (const f of frames) process.stdout.write(`  ${fmt(f.share * 100, 1).padStart(5)}%  ${f.frame}\n`);
+      for (const [title, dir] of [
+        ['Worker CPU profile, three cycles', profileDir],
+        ["Floor CPU profile (this process), the floor's first sync", path.join(profileDir, 'floor')],
+      ]) {
+        const { totalMs, frames } = topFrames(dir);
+        process.stdout.write(`\n${title} (${sec(totalMs)} sampled), top frames by self time:\n`);
+        for (const f of frames) process.stdout.write(`  ${fmt(f.share * 100, 1).padStart(5)}%  ${f.frame}\n`);
+      }
     }
     const results = {
       runId,

@@ -1,5 +1,6 @@
 /** Summarises a V8 .cpuprofile: self time by function, the top frames first. */
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import path from 'node:path';
 
 interface ProfileNode {
@@ -44,4 +45,20 @@ export function topFrames(dir: string, limit = 15): { totalMs: number; frames: F
     .sort((a, b) => b.selfMs - a.selfMs)
     .slice(0, limit);
   return { totalMs, frames };
+}
+
+/** Starts V8's sampling profiler in this process (the floor runs here); `stopInto` writes a .cpuprofile. */
+export async function startProfiler(): Promise<{ stopInto(dir: string): Promise<void> }> {
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.start');
+  return {
+    async stopInto(dir) {
+      const { profile } = await session.post('Profiler.stop');
+      session.disconnect();
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(path.join(dir, 'floor.cpuprofile'), JSON.stringify(profile));
+    },
+  };
 }
