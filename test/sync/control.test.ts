@@ -1,5 +1,5 @@
 /** Operators' controls on the real workflow: enable, disable, syncNow, configure, the interval, continue-as-new. */
-import { WorkflowUpdateFailedError } from '@temporalio/client';
+import { WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
 import { configureUpdate, disableSignal, enableSignal, statusQuery, syncNowSignal } from '../../workflows/definitions';
 import { KITE_SYNC_STATE } from '../../workflows/search-attributes';
 import { uniqueName } from '../setup/stack';
@@ -20,6 +20,11 @@ afterAll(() => harness?.close());
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+type HistoryEvents = NonNullable<Awaited<ReturnType<WorkflowHandle['fetchHistory']>>['events']>;
+/** Where the first signal called `name` sits in the history. */
+const signalIndex = (events: HistoryEvents, name: string) =>
+  events.findIndex((e) => e.workflowExecutionSignaledEventAttributes?.signalName === name);
+
 test('disable stops cycles without a timer, enable resumes at once, syncNow triggers a cycle', async () => {
   const group = uniqueName('onoff');
   kite.addSims(group, 3, 10_000);
@@ -35,8 +40,7 @@ test('disable stops cycles without a timer, enable resumes at once, syncNow trig
   expect((await handle.describe()).typedSearchAttributes.get(KITE_SYNC_STATE)).toBe('OFF');
 
   const events = (await handle.fetchHistory()).events ?? [];
-  const disabledAt = events.findIndex((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'disable');
-  const after = events.slice(disabledAt);
+  const after = events.slice(signalIndex(events, 'disable'));
   expect(after.some((e) => e.timerStartedEventAttributes || e.activityTaskScheduledEventAttributes)).toBe(false);
 
   await handle.signal(enableSignal);
@@ -64,11 +68,9 @@ test('disable and syncNow arriving in one workflow task: disable wins and no cyc
   expect(off).toMatchObject({ cyclesCompleted: 1, config: { enabled: false } });
 
   const events = (await handle.fetchHistory()).events ?? [];
-  const signalled = (name: string) =>
-    events.findIndex((e) => e.workflowExecutionSignaledEventAttributes?.signalName === name);
-  const between = events.slice(signalled('disable'), signalled('syncNow'));
+  const between = events.slice(signalIndex(events, 'disable'), signalIndex(events, 'syncNow'));
   expect(between.some((e) => e.workflowTaskStartedEventAttributes)).toBe(false);
-  const after = events.slice(signalled('disable'));
+  const after = events.slice(signalIndex(events, 'disable'));
   expect(after.some((e) => e.activityTaskScheduledEventAttributes)).toBe(false);
 
   await handle.signal(enableSignal);
