@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 # Kite Cloud Connector images. Stages:
-#   build      npm ci (with dev dependencies), `npm run build`: TypeScript to lib/ and the prebuilt workflow bundle
+#   build      npm ci (with dev dependencies), `npm run build`: TypeScript to lib/ and the prebuilt workflow bundle;
+#              the simulator on its own to lib-simulator/
 #   prod-deps  production dependencies only
 #   simulator  the Kite simulator, for demos (`docker compose --profile simulator up`); needs openssl for its certs
 #   worker     the default (last) stage: the Temporal worker, non-root, production dependencies only
@@ -21,11 +22,15 @@ COPY shared ./shared
 COPY workflows ./workflows
 COPY activities ./activities
 COPY kite ./kite
+COPY record ./record
 COPY state ./state
 COPY targets ./targets
 COPY worker ./worker
-COPY client ./client
-RUN npm run build
+COPY cli ./cli
+COPY simulator ./simulator
+COPY tsconfig.simulator.json ./
+# The worker's lib/ carries no simulator; the simulator is built on its own into lib-simulator/.
+RUN npm run build && npx tsc -p tsconfig.simulator.json
 
 FROM base AS prod-deps
 COPY package.json package-lock.json ./
@@ -44,7 +49,8 @@ RUN apt-get update \
   && mkdir -p /kite-certs && chown node:node /kite-certs
 USER node
 EXPOSE 8443
-ENTRYPOINT ["node", "lib/kite/simulator/cli.js"]
+COPY --from=build /app/lib-simulator ./lib-simulator
+ENTRYPOINT ["node", "lib-simulator/simulator/cli.js"]
 CMD ["--host", "0.0.0.0", "--port", "8443", "--cert-dir", "/kite-certs"]
 
 FROM runtime AS worker

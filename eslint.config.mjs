@@ -24,7 +24,7 @@ const workflowRestrictions = {
 };
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'lib/', '.cache/', '.data/', 'coverage/'] },
+  { ignores: ['node_modules/', 'lib/', 'lib-simulator/', '.cache/', '.data/', 'coverage/'] },
   ...tseslint.configs.recommended,
   {
     files: ['**/*.ts'],

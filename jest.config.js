@@ -4,7 +4,7 @@ module.exports = {
   roots: ['<rootDir>/test'],
   testMatch: ['**/*.test.ts'],
   transform: { '^.+\\.ts$': ['@swc/jest', { jsc: { target: 'es2022' } }] },
-  modulePathIgnorePatterns: ['<rootDir>/lib', '<rootDir>/.cache', '<rootDir>/.data'],
+  modulePathIgnorePatterns: ['<rootDir>/lib', '<rootDir>/lib-simulator', '<rootDir>/.cache', '<rootDir>/.data'],
   setupFiles: ['<rootDir>/test/setup/quiet-runtime.ts'],
   globalSetup: '<rootDir>/test/setup/global-setup.ts',
   globalTeardown: '<rootDir>/test/setup/global-teardown.ts',

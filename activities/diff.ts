@@ -1,7 +1,7 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
-import type { SimRecord } from '../kite/record';
+import type { SimRecord } from '../record';
 import type { Logger } from '../shared/log';
-import { canonicalJson, diffRecords } from '../state/records';
+import { canonicalJson, diffRecords } from '../record';
 import type { Entry, StateStore } from '../state/store';
 import type { DiffInput, DiffResult } from './types';
 

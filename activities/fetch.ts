@@ -2,8 +2,9 @@ import { Context } from '@temporalio/activity';
 import { mapPool } from '../shared/concurrency';
 import { throwIfCancelled, whileNotCancelled } from './cancellation';
 import type { Logger } from '../shared/log';
-import { canonicalJson } from '../state/records';
+import { canonicalJson } from '../record';
 import type { Entry, StateStore } from '../state/store';
+import { connectivityHints, isInGroup, mapSim, simIcc, type KitePresence, type KiteSim } from '../kite';
 import type { KiteSource } from './kite-source';
 import type { CycleRef, FetchResult } from './types';
 
@@ -25,7 +26,7 @@ interface FetchCheckpoint {
 
 interface Connectivity {
   h: string;
-  p?: unknown;
+  p?: KitePresence;
 }
 
 const emptyCounts = (): FetchResult => ({ seen: 0, inGroup: 0, invalid: 0, invalidReasons: {}, presenceFetched: 0 });
@@ -79,7 +80,7 @@ async function stageGroupPage(
   deps: FetchDeps,
   group: string,
   cycle: number,
-  sims: unknown[],
+  sims: KiteSim[],
   startIndex: number,
   counts: FetchResult,
   signal: AbortSignal,
@@ -87,12 +88,13 @@ async function stageGroupPage(
 ): Promise<void> {
   const { kite, store } = deps;
   const invalid: Entry[] = [];
-  const members: { sim: unknown; icc: string; hints: string }[] = [];
+  const members: { sim: KiteSim; icc: string; hints: string }[] = [];
+  const filter = kite.filterOf(group);
   sims.forEach((sim, i) => {
-    if (!kite.inGroup(sim, group)) return;
-    const icc = kite.icc(sim);
+    if (!isInGroup(sim, group, filter)) return;
+    const icc = simIcc(sim);
     if (icc === undefined) invalid.push([`#${startIndex + i}`, 'bad-icc']);
-    else members.push({ sim, icc, hints: kite.hints(sim) });
+    else members.push({ sim, icc, hints: connectivityHints(sim) });
   });
   const known = await store.hmget(
     store.key.connectivity(group),
@@ -111,7 +113,7 @@ async function stageGroupPage(
       counts.presenceFetched++;
       connectivity.push([m.icc, JSON.stringify({ h: m.hints, p: fresh[i] })]);
     }
-    const mapped = kite.map(m.sim, fresh[i]);
+    const mapped = mapSim(m.sim, fresh[i]);
     if (mapped.ok) records.push([m.icc, canonicalJson(mapped.record)]);
     else invalid.push([m.icc, mapped.reason]);
   });

@@ -1,37 +1,21 @@
 import { ApplicationFailure } from '@temporalio/activity';
-import type { KiteClient } from '../kite/client';
-import { KiteApiError } from '../kite/errors';
-import { connectivityHints, isInGroup, mapSim } from '../kite/mapping';
-import type { SimRecord } from '../kite/record';
-import type { GroupFilter, KitePresence, KiteSim } from '../kite/types';
-
-/** One page of the Kite inventory and where the next one starts. */
-export interface KitePage<Sim> {
-  startIndex: number;
-  nextIndex: number;
-  sims: Sim[];
-}
-
-export type MapResult = { ok: true; record: SimRecord } | { ok: false; reason: string };
+import { KiteApiError, type GroupFilter, type KiteClient, type KitePage, type KitePresence } from '../kite';
 
 /**
- * What the fetch activity needs from Kite. The worker adapts the Kite client to it; tests may pass the
- * simulator-backed client directly.
+ * The I/O the fetch activity needs from Kite: inventory pages and presence reads. Membership, identity and
+ * mapping are pure functions of kite/ that fetch calls itself. The worker adapts the Kite client to this seam;
+ * tests may pass an in-memory inventory.
  */
-export interface KiteSource<Sim = unknown, Presence = unknown> {
+export interface KiteSource {
   /**
    * Pages of the inventory that may hold the group's SIMs (all of it, or a Kite search configured for the group),
    * starting at `fromIndex`: a resumed fetch starts where it stopped.
    */
-  pages(group: string, fromIndex: number, signal?: AbortSignal): AsyncIterable<KitePage<Sim>>;
+  pages(group: string, fromIndex: number, signal?: AbortSignal): AsyncIterable<KitePage>;
   /** The SIM's presence detail; undefined when Kite has none. */
-  presence(icc: string, signal?: AbortSignal): Promise<Presence | undefined>;
-  /** The SIM's ICC when it is a usable identifier. */
-  icc(sim: Sim): string | undefined;
-  inGroup(sim: Sim, group: string): boolean;
-  /** A short string that changes when the SIM's connectivity may have changed (presence must be re-read). */
-  hints(sim: Sim): string;
-  map(sim: Sim, presence: Presence | undefined): MapResult;
+  presence(icc: string, signal?: AbortSignal): Promise<KitePresence | undefined>;
+  /** How the group's membership is decided: `supervisionGroup`, or a Kite search configured for the group. */
+  filterOf(group: string): GroupFilter;
 }
 
 /** The Kite client's own retries are exhausted: map its error to how Temporal should treat it. */
@@ -48,7 +32,7 @@ export function kiteFailure(err: unknown): unknown {
 export function kiteSourceFromClients(
   clientFor: (filter: GroupFilter) => KiteClient,
   groupFilters: Record<string, GroupFilter> = {}
-): KiteSource<KiteSim, KitePresence> & { close(): void } {
+): KiteSource & { close(): void } {
   const clients = new Map<string, KiteClient>();
   const filterOf = (group: string): GroupFilter => groupFilters[group] ?? { type: 'supervisionGroup' };
   const client = (group: string) => {
@@ -69,10 +53,7 @@ export function kiteSourceFromClients(
       client('')
         .getPresence(icc, { signal })
         .catch((err) => Promise.reject(kiteFailure(err))),
-    icc: (sim) => (typeof sim.icc === 'string' && sim.icc.length > 0 && sim.icc.length <= 32 ? sim.icc : undefined),
-    inGroup: (sim, group) => isInGroup(sim, group, filterOf(group)),
-    hints: connectivityHints,
-    map: mapSim,
+    filterOf,
     close: () => clients.forEach((c) => c.close()),
   };
 }

@@ -1,8 +1,8 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { throwIfCancelled, whileNotCancelled } from './cancellation';
-import type { SimPatch, SimRecord } from '../kite/record';
+import type { SimPatch, SimRecord } from '../record';
 import { redact, type Logger } from '../shared/log';
-import { applyPatch, canonicalJson } from '../state/records';
+import { applyPatch, canonicalJson } from '../record';
 import type { CommitItem, Entry, FailureItem, StateStore } from '../state/store';
 import { DEFAULT_DEVICE_ID_TEMPLATE, deviceIdFor } from '../targets/device-id';
 import type { PublishItem, PublishOutcome, Target } from '../targets/target';

@@ -14,7 +14,7 @@ import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, Worker } 
 import type Redis from 'ioredis';
 import { createActivities } from '../activities';
 import { kiteSourceFromClients } from '../activities/kite-source';
-import { KiteClient, tlsFromFiles } from '../kite/client';
+import { KiteClient, tlsFromFiles } from '../kite';
 import { createLogger } from '../shared/log';
 import { connectRedis, StateStore } from '../state/store';
 import { createNullTarget } from '../targets/null';
@@ -22,10 +22,11 @@ import { statusQuery, syncNowSignal, WORKFLOW_TYPE, type GroupStatus } from '../
 import { KITE_GROUP } from '../workflows/search-attributes';
 import { cycleFigures, lastRequest, type HistoryEvent } from './history';
 import { createNaiveActivities } from './naive-activities';
-import { ROOT, startSimulator, startWorker, stopAll, type SimulatorProcess } from './processes';
+import { ROOT, startSimulator, startBenchWorker, stopAll, type SimulatorProcess } from './processes';
 import { startProfiler, topFrames } from './profile';
+import { DEFAULT_TEMPORAL_ADDRESS } from '../shared/defaults';
 
-const TEMPORAL = process.env.BENCH_TEMPORAL_ADDRESS ?? '127.0.0.1:7233';
+const TEMPORAL = process.env.BENCH_TEMPORAL_ADDRESS ?? DEFAULT_TEMPORAL_ADDRESS;
 const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379/9';
 const TARGETS = JSON.stringify({ null: { type: 'null' } });
 const quiet = createLogger({}, { level: 'warn' });
@@ -147,7 +148,7 @@ async function runOurs(
 ): Promise<OurRun> {
   const prefix = `bench-${runId}`;
   const taskQueue = `bench-${runId}-${group}`;
-  const worker = await startWorker(
+  const worker = await startBenchWorker(
     {
       KITE_TEMPORAL_ADDRESS: TEMPORAL,
       KITE_TASK_QUEUE: taskQueue,

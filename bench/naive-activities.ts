@@ -1,8 +1,8 @@
 /** Activities of baseline (b): the group's fetch as one activity, then diff + publish of one SIM per activity. */
 import type { SyncActivities } from '../activities';
 import type { ConfiguredTarget } from '../activities/publish';
-import type { SimPatch, SimRecord } from '../kite/record';
-import { applyPatch, canonicalJson, diffRecords } from '../state/records';
+import type { SimPatch, SimRecord } from '../record';
+import { applyPatch, canonicalJson, diffRecords } from '../record';
 import type { StateStore } from '../state/store';
 
 export function createNaiveActivities(

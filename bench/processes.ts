@@ -86,10 +86,10 @@ export interface SimulatorProcess extends Child {
   close(): void;
 }
 
-/** The simulator (kite/simulator/cli.ts) with one group of `sims` SIMs and a frozen clock (`--tick 0`). */
+/** The simulator (simulator/cli.ts) with one group of `sims` SIMs and a frozen clock (`--tick 0`). */
 export async function startSimulator(group: string, sims: number, certDir: string): Promise<SimulatorProcess> {
   const args = ['--groups', group, '--sims', String(sims), '--port', '0', '--tick', '0', '--cert-dir', certDir];
-  const c = spawnNode('kite/simulator/cli.ts', args, {});
+  const c = spawnNode('simulator/cli.ts', args, {});
   await waitFor(c, 'Kite simulator', (out) => out.includes('"baseUrl"'), 120_000);
   const line = c
     .output()
@@ -138,7 +138,7 @@ export interface WorkerProcess extends Child {
  * The real worker entry point with its configuration in the environment. By default it runs as production does
  * (`npm run build` output in lib/, started by bench.sh); BENCH_WORKER_SOURCE=1 runs worker/main.ts through swc.
  */
-export async function startWorker(env: Record<string, string>, cpuProfileDir?: string): Promise<WorkerProcess> {
+export async function startBenchWorker(env: Record<string, string>, cpuProfileDir?: string): Promise<WorkerProcess> {
   const started = Date.now();
   const nodeArgs = cpuProfileDir ? ['--cpu-prof', '--cpu-prof-dir', cpuProfileDir] : [];
   // V8 flags for the worker only; by default the heap cap of the production image (Dockerfile, worker stage).

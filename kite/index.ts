@@ -1,5 +1,5 @@
 /**
- * Public API of the Kite source: the REST client, the SIM → record mapping and the simulator.
+ * Public API of the Kite source: the REST client and the SIM → record mapping.
  * The fetch activity should import from here only.
  *
  * Typical use (fetch activity):
@@ -13,11 +13,10 @@
  *   }
  *   kite.close();
  */
-export { RECORD_KEYS, type RecordKey, type SimRecord, type SimPatch } from './record';
 export type { GroupFilter, KiteSim, KitePresence, KiteConnStatus, KiteConsumption, KiteLocation } from './types';
 export { LIFE_CYCLE_STATES, type LifeCycleState } from './types';
 export { KiteApiError } from './errors';
-export { mapSim, connectivityHints, isInGroup, MAX_STRING_LENGTH, type MapResult } from './mapping';
+export { mapSim, connectivityHints, isInGroup, simIcc, MAX_STRING_LENGTH, type MapResult } from './mapping';
 export {
   KiteClient,
   tlsFromFiles,
@@ -28,11 +27,3 @@ export {
   type KitePage,
   type CallOptions,
 } from './client';
-export {
-  startKiteSimulator,
-  type KiteSimulator,
-  type KiteSimulatorOptions,
-  type SimulatorControl,
-  type SimulatorFaults,
-  type FaultKind,
-} from './simulator';

@@ -11,7 +11,7 @@
  * - Consumption values and coordinates may be numbers or numeric strings; anything else is rejected.
  */
 import { isIP } from 'node:net';
-import type { RecordKey, SimRecord } from './record';
+import type { RecordKey, SimRecord } from '../record';
 import type { GroupFilter, KitePresence, KiteSim } from './types';
 
 export type MapResult = { ok: true; record: SimRecord } | { ok: false; reason: string };
@@ -158,6 +158,11 @@ export function mapSim(sim: KiteSim | unknown, presence?: KitePresence): MapResu
     if (err instanceof Reject) return { ok: false, reason: err.reason };
     throw err;
   }
+}
+
+/** The SIM's ICC when it is usable as an identifier (a non-empty string of at most 32 characters). */
+export function simIcc(sim: KiteSim): string | undefined {
+  return typeof sim.icc === 'string' && sim.icc.length > 0 && sim.icc.length <= 32 ? sim.icc : undefined;
 }
 
 /**

@@ -42,7 +42,7 @@ mkdir -p "$RUN" "$LOGS"
 
 say "starting the Kite simulator (groups $GROUP and field-ops, 250 SIMs each, clock at 60x)"
 : >"$RUN/simulator.json"
-"${TS_NODE[@]}" kite/simulator/cli.ts --groups "$GROUP,field-ops" --sims 250 --ungrouped 100 --port 0 \
+"${TS_NODE[@]}" simulator/cli.ts --groups "$GROUP,field-ops" --sims 250 --ungrouped 100 --port 0 \
   --tick 5s --speed 60 --cert-dir "$DATA/kite-simulator/certs" >"$RUN/simulator.json" 2>>"$LOGS/simulator.log" &
 children+=($!)
 wait_for_line "$RUN/simulator.json" baseUrl 60 "the Kite simulator"
@@ -56,7 +56,7 @@ children+=($!)
 wait_for_line "$LOGS/worker.log" '"worker started"' 120 "the worker"
 
 say "starting the workflow of group $GROUP (publishing to MQTT every 30 s)"
-"${TS_NODE[@]}" client/cli.ts start "$GROUP" --target mqtt --interval 30s
+"${TS_NODE[@]}" cli/cli.ts start "$GROUP" --target mqtt --interval 30s
 say "waiting for the first records on mqtt://127.0.0.1:$MQTT_PORT, topic kite/$GROUP/+/reported"
 mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" -t "kite/$GROUP/+/reported" -v -C 2 -W 120 ||
   die "no record reached the broker in 120 s: see $LOGS/worker.log"

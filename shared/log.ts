@@ -2,6 +2,7 @@
  * The one logger: JSON lines on stderr, one object per event, with secrets redacted by key name and by value
  * pattern, so that a connection string passed by mistake never reaches a log.
  */
+import { LOG_LEVEL_VARIABLE } from './defaults';
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 export type LogFields = Record<string, unknown>;
 
@@ -42,7 +43,7 @@ export interface LoggerOptions {
 }
 
 export function createLogger(fields: LogFields = {}, options: LoggerOptions = {}): Logger {
-  const min = LEVELS[options.level ?? (process.env.KITE_LOG_LEVEL as LogLevel) ?? 'info'] ?? LEVELS.info;
+  const min = LEVELS[options.level ?? (process.env[LOG_LEVEL_VARIABLE] as LogLevel) ?? 'info'] ?? LEVELS.info;
   const write = options.write ?? ((line: string) => process.stderr.write(line + '\n'));
   const emit = (level: LogLevel, msg: string, extra?: LogFields) => {
     if (LEVELS[level] < min) return;

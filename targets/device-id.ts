@@ -3,7 +3,7 @@
  * `{iccid}` or `kite-{alias}`. Only stable identity fields may appear: an identity that changed with, say, the
  * IP address would create a new device on every change.
  */
-import type { SimRecord } from '../kite/record';
+import type { SimRecord } from '../record';
 
 /** Record keys a device id template may use. */
 export const DEVICE_ID_FIELDS = ['iccid', 'alias', 'imei'] as const;

@@ -1,4 +1,4 @@
-import type { SimPatch } from '../kite/record';
+import type { SimPatch } from '../record';
 
 /** One SIM's change, ready to send. */
 export interface PublishItem {

@@ -6,7 +6,9 @@
 import { readFileSync } from 'node:fs';
 import { ConfigError } from '../shared/config-error';
 import { parseTargetConfigs, type TargetConfig } from '../targets/config';
-import type { GroupFilter } from '../kite/types';
+import type { GroupFilter } from '../kite';
+import { DEFAULT_METRICS_ADDRESS, DEFAULT_TEMPORAL_ADDRESS } from '../shared/defaults';
+import { DEFAULT_TASK_QUEUE } from '../workflows/definitions';
 
 export { ConfigError };
 
@@ -89,9 +91,9 @@ export function loadConfig(env: Env = process.env): WorkerConfig {
   const targets: Record<string, TargetConfig> = parseTargetConfigs(resolveEnvRefs(targetsRaw, env, 'targets'));
   return {
     temporal: {
-      address: setting.str('KITE_TEMPORAL_ADDRESS', t.address, '127.0.0.1:7233'),
+      address: setting.str('KITE_TEMPORAL_ADDRESS', t.address, DEFAULT_TEMPORAL_ADDRESS),
       namespace: setting.str('KITE_TEMPORAL_NAMESPACE', t.namespace, 'default'),
-      taskQueue: setting.str('KITE_TASK_QUEUE', t.taskQueue, 'kite-cloud-connector'),
+      taskQueue: setting.str('KITE_TASK_QUEUE', t.taskQueue, DEFAULT_TASK_QUEUE),
       tlsCertFile: setting.opt('KITE_TEMPORAL_TLS_CERT', t.tlsCertFile),
       tlsKeyFile: setting.opt('KITE_TEMPORAL_TLS_KEY', t.tlsKeyFile),
       tlsCaFile: setting.opt('KITE_TEMPORAL_TLS_CA', t.tlsCaFile),
@@ -128,7 +130,7 @@ export function loadConfig(env: Env = process.env): WorkerConfig {
       inFlightBatches: setting.int('KITE_PUBLISH_IN_FLIGHT', p.inFlightBatches, 4, 1, 64),
       maxLeaveFraction: setting.num('KITE_MAX_LEAVE_FRACTION', p.maxLeaveFraction, 0.5, 0, 1),
     },
-    metricsAddress: setting.str('KITE_METRICS_ADDRESS', resolved.metricsAddress, '127.0.0.1:9464'),
+    metricsAddress: setting.str('KITE_METRICS_ADDRESS', resolved.metricsAddress, DEFAULT_METRICS_ADDRESS),
     workflowBundle: setting.opt('KITE_WORKFLOW_BUNDLE', resolved.workflowBundle),
     shutdownGraceMs: setting.int('KITE_SHUTDOWN_GRACE_MS', resolved.shutdownGraceMs, 10_000, 0, 600_000),
   };

@@ -17,6 +17,7 @@ import type { MetricMeter } from '@temporalio/common';
 import { DefaultLogger, makeTelemetryFilterString, Runtime, type LogLevel as SdkLogLevel } from '@temporalio/worker';
 import { createLogger, type Logger, type LogLevel } from '../shared/log';
 import type { PublishOutcome } from '../targets/target';
+import { DEFAULT_METRICS_ADDRESS, LOG_LEVEL_VARIABLE } from '../shared/defaults';
 
 export const METRIC_NAMES = {
   simsFetched: 'kite_cc_sims_fetched',
@@ -123,10 +124,10 @@ function ourLevel(level: SdkLogLevel): LogLevel {
  * Returns the connector's metrics on the Runtime's meter.
  */
 export function installRuntime(options: InstallRuntimeOptions = {}): { runtime: Runtime; metrics: ConnectorMetrics } {
-  const level = options.logLevel ?? (process.env.KITE_LOG_LEVEL as LogLevel | undefined) ?? 'info';
+  const level = options.logLevel ?? (process.env[LOG_LEVEL_VARIABLE] as LogLevel | undefined) ?? 'info';
   const sdkLevel = SDK_LEVEL[level] ?? 'INFO';
   const logger = options.logger ?? createLogger({ component: 'temporal-sdk' }, { level });
-  const bindAddress = options.prometheusBindAddress ?? '127.0.0.1:9464';
+  const bindAddress = options.prometheusBindAddress ?? DEFAULT_METRICS_ADDRESS;
   const runtime = Runtime.install({
     logger: new DefaultLogger(sdkLevel, (entry) => logger[ourLevel(entry.level)](entry.message, { ...entry.meta })),
     telemetryOptions: {

@@ -8,7 +8,7 @@ import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker
 import { createActivities, type ActivityDeps } from '../activities';
 import { kiteSourceFromClients } from '../activities/kite-source';
 import type { ConfiguredTarget } from '../activities/publish';
-import { KiteClient, tlsFromFiles } from '../kite/client';
+import { KiteClient, tlsFromFiles } from '../kite';
 import type { Logger } from '../shared/log';
 import { connectRedis, StateStore } from '../state/store';
 import { createTarget } from '../targets';

@@ -106,6 +106,16 @@ export interface ActivityProgress {
   cursor?: number;
 }
 
+/**
+ * The innermost message of an error chain: an ActivityFailure only says which activity failed, and an update's
+ * failure wraps its validator's reason. Shared by the workflow and the CLI; pure, so safe in workflow code.
+ */
+export function innermostMessage(err: unknown): string {
+  let current = err as { message?: string; cause?: unknown } | undefined;
+  while (current?.cause && (current.cause as { message?: string }).message) current = current.cause as typeof current;
+  return current?.message || String(err);
+}
+
 export const MIN_INTERVAL_MS = 1_000;
 export const MAX_INTERVAL_MS = 7 * 24 * 3_600_000;
 

@@ -23,6 +23,7 @@ import {
   configureUpdate,
   disableSignal,
   enableSignal,
+  innermostMessage,
   statusQuery,
   syncNowSignal,
   type CycleSummary,
@@ -197,7 +198,7 @@ async function runCycle(config: GroupConfig, status: GroupStatus): Promise<Cycle
         status.failingSims[target] = failing;
       } else {
         summary.targets[target] = { changed, published: 0, failed: 0, throttled: 0, pending: changed };
-        summary.targets[target].error = messageOf(result.reason);
+        summary.targets[target].error = innermostMessage(result.reason);
       }
     });
     const failedTargets = targets.filter((_, i) => results[i].status === 'rejected');
@@ -207,7 +208,7 @@ async function runCycle(config: GroupConfig, status: GroupStatus): Promise<Cycle
   } catch (err) {
     const cancelled = isCancellation(err) || CancellationScope.current().consideredCancelled;
     summary.outcome = cancelled ? 'cancelled' : 'failed';
-    summary.error = cancelled ? 'group disabled during the cycle' : messageOf(err);
+    summary.error = cancelled ? 'group disabled during the cycle' : innermostMessage(err);
     if (summary.outcome === 'failed') status.lastError = summary.error;
     log.warn('sync cycle did not complete', { group, cycle, outcome: summary.outcome, error: summary.error });
   } finally {
@@ -219,11 +220,4 @@ async function runCycle(config: GroupConfig, status: GroupStatus): Promise<Cycle
     .createHistogram('kite_cc_cycle_duration', 'int', 'ms', 'Duration of a sync cycle')
     .record(summary.finishedAt - summary.startedAt, { group });
   return summary;
-}
-
-/** The innermost cause's message: an ActivityFailure only says which activity failed. */
-function messageOf(err: unknown): string {
-  let current = err as { message?: string; cause?: unknown } | undefined;
-  while (current?.cause) current = current.cause as typeof current;
-  return current?.message || String(err);
 }

@@ -13,7 +13,7 @@ import { createRequire } from 'node:module';
 import { Client, type Twin } from 'azure-iot-device';
 import { Mqtt } from 'azure-iot-device-mqtt';
 import type { MqttBase as MqttBaseType } from 'azure-iot-mqtt-base';
-import type { SimPatch } from '../../kite/record';
+import type { SimPatch } from '../../record';
 import { classifyDeviceError, kindOfStatus, type Failure } from './errors';
 
 // The MqttBase class of the very copy azure-iot-device-mqtt uses, whatever npm hoisting does.

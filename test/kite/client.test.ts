@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
-import { isInGroup, KiteApiError, KiteClient, mapSim, type KitePage, type KiteSimulator } from '../../kite';
+import { isInGroup, KiteApiError, KiteClient, mapSim, type KitePage } from '../../kite';
 import { parseKiteError } from '../../kite/errors';
 import { RateBudget, type Clock } from '../../kite/rate';
-import type { FaultKind } from '../../kite/simulator';
+import type { FaultKind, KiteSimulator } from '../../simulator';
 import { allSims, clientOf, quiet, simulator } from './helpers';
 
 async function pagesOf(client: KiteClient, from = 0): Promise<KitePage[]> {

@@ -2,8 +2,8 @@
 import os from 'node:os';
 import path from 'node:path';
 import https from 'node:https';
-import { KiteClient, startKiteSimulator, type KiteClientOptions, type KiteSim, type KiteSimulator } from '../../kite';
-import type { KiteSimulatorOptions } from '../../kite/simulator';
+import { KiteClient, type KiteClientOptions, type KiteSim } from '../../kite';
+import { startKiteSimulator, type KiteSimulator, type KiteSimulatorOptions } from '../../simulator';
 import { createLogger } from '../../shared/log';
 
 /** Kept between runs: certificate generation is the slowest part of starting a simulator. */

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { connectivityHints, isInGroup, mapSim, RECORD_KEYS, type KitePresence, type KiteSim } from '../../kite';
+import { connectivityHints, isInGroup, mapSim, type KitePresence, type KiteSim } from '../../kite';
+import { RECORD_KEYS } from '../../record';
 
 const seed = JSON.parse(readFileSync(path.join(__dirname, '../fixtures/kite/seed-sim.json'), 'utf8')) as {
   sim: KiteSim;

@@ -155,8 +155,8 @@ describe('Dockerfile', () => {
     expect(base.compilerOptions).toMatchObject({ outDir: 'lib', rootDir: '.' });
     expect(build.include).toEqual(expect.arrayContaining(['worker', 'workflows', 'kite']));
     expect(existsSync(path.join(ROOT, 'worker/main.ts'))).toBe(true);
-    expect(existsSync(path.join(ROOT, 'kite/simulator/cli.ts'))).toBe(true);
-    expect(dockerfile).toContain('ENTRYPOINT ["node", "lib/kite/simulator/cli.js"]');
+    expect(existsSync(path.join(ROOT, 'simulator/cli.ts'))).toBe(true);
+    expect(dockerfile).toContain('ENTRYPOINT ["node", "lib-simulator/simulator/cli.js"]');
     // build-bundle runs from lib/worker, so DEFAULT_BUNDLE_PATH (../workflow-bundle.js) is lib/workflow-bundle.js.
     const pkg = JSON.parse(read('package.json'));
     expect(pkg.scripts.build).toContain('lib/worker/build-bundle.js');

@@ -2,11 +2,10 @@
  * A Kite inventory held in memory, behind the same KiteSource seam the fetch activity uses with the real client,
  * and mapped by the real mapping. For tests of the publishing rule, where what matters is what changed in Kite.
  */
-import type { KitePage, KiteSource } from '../../activities/kite-source';
-import { connectivityHints, isInGroup, mapSim } from '../../kite/mapping';
-import type { KitePresence, KiteSim } from '../../kite/types';
+import type { KiteSource } from '../../activities/kite-source';
+import type { GroupFilter, KitePage, KitePresence, KiteSim } from '../../kite';
 
-export class MemoryKite implements KiteSource<KiteSim, KitePresence> {
+export class MemoryKite implements KiteSource {
   readonly sims = new Map<string, KiteSim>();
   readonly presences = new Map<string, KitePresence>();
   /** ICCs whose presence was read, in order. */
@@ -14,11 +13,13 @@ export class MemoryKite implements KiteSource<KiteSim, KitePresence> {
 
   constructor(private readonly pageSize = 100) {}
 
-  async *pages(_group: string, fromIndex: number): AsyncIterable<KitePage<KiteSim>> {
+  async *pages(_group: string, fromIndex: number): AsyncIterable<KitePage> {
     const all = [...this.sims.values()];
     for (let start = fromIndex; start < all.length || start === 0; start += this.pageSize) {
-      yield { startIndex: start, nextIndex: start + this.pageSize, sims: all.slice(start, start + this.pageSize) };
-      if (start + this.pageSize >= all.length) return;
+      const sims = all.slice(start, start + this.pageSize);
+      const last = start + this.pageSize >= all.length;
+      yield { startIndex: start, nextIndex: start + sims.length, sims, last };
+      if (last) return;
     }
   }
 
@@ -27,20 +28,8 @@ export class MemoryKite implements KiteSource<KiteSim, KitePresence> {
     return this.presences.get(icc);
   }
 
-  icc(sim: KiteSim): string | undefined {
-    return typeof sim.icc === 'string' && /^\d{18,22}$/.test(sim.icc) ? sim.icc : undefined;
-  }
-
-  inGroup(sim: KiteSim, group: string): boolean {
-    return isInGroup(sim, group);
-  }
-
-  hints(sim: KiteSim): string {
-    return connectivityHints(sim);
-  }
-
-  map(sim: KiteSim, presence: KitePresence | undefined) {
-    return mapSim(sim, presence);
+  filterOf(): GroupFilter {
+    return { type: 'supervisionGroup' };
   }
 
   /** Adds `count` SIMs to `group`, numbered from `first`, each with a presence record. */

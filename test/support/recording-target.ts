@@ -1,5 +1,5 @@
 /** A target that remembers what it received and can be told to fail chosen SIMs: the publishing rule's witness. */
-import type { SimPatch } from '../../kite/record';
+import type { SimPatch } from '../../record';
 import type { PublishItem, PublishOutcome, Target } from '../../targets/target';
 
 export class RecordingTarget implements Target {

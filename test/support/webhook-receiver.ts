@@ -1,8 +1,8 @@
 /** A local webhook endpoint that keeps what a cloud would: every delivery per SIM, and the merged state. */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { SimPatch, SimRecord } from '../../kite/record';
-import { applyPatch } from '../../state/records';
+import type { SimPatch, SimRecord } from '../../record';
+import { applyPatch } from '../../record';
 
 export interface WebhookReceiver {
   url: string;

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { Client, Connection } from '@temporalio/client';
 import type Redis from 'ioredis';
-import { startKiteSimulator, type KiteSimulator } from '../../kite/simulator';
+import { startKiteSimulator, type KiteSimulator } from '../../simulator';
 import { statusQuery, workflowIdForGroup } from '../../workflows/definitions';
 import { groupSyncWorkflow } from '../../workflows';
 import { KITE_GROUP } from '../../workflows/search-attributes';

@@ -2,7 +2,7 @@
  * The seed's rule, cycle by cycle, on the real workflow, Temporal server and Redis: every key the first time a
  * SIM is seen in the group, then only what changed (null for a key that disappeared), never a periodic resend.
  */
-import { RECORD_KEYS } from '../../kite/record';
+import { RECORD_KEYS } from '../../record';
 import { syncNowSignal } from '../../workflows/definitions';
 import { uniqueName } from '../setup/stack';
 import { MemoryKite } from '../support/memory-kite';

@@ -1,5 +1,5 @@
 /** Sample SIM records and publish items shared by the target tests. */
-import type { SimPatch, SimRecord } from '../../kite/record';
+import type { SimPatch, SimRecord } from '../../record';
 import { createLogger, type Logger } from '../../shared/log';
 import type { PublishItem } from '../../targets/target';
 

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { Client, Connection, type ConnectionOptions } from '@temporalio/client';
 import { DEFAULT_TASK_QUEUE } from '../workflows/definitions';
 import { CliError, ExitCode } from './errors';
+import { DEFAULT_TEMPORAL_ADDRESS } from '../shared/defaults';
 
 /** Where and how the CLI reaches Temporal. Every field comes from a `KITE_*` environment variable. */
 export interface ClientSettings {
@@ -36,7 +37,7 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv = process.env): ClientSet
     throw new CliError('KITE_TEMPORAL_CONNECT_TIMEOUT_MS must be a positive integer (ms)', ExitCode.usage);
   }
   const settings: ClientSettings = {
-    address: nonEmpty('KITE_TEMPORAL_ADDRESS') ?? '127.0.0.1:7233',
+    address: nonEmpty('KITE_TEMPORAL_ADDRESS') ?? DEFAULT_TEMPORAL_ADDRESS,
     namespace: nonEmpty('KITE_TEMPORAL_NAMESPACE') ?? 'default',
     taskQueue: nonEmpty('KITE_TASK_QUEUE') ?? DEFAULT_TASK_QUEUE,
     webUiUrl: (nonEmpty('KITE_WEB_UI_URL') ?? 'http://127.0.0.1:8233').replace(/\/+$/, ''),

@@ -1,8 +1,9 @@
 /** Turns SDK and gRPC errors into {@link CliError}s that say what went wrong and what to do. */
 import { WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
-import type { ClientSettings } from './client';
-import { unreachableError } from './client';
+import type { ClientSettings } from './connection';
+import { unreachableError } from './connection';
 import { CliError, ExitCode } from './errors';
+import { innermostMessage } from '../workflows/definitions';
 
 /** The gRPC status codes the CLI tells apart (numbers from the gRPC spec; grpc-js is not a direct dependency). */
 export const GrpcCode = {
@@ -22,13 +23,6 @@ export function grpcCode(err: unknown): number | undefined {
   return undefined;
 }
 
-/** The innermost message of an error chain: an update validator's reason, for example. */
-export function rootMessage(err: unknown): string {
-  let e = err as { message?: string; cause?: unknown };
-  while (e?.cause && (e.cause as { message?: string }).message) e = e.cause as typeof e;
-  return e?.message ?? String(err);
-}
-
 export function notRunningError(group: string, detail = 'has no running workflow'): CliError {
   return new CliError(`group ${group} ${detail}: run \`kite-cc start ${group}\``, ExitCode.notFound);
 }
@@ -40,11 +34,11 @@ export function toCliError(err: unknown, settings: ClientSettings, group?: strin
     return group ? notRunningError(group) : new CliError(err.message, ExitCode.notFound);
   }
   if (err instanceof WorkflowUpdateFailedError) {
-    return new CliError(`the workflow rejected the configuration: ${rootMessage(err)}`, ExitCode.usage);
+    return new CliError(`the workflow rejected the configuration: ${innermostMessage(err)}`, ExitCode.usage);
   }
   const code = grpcCode(err);
-  if (code === GrpcCode.UNAVAILABLE) return unreachableError(settings, rootMessage(err));
-  if (code === GrpcCode.NOT_FOUND && /namespace/i.test(rootMessage(err))) {
+  if (code === GrpcCode.UNAVAILABLE) return unreachableError(settings, innermostMessage(err));
+  if (code === GrpcCode.NOT_FOUND && /namespace/i.test(innermostMessage(err))) {
     return new CliError(
       `namespace ${settings.namespace} does not exist on ${settings.address}: set KITE_TEMPORAL_NAMESPACE`,
       ExitCode.notFound
@@ -52,10 +46,10 @@ export function toCliError(err: unknown, settings: ClientSettings, group?: strin
   }
   if (code === GrpcCode.UNAUTHENTICATED || code === GrpcCode.PERMISSION_DENIED) {
     return new CliError(
-      `Temporal at ${settings.address} refused the credentials (${rootMessage(err)}): ` +
+      `Temporal at ${settings.address} refused the credentials (${innermostMessage(err)}): ` +
         'check KITE_TEMPORAL_API_KEY or KITE_TEMPORAL_TLS_CERT/KEY',
       ExitCode.failure
     );
   }
-  return new CliError(rootMessage(err), ExitCode.failure);
+  return new CliError(innermostMessage(err), ExitCode.failure);
 }

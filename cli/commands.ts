@@ -22,8 +22,8 @@ import {
   type GroupWorkflowInput,
 } from '../workflows/definitions';
 import { KITE_GROUP, KITE_SYNC_STATE } from '../workflows/search-attributes';
-import type { ClientSettings } from './client';
-import { formatDuration } from './durations';
+import type { ClientSettings } from './connection';
+import { formatDuration } from '../shared/durations';
 import { CliError, ExitCode } from './errors';
 import { GrpcCode, grpcCode, notRunningError, toCliError } from './errors-map';
 import { groupRunsUrl, workflowUrl } from './format';

@@ -1,8 +1,8 @@
 /** Text the CLI prints: Web UI links, tables, status blocks and progress lines. */
 import type { ActivityProgress, CycleSummary, GroupStatus } from '../workflows/definitions';
 import { WORKFLOW_TYPE, workflowIdForGroup } from '../workflows/definitions';
-import type { ClientSettings } from './client';
-import { formatDuration } from './durations';
+import type { ClientSettings } from './connection';
+import { formatDuration } from '../shared/durations';
 
 type UiSettings = Pick<ClientSettings, 'webUiUrl' | 'namespace'>;
 

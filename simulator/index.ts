@@ -1,7 +1,7 @@
 /** The Kite simulator: a faithful stand-in for Kite's Inventory REST API, for tests, demos and benchmarks. */
 export {
   startKiteSimulator,
-  parseDuration,
+  durationMs,
   type KiteSimulator,
   type KiteSimulatorOptions,
   type SimulatorControl,

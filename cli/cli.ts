@@ -6,9 +6,9 @@
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { configPatchError, groupNameError, MAX_INTERVAL_MS, MIN_INTERVAL_MS } from '../workflows/definitions';
-import { connectClient, settingsFromEnv } from './client';
+import { connectClient, settingsFromEnv } from './connection';
 import { DEFAULT_INTERVAL_MS, DEFAULT_TARGETS, setEnabled, startGroup, stopGroup, type Output } from './commands';
-import { formatDuration, parseDuration } from './durations';
+import { formatDuration, parseDuration } from '../shared/durations';
 import { CliError, ExitCode, usageError } from './errors';
 import { listGroups, showGroupStatus } from './inspect';
 import { syncGroup } from './sync';

@@ -1,17 +1,10 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import {
-  connectivityHints,
-  LIFE_CYCLE_STATES,
-  mapSim,
-  type KitePresence,
-  type KiteSim,
-  type KiteSimulator,
-} from '../../kite';
-import { BROKEN_KINDS, luhnValid, type BrokenKind } from '../../kite/simulator';
-import { HOME_NETWORKS, MODULES, TRANSITIONS, VISITED_NETWORKS } from '../../kite/simulator/catalog';
-import { iso } from '../../kite/simulator/inventory';
-import { allSims, clientOf, request, simulator, START } from './helpers';
+import { connectivityHints, LIFE_CYCLE_STATES, mapSim, type KitePresence, type KiteSim } from '../../kite';
+import { BROKEN_KINDS, luhnValid, type BrokenKind, type KiteSimulator } from '../../simulator';
+import { HOME_NETWORKS, MODULES, TRANSITIONS, VISITED_NETWORKS } from '../../simulator/catalog';
+import { iso } from '../../simulator/inventory';
+import { allSims, clientOf, request, simulator, START } from '../kite/helpers';
 
 const HOUR = 3_600_000;
 const snapshot = (sim: KiteSimulator) =>

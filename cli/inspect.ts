@@ -2,7 +2,7 @@
 import type { WorkflowExecutionInfo } from '@temporalio/client';
 import type { GroupStatus } from '../workflows/definitions';
 import { KITE_GROUP, KITE_SYNC_STATE } from '../workflows/search-attributes';
-import { formatDuration } from './durations';
+import { formatDuration } from '../shared/durations';
 import { describeRunning, queryStatus, type CommandContext } from './commands';
 import { toCliError } from './errors-map';
 import { groupRunsUrl, listUrl, relativeTime, RUNNING_GROUPS_QUERY, statusLines, table, workflowUrl } from './format';

@@ -2,7 +2,7 @@
  * Changes to the simulated inventory from outside the clock: the control API (tests and demos) and Kite's own
  * write, `PUT .../sim/icc:{icc}`.
  */
-import { LIFE_CYCLE_STATES, type KiteSim } from '../types';
+import { LIFE_CYCLE_STATES, type KiteSim } from '../kite';
 import { CAUSES, LEVELS, SETTABLE_STATES, TRANSITIONS } from './catalog';
 import { setLifeCycle } from './evolution';
 import type { Inventory } from './inventory';

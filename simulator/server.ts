@@ -1,7 +1,7 @@
 /**
  * The Kite simulator as an HTTPS server: the Inventory REST API of DESIGN §3 under
  * `/services/REST/GlobalM2M/Inventory/v{5..13}/r12`, control endpoints under `/_sim/`, fault injection, and a
- * clock that evolves the SIMs. Runs in-process (tests) or from `kite/simulator/cli.ts`.
+ * clock that evolves the SIMs. Runs in-process (tests) or from `simulator/cli.ts`.
  */
 import { readFileSync } from 'node:fs';
 import https from 'node:https';
@@ -9,8 +9,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { createLogger, type Logger } from '../../shared/log';
-import type { KitePresence, KiteSim } from '../types';
+import { parseDuration } from '../shared/durations';
+import { createLogger, type Logger } from '../shared/log';
+import type { KitePresence, KiteSim } from '../kite';
 import { ensureDevCertificates, type DevCertificates } from './certs';
 import { Evolution, type EvolutionRates } from './evolution';
 import { FilterCache, searchParams } from './filters';
@@ -111,13 +112,12 @@ const API =
 const SERVICE_PACKS = '/services/REST/GlobalM2M/ServicePacks/v2/r12/servicePack';
 const MAX_BODY = 1 << 20;
 
-/** Parses `500ms`, `5s`, `2m`, `1h`, `1d` or a plain number of milliseconds. */
-export function parseDuration(text: string | number): number {
-  if (typeof text === 'number') return text;
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(text.trim());
-  if (!m) throw new Error(`invalid duration ${JSON.stringify(text)}: use e.g. 500ms, 5s, 2m, 1h, 1d`);
-  const unit: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-  return Number(m[1]) * unit[m[2] ?? 'ms'];
+/** A duration for the simulator's options and control API: a number of ms, or text such as `500ms`, `5s`, `1h30m`. */
+export function durationMs(value: string | number): number {
+  if (typeof value === 'number') return value;
+  const ms = /^\s*\d+(\.\d+)?\s*$/.test(value) ? Number(value) : parseDuration(value);
+  if (ms === undefined) throw new Error(`invalid duration ${JSON.stringify(value)}: use e.g. 500ms, 5s, 2m, 1h, 1d`);
+  return ms;
 }
 
 function faultBody(f: KiteFault): string {
@@ -363,7 +363,7 @@ class ControlHttp {
       case 'DELETE groups/:/sims':
         return c.moveToGroup(body.iccs as string[], method === 'POST' ? p[1] : null);
       case 'POST clock/advance':
-        c.advanceClock(parseDuration((body.ms ?? body.by ?? q.get('by') ?? 0) as string | number));
+        c.advanceClock(durationMs((body.ms ?? body.by ?? q.get('by') ?? 0) as string | number));
         return { now: new Date(c.now()).toISOString() };
       case 'PUT faults':
         return c.setFaults(body as SimulatorFaults);

@@ -1,5 +1,5 @@
 /** Pure functions on published records: canonical encoding, diff and merge. No I/O. */
-import { RECORD_KEYS, type RecordKey, type SimPatch, type SimRecord } from '../kite/record';
+import { RECORD_KEYS, type RecordKey, type SimPatch, type SimRecord } from './record';
 
 /**
  * JSON with keys in contract order and absent keys left out, so that two equal records encode to the same

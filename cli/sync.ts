@@ -2,7 +2,7 @@
 import { defaultPayloadConverter } from '@temporalio/client';
 import { syncNowSignal, type ActivityProgress, type GroupStatus } from '../workflows/definitions';
 import { describeRunning, groupHandle, queryStatus, type CommandContext } from './commands';
-import { formatDuration } from './durations';
+import { formatDuration } from '../shared/durations';
 import { CliError, ExitCode } from './errors';
 import { toCliError } from './errors-map';
 import { cycleLines, progressLine, workflowUrl, type PendingProgress } from './format';

@@ -2,7 +2,7 @@
  * The list search parameters the simulator implements (Kite's REST names, see reference §1.5). Kite has many
  * more; those answer SVR.1003 "not implemented" rather than being silently ignored.
  */
-import { LIFE_CYCLE_STATES } from '../types';
+import { LIFE_CYCLE_STATES } from '../kite';
 import { VISITED_NETWORKS } from './catalog';
 import { IN_SESSION, ipToString, type Inventory } from './inventory';
 import { KiteFault } from './mutate';

@@ -8,7 +8,7 @@
  * simulate broken SIMs) are kept as overrides on the JSON and stay pinned until `resetSim`.
  */
 import { isIP } from 'node:net';
-import { LIFE_CYCLE_STATES, type KitePresence, type KiteSim } from '../types';
+import { LIFE_CYCLE_STATES, type KitePresence, type KiteSim } from '../kite';
 import {
   ALIAS_PREFIXES,
   CAUSES,

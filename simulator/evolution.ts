@@ -10,7 +10,7 @@
 import { TRAFFIC_STATES, TRANSITIONS, MODULES } from './catalog';
 import { IN_SESSION, newImei, newIp, round6, type Inventory } from './inventory';
 import { hash32, Rng } from './random';
-import { LIFE_CYCLE_STATES } from '../types';
+import { LIFE_CYCLE_STATES } from '../kite';
 
 /** Events per SIM and hour of simulated time. */
 export interface EvolutionRates {

@@ -5,9 +5,9 @@
 import type { Client } from '@temporalio/client';
 import { freePort } from '../setup/processes';
 import { testStack, uniqueName } from '../setup/stack';
-import { runCli, type CliRuntime } from '../../client/cli';
-import { connectClient, settingsFromEnv } from '../../client/client';
-import { startGroup } from '../../client/commands';
+import { runCli, type CliRuntime } from '../../cli/cli';
+import { connectClient, settingsFromEnv } from '../../cli/connection';
+import { startGroup } from '../../cli/commands';
 import { workflowIdForGroup, type GroupStatus } from '../../workflows/definitions';
 import { KITE_SYNC_STATE } from '../../workflows/search-attributes';
 import { startTestWorker, type TestWorker } from './worker-setup';

@@ -1,12 +1,12 @@
 /**
  * Runs the Kite simulator until interrupted:
- *   node -r @swc-node/register kite/simulator/cli.ts --groups 3 --sims 1000 --port 8443 --seed 42 --tick 5s
+ *   node -r @swc-node/register simulator/cli.ts --groups 3 --sims 1000 --port 8443 --seed 42 --tick 5s
  * Prints its URL and certificate paths as one JSON object on stdout (for scripts), then a readable summary on
  * stderr.
  */
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { parseDuration, startKiteSimulator, type FaultKind } from './server';
+import { durationMs, startKiteSimulator, type FaultKind } from './server';
 
 const HELP = `Kite simulator: the Kite Inventory REST API over HTTPS with mutual TLS, for tests and demos.
 
@@ -62,12 +62,12 @@ async function main(): Promise<void> {
     seed: int('seed', values.seed),
     port: int('port', values.port),
     host: values.host,
-    tickMs: parseDuration(values.tick),
+    tickMs: durationMs(values.tick),
     speed: Number(values.speed),
     mtls: !values['no-mtls'],
     certDir: values['cert-dir'],
     faults: {
-      latencyMs: parseDuration(values.latency),
+      latencyMs: durationMs(values.latency),
       rate: Number(values['fault-rate']),
       kinds: values['fault-kinds'].split(',') as FaultKind[],
     },

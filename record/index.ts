@@ -1,0 +1,6 @@
+/**
+ * The published record: its 19 keys and types, and the pure functions on it (canonical JSON, diff, apply).
+ * The connector's own contract with every target; no I/O.
+ */
+export { RECORD_KEYS, type RecordKey, type SimPatch, type SimRecord } from './record';
+export { applyPatch, canonicalJson, diffRecords } from './patch';

@@ -1,0 +1,8 @@
+/** Defaults that the worker, the CLI and the bench share. The task queue is part of the workflow contract (workflows/definitions.ts). */
+
+/** The Temporal frontend when `KITE_TEMPORAL_ADDRESS` is not set. */
+export const DEFAULT_TEMPORAL_ADDRESS = '127.0.0.1:7233';
+/** The worker's Prometheus endpoint when `KITE_METRICS_ADDRESS` is not set. */
+export const DEFAULT_METRICS_ADDRESS = '127.0.0.1:9464';
+/** The environment variable that sets the lowest log level written (`debug`, `info`, `warn`, `error`). */
+export const LOG_LEVEL_VARIABLE = 'KITE_LOG_LEVEL';
