@@ -11,7 +11,7 @@
 import { CreateThingCommand, IoTClient } from '@aws-sdk/client-iot';
 import { IoTDataPlaneClient, UpdateThingShadowCommand } from '@aws-sdk/client-iot-data-plane';
 import { createLogger, redact, type Logger } from '../shared/log';
-import type { AwsTargetConfig } from './config';
+import type { AwsTargetConfig } from './aws-config';
 import { abortedOutcome, mapPoolByKey, parseRetryAfter, RateLimiter, scrub } from './limits';
 import type { PublishItem, PublishOutcome, Target } from './target';
 

@@ -10,6 +10,7 @@ import type * as AwsModule from './aws';
 import type * as MqttModule from './mqtt';
 import type * as WebhookModule from './webhook';
 import type * as NullModule from './null';
+import type * as AzureModule from './azure';
 
 export * from './config';
 export { deviceIdFor, DeviceIdError, DEVICE_ID_FIELDS, DEFAULT_DEVICE_ID_TEMPLATE } from './device-id';
@@ -32,10 +33,8 @@ export function createTarget(config: TargetConfig, deps: TargetDeps = {}): Targe
       return (require('./webhook') as typeof WebhookModule).createWebhookTarget(config, deps);
     case 'null':
       return (require('./null') as typeof NullModule).createNullTarget(config);
-    case 'azure': {
-      const azure = require('./azure') as { createAzureTarget(config: unknown, deps?: TargetDeps): Target };
-      return azure.createAzureTarget(config, deps);
-    }
+    case 'azure':
+      return (require('./azure') as typeof AzureModule).createAzureTarget(config, deps);
   }
 }
 /* eslint-enable @typescript-eslint/no-require-imports */

@@ -14,7 +14,7 @@
  */
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { createLogger, redact, type Logger } from '../shared/log';
-import type { MqttTargetConfig } from './config';
+import type { MqttTargetConfig } from './mqtt-config';
 import { abortedOutcome, mapPoolByKey, RateLimiter, scrub } from './limits';
 import type { PublishContext, PublishItem, PublishOutcome, Target } from './target';
 

@@ -1,7 +1,7 @@
 /**
  * A target that publishes nowhere and only counts, for benchmarks and dry runs. Every item succeeds.
  */
-import type { NullTargetConfig } from './config';
+import type { NullTargetConfig } from './null-config';
 import { sleep } from './limits';
 import type { PublishContext, PublishItem, PublishOutcome, Target } from './target';
 

@@ -23,7 +23,7 @@
  */
 import { createHmac, randomUUID } from 'node:crypto';
 import { createLogger, redact, type Logger } from '../shared/log';
-import type { WebhookTargetConfig } from './config';
+import type { WebhookTargetConfig } from './webhook-config';
 import { abortedOutcome, backoffMs, mapPool, parseRetryAfter, RateLimiter, scrub, sleep } from './limits';
 import type { PublishContext, PublishItem, PublishOutcome, Target } from './target';
 

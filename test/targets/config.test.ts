@@ -7,7 +7,7 @@ import {
   NullTarget,
   parseTargetConfig,
   parseTargetConfigs,
-  TargetConfigError,
+  ConfigError,
   type NullTargetConfig,
 } from '../../targets/index';
 import { MqttTarget } from '../../targets/mqtt';
@@ -16,15 +16,16 @@ import { fullItem, patchItem, sampleRecord } from './fixtures';
 
 const aws = { type: 'aws', region: 'eu-west-1' };
 const webhook = { type: 'webhook', url: 'https://hooks.example.com/kite', secret: 'a-long-enough-secret' };
+const azureConnectionString = 'HostName=hub.azure-devices.net;SharedAccessKeyName=iothubowner;SharedAccessKey=a2V5';
 
 function problem(raw: unknown, name = 'aws-eu'): string {
   try {
     parseTargetConfig(raw, name);
   } catch (err) {
-    expect(err).toBeInstanceOf(TargetConfigError);
+    expect(err).toBeInstanceOf(ConfigError);
     return (err as Error).message;
   }
-  throw new Error('expected a TargetConfigError');
+  throw new Error('expected a ConfigError');
 }
 
 describe('parseTargetConfig', () => {
@@ -92,13 +93,40 @@ describe('parseTargetConfig', () => {
       'targets.m.url: must use mqtt: or mqtts: or ws: or wss:'
     );
     expect(problem({ type: 'mqtt', url: 'mqtt://u:pw@broker' }, 'm')).toBe(
-      'targets.m.url: must not embed a password; put it in targets.m.password'
+      'targets.m.url: must not embed a password; put it in the password setting'
     );
     expect(problem({ ...webhook, url: 'not a url' }, 'w')).toBe(
       'targets.w.url: must be an absolute URL (https:, http:)'
     );
     expect(problem({ ...webhook, secret: 'short' }, 'w')).toBe(
       'targets.w.secret: must be at least 16 characters; use a long random value'
+    );
+  });
+
+  it('names nested and mistyped settings by their path, for every target type', () => {
+    expect(problem({ type: 'mqtt', url: 'mqtt://broker', retain: 'yes' }, 'm')).toBe(
+      'targets.m.retain: must be true or false (got "yes")'
+    );
+    expect(problem({ ...aws, credentials: { accessKeyId: 'AKIA', secretAccessKey: 'x', region: 'eu' } })).toMatch(
+      /^targets\.aws-eu\.credentials\.region: unknown setting \(known: accessKeyId, secretAccessKey, sessionToken\)$/
+    );
+    expect(problem({ ...aws, credentials: 'AKIA:secret' })).toBe('targets.aws-eu.credentials: must be an object');
+    expect(problem({ region: 'eu-west-1' })).toBe(
+      'targets.aws-eu.type: must be one of aws, mqtt, webhook, null, azure'
+    );
+    expect(problem({ type: 'null', deviceIdTemplate: 7 }, 'n')).toBe('targets.n.deviceIdTemplate: must be a string');
+    expect(problem({ ...webhook, url: 42 }, 'w')).toBe('targets.w.url: must be a non-empty string');
+    expect(problem({ type: 'azure', connectionString: 'HostName=h' }, 'az')).toBe(
+      'targets.az.connectionString: must contain HostName, SharedAccessKeyName and SharedAccessKey'
+    );
+    expect(problem({ type: 'azure', connectionString: azureConnectionString, mode: 'desired' }, 'az')).toBe(
+      'targets.az.mode: must be one of "reported", "tags"'
+    );
+    expect(problem({ type: 'azure', connectionString: azureConnectionString, maxConnections: 0 }, 'az')).toBe(
+      'targets.az.maxConnections: must be a positive number'
+    );
+    expect(problem({ type: 'azure', connectionString: azureConnectionString, deviceIdTemplate: 'x' }, 'az')).toMatch(
+      /^targets\.az\.deviceIdTemplate: must contain at least one of/
     );
   });
 
@@ -148,7 +176,7 @@ describe('createTarget', () => {
   });
 
   it('loads the Azure target through its module seam', async () => {
-    const connectionString = 'HostName=hub.azure-devices.net;SharedAccessKeyName=iothubowner;SharedAccessKey=a2V5';
+    const connectionString = azureConnectionString;
     const config = parseTargetConfig({ type: 'azure', connectionString, deviceIdTemplate: 'kite-{alias}' }, 'az');
     expect(config).toMatchObject({ type: 'azure', name: 'az', deviceIdTemplate: 'kite-{alias}', connectionString });
     const target = createTarget(config);

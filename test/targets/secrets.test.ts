@@ -5,7 +5,7 @@
 import http from 'node:http';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { parseTargetConfig, TargetConfigError, type TargetConfig } from '../../targets/config';
+import { parseTargetConfig, ConfigError, type TargetConfig } from '../../targets/config';
 import { createTarget } from '../../targets/index';
 import type { PublishOutcome } from '../../targets/target';
 import { freePort } from '../setup/processes';
@@ -163,7 +163,7 @@ describe('secrets stay out of configuration errors', () => {
     } catch (err) {
       error = err;
     }
-    expect(error).toBeInstanceOf(TargetConfigError);
+    expect(error).toBeInstanceOf(ConfigError);
     const { message, stack } = error as Error;
     expect(message).toMatch(/^targets\.cfg\./);
     expectNoSecret(`${message}\n${stack}`);
