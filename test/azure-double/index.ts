@@ -1,30 +1,46 @@
 /**
  * A local Azure IoT Hub double for tests: the service REST API over HTTPS and the device MQTT endpoint over TLS,
- * both on 127.0.0.1 free ports, sharing one identity registry and twin store, with switches to inject throttling
- * and dropped connections, and an in-process inspection API. See rest.ts and mqtt.ts for the protocol details.
+ * both on 127.0.0.1 free ports, sharing one identity registry (devices and modules) and twin store, behaving like
+ * a hub of a given tier and unit count: per-hub throttles (REST 429, MQTT close or delayed CONNACK), a meter of
+ * billed messages with the daily quota (403002), latency per operation, shared access policies with their
+ * permissions, and a clock that tests move to the next UTC day. Switches inject faults; an in-process
+ * inspection API shows what the hub saw. See rest.ts, mqtt.ts and limits.ts for the protocol details.
  *
- * Connection details for the code under test: `serviceConnectionString` (HostName=localhost, the hub's
- * `iothubowner` policy), `serviceUrl` (where the REST API really listens), `deviceHost` (`localhost:<port>`, what
- * devices put in their connection string) and `ca` (the self-signed certificate to trust).
+ * Connection details for the code under test: `serviceConnectionString` (HostName=localhost, the `iothubowner`
+ * policy; `connectionStringFor(policy)` for another), `serviceUrl` (where the REST API really listens),
+ * `deviceHost` (`localhost:<port>`, what devices put in their connection string) and `ca` (the self-signed
+ * certificate to trust).
  */
 import { randomBytes } from 'node:crypto';
 import https from 'node:https';
 import tls from 'node:tls';
 import type { AddressInfo, Server } from 'node:net';
+import { nextUtcMidnight } from '../../targets/azure/tiers';
 import { makeLocalhostCert } from './certs';
-import { ConnectionCounter, TwinBroker, type TwinFault, type TwinLogEntry } from './mqtt';
-import { HubRegistry, type DeviceIdentity, type TwinDocument } from './registry';
-import { createRestHandler, type RestFault, type RestLogEntry } from './rest';
+import { HubClock, HubLimiter, type HubLimitOptions, type ThrottleClass } from './limits';
+import { ConnectionCounter, TwinBroker, type ConnectRefusal, type TwinFault, type TwinLogEntry } from './mqtt';
+import { RealDevice } from './real-device';
+import { HubRegistry, identityKey, type DeviceIdentity, type ModuleIdentity, type TwinDocument } from './registry';
+import { createRestHandler, type BulkFault, type RestFault, type RestLogEntry } from './rest';
+import { DEFAULT_POLICIES, type AccessPolicy, type Permission } from './sas';
 
-export type { RestFault, RestLogEntry } from './rest';
-export type { TwinFault, TwinLogEntry } from './mqtt';
-export type { DeviceIdentity, TwinDocument } from './registry';
+export type { BulkFault, RestFault, RestLogEntry } from './rest';
+export type { ConnectRefusal, TwinFault, TwinLogEntry } from './mqtt';
+export type { DeviceIdentity, ModuleIdentity, TwinDocument } from './registry';
+export type { HubLimitOptions, Latency, ThrottleClass } from './limits';
+export type { Permission } from './sas';
+export { RealDevice } from './real-device';
 
-export interface AzureDoubleOptions {
+export interface AzureDoubleOptions extends HubLimitOptions {
   /** The hub's HostName as clients put it in connection strings and SAS tokens. @default 'localhost' */
   hubHost?: string;
-  /** @default 'iothubowner' */
+  /** The policy of `serviceConnectionString`. @default 'iothubowner' */
   policyName?: string;
+  /**
+   * The hub's shared access policies and their permissions.
+   * @default iothubowner (all), service, device, registryRead, registryReadWrite — as a new hub has them
+   */
+  policies?: Record<string, Permission[]>;
 }
 
 function listen(server: Server): Promise<number> {
@@ -37,27 +53,42 @@ function listen(server: Server): Promise<number> {
 export class AzureIotHubDouble {
   readonly hubHost: string;
   readonly policyName: string;
-  readonly policyKey = randomBytes(32).toString('base64');
+  readonly policies: ReadonlyMap<string, AccessPolicy>;
   readonly registry = new HubRegistry();
+  readonly clock = new HubClock();
+  readonly limiter: HubLimiter;
   /** Every REST request, in arrival order. */
   readonly restLog: RestLogEntry[] = [];
   /** Every twin request over MQTT, with the status answered. */
   readonly twinLog: TwinLogEntry[] = [];
-  /** Requests or connections refused for a bad SAS, username or key. */
+  /** Connection attempts that ended without a usable session, and why. */
+  readonly refusedConnections: { identity: string; why: ConnectRefusal }[] = [];
+  /** Requests or connections refused for a bad SAS, username, key or missing permission. */
   authFailures = 0;
   ca = '';
   serviceUrl = '';
   deviceHost = '';
 
   private readonly restFaults: RestFault[] = [];
+  private readonly bulkFaults: BulkFault[] = [];
   private readonly twinFaults: TwinFault[] = [];
   private readonly counter = new ConnectionCounter();
+  private readonly realDevices: RealDevice[] = [];
   private rest?: https.Server;
   private mqtt?: tls.Server;
 
   private constructor(options: AzureDoubleOptions) {
     this.hubHost = options.hubHost ?? 'localhost';
     this.policyName = options.policyName ?? 'iothubowner';
+    const policies = options.policies ?? DEFAULT_POLICIES;
+    if (!policies[this.policyName]) throw new Error(`the double has no policy ${this.policyName}`);
+    this.policies = new Map(
+      Object.entries(policies).map(([name, permissions]) => [
+        name,
+        { name, key: randomBytes(32).toString('base64'), permissions: new Set(permissions) },
+      ])
+    );
+    this.limiter = new HubLimiter(this.clock, options);
   }
 
   static async start(options: AzureDoubleOptions = {}): Promise<AzureIotHubDouble> {
@@ -70,20 +101,20 @@ export class AzureIotHubDouble {
     const { key, cert } = makeLocalhostCert();
     this.ca = cert;
     const onAuthFailure = () => void this.authFailures++;
+    const shared = { registry: this.registry, policies: this.policies, limiter: this.limiter, onAuthFailure };
     const handler = createRestHandler({
+      ...shared,
       hubHost: this.hubHost,
-      policyName: this.policyName,
-      policyKey: this.policyKey,
-      registry: this.registry,
       faults: this.restFaults,
+      bulkFaults: this.bulkFaults,
       log: this.restLog,
-      onAuthFailure,
     });
     this.rest = https.createServer({ key, cert }, (req, res) => void handler(req, res));
     this.serviceUrl = `https://127.0.0.1:${await listen(this.rest)}`;
     const hosts = [this.hubHost];
+    const onRefused = (identity: string, why: ConnectRefusal) => void this.refusedConnections.push({ identity, why });
     const broker = new TwinBroker(
-      { hosts, registry: this.registry, faults: this.twinFaults, twinLog: this.twinLog, onAuthFailure },
+      { ...shared, hosts, faults: this.twinFaults, twinLog: this.twinLog, onRefused },
       this.counter
     );
     this.mqtt = tls.createServer({ key, cert }, broker.handle);
@@ -91,9 +122,21 @@ export class AzureIotHubDouble {
     hosts.push(this.deviceHost);
   }
 
-  /** `HostName=...;SharedAccessKeyName=...;SharedAccessKey=...` for the hub's policy. */
+  /** The key of `serviceConnectionString`'s policy. */
+  get policyKey(): string {
+    return this.policies.get(this.policyName)!.key;
+  }
+
+  /** `HostName=...;SharedAccessKeyName=...;SharedAccessKey=...` for the hub's `iothubowner` (or given) policy. */
   get serviceConnectionString(): string {
-    return `HostName=${this.hubHost};SharedAccessKeyName=${this.policyName};SharedAccessKey=${this.policyKey}`;
+    return this.connectionStringFor(this.policyName);
+  }
+
+  /** The service connection string of another of the hub's policies. */
+  connectionStringFor(policy: string): string {
+    const p = this.policies.get(policy);
+    if (!p) throw new Error(`the double has no policy ${policy}`);
+    return `HostName=${this.hubHost};SharedAccessKeyName=${p.name};SharedAccessKey=${p.key}`;
   }
 
   // ---- fault switches ----
@@ -103,31 +146,70 @@ export class AzureIotHubDouble {
     this.restFaults.push({ ...fault });
   }
 
+  /** The next `times` bulk `POST /devices` answer 400, with or without a result body, creating nothing. */
+  failBulk(fault: BulkFault): void {
+    this.bulkFaults.push({ ...fault });
+  }
+
   /** The next `times` twin requests (PATCH by default) get `status` (0: the connection is dropped instead). */
   failTwin(fault: TwinFault): void {
     this.twinFaults.push({ ...fault });
   }
 
-  /** Drops every live device connection now (or those of one device). */
-  dropConnections(deviceId?: string): void {
-    for (const conn of this.counter.all()) if (!deviceId || conn.deviceId === deviceId) conn.drop();
+  /** Drops every live device connection now (or those of one device or module identity). */
+  dropConnections(identity?: string): void {
+    for (const conn of this.counter.all()) if (!identity || conn.identity === identity) conn.drop();
   }
 
   clearFaults(): void {
     this.restFaults.length = 0;
+    this.bulkFaults.length = 0;
     this.twinFaults.length = 0;
+  }
+
+  /** Turns the hub's throttles off or on (e.g. to set a test up quickly). */
+  setThrottling(enabled: boolean): void {
+    this.limiter.throttleEnabled = enabled;
+  }
+
+  /** Disables a device as an operator would: its connections (and its modules') are dropped and refused. */
+  disableDevice(deviceId: string, reason = 'disabled by operator'): void {
+    const device = this.registry.devices.get(deviceId);
+    if (!device) throw new Error(`no device ${deviceId}`);
+    device.status = 'disabled';
+    device.statusReason = reason;
+    for (const conn of this.counter.all()) if (conn.deviceId === deviceId) conn.drop();
+  }
+
+  /** Moves the hub's clock to just after the next 00:00 UTC: the daily quota starts again. */
+  advanceToNextUtcDay(): void {
+    const now = this.clock.now();
+    this.clock.offsetMs += nextUtcMidnight(now) + 1_000 - now;
+  }
+
+  /** Starts a customer's device holding a connection on `deviceId` (created if missing), reconnecting when kicked. */
+  async startRealDevice(deviceId: string): Promise<RealDevice> {
+    const device = this.registry.devices.get(deviceId) ?? this.registry.create(deviceId);
+    const real = await RealDevice.connect({
+      deviceHost: this.deviceHost,
+      deviceId,
+      key: device.authentication.symmetricKey.primaryKey,
+      ca: this.ca,
+    });
+    this.realDevices.push(real);
+    return real;
   }
 
   // ---- inspection ----
 
-  twin(deviceId: string): TwinDocument | undefined {
-    const twin = this.registry.twins.get(deviceId);
+  twin(deviceId: string, moduleId?: string): TwinDocument | undefined {
+    const twin = this.registry.twins.get(identityKey(deviceId, moduleId));
     return twin && structuredClone(twin);
   }
 
   /** The twin's reported properties without `$version`, for exact comparisons. */
-  reported(deviceId: string): Record<string, unknown> | undefined {
-    const twin = this.twin(deviceId);
+  reported(deviceId: string, moduleId?: string): Record<string, unknown> | undefined {
+    const twin = this.twin(deviceId, moduleId);
     if (!twin) return undefined;
     const { $version: _v, ...rest } = twin.properties.reported;
     return rest;
@@ -138,28 +220,64 @@ export class AzureIotHubDouble {
     return device && structuredClone(device);
   }
 
+  module(deviceId: string, moduleId: string): ModuleIdentity | undefined {
+    const module = this.registry.modules.get(identityKey(deviceId, moduleId));
+    return module && structuredClone(module);
+  }
+
   deviceIds(): string[] {
     return [...this.registry.devices.keys()];
   }
 
-  /** Device connections open now, for one device or in total. */
-  connectionCount(deviceId?: string): number {
-    if (deviceId) return this.counter.live.get(deviceId)?.size ?? 0;
+  /** Connections open now, for one identity (`deviceId` or `deviceId/moduleId`) or in total. */
+  connectionCount(identity?: string): number {
+    if (identity) return this.counter.live.get(identity)?.size ?? 0;
     return this.counter.all().length;
   }
 
-  /** The most connections ever open at once for one device id (or the highest over all ids). */
-  maxConcurrentConnections(deviceId?: string): number {
-    if (deviceId) return this.counter.max.get(deviceId) ?? 0;
+  /** The most connections ever open at once for one identity (or the highest over all). */
+  maxConcurrentConnections(identity?: string): number {
+    if (identity) return this.counter.max.get(identity) ?? 0;
     return Math.max(0, ...this.counter.max.values());
   }
 
-  /** Authenticated connections ever opened for a device. */
-  connectionsOpened(deviceId: string): number {
-    return this.counter.opened.get(deviceId) ?? 0;
+  /** Authenticated connections ever opened for an identity. */
+  connectionsOpened(identity: string): number {
+    return this.counter.opened.get(identity) ?? 0;
+  }
+
+  /** Connections of an identity dropped because a newer connection of the same identity arrived. */
+  kicks(identity: string): number {
+    return this.counter.kicks.get(identity) ?? 0;
+  }
+
+  /** Billed messages of the hub's current UTC day. */
+  billedMessagesToday(): number {
+    return this.limiter.billedMessagesToday();
+  }
+
+  /** Billed messages since the double started. */
+  get billedMessagesTotal(): number {
+    return this.limiter.billedTotal;
+  }
+
+  /** Operations of a class the hub accepted (identity: one per device of a bulk call). */
+  acceptedCount(cls: ThrottleClass): number {
+    return this.limiter.accepted[cls].length;
+  }
+
+  /** Operations of a class the hub refused or delayed for its throttle. */
+  throttledCount(cls: ThrottleClass): number {
+    return this.limiter.throttled[cls];
+  }
+
+  /** The most operations of a class the hub accepted within any `windowMs`. */
+  maxInWindow(cls: ThrottleClass, windowMs: number): number {
+    return this.limiter.maxInWindow(cls, windowMs);
   }
 
   async stop(): Promise<void> {
+    await Promise.all(this.realDevices.map((d) => d.stop()));
     this.dropConnections();
     await Promise.all(
       [this.rest, this.mqtt].map(

@@ -1,10 +1,19 @@
 /**
- * The device MQTT endpoint of the double: MQTT 3.1.1 over TLS, authenticating devices the way IoT Hub does
- * (clientId = device id, username `{host}/{deviceId}/?api-version=2021-04-12...`, password = a device SAS for
- * `{host}/devices/{deviceId}` signed with one of the device's keys), answering the twin topics
- * (`$iothub/twin/GET/?$rid=`, `$iothub/twin/PATCH/properties/reported/?$rid=` → `$iothub/twin/res/{status}/?$rid=
- * [&$version=]`), one connection per device id (a newer one drops the older, as IoT Hub does), QoS 2 and foreign
- * topics close the connection, and twin error statuses and dropped connections can be injected.
+ * The device MQTT endpoint of the double: MQTT 3.1.1 over TLS, authenticating devices and modules the way IoT Hub
+ * does and answering the twin topics.
+ * - Device: clientId `{deviceId}`, username `{host}/{deviceId}/?api-version=2021-04-12...`. Module: clientId
+ *   `{deviceId}/{moduleId}`, username `{host}/{deviceId}/{moduleId}/?api-version=...`.
+ * - Password: a SAS signed with the identity's own key (`sr={host}/devices/{id}[/modules/{moduleId}]`), or signed
+ *   with a shared access policy on behalf of the device (`skn={policy}`, the policy needs DeviceConnect).
+ * - A disabled device (and its modules) is refused.
+ * - Twin topics `$iothub/twin/GET/?$rid=`, `$iothub/twin/PATCH/properties/reported/?$rid=` →
+ *   `$iothub/twin/res/{status}/?$rid=[&$version=]`, on device and module connections alike.
+ * - One connection per identity: a newer one drops the older (counted as a kick). QoS 2 and foreign topics close
+ *   the connection.
+ * - Limits: new connections, twin reads and twin updates are throttled per hub (closing the connection, or
+ *   delaying the CONNACK / response, as the test chose); twin GETs, PATCHes and telemetry are billed, and past
+ *   the daily quota a CONNECT is accepted and then closed.
+ * - Twin error statuses and dropped connections can be injected.
  *
  * Why not aedes: aedes 1.x is ESM-only, and jest (CommonJS, no --experimental-vm-modules) cannot load it in the
  * test process, where the double's state must live for the inspection API. The broker side IoT Hub needs is
@@ -13,8 +22,9 @@
 import type { TLSSocket } from 'node:tls';
 import mqttPacket, { type IConnectPacket, type IPublishPacket, type ISubscribePacket, type Packet } from 'mqtt-packet';
 import { API_VERSION } from './rest';
-import { type HubRegistry, TwinPatchError } from './registry';
-import { parseSas, verifySas } from './sas';
+import { delay, type HubLimiter, type ThrottleClass } from './limits';
+import { type HubRegistry, TwinPatchError, identityKey } from './registry';
+import { type AccessPolicy, grants, parseSas, verifySasCovering } from './sas';
 
 export interface TwinFault {
   /** @default 'PATCH' */
@@ -28,17 +38,28 @@ export interface TwinFault {
 
 export interface TwinLogEntry {
   deviceId: string;
+  /** Set on a module connection. */
+  moduleId?: string;
   op: 'GET' | 'PATCH';
-  status: number | 'dropped';
+  /** `throttled`: the hub closed the connection for the twin throttle; `quota`: for the daily quota. */
+  status: number | 'dropped' | 'throttled' | 'quota';
+  /** Billed messages this request cost. */
+  billed?: number;
 }
+
+/** Why a connection attempt ended without an accepted session. */
+export type ConnectRefusal = 'auth' | 'disabled' | 'throttled' | 'quota';
 
 export interface MqttContext {
   /** Host names devices may use (the hub's and the double's `localhost:<port>`). */
   hosts: string[];
   registry: HubRegistry;
+  policies: ReadonlyMap<string, AccessPolicy>;
+  limiter: HubLimiter;
   faults: TwinFault[];
   twinLog: TwinLogEntry[];
   onAuthFailure(): void;
+  onRefused(identity: string, why: ConnectRefusal): void;
 }
 
 const REQUEST = /^\$iothub\/twin\/(GET|PATCH)\/(properties\/reported\/)?\?(.*)$/;
@@ -50,13 +71,21 @@ const ALLOWED_SUBSCRIPTIONS = [
 const CONNACK_BAD_PROTOCOL = 1;
 const CONNACK_NOT_AUTHORIZED = 5;
 
-/** One device's TLS connection. */
+/** One device's or module's TLS connection. */
 class DeviceConnection {
   deviceId = '';
+  moduleId: string | undefined;
   readonly subscriptions = new Set<string>();
   closed = false;
+  /** Set when a newer connection of the same identity dropped this one. */
+  kicked = false;
 
   constructor(readonly socket: TLSSocket) {}
+
+  /** `deviceId` or `deviceId/moduleId`. */
+  get identity(): string {
+    return identityKey(this.deviceId, this.moduleId);
+  }
 
   send(packet: Packet): void {
     if (!this.closed) this.socket.write(mqttPacket.generate(packet));
@@ -68,22 +97,31 @@ class DeviceConnection {
   }
 }
 
-/** Live connections per device id, and the most ever open at once (the "never two" check). */
+/** Live connections per identity, the most ever open at once (the "never two" check), and kicks. */
 export class ConnectionCounter {
   readonly live = new Map<string, Set<DeviceConnection>>();
   readonly max = new Map<string, number>();
   readonly opened = new Map<string, number>();
+  /** Connections dropped because a newer connection of the same identity arrived. */
+  readonly kicks = new Map<string, number>();
 
   add(conn: DeviceConnection): void {
-    const set = this.live.get(conn.deviceId) ?? new Set();
+    const id = conn.identity;
+    const set = this.live.get(id) ?? new Set();
     set.add(conn);
-    this.live.set(conn.deviceId, set);
-    this.max.set(conn.deviceId, Math.max(this.max.get(conn.deviceId) ?? 0, set.size));
-    this.opened.set(conn.deviceId, (this.opened.get(conn.deviceId) ?? 0) + 1);
+    this.live.set(id, set);
+    this.max.set(id, Math.max(this.max.get(id) ?? 0, set.size));
+    this.opened.set(id, (this.opened.get(id) ?? 0) + 1);
   }
 
   remove(conn: DeviceConnection): void {
-    this.live.get(conn.deviceId)?.delete(conn);
+    this.live.get(conn.identity)?.delete(conn);
+  }
+
+  kick(conn: DeviceConnection): void {
+    conn.kicked = true;
+    this.kicks.set(conn.identity, (this.kicks.get(conn.identity) ?? 0) + 1);
+    conn.drop();
   }
 
   /** Every live connection (for the "drop all" switch). */
@@ -92,20 +130,35 @@ export class ConnectionCounter {
   }
 }
 
-/** Username `{host}/{deviceId}/?api-version=...` for one of the accepted hosts. */
-function usernameOk(ctx: MqttContext, username: string | undefined, deviceId: string): boolean {
+/** Splits clientId `{deviceId}` or `{deviceId}/{moduleId}`. */
+function parseClientId(clientId: string): { deviceId: string; moduleId?: string } | undefined {
+  const parts = clientId.split('/');
+  if (parts.length > 2 || !parts[0] || parts[1] === '') return undefined;
+  return { deviceId: parts[0], moduleId: parts[1] };
+}
+
+/** Username `{host}/{deviceId}[/{moduleId}]/?api-version=...` for one of the accepted hosts. */
+function usernameOk(ctx: MqttContext, username: string | undefined, clientId: string): boolean {
   if (!username) return false;
-  const prefix = ctx.hosts.map((h) => `${h}/${deviceId}/?`).find((p) => username.startsWith(p));
+  const prefix = ctx.hosts.map((h) => `${h}/${clientId}/?`).find((p) => username.startsWith(p));
   if (!prefix) return false;
   return new URLSearchParams(username.slice(prefix.length)).get('api-version') === API_VERSION;
 }
 
-function passwordOk(ctx: MqttContext, password: Buffer | undefined, deviceId: string): boolean {
-  const device = ctx.registry.devices.get(deviceId);
+/** The identity's own key, or a policy with DeviceConnect on behalf of the device (scoped to hub, device or module). */
+function passwordOk(ctx: MqttContext, password: Buffer | undefined, deviceId: string, moduleId?: string): boolean {
   const sas = password ? parseSas(password.toString('utf8')) : undefined;
-  if (!device || device.status !== 'enabled' || !sas) return false;
-  const keys = [device.authentication.symmetricKey.primaryKey, device.authentication.symmetricKey.secondaryKey];
-  return ctx.hosts.some((h) => verifySas(sas, `${h}/devices/${deviceId}`, keys));
+  if (!sas) return false;
+  const deviceResources = ctx.hosts.map((h) => `${h}/devices/${deviceId}`);
+  const ownResources = moduleId ? deviceResources.map((r) => `${r}/modules/${moduleId}`) : deviceResources;
+  if (sas.skn !== undefined) {
+    const policy = ctx.policies.get(sas.skn);
+    if (!policy || !grants(policy, 'DeviceConnect')) return false;
+    const scopes = [...ctx.hosts, ...deviceResources, ...(moduleId ? ownResources : [])];
+    return verifySasCovering(sas, scopes, [policy.key]);
+  }
+  const keys = ctx.registry.keysOf(deviceId, moduleId);
+  return !!keys && verifySasCovering(sas, ownResources, keys);
 }
 
 export class TwinBroker {
@@ -118,7 +171,11 @@ export class TwinBroker {
   readonly handle = (socket: TLSSocket): void => {
     const conn = new DeviceConnection(socket);
     const parser = mqttPacket.parser({ protocolVersion: 4 });
-    parser.on('packet', (packet: Packet) => this.onPacket(conn, packet));
+    // Packets of one connection are handled one after another, even when one waits (latency, shaping).
+    let chain = Promise.resolve();
+    parser.on('packet', (packet: Packet) => {
+      chain = chain.then(() => this.onPacket(conn, packet)).catch(() => conn.drop());
+    });
     parser.on('error', () => conn.drop());
     socket.on('data', (chunk: Buffer) => parser.parse(chunk));
     socket.on('error', () => conn.drop());
@@ -128,7 +185,7 @@ export class TwinBroker {
     });
   };
 
-  private onPacket(conn: DeviceConnection, packet: Packet): void {
+  private async onPacket(conn: DeviceConnection, packet: Packet): Promise<void> {
     if (conn.closed) return;
     if (!conn.deviceId && packet.cmd !== 'connect') return conn.drop();
     switch (packet.cmd) {
@@ -152,23 +209,54 @@ export class TwinBroker {
     }
   }
 
-  private onConnect(conn: DeviceConnection, packet: IConnectPacket): void {
+  /** Waits for the class's budget (delay mode) or says to close (close mode); false = throttled and closed. */
+  private async shape(conn: DeviceConnection, cls: ThrottleClass): Promise<boolean> {
+    const { limiter } = this.ctx;
+    if (limiter.mqttThrottle === 'delay') {
+      await delay(limiter.admitLater(cls));
+      return !conn.closed;
+    }
+    if (limiter.admit(cls)) return true;
+    conn.drop();
+    return false;
+  }
+
+  private async onConnect(conn: DeviceConnection, packet: IConnectPacket): Promise<void> {
     if (conn.deviceId) return conn.drop();
     const refuse = (returnCode: number) => (
       conn.send({ cmd: 'connack', returnCode, sessionPresent: false }),
       conn.drop()
     );
     if (packet.protocolVersion !== 4) return refuse(CONNACK_BAD_PROTOCOL);
-    const id = packet.clientId;
-    if (!id || !usernameOk(this.ctx, packet.username, id) || !passwordOk(this.ctx, packet.password, id)) {
+    const ids = packet.clientId ? parseClientId(packet.clientId) : undefined;
+    if (
+      !ids ||
+      !usernameOk(this.ctx, packet.username, packet.clientId) ||
+      !passwordOk(this.ctx, packet.password, ids.deviceId, ids.moduleId)
+    ) {
       this.ctx.onAuthFailure();
+      this.ctx.onRefused(packet.clientId, 'auth');
       return refuse(CONNACK_NOT_AUTHORIZED);
     }
-    conn.deviceId = id;
+    if (this.ctx.registry.devices.get(ids.deviceId)?.status !== 'enabled') {
+      this.ctx.onRefused(packet.clientId, 'disabled');
+      return refuse(CONNACK_NOT_AUTHORIZED);
+    }
+    const started = Date.now();
+    if (!(await this.shape(conn, 'connection'))) return this.ctx.onRefused(packet.clientId, 'throttled');
+    await delay(this.ctx.limiter.latencyOf('connection') - (Date.now() - started));
+    if (conn.closed) return;
+    conn.deviceId = ids.deviceId;
+    conn.moduleId = ids.moduleId;
     this.counter.add(conn);
-    // One active connection per device id: the newer one wins and the older is dropped.
-    for (const other of this.counter.live.get(id) ?? []) if (other !== conn) other.drop();
+    // One active connection per identity: the newer one wins and the older is dropped.
+    for (const other of this.counter.live.get(conn.identity) ?? []) if (other !== conn) this.counter.kick(other);
     conn.send({ cmd: 'connack', returnCode: 0, sessionPresent: false });
+    // Past the daily quota the hub accepts the CONNECT and then closes the connection.
+    if (this.ctx.limiter.quotaExceeded()) {
+      this.ctx.onRefused(packet.clientId, 'quota');
+      setImmediate(() => conn.drop());
+    }
   }
 
   private onSubscribe(conn: DeviceConnection, packet: ISubscribePacket): void {
@@ -180,23 +268,40 @@ export class TwinBroker {
     conn.send({ cmd: 'suback', messageId: packet.messageId, granted });
   }
 
-  private onPublish(conn: DeviceConnection, packet: IPublishPacket): void {
+  private async onPublish(conn: DeviceConnection, packet: IPublishPacket): Promise<void> {
     // IoT Hub closes the connection on QoS 2 and on topics a device may not publish to.
     if (packet.qos === 2) return conn.drop();
     const match = REQUEST.exec(packet.topic);
-    const telemetry = packet.topic.startsWith(`devices/${conn.deviceId}/messages/events/`);
+    const events = conn.moduleId
+      ? `devices/${conn.deviceId}/modules/${conn.moduleId}/messages/events/`
+      : `devices/${conn.deviceId}/messages/events/`;
+    const telemetry = packet.topic.startsWith(events);
     if (!match && !telemetry) return conn.drop();
+    if (this.ctx.limiter.quotaExceeded()) {
+      if (match) this.log(conn, match[1] as 'GET' | 'PATCH', 'quota');
+      return conn.drop();
+    }
     if (packet.qos === 1) conn.send({ cmd: 'puback', messageId: packet.messageId });
-    if (match) this.onTwinRequest(conn, match, packet);
+    if (telemetry) return void this.ctx.limiter.bill(packet.payload.length);
+    if (match) return this.onTwinRequest(conn, match, packet);
   }
 
-  private onTwinRequest(conn: DeviceConnection, match: RegExpExecArray, packet: IPublishPacket): void {
+  private log(conn: DeviceConnection, op: 'GET' | 'PATCH', status: TwinLogEntry['status'], billed?: number): void {
+    const entry: TwinLogEntry = { deviceId: conn.deviceId, op, status };
+    if (conn.moduleId) entry.moduleId = conn.moduleId;
+    if (billed !== undefined) entry.billed = billed;
+    this.ctx.twinLog.push(entry);
+  }
+
+  private async onTwinRequest(conn: DeviceConnection, match: RegExpExecArray, packet: IPublishPacket): Promise<void> {
     const op = match[1] as 'GET' | 'PATCH';
     if (op === 'PATCH' && !match[2]) return conn.drop();
     const rid = new URLSearchParams(match[3]).get('$rid') ?? '';
-    const log = (status: number | 'dropped') => this.ctx.twinLog.push({ deviceId: conn.deviceId, op, status });
-    const answer = (status: number, body?: unknown, version?: number) => {
-      log(status);
+    const cls: ThrottleClass = op === 'GET' ? 'twinRead' : 'twinUpdate';
+    const started = Date.now();
+    const answer = async (status: number, body?: unknown, version?: number, billed?: number) => {
+      this.log(conn, op, status, billed);
+      await delay(this.ctx.limiter.latencyOf(cls) - (Date.now() - started));
       if (!conn.subscriptions.has('$iothub/twin/res/#')) return;
       const topic = `$iothub/twin/res/${status}/?$rid=${rid}${version !== undefined ? `&$version=${version}` : ''}`;
       const payload = Buffer.from(body === undefined ? '' : JSON.stringify(body));
@@ -205,18 +310,27 @@ export class TwinBroker {
     const fault = this.ctx.faults.find((f) => f.times > 0 && (f.op ?? 'PATCH') === op);
     if (fault) {
       fault.times--;
-      if (fault.status === 0) return void (log('dropped'), conn.drop());
+      if (fault.status === 0) return void (this.log(conn, op, 'dropped'), conn.drop());
       const body =
         fault.body === 'empty' ? undefined : { errorCode: fault.status * 1000 + 1, message: 'injected failure' };
       return answer(fault.status, body);
     }
-    const twin = this.ctx.registry.twins.get(conn.deviceId)!;
-    if (op === 'GET') return answer(200, structuredClone(twin.properties));
-    try {
-      const patch = JSON.parse(packet.payload.toString()) as unknown;
-      answer(204, undefined, this.ctx.registry.patchReported(conn.deviceId, patch));
-    } catch (err) {
-      answer(400, { errorCode: 400004, message: err instanceof TwinPatchError ? err.message : 'malformed JSON' });
+    if (!(await this.shape(conn, cls))) return this.log(conn, op, 'throttled');
+    const twin = this.ctx.registry.twins.get(conn.identity);
+    if (!twin) return conn.drop(); // the identity was deleted while connected
+    if (op === 'GET') {
+      const properties = structuredClone(twin.properties);
+      const billed = this.ctx.limiter.bill(Buffer.byteLength(JSON.stringify(properties)));
+      return answer(200, properties, undefined, billed);
     }
+    const billed = this.ctx.limiter.bill(packet.payload.length);
+    let version: number;
+    try {
+      version = this.ctx.registry.patchReported(conn.identity, JSON.parse(packet.payload.toString()) as unknown);
+    } catch (err) {
+      const message = err instanceof TwinPatchError ? err.message : 'malformed JSON';
+      return answer(400, { errorCode: 400004, message }, undefined, billed);
+    }
+    return answer(204, undefined, version, billed);
   }
 }

@@ -1,6 +1,9 @@
 /**
  * The double's identity registry and twins, with IoT Hub's semantics: hub-generated keys when none are given,
- * etags, a twin per device with `version`, per-section `$version`, and JSON-merge patches where `null` deletes.
+ * etags, a twin per device and per module with `version`, per-section `$version`, JSON-merge patches where `null`
+ * deletes, device status (a disabled device is refused), module identities (up to 50 per device), and the
+ * documented id character set. Identities and twins are keyed by `deviceId` or `deviceId/moduleId` (`/` cannot
+ * occur in an id).
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 
@@ -9,15 +12,27 @@ export interface DeviceIdentity {
   generationId: string;
   etag: string;
   status: 'enabled' | 'disabled';
+  statusReason?: string;
   connectionState: 'Connected' | 'Disconnected';
   authentication: { type: 'sas'; symmetricKey: { primaryKey: string; secondaryKey: string } };
   cloudToDeviceMessageCount: number;
+}
+
+export interface ModuleIdentity {
+  deviceId: string;
+  moduleId: string;
+  generationId: string;
+  etag: string;
+  managedBy?: string;
+  connectionState: 'Connected' | 'Disconnected';
+  authentication: { type: 'sas'; symmetricKey: { primaryKey: string; secondaryKey: string } };
 }
 
 export type JsonObject = { [k: string]: unknown };
 
 export interface TwinDocument {
   deviceId: string;
+  moduleId?: string;
   etag: string;
   version: number;
   status: string;
@@ -27,6 +42,35 @@ export interface TwinDocument {
 
 /** Why a patch is refused: IoT Hub's documented twin limits (keys, depth, size). */
 export class TwinPatchError extends Error {}
+
+/** Modules per device on the standard tier. */
+export const MAX_MODULES_PER_DEVICE = 50;
+
+/** The key of an identity (and its twin): `deviceId` or `deviceId/moduleId`. */
+export function identityKey(deviceId: string, moduleId?: string): string {
+  return moduleId ? `${deviceId}/${moduleId}` : deviceId;
+}
+
+type Auth = { symmetricKey?: { primaryKey?: string; secondaryKey?: string } } | undefined;
+
+function symmetricKey(auth: Auth) {
+  return {
+    primaryKey: auth?.symmetricKey?.primaryKey || newKey(),
+    secondaryKey: auth?.symmetricKey?.secondaryKey || newKey(),
+  };
+}
+
+function newTwin(deviceId: string, moduleId?: string, tags: JsonObject = {}): TwinDocument {
+  return {
+    deviceId,
+    ...(moduleId ? { moduleId } : {}),
+    etag: etag(),
+    version: 1,
+    status: 'enabled',
+    tags,
+    properties: { desired: { $version: 1 }, reported: { $version: 1 } },
+  };
+}
 
 const MAX_DEPTH = 10;
 const MAX_REPORTED_BYTES = 32 * 1024;
@@ -74,40 +118,58 @@ function sectionBytes(section: JsonObject): number {
 
 export class HubRegistry {
   readonly devices = new Map<string, DeviceIdentity>();
+  /** Module identities by `deviceId/moduleId`. */
+  readonly modules = new Map<string, ModuleIdentity>();
+  /** Twins by identity key. */
   readonly twins = new Map<string, TwinDocument>();
 
-  /** Creates a device; keys left empty are generated, as the hub does. */
-  create(deviceId: string, auth?: { symmetricKey?: { primaryKey?: string; secondaryKey?: string } }): DeviceIdentity {
+  /** Creates a device (and its twin, with optional tags); keys left empty are generated, as the hub does. */
+  create(deviceId: string, auth?: Auth, tags?: JsonObject): DeviceIdentity {
     const device: DeviceIdentity = {
       deviceId,
       generationId: String(Date.now()),
       etag: etag(),
       status: 'enabled',
       connectionState: 'Disconnected',
-      authentication: {
-        type: 'sas',
-        symmetricKey: {
-          primaryKey: auth?.symmetricKey?.primaryKey || newKey(),
-          secondaryKey: auth?.symmetricKey?.secondaryKey || newKey(),
-        },
-      },
+      authentication: { type: 'sas', symmetricKey: symmetricKey(auth) },
       cloudToDeviceMessageCount: 0,
     };
     this.devices.set(deviceId, device);
-    this.twins.set(deviceId, {
-      deviceId,
-      etag: etag(),
-      version: 1,
-      status: 'enabled',
-      tags: {},
-      properties: { desired: { $version: 1 }, reported: { $version: 1 } },
-    });
+    this.twins.set(deviceId, newTwin(deviceId, undefined, tags ? structuredClone(tags) : {}));
     return device;
   }
 
-  /** Applies a reported-properties patch as the device; returns the new reported `$version`. */
-  patchReported(deviceId: string, patch: unknown): number {
-    const twin = this.twins.get(deviceId)!;
+  /** Modules of one device. */
+  modulesOf(deviceId: string): ModuleIdentity[] {
+    return [...this.modules.values()].filter((m) => m.deviceId === deviceId);
+  }
+
+  /** Creates a module identity and its twin (the caller checks that the device exists and the module does not). */
+  createModule(deviceId: string, moduleId: string, auth?: Auth, managedBy?: string): ModuleIdentity {
+    const module: ModuleIdentity = {
+      deviceId,
+      moduleId,
+      generationId: String(Date.now()),
+      etag: etag(),
+      ...(managedBy ? { managedBy } : {}),
+      connectionState: 'Disconnected',
+      authentication: { type: 'sas', symmetricKey: symmetricKey(auth) },
+    };
+    this.modules.set(identityKey(deviceId, moduleId), module);
+    this.twins.set(identityKey(deviceId, moduleId), newTwin(deviceId, moduleId));
+    return module;
+  }
+
+  /** The keys a device or module authenticates with, or undefined when it does not exist. */
+  keysOf(deviceId: string, moduleId?: string): string[] | undefined {
+    const identity = moduleId ? this.modules.get(identityKey(deviceId, moduleId)) : this.devices.get(deviceId);
+    if (!identity) return undefined;
+    return [identity.authentication.symmetricKey.primaryKey, identity.authentication.symmetricKey.secondaryKey];
+  }
+
+  /** Applies a reported-properties patch as the device or module (by identity key); returns the new `$version`. */
+  patchReported(key: string, patch: unknown): number {
+    const twin = this.twins.get(key)!;
     checkPatch(patch);
     const next = structuredClone(twin.properties.reported);
     mergePatch(next, patch as JsonObject);
@@ -118,9 +180,9 @@ export class HubRegistry {
     return next.$version;
   }
 
-  /** Applies a service-side twin patch: tags and desired only (reported in a service patch is ignored). */
-  patchTwin(deviceId: string, patch: unknown): TwinDocument {
-    const twin = this.twins.get(deviceId)!;
+  /** Applies a service-side twin patch (by identity key): tags and desired only (reported is ignored). */
+  patchTwin(key: string, patch: unknown): TwinDocument {
+    const twin = this.twins.get(key)!;
     if (!isObject(patch)) throw new TwinPatchError('patch must be a JSON object');
     if (patch.tags !== undefined) {
       checkPatch(patch.tags);

@@ -33,13 +33,62 @@ export function sign(key: string, sr: string, se: number): string {
 
 /** True when the token is unexpired, for `resource` (case-insensitive), and signed with one of `keys`. */
 export function verifySas(sas: ParsedSas, resource: string, keys: string[], nowMs = Date.now()): boolean {
+  return verifySasCovering(sas, [resource], keys, nowMs);
+}
+
+/**
+ * True when the token is unexpired, its `sr` is one of `resources` (case-insensitive), and it is signed with one
+ * of `keys`. A policy token for a device may be scoped to the hub, the device, or (for a module) the module.
+ */
+export function verifySasCovering(sas: ParsedSas, resources: string[], keys: string[], nowMs = Date.now()): boolean {
   if (sas.se * 1000 <= nowMs) return false;
-  if (safeDecode(sas.sr).toLowerCase() !== resource.toLowerCase()) return false;
+  const sr = safeDecode(sas.sr).toLowerCase();
+  if (!resources.some((r) => r.toLowerCase() === sr)) return false;
   const given = Buffer.from(safeDecode(sas.sig));
   return keys.some((key) => {
     const expected = Buffer.from(sign(key, sas.sr, sas.se));
     return expected.length === given.length && timingSafeEqual(expected, given);
   });
+}
+
+/** The permissions a shared access policy can grant (IoT Hub's access control). */
+export const PERMISSIONS = ['RegistryRead', 'RegistryReadWrite', 'ServiceConnect', 'DeviceConnect'] as const;
+export type Permission = (typeof PERMISSIONS)[number];
+
+/** A hub-level shared access policy. */
+export interface AccessPolicy {
+  name: string;
+  key: string;
+  permissions: ReadonlySet<Permission>;
+}
+
+/** The policies a new IoT hub has, with their permissions. */
+export const DEFAULT_POLICIES: Record<string, Permission[]> = {
+  iothubowner: ['RegistryRead', 'RegistryReadWrite', 'ServiceConnect', 'DeviceConnect'],
+  service: ['ServiceConnect'],
+  device: ['DeviceConnect'],
+  registryRead: ['RegistryRead'],
+  registryReadWrite: ['RegistryRead', 'RegistryReadWrite'],
+};
+
+/** True when the policy grants `needed` (RegistryReadWrite includes RegistryRead). */
+export function grants(policy: AccessPolicy, needed: Permission): boolean {
+  if (policy.permissions.has(needed)) return true;
+  return needed === 'RegistryRead' && policy.permissions.has('RegistryReadWrite');
+}
+
+/** A SAS token as the SDKs build it: `sr` and `sig` URL-encoded. */
+export function makeSas(
+  resource: string,
+  key: string,
+  ttlSeconds = 3600,
+  keyName?: string,
+  nowMs = Date.now()
+): string {
+  const se = Math.floor(nowMs / 1000) + ttlSeconds;
+  const sr = encodeURIComponent(resource);
+  const sig = encodeURIComponent(sign(key, sr, se));
+  return `SharedAccessSignature sr=${sr}&sig=${sig}&se=${se}${keyName ? `&skn=${keyName}` : ''}`;
 }
 
 function safeDecode(value: string): string {
