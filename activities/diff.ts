@@ -2,7 +2,8 @@ import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { SimRecord } from '../record';
 import type { Logger } from '../shared/log';
 import { canonicalJson, diffRecords } from '../record';
-import type { Entry, StateStore } from '../state/store';
+import { FailureType } from '../shared/failures';
+import type { Entry, StateStore, TargetLookup } from '../state/store';
 import type { DiffInput, DiffResult } from './types';
 
 export interface DiffDeps {
@@ -29,22 +30,16 @@ export function createDiffActivity(deps: DiffDeps) {
     const { store } = deps;
     const result: DiffResult = { left: 0, targets: {} };
     for (const target of targets) result.targets[target] = { changed: 0, stillFailing: 0 };
-    const pendingNonEmpty = await Promise.all(
-      targets.map(async (t) => (await store.hlen(store.key.pending(group, t))) > 0)
-    );
+    const pendingNonEmpty = await Promise.all(targets.map((t) => store.hasPending(group, t)));
     let done = 0;
-    for await (const entries of store.scan(store.key.snapshot(group, cycle), deps.batchSize ?? 1000)) {
-      const iccids = entries.map(([iccid]) => iccid);
-      const lookups = await store.hmgetMany(
-        targets.flatMap((t) => [
-          { key: store.key.published(group, t), fields: iccids },
-          { key: store.key.failures(group, t), fields: iccids },
-        ])
+    for await (const entries of store.scanSnapshot(group, cycle, deps.batchSize ?? 1000)) {
+      const lookups = await store.lookups(
+        group,
+        targets,
+        entries.map(([iccid]) => iccid)
       );
       await Promise.all(
-        targets.map((target, t) =>
-          diffTarget(store, group, target, entries, lookups[2 * t], lookups[2 * t + 1], pendingNonEmpty[t], result)
-        )
+        targets.map((target, t) => diffTarget(store, group, target, entries, lookups[t], pendingNonEmpty[t], result))
       );
       done += entries.length;
       Context.current().heartbeat({ phase: 'diff', done });
@@ -61,8 +56,7 @@ async function diffTarget(
   group: string,
   target: string,
   entries: Entry[],
-  published: (string | null)[],
-  failures: (string | null)[],
+  { published, failures }: TargetLookup,
   clearStale: boolean,
   result: DiffResult
 ): Promise<void> {
@@ -80,7 +74,7 @@ async function diffTarget(
       return;
     }
     const patchJson = canonicalJson(patch);
-    if (failures[i] && (JSON.parse(failures[i]!) as { patch: string }).patch === patchJson) {
+    if (failures[i]?.patch === patchJson) {
       result.targets[target].stillFailing++;
       if (clearStale) deletes.push(iccid);
       return;
@@ -94,22 +88,16 @@ async function diffTarget(
 /** SIMs known from earlier cycles that are neither in the snapshot nor among the group's invalid SIMs. */
 async function forgetLeavers(deps: DiffDeps, group: string, cycle: number, targets: string[]): Promise<number> {
   const { store } = deps;
-  const known = await store.hlen(store.key.connectivity(group));
-  const leavers: string[] = [];
-  for await (const entries of store.scan(store.key.connectivity(group), deps.batchSize ?? 1000)) {
-    const iccids = entries.map(([iccid]) => iccid);
-    const snapshot = store.key.snapshot(group, cycle);
-    leavers.push(...(await store.absentFrom(snapshot, store.key.invalid(group, cycle), iccids)));
-  }
-  const unique = [...new Set(leavers)];
+  const known = await store.knownCount(group);
+  const leavers = await store.leavers(group, cycle, deps.batchSize ?? 1000);
   const maxFraction = deps.maxLeaveFraction ?? 0.5;
-  if (unique.length > 100 && unique.length > known * maxFraction) {
+  if (leavers.length > 100 && leavers.length > known * maxFraction) {
     throw ApplicationFailure.nonRetryable(
-      `${unique.length} of ${known} known SIMs of group ${group} are missing from Kite's inventory this cycle; ` +
+      `${leavers.length} of ${known} known SIMs of group ${group} are missing from Kite's inventory this cycle; ` +
         `refusing to forget them (limit ${maxFraction * 100}%). If they really left the group, raise KITE_MAX_LEAVE_FRACTION.`,
-      'SuspiciousInventoryDrop'
+      FailureType.SuspiciousInventoryDrop
     );
   }
-  for (let i = 0; i < unique.length; i += 1000) await store.forget(group, targets, unique.slice(i, i + 1000));
-  return unique.length;
+  for (let i = 0; i < leavers.length; i += 1000) await store.forget(group, targets, leavers.slice(i, i + 1000));
+  return leavers.length;
 }

@@ -96,8 +96,8 @@ async function stageGroupPage(
     if (icc === undefined) invalid.push([`#${startIndex + i}`, 'bad-icc']);
     else members.push({ sim, icc, hints: connectivityHints(sim) });
   });
-  const known = await store.hmget(
-    store.key.connectivity(group),
+  const known = await store.knownConnectivity(
+    group,
     members.map((m) => m.icc)
   );
   const previous = known.map((json) => (json ? (JSON.parse(json) as Connectivity) : undefined));

@@ -1,4 +1,5 @@
 import { ApplicationFailure } from '@temporalio/activity';
+import { FailureType } from '../shared/failures';
 import { KiteApiError, type GroupFilter, type KiteClient, type KitePage, type KitePresence } from '../kite';
 
 /**
@@ -21,7 +22,8 @@ export interface KiteSource {
 /** The Kite client's own retries are exhausted: map its error to how Temporal should treat it. */
 export function kiteFailure(err: unknown): unknown {
   if (!(err instanceof KiteApiError) || err.retryable) return err;
-  const type = err.code === 'TLS' || err.status === 401 || err.status === 403 ? 'KiteAuthError' : 'KiteApiError';
+  const auth = err.code === 'TLS' || err.status === 401 || err.status === 403;
+  const type = auth ? FailureType.KiteAuth : FailureType.KiteApi;
   return ApplicationFailure.nonRetryable(err.message, type, { code: err.code, status: err.status });
 }
 

@@ -1,6 +1,7 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { throwIfCancelled, whileNotCancelled } from './cancellation';
 import type { SimPatch, SimRecord } from '../record';
+import { FailureType } from '../shared/failures';
 import { redact, type Logger } from '../shared/log';
 import { applyPatch, canonicalJson } from '../record';
 import type { CommitItem, Entry, FailureItem, StateStore } from '../state/store';
@@ -46,7 +47,7 @@ export function createPublishActivity(deps: PublishDeps) {
       const known = [...deps.targets.keys()].join(', ') || 'none';
       throw ApplicationFailure.nonRetryable(
         `target ${name} is not configured on this worker (configured: ${known})`,
-        'UnknownTarget'
+        FailureType.UnknownTarget
       );
     }
     const ctx = Context.current();
@@ -78,11 +79,11 @@ export function createPublishActivity(deps: PublishDeps) {
     if (retry.entries.length) {
       throw ApplicationFailure.create({
         message: `${retry.entries.length} SIMs not yet acknowledged by target ${name}: ${retry.reason}`,
-        type: 'TargetUnavailable',
+        type: FailureType.TargetUnavailable,
         nextRetryDelay: retry.delayMs > 0 ? retry.delayMs : undefined,
       });
     }
-    const failing = await deps.store.hlen(deps.store.key.failures(group, name));
+    const failing = await deps.store.failingCount(group, name);
     deps.logger.info('published changes', { group, target: name, ...counts, failing });
     return { ...counts, failing };
   };
@@ -99,7 +100,7 @@ async function sendEachPendingOnce(
   const seen = new Set<string>(); // HSCAN may repeat an entry while the hash shrinks
   const inFlight = new Set<Promise<void>>();
   try {
-    for await (const entries of deps.store.scan(deps.store.key.pending(group, name), batchSize)) {
+    for await (const entries of deps.store.scanPending(group, name, batchSize)) {
       const fresh = entries.filter(([iccid]) => !seen.has(iccid) && seen.add(iccid));
       for (let i = 0; i < fresh.length; i += batchSize) {
         throwIfCancelled(); // stop between batches: what was sent is committed, the rest stays pending
@@ -126,8 +127,9 @@ async function sendBatch(
   signal: AbortSignal
 ): Promise<Retry> {
   const { store } = deps;
-  const published = await store.hmget(
-    store.key.published(group, name),
+  const published = await store.publishedRecords(
+    group,
+    name,
     entries.map(([iccid]) => iccid)
   );
   const items: PublishItem[] = [];

@@ -15,15 +15,16 @@ export function createNaiveActivities(
     async listGroup({ group, cycle }: { group: string; cycle: number }): Promise<string[]> {
       await fetchSnapshot({ group, cycle });
       const iccids: string[] = [];
-      for await (const entries of store.scan(store.key.snapshot(group, cycle))) iccids.push(...entries.map(([k]) => k));
+      for await (const entries of store.scanSnapshot(group, cycle)) iccids.push(...entries.map(([k]) => k));
       return [...new Set(iccids)];
     },
     /** Diffs one SIM against what the target holds and publishes the patch. True if something was published. */
     async syncSim(input: { group: string; cycle: number; target: string; iccid: string }): Promise<boolean> {
       const { group, cycle, target, iccid } = input;
-      const [[json], [published]] = await store.hmgetMany([
-        { key: store.key.snapshot(group, cycle), fields: [iccid] },
-        { key: store.key.published(group, target), fields: [iccid] },
+      // Both reads go out together on the one connection: one round trip, as before.
+      const [[json], [published]] = await Promise.all([
+        store.snapshotRecords(group, cycle, [iccid]),
+        store.publishedRecords(group, target, [iccid]),
       ]);
       if (!json || json === published) return false;
       const before = published ? (JSON.parse(published) as SimRecord) : undefined;

@@ -4,6 +4,7 @@
  * secret or a URL (URLs may carry tokens).
  */
 import type { z } from 'zod';
+import { FailureType } from './failures';
 
 export class ConfigError extends Error {
   constructor(
@@ -11,7 +12,7 @@ export class ConfigError extends Error {
     problem: string
   ) {
     super(`${setting}: ${problem}`);
-    this.name = 'ConfigError';
+    this.name = FailureType.Config;
   }
 }
 

@@ -10,6 +10,8 @@
  *   fail:<target>     HASH iccid → {reason, patch, at}            permanent failures, retried when the patch changes
  */
 import Redis, { type RedisOptions } from 'ioredis';
+import { FailureType } from '../shared/failures';
+import { groupNameError } from '../shared/group-name';
 
 export interface StateStoreOptions {
   /** First segment of every key. @default 'cc' */
@@ -32,6 +34,28 @@ export interface FailureItem {
   iccid: string;
   patch: string;
   reason: string;
+}
+
+/** A SIM's permanent failure at a target, as recorded. */
+export interface StoredFailure {
+  reason: string;
+  /** The patch that failed: the SIM is retried only when its patch differs. */
+  patch: string;
+  /** When it failed, epoch ms. */
+  at: number;
+}
+
+/** What a target holds for some SIMs, in the order asked. */
+export interface TargetLookup {
+  /** The published record's canonical JSON, null when the target does not hold the SIM. */
+  published: (string | null)[];
+  /** The SIM's recorded permanent failure, undefined when none. */
+  failures: (StoredFailure | undefined)[];
+}
+
+/** A group name that cannot be a Redis hash tag (braces, colons, wildcards, …). Not retryable. */
+export class InvalidGroupNameError extends Error {
+  override name = FailureType.InvalidGroupName;
 }
 
 /** Atomically, per SIM: if pending still holds the patch we sent, record the merged state and drop the pending. */
@@ -80,6 +104,10 @@ export function connectRedis(url: string, options: RedisOptions = {}): Redis {
   return new Redis(url, { maxRetriesPerRequest: 5, enableAutoPipelining: false, ...options });
 }
 
+/**
+ * Speaks in groups, cycles, targets and SIMs; the key layout above is private to it (persisted data: changing it
+ * needs a migration). Every method checks the group name first, since the name becomes the keys' hash tag.
+ */
 export class StateStore {
   private readonly redis: ScriptedRedis;
   private readonly prefix: string;
@@ -96,22 +124,181 @@ export class StateStore {
     }
   }
 
-  readonly key = {
-    snapshot: (group: string, cycle: number) => `${this.prefix}:{${group}}:snap:${cycle}`,
-    invalid: (group: string, cycle: number) => `${this.prefix}:{${group}}:invalid:${cycle}`,
-    connectivity: (group: string) => `${this.prefix}:{${group}}:conn`,
-    published: (group: string, target: string) => `${this.prefix}:{${group}}:pub:${target}`,
-    pending: (group: string, target: string) => `${this.prefix}:{${group}}:pending:${target}`,
-    failures: (group: string, target: string) => `${this.prefix}:{${group}}:fail:${target}`,
-  };
+  // --- fetch ---
+
+  /** The connectivity JSON last fetched for each SIM (`{h: hints, p: presence}`), null for SIMs never seen. */
+  async knownConnectivity(group: string, iccids: string[]): Promise<(string | null)[]> {
+    return this.hmget(this.keys(group).connectivity, iccids);
+  }
+
+  /** Writes one fetched page of a group: records, connectivity, invalid SIMs. One round trip. */
+  async stagePage(
+    group: string,
+    cycle: number,
+    page: { records: Entry[]; connectivity: Entry[]; invalid: Entry[] }
+  ): Promise<void> {
+    const keys = this.keys(group);
+    const pipeline = this.redis.pipeline();
+    const snapshot = keys.snapshot(cycle);
+    const invalid = keys.invalid(cycle);
+    if (page.records.length) pipeline.hset(snapshot, ...page.records.flat()).expire(snapshot, this.ttl);
+    if (page.invalid.length) pipeline.hset(invalid, ...page.invalid.flat()).expire(invalid, this.ttl);
+    if (page.connectivity.length) pipeline.hset(keys.connectivity, ...page.connectivity.flat());
+    await execOrThrow(pipeline);
+  }
+
+  /** Drops a cycle's staging; a cycle's fetch starts from nothing. */
+  async dropStaging(group: string, cycle: number): Promise<void> {
+    const keys = this.keys(group);
+    await this.redis.del(keys.snapshot(cycle), keys.invalid(cycle));
+  }
+
+  // --- diff ---
+
+  /** Pages through a cycle's staged snapshot: `[iccid, record JSON]`. An entry may repeat if the hash is rehashed. */
+  scanSnapshot(group: string, cycle: number, count = 1000): AsyncGenerator<Entry[]> {
+    return this.scan(this.keys(group).snapshot(cycle), count);
+  }
+
+  /** Staged records of a cycle (canonical JSON), null for SIMs not in the snapshot. */
+  async snapshotRecords(group: string, cycle: number, iccids: string[]): Promise<(string | null)[]> {
+    return this.hmget(this.keys(group).snapshot(cycle), iccids);
+  }
+
+  /** For each target, in order: what it holds for `iccids` and their recorded failures. One round trip. */
+  async lookups(group: string, targets: string[], iccids: string[]): Promise<TargetLookup[]> {
+    const keys = this.keys(group);
+    if (!iccids.length) return targets.map(() => ({ published: [], failures: [] }));
+    const replies = await this.hmgetMany(
+      targets.flatMap((t) => [
+        { key: keys.published(t), fields: iccids },
+        { key: keys.failures(t), fields: iccids },
+      ])
+    );
+    return targets.map((_, t) => ({ published: replies[2 * t], failures: replies[2 * t + 1].map(parseFailure) }));
+  }
+
+  /** Whether the target has pending patches not yet acknowledged. */
+  async hasPending(group: string, target: string): Promise<boolean> {
+    return (await this.redis.hlen(this.keys(group).pending(target))) > 0;
+  }
+
+  /** Sets and deletes pending patches of one target. One round trip. */
+  async writePending(group: string, target: string, sets: Entry[], deletes: string[]): Promise<void> {
+    if (!sets.length && !deletes.length) return;
+    const key = this.keys(group).pending(target);
+    const pipeline = this.redis.pipeline();
+    if (sets.length) pipeline.hset(key, ...sets.flat());
+    if (deletes.length) pipeline.hdel(key, ...deletes);
+    await execOrThrow(pipeline);
+  }
+
+  /** How many SIMs the group has had since they were first fetched (those with connectivity on record). */
+  async knownCount(group: string): Promise<number> {
+    return this.redis.hlen(this.keys(group).connectivity);
+  }
+
+  /**
+   * The group's known SIMs that are neither in the cycle's snapshot nor among its invalid SIMs: they left the
+   * group. Each appears once. Existence checks only, `count` SIMs per round trip.
+   */
+  async leavers(group: string, cycle: number, count = 1000): Promise<string[]> {
+    const keys = this.keys(group);
+    const leavers = new Set<string>();
+    for await (const entries of this.scan(keys.connectivity, count)) {
+      const iccids = entries.map(([iccid]) => iccid);
+      for (const iccid of await this.absentFrom(keys.snapshot(cycle), keys.invalid(cycle), iccids)) leavers.add(iccid);
+    }
+    return [...leavers];
+  }
+
+  /** Forgets SIMs that left the group, for every target: a SIM that joins again is published in full. */
+  async forget(group: string, targets: string[], iccids: string[]): Promise<void> {
+    if (!iccids.length) return;
+    const keys = this.keys(group);
+    const pipeline = this.redis.pipeline();
+    pipeline.hdel(keys.connectivity, ...iccids);
+    for (const target of targets) {
+      pipeline.hdel(keys.published(target), ...iccids);
+      pipeline.hdel(keys.pending(target), ...iccids);
+      pipeline.hdel(keys.failures(target), ...iccids);
+    }
+    await execOrThrow(pipeline);
+  }
+
+  // --- publish ---
+
+  /** Pages through a target's pending patches: `[iccid, patch JSON]`. An entry may repeat while the hash shrinks. */
+  scanPending(group: string, target: string, count = 1000): AsyncGenerator<Entry[]> {
+    return this.scan(this.keys(group).pending(target), count);
+  }
+
+  /** The records the target holds (canonical JSON), null for SIMs it does not hold. */
+  async publishedRecords(group: string, target: string, iccids: string[]): Promise<(string | null)[]> {
+    return this.hmget(this.keys(group).published(target), iccids);
+  }
+
+  /** The SIMs' recorded permanent failures at the target, undefined for SIMs without one. */
+  async failures(group: string, target: string, iccids: string[]): Promise<(StoredFailure | undefined)[]> {
+    return (await this.hmget(this.keys(group).failures(target), iccids)).map(parseFailure);
+  }
+
+  /** How many SIMs of the group failed permanently at the target and have not changed since. */
+  async failingCount(group: string, target: string): Promise<number> {
+    return this.redis.hlen(this.keys(group).failures(target));
+  }
+
+  /** Records acknowledged SIMs as published, atomically per SIM. Returns how many were still pending. */
+  async commitPublished(group: string, target: string, items: CommitItem[]): Promise<number> {
+    if (!items.length) return 0;
+    const keys = this.keys(group);
+    const args = items.flatMap((i) => [i.iccid, i.patch, i.merged]);
+    return this.redis.ccCommit(keys.published(target), keys.pending(target), keys.failures(target), ...args);
+  }
+
+  /** Moves permanently failed SIMs from pending to failures, with their reason. */
+  async recordFailures(group: string, target: string, items: FailureItem[]): Promise<number> {
+    if (!items.length) return 0;
+    const keys = this.keys(group);
+    const at = Date.now();
+    const args = items.flatMap((i) => {
+      const failure: StoredFailure = { reason: i.reason, patch: i.patch, at };
+      return [i.iccid, i.patch, JSON.stringify(failure)];
+    });
+    return this.redis.ccFail(keys.pending(target), keys.failures(target), ...args);
+  }
+
+  /** Deletes every key of a group (for `kite-cc stop --forget` and tests). */
+  async dropGroup(group: string): Promise<void> {
+    const stream = this.redis.scanStream({ match: `${this.keys(group).base}*`, count: 500 });
+    for await (const keys of stream as AsyncIterable<string[]>) if (keys.length) await this.redis.del(...keys);
+  }
+
+  // --- private: the key layout and raw reads ---
+
+  /** The group's keys. Throws InvalidGroupNameError for a name that would break the hash tag or a SCAN pattern. */
+  private keys(group: string) {
+    const problem = groupNameError(group);
+    if (problem) throw new InvalidGroupNameError(problem);
+    const base = `${this.prefix}:{${group}}:`;
+    return {
+      base,
+      snapshot: (cycle: number) => `${base}snap:${cycle}`,
+      invalid: (cycle: number) => `${base}invalid:${cycle}`,
+      connectivity: `${base}conn`,
+      published: (target: string) => `${base}pub:${target}`,
+      pending: (target: string) => `${base}pending:${target}`,
+      failures: (target: string) => `${base}fail:${target}`,
+    };
+  }
 
   /** Values of `fields` in the hash at `key`, null where absent: one round trip. */
-  async hmget(key: string, fields: string[]): Promise<(string | null)[]> {
+  private async hmget(key: string, fields: string[]): Promise<(string | null)[]> {
     return fields.length ? this.redis.hmget(key, ...fields) : [];
   }
 
   /** Several HMGETs in one round trip. */
-  async hmgetMany(requests: { key: string; fields: string[] }[]): Promise<(string | null)[][]> {
+  private async hmgetMany(requests: { key: string; fields: string[] }[]): Promise<(string | null)[][]> {
     const pipeline = this.redis.pipeline();
     for (const { key, fields } of requests) pipeline.hmget(key, ...fields);
     const replies = (await pipeline.exec()) ?? [];
@@ -122,12 +309,12 @@ export class StateStore {
   }
 
   /** Of `fields`, those in neither hash `a` nor hash `b` (same hash tag). One round trip; values are not read. */
-  async absentFrom(a: string, b: string, fields: string[]): Promise<string[]> {
+  private async absentFrom(a: string, b: string, fields: string[]): Promise<string[]> {
     return fields.length ? this.redis.ccAbsent(a, b, ...fields) : [];
   }
 
   /** Pages through a hash with HSCAN; entries may repeat if the hash is rehashed meanwhile. */
-  async *scan(key: string, count = 1000): AsyncGenerator<Entry[]> {
+  private async *scan(key: string, count: number): AsyncGenerator<Entry[]> {
     let cursor = '0';
     do {
       const [next, flat] = await this.redis.hscan(key, cursor, 'COUNT', count);
@@ -137,80 +324,10 @@ export class StateStore {
       if (entries.length) yield entries;
     } while (cursor !== '0');
   }
+}
 
-  async hlen(key: string): Promise<number> {
-    return this.redis.hlen(key);
-  }
-
-  /** Writes one fetched page of a group: records, connectivity, invalid SIMs. One round trip. */
-  async stagePage(
-    group: string,
-    cycle: number,
-    page: { records: Entry[]; connectivity: Entry[]; invalid: Entry[] }
-  ): Promise<void> {
-    const pipeline = this.redis.pipeline();
-    const snapshot = this.key.snapshot(group, cycle);
-    const invalid = this.key.invalid(group, cycle);
-    if (page.records.length) pipeline.hset(snapshot, ...page.records.flat()).expire(snapshot, this.ttl);
-    if (page.invalid.length) pipeline.hset(invalid, ...page.invalid.flat()).expire(invalid, this.ttl);
-    if (page.connectivity.length) pipeline.hset(this.key.connectivity(group), ...page.connectivity.flat());
-    await execOrThrow(pipeline);
-  }
-
-  /** Drops a cycle's staging; a cycle's fetch starts from nothing. */
-  async dropStaging(group: string, cycle: number): Promise<void> {
-    await this.redis.del(this.key.snapshot(group, cycle), this.key.invalid(group, cycle));
-  }
-
-  /** Sets and deletes pending patches of one target. One round trip. */
-  async writePending(group: string, target: string, sets: Entry[], deletes: string[]): Promise<void> {
-    if (!sets.length && !deletes.length) return;
-    const key = this.key.pending(group, target);
-    const pipeline = this.redis.pipeline();
-    if (sets.length) pipeline.hset(key, ...sets.flat());
-    if (deletes.length) pipeline.hdel(key, ...deletes);
-    await execOrThrow(pipeline);
-  }
-
-  /** Forgets SIMs that left the group, for every target: a SIM that joins again is published in full. */
-  async forget(group: string, targets: string[], iccids: string[]): Promise<void> {
-    if (!iccids.length) return;
-    const pipeline = this.redis.pipeline();
-    pipeline.hdel(this.key.connectivity(group), ...iccids);
-    for (const target of targets) {
-      pipeline.hdel(this.key.published(group, target), ...iccids);
-      pipeline.hdel(this.key.pending(group, target), ...iccids);
-      pipeline.hdel(this.key.failures(group, target), ...iccids);
-    }
-    await execOrThrow(pipeline);
-  }
-
-  /** Records acknowledged SIMs as published, atomically per SIM. Returns how many were still pending. */
-  async commitPublished(group: string, target: string, items: CommitItem[]): Promise<number> {
-    if (!items.length) return 0;
-    const args = items.flatMap((i) => [i.iccid, i.patch, i.merged]);
-    const k = this.key;
-    return this.redis.ccCommit(
-      k.published(group, target),
-      k.pending(group, target),
-      k.failures(group, target),
-      ...args
-    );
-  }
-
-  /** Moves permanently failed SIMs from pending to failures, with their reason. */
-  async recordFailures(group: string, target: string, items: FailureItem[]): Promise<number> {
-    if (!items.length) return 0;
-    const at = Date.now();
-    const args = items.flatMap((i) => [i.iccid, i.patch, JSON.stringify({ reason: i.reason, patch: i.patch, at })]);
-    return this.redis.ccFail(this.key.pending(group, target), this.key.failures(group, target), ...args);
-  }
-
-  /** Deletes every key of a group (for `kite-cc stop --forget` and tests). */
-  async dropGroup(group: string): Promise<void> {
-    const stream = this.redis.scanStream({ match: `${this.prefix}:{${group}}:*`, count: 500 });
-    for await (const keys of stream as AsyncIterable<string[]>) if (keys.length) await this.redis.del(...keys);
-  }
+function parseFailure(json: string | null): StoredFailure | undefined {
+  return json ? (JSON.parse(json) as StoredFailure) : undefined;
 }
 
 async function execOrThrow(pipeline: ReturnType<Redis['pipeline']>): Promise<void> {

@@ -142,10 +142,4 @@ export function configPatchError(patch: ConfigPatch): string | undefined {
   return undefined;
 }
 
-/** Group names become Redis hash tags and workflow ids: keep them plain. */
-export function groupNameError(group: string): string | undefined {
-  if (typeof group !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(group)) {
-    return `group ${JSON.stringify(group)} is invalid: 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit`;
-  }
-  return undefined;
-}
+export { groupNameError } from '../shared/group-name';

@@ -31,12 +31,10 @@ import {
   type GroupStatus,
   type GroupWorkflowInput,
 } from './definitions';
+import { NON_RETRYABLE_FAILURES } from '../shared/failures';
 import { KITE_GROUP, KITE_SYNC_STATE } from './search-attributes';
 
 export const DEFAULT_MAX_CYCLES_PER_RUN = 100;
-
-/** Errors that retrying cannot fix: bad configuration, rejected credentials, an implausible inventory. */
-const NON_RETRYABLE = ['UnknownTarget', 'KiteAuthError', 'ConfigError', 'SuspiciousInventoryDrop'];
 
 const activities = proxyActivities<SyncActivities>({
   // On `disable`, wait for a cancelled activity to stop: a new cycle never overlaps an old publish.
@@ -49,7 +47,7 @@ const activities = proxyActivities<SyncActivities>({
     backoffCoefficient: 2,
     maximumInterval: '1 minute',
     maximumAttempts: 20,
-    nonRetryableErrorTypes: NON_RETRYABLE,
+    nonRetryableErrorTypes: [...NON_RETRYABLE_FAILURES],
   },
 });
 

@@ -107,8 +107,9 @@ test('a SIM that leaves the group is forgotten, and published in full when it jo
   await handle.signal(syncNowSignal);
   const second = await harness.waitForCycles(handle, 2);
   expect(second.lastCycle?.left).toBe(1);
-  expect(await harness.redis.hexists(harness.store.key.published(group, 'cloud'), leaves)).toBe(0);
-  expect(await harness.redis.hexists(harness.store.key.published(group, 'cloud'), stays)).toBe(1);
+  const [left, stayed] = await harness.store.publishedRecords(group, 'cloud', [leaves, stays]);
+  expect(left).toBeNull();
+  expect(stayed).not.toBeNull();
   expect(cloud.drain().size).toBe(0);
 
   kite.update(leaves, { supervisionGroup: group });
@@ -139,7 +140,7 @@ test('an invalid SIM is counted with its reason and blocks nothing; it is not ta
     invalidReasons: { 'bad-date:activationDate': 1 },
   });
   expect(cloud.drain().get(good)).toEqual([{ alias: 'still-good' }]);
-  expect(await harness.redis.hexists(harness.store.key.published(group, 'cloud'), bad)).toBe(1);
+  expect(await harness.store.publishedRecords(group, 'cloud', [bad])).toEqual([expect.any(String)]);
   await handle.terminate();
 });
 
@@ -153,8 +154,8 @@ test('a permanent failure is recorded, blocks no other SIM or target, and is ret
   expect(first.failingSims.cloud).toBe(1);
   expect(cloud.received.has(ok)).toBe(true);
   expect(backup.received.has(refused)).toBe(true);
-  const failure = JSON.parse((await harness.redis.hget(harness.store.key.failures(group, 'cloud'), refused))!);
-  expect(failure.reason).toBe('rejected by test');
+  const [failure] = await harness.store.failures(group, 'cloud', [refused]);
+  expect(failure?.reason).toBe('rejected by test');
 
   await handle.signal(syncNowSignal);
   const second = await harness.waitForCycles(handle, 2);

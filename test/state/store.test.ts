@@ -1,0 +1,100 @@
+/**
+ * The state store against the test Redis: the key layout is persisted data (it must not drift without a
+ * migration), the group name is checked before it becomes a hash tag, and the domain reads mean what they say.
+ */
+import type Redis from 'ioredis';
+import { InvalidGroupNameError, StateStore } from '../../state/store';
+import { testRedis, uniqueName } from '../setup/stack';
+
+let redis: Redis;
+let store: StateStore;
+let prefix: string;
+
+beforeAll(() => {
+  redis = testRedis();
+  prefix = uniqueName('store');
+  store = new StateStore(redis, { prefix, stagingTtlSeconds: 600 });
+});
+
+afterAll(async () => {
+  for await (const keys of redis.scanStream({ match: `${prefix}:*` }) as AsyncIterable<string[]>)
+    if (keys.length) await redis.del(...keys);
+  redis.disconnect();
+});
+
+test('the key layout is the persisted one: cc:{group}:snap|invalid|conn|pub|pending|fail', async () => {
+  const group = 'layout-1';
+  await store.stagePage(group, 7, {
+    records: [['8934', '{"iccid":"8934"}']],
+    connectivity: [['8934', '{"h":"x"}']],
+    invalid: [['#3', 'bad-icc']],
+  });
+  await store.writePending(group, 'hook', [['8934', '{"alias":"a"}']], []);
+  await store.commitPublished(group, 'hook', [{ iccid: '8934', patch: '{"alias":"a"}', merged: '{"alias":"a"}' }]);
+  await store.writePending(group, 'hook', [['8935', '{"alias":"b"}']], []);
+  await store.recordFailures(group, 'hook', [{ iccid: '8935', patch: '{"alias":"b"}', reason: 'refused' }]);
+  await store.writePending(group, 'hook', [['8936', '{"alias":"c"}']], []);
+
+  const base = `${prefix}:{${group}}:`;
+  const keys: string[] = [];
+  for await (const batch of redis.scanStream({ match: `${base}*` }) as AsyncIterable<string[]>) keys.push(...batch);
+  expect(keys.sort()).toEqual(
+    ['conn', 'fail:hook', 'invalid:7', 'pending:hook', 'pub:hook', 'snap:7'].map((k) => base + k).sort()
+  );
+  expect(await redis.hget(`${base}snap:7`, '8934')).toBe('{"iccid":"8934"}');
+  expect(await redis.ttl(`${base}snap:7`)).toBeGreaterThan(0);
+  expect(await redis.hget(`${base}pub:hook`, '8934')).toBe('{"alias":"a"}');
+  expect(JSON.parse((await redis.hget(`${base}fail:hook`, '8935'))!)).toEqual({
+    reason: 'refused',
+    patch: '{"alias":"b"}',
+    at: expect.any(Number),
+  });
+});
+
+test('a group name that would break the hash tag or a SCAN pattern is refused before any key is touched', async () => {
+  for (const bad of ['a}b', 'a{b', 'a:b', '*', 'a*', '', ' a', 'x'.repeat(129)]) {
+    await expect(store.knownCount(bad)).rejects.toBeInstanceOf(InvalidGroupNameError);
+    await expect(store.dropGroup(bad)).rejects.toThrow(/is invalid/);
+  }
+  // The error's name is the failure type the workflow does not retry.
+  await expect(store.hasPending('a}b', 't')).rejects.toMatchObject({ name: 'InvalidGroupName' });
+});
+
+test('lookups return, per target, what it holds and the failed patch; leavers are the known SIMs not seen', async () => {
+  const group = uniqueName('reads');
+  await store.stagePage(group, 1, {
+    records: ['1', '2', '3'].map((i) => [i, `{"iccid":"${i}"}`]),
+    connectivity: ['1', '2', '3', '4'].map((i) => [i, '{"h":""}']),
+    invalid: [],
+  });
+  await store.stagePage(group, 2, { records: [['1', '{"iccid":"1"}']], connectivity: [], invalid: [['2', 'bad']] });
+  await store.writePending(
+    group,
+    'a',
+    [
+      ['1', '{"p":1}'],
+      ['2', '{"p":2}'],
+    ],
+    []
+  );
+  await store.commitPublished(group, 'a', [{ iccid: '1', patch: '{"p":1}', merged: '{"iccid":"1"}' }]);
+  await store.recordFailures(group, 'a', [{ iccid: '2', patch: '{"p":2}', reason: 'no' }]);
+
+  const [a, b] = await store.lookups(group, ['a', 'b'], ['1', '2', '3']);
+  expect(a.published).toEqual(['{"iccid":"1"}', null, null]);
+  expect(a.failures.map((f) => f?.patch)).toEqual([undefined, '{"p":2}', undefined]);
+  expect(b).toEqual({ published: [null, null, null], failures: [undefined, undefined, undefined] });
+  expect(await store.hasPending(group, 'a')).toBe(false);
+  expect(await store.failingCount(group, 'a')).toBe(1);
+  expect(await store.knownConnectivity(group, ['4', '5'])).toEqual(['{"h":""}', null]);
+
+  expect(await store.knownCount(group)).toBe(4);
+  // Cycle 2 staged 1 and holds 2 as invalid: 3 and 4 left.
+  expect((await store.leavers(group, 2, 1)).sort()).toEqual(['3', '4']);
+
+  await store.forget(group, ['a'], ['1', '2']);
+  expect(await store.publishedRecords(group, 'a', ['1'])).toEqual([null]);
+  expect(await store.failures(group, 'a', ['2'])).toEqual([undefined]);
+  await store.dropGroup(group);
+  expect(await store.knownCount(group)).toBe(0);
+});
