@@ -7,7 +7,7 @@ import https from 'node:https';
 import tls from 'node:tls';
 import { createLogger, type Logger } from '../shared/log';
 import { KiteApiError, parseKiteError } from './errors';
-import { RateBudget, realClock, type Clock } from './rate';
+import { realClock, TokenBucket, type Clock, type RateBudget } from '../shared/limits';
 import type { GroupFilter, KitePresence, KiteSim } from './types';
 
 export interface KiteRetryOptions {
@@ -37,8 +37,12 @@ export interface KiteClientOptions {
   ca?: string | Buffer | Array<string | Buffer>;
   /** Verify Kite's server certificate. Turn off only against a test server. @default true */
   rejectUnauthorized?: boolean;
-  /** Request budget shared by all calls, retries included; 0 or Infinity = unlimited (benchmarks). @default 4 */
+  /** Request budget shared by all calls, retries included; 0 or Infinity = unlimited (benchmarks). Used only
+   * when `budget` is not given. @default 4 */
   requestsPerSecond?: number;
+  /** The account's request budget, when it is shared with other clients (e.g. every worker's, in Redis); each
+   * request, retries included, takes one token. @default a TokenBucket of `requestsPerSecond`, burst 1 */
+  budget?: RateBudget;
   /** SIMs per list page; clamped to 1..cap of the version (100 on v6 and older, else 1000). @default 1000 */
   pageSize?: number;
   /** Whole-request timeout, from sending to the last body byte. @default 30000 */
@@ -134,7 +138,7 @@ export class KiteClient {
     this.timeoutMs = options.timeoutMs ?? 30_000;
     this.retry = { maxAttempts: 5, baseDelayMs: 500, maxDelayMs: 15_000, ...options.retry };
     this.clock = options.clock ?? realClock;
-    this.budget = new RateBudget(options.requestsPerSecond ?? 4, this.clock);
+    this.budget = options.budget ?? new TokenBucket({ perSecond: options.requestsPerSecond ?? 4 }, this.clock);
     this.log = options.logger ?? createLogger({ component: 'kite-client' });
     const filter = options.groupFilter ?? { type: 'supervisionGroup' };
     this.search = filter.type === 'search' ? new URLSearchParams(filter.params).toString() : '';
@@ -202,7 +206,7 @@ export class KiteClient {
 
   private async getJson(path: string, where: string, signal?: AbortSignal): Promise<unknown> {
     for (let attempt = 1; ; attempt++) {
-      await this.budget.take(signal);
+      await this.budget.take(1, signal);
       try {
         return await this.once(path, where, signal);
       } catch (err) {

@@ -64,3 +64,10 @@ export function createLogger(fields: LogFields = {}, options: LoggerOptions = {}
     child: (extra) => createLogger({ ...fields, ...extra }, options),
   };
 }
+
+/** Removes every occurrence of the given secret values from a text (for reasons built from remote messages). */
+export function scrub(text: string, secrets: readonly (string | undefined)[]): string {
+  let out = text;
+  for (const secret of secrets) if (secret && secret.length >= 4) out = out.split(secret).join('[redacted]');
+  return out;
+}

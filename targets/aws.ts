@@ -10,10 +10,11 @@
  */
 import { CreateThingCommand, IoTClient } from '@aws-sdk/client-iot';
 import { IoTDataPlaneClient, UpdateThingShadowCommand } from '@aws-sdk/client-iot-data-plane';
-import { createLogger, redact, type Logger } from '../shared/log';
+import { mapPoolByKey } from '../shared/concurrency';
+import { parseRetryAfter, TokenBucket, type RateBudget } from '../shared/limits';
+import { createLogger, redact, scrub, type Logger } from '../shared/log';
 import type { AwsTargetConfig } from './aws-config';
-import { abortedOutcome, mapPoolByKey, parseRetryAfter, RateLimiter, scrub } from './limits';
-import type { PublishItem, PublishOutcome, Target } from './target';
+import { abortedOutcome, type PublishItem, type PublishOutcome, type Target } from './target';
 
 /**
  * AWS counts 8 KB over the desired + reported state of the *stored, merged* document, metadata excluded. The
@@ -63,8 +64,8 @@ export class AwsIotTarget implements Target {
   private readonly iot: IoTClient;
   private readonly data: IoTDataPlaneClient;
   private readonly knownThings = new BoundedSet(KNOWN_THINGS_MAX);
-  private readonly shadowRate: RateLimiter;
-  private readonly thingRate: RateLimiter;
+  private readonly shadowRate: RateBudget;
+  private readonly thingRate: RateBudget;
   private readonly log: Logger;
   private readonly secrets: string[];
 
@@ -83,8 +84,8 @@ export class AwsIotTarget implements Target {
     };
     this.iot = new IoTClient({ ...common, endpoint: config.controlEndpoint });
     this.data = new IoTDataPlaneClient({ ...common, endpoint: config.endpoint });
-    this.shadowRate = new RateLimiter(config.requestsPerSecond);
-    this.thingRate = new RateLimiter(config.thingsPerSecond);
+    this.shadowRate = new TokenBucket({ perSecond: config.requestsPerSecond });
+    this.thingRate = new TokenBucket({ perSecond: config.thingsPerSecond });
     const c = config.credentials;
     this.secrets = [c?.secretAccessKey, c?.sessionToken].filter((s): s is string => !!s);
   }
@@ -132,7 +133,7 @@ export class AwsIotTarget implements Target {
   }
 
   private async ensureThing(item: PublishItem, signal?: AbortSignal): Promise<void> {
-    await this.thingRate.take(signal);
+    await this.thingRate.take(1, signal);
     const command = new CreateThingCommand({
       thingName: item.deviceId,
       attributePayload: { attributes: thingAttributes(item) },
@@ -147,7 +148,7 @@ export class AwsIotTarget implements Target {
   }
 
   private async updateShadow(thingName: string, payload: string, signal?: AbortSignal): Promise<void> {
-    await this.shadowRate.take(signal);
+    await this.shadowRate.take(1, signal);
     const command = new UpdateThingShadowCommand({
       thingName,
       shadowName: this.config.shadowName,

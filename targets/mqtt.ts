@@ -13,10 +13,11 @@
  * instead drops the connection (discarding its queue) and is reported retryable.
  */
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
-import { createLogger, redact, type Logger } from '../shared/log';
+import { mapPoolByKey } from '../shared/concurrency';
+import { TokenBucket, type RateBudget } from '../shared/limits';
+import { createLogger, redact, scrub, type Logger } from '../shared/log';
 import type { MqttTargetConfig } from './mqtt-config';
-import { abortedOutcome, mapPoolByKey, RateLimiter, scrub } from './limits';
-import type { PublishContext, PublishItem, PublishOutcome, Target } from './target';
+import { abortedOutcome, type PublishContext, type PublishItem, type PublishOutcome, type Target } from './target';
 
 export interface MqttTargetDeps {
   logger?: Logger;
@@ -35,7 +36,7 @@ export class MqttTarget implements Target {
   private connection?: Promise<Connection>;
   /** The client behind `connection`, so that a stale client's close does not forget a newer connection. */
   private activeClient?: MqttClient;
-  private readonly rate: RateLimiter;
+  private readonly rate: RateBudget;
   private readonly log: Logger;
   /** `host:port`, for reasons and logs; never the URL's user part. */
   private readonly broker: string;
@@ -46,7 +47,7 @@ export class MqttTarget implements Target {
   ) {
     this.name = config.name;
     this.log = (deps.logger ?? createLogger()).child({ target: config.name, type: 'mqtt' });
-    this.rate = new RateLimiter(config.requestsPerSecond);
+    this.rate = new TokenBucket({ perSecond: config.requestsPerSecond });
     this.broker = new URL(config.url).host;
   }
 
@@ -95,7 +96,7 @@ export class MqttTarget implements Target {
     signal?: AbortSignal
   ): Promise<PublishOutcome> {
     try {
-      await this.rate.take(signal);
+      await this.rate.take(1, signal);
     } catch {
       return abortedOutcome(item);
     }

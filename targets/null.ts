@@ -2,7 +2,7 @@
  * A target that publishes nowhere and only counts, for benchmarks and dry runs. Every item succeeds.
  */
 import type { NullTargetConfig } from './null-config';
-import { sleep } from './limits';
+import { sleepUnlessAborted } from '../shared/limits';
 import type { PublishContext, PublishItem, PublishOutcome, Target } from './target';
 
 export interface NullTargetCounters {
@@ -31,11 +31,8 @@ export class NullTarget implements Target {
   async publish(items: PublishItem[], signal?: AbortSignal, context?: PublishContext): Promise<PublishOutcome[]> {
     if (this.config.latencyMs > 0) {
       // A cancelled wait still answers every item, as the contract requires.
-      const cancelled = await sleep(this.config.latencyMs, signal).then(
-        () => false,
-        () => true
-      );
-      if (cancelled) return items.map((i) => ({ iccid: i.iccid, status: 'retryable', reason: 'publish cancelled' }));
+      if (!(await sleepUnlessAborted(this.config.latencyMs, signal)))
+        return items.map((i) => ({ iccid: i.iccid, status: 'retryable', reason: 'publish cancelled' }));
     }
     this.count(items, context);
     return items.map((i) => ({ iccid: i.iccid, status: 'ok' }));

@@ -37,3 +37,8 @@ export interface Target {
   publish(items: PublishItem[], signal?: AbortSignal, context?: PublishContext): Promise<PublishOutcome[]>;
   close(): Promise<void>;
 }
+
+/** The outcome for an item that was not attempted because the caller cancelled. */
+export function abortedOutcome(item: Pick<PublishItem, 'iccid'>): PublishOutcome {
+  return { iccid: item.iccid, status: 'retryable', reason: 'publish cancelled before this SIM was sent' };
+}

@@ -22,10 +22,11 @@
  * Any other status (400, 401, 404, 413, a redirect...) fails the whole batch as permanent.
  */
 import { createHmac, randomUUID } from 'node:crypto';
-import { createLogger, redact, type Logger } from '../shared/log';
+import { mapPool } from '../shared/concurrency';
+import { backoffMs, parseRetryAfter, sleepUnlessAborted, TokenBucket, type RateBudget } from '../shared/limits';
+import { createLogger, redact, scrub, type Logger } from '../shared/log';
 import type { WebhookTargetConfig } from './webhook-config';
-import { abortedOutcome, backoffMs, mapPool, parseRetryAfter, RateLimiter, scrub, sleep } from './limits';
-import type { PublishContext, PublishItem, PublishOutcome, Target } from './target';
+import { abortedOutcome, type PublishContext, type PublishItem, type PublishOutcome, type Target } from './target';
 
 export const SIGNATURE_HEADER = 'x-kite-signature';
 export const TIMESTAMP_HEADER = 'x-kite-timestamp';
@@ -48,7 +49,7 @@ type Attempt =
 
 export class WebhookTarget implements Target {
   readonly name: string;
-  private readonly rate: RateLimiter;
+  private readonly rate: RateBudget;
   private readonly log: Logger;
   /** Host only: the URL's path or query may carry a token. */
   private readonly host: string;
@@ -59,7 +60,7 @@ export class WebhookTarget implements Target {
   ) {
     this.name = config.name;
     this.log = (deps.logger ?? createLogger()).child({ target: config.name, type: 'webhook' });
-    this.rate = new RateLimiter(config.requestsPerSecond);
+    this.rate = new TokenBucket({ perSecond: config.requestsPerSecond });
     this.host = new URL(config.url).host;
   }
 
@@ -83,7 +84,7 @@ export class WebhookTarget implements Target {
     for (let attempt = 1; attempt <= this.config.maxAttempts; attempt++) {
       if (signal?.aborted) return batch.map(abortedOutcome);
       try {
-        await this.rate.take(signal);
+        await this.rate.take(1, signal);
       } catch {
         return batch.map(abortedOutcome);
       }
@@ -92,11 +93,7 @@ export class WebhookTarget implements Target {
       const delay = last.retryAfterMs ?? backoffMs(attempt - 1);
       if (delay > this.config.maxRetryDelayMs) break;
       this.log.debug('webhook retry', { host: this.host, deliveryId, attempt, delayMs: delay, why: last.why });
-      const cancelled = await sleep(delay, signal).then(
-        () => false,
-        () => true
-      );
-      if (cancelled) return batch.map(abortedOutcome);
+      if (!(await sleepUnlessAborted(delay, signal))) return batch.map(abortedOutcome);
     }
     return this.outcomes(batch, last, deliveryId);
   }

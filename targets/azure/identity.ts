@@ -10,7 +10,8 @@ import { randomBytes } from 'node:crypto';
 import type { Registry } from 'azure-iothub';
 import type { Logger } from '../../shared/log';
 import { classifyServiceError, type Failure } from './errors';
-import { budgetReason, type RateBudget, sleep } from './rate';
+import { sleepUnlessAborted } from '../../shared/limits';
+import { budgetReason, type HubBudget } from './rate';
 
 /** IoT Hub's limit for one bulk registry call. */
 export const BULK_MAX = 100;
@@ -75,7 +76,7 @@ export class Identities {
 
   constructor(
     private readonly registry: Registry,
-    private readonly budget: RateBudget,
+    private readonly budget: HubBudget,
     cacheSize: number,
     private readonly log: Logger
   ) {
@@ -209,7 +210,7 @@ export class Identities {
     const r = this.budget.reserve(n);
     if (!r.ok)
       return { kind: 'throttled', reason: budgetReason('identity operation', r.paused), retryAfterMs: r.retryAfterMs };
-    if (await sleep(r.waitMs, signal)) return undefined;
+    if (await sleepUnlessAborted(r.waitMs, signal)) return undefined;
     this.budget.refund(n);
     return { kind: 'retryable', reason: 'aborted' };
   }

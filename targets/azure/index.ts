@@ -11,7 +11,8 @@ import { parseServiceConnectionString, type AzureTargetConfig } from './config';
 import { DeviceSession } from './device';
 import { classifyServiceError, type Failure } from './errors';
 import { Identities, type KeyResult } from './identity';
-import { budgetReason, KeyedLock, RateBudget, Semaphore, sleep } from './rate';
+import { KeyedLock, Semaphore, sleepUnlessAborted } from '../../shared/limits';
+import { budgetReason, HubBudget } from './rate';
 import { createRegistry, type RegistryHandle } from './service';
 
 export type { AzureTargetConfig } from './config';
@@ -48,7 +49,7 @@ class AzureIotHubTarget implements Target {
   private readonly service: RegistryHandle;
   private readonly registry: Registry;
   private readonly identities: Identities;
-  private readonly twinBudget: RateBudget;
+  private readonly twinBudget: HubBudget;
   private readonly pool: Semaphore;
   private readonly locks = new KeyedLock();
   private readonly deviceHost: string;
@@ -63,9 +64,9 @@ class AzureIotHubTarget implements Target {
     const creds = parseServiceConnectionString(config.connectionString, `targets.${this.name}`);
     this.service = createRegistry(creds, config.serviceUrl, config.ca);
     this.registry = this.service.registry;
-    const identityBudget = new RateBudget(config.identityOpsPerMinute, 60_000);
+    const identityBudget = new HubBudget(config.identityOpsPerMinute, 60_000);
     this.identities = new Identities(this.registry, identityBudget, config.keyCacheSize, this.log);
-    this.twinBudget = new RateBudget(config.twinUpdatesPerSecond, 1_000);
+    this.twinBudget = new HubBudget(config.twinUpdatesPerSecond, 1_000);
     this.pool = new Semaphore(config.maxConnections);
     this.deviceHost = config.deviceHost ?? creds.hostName;
   }
@@ -179,7 +180,7 @@ class AzureIotHubTarget implements Target {
     const r = this.twinBudget.reserve(1);
     if (!r.ok)
       return { kind: 'throttled', reason: budgetReason('twin update', r.paused), retryAfterMs: r.retryAfterMs };
-    if (await sleep(r.waitMs, signal)) return undefined;
+    if (await sleepUnlessAborted(r.waitMs, signal)) return undefined;
     this.twinBudget.refund(1);
     return { kind: 'retryable', reason: 'aborted' };
   }

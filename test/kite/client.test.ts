@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { isInGroup, KiteApiError, KiteClient, mapSim, type KitePage } from '../../kite';
 import { parseKiteError } from '../../kite/errors';
-import { RateBudget, type Clock } from '../../kite/rate';
 import type { FaultKind, KiteSimulator } from '../../simulator';
 import { allSims, clientOf, quiet, simulator } from './helpers';
 
@@ -228,35 +227,5 @@ describe('parseKiteError', () => {
     expect(parseKiteError(500, body({ ServerException: { text: 'SVR.1006: system overloaded' } }))).toMatchObject({ code: 'SVR.1006', retryable: true }); // prettier-ignore
     expect(parseKiteError(502, '<html>Bad gateway</html>')).toMatchObject({ code: 'HTTP_502', retryable: true });
     expect(parseKiteError(400, '')).toMatchObject({ code: 'HTTP_400', retryable: false, text: 'HTTP 400' });
-  });
-});
-
-describe('RateBudget', () => {
-  /** Sleeping advances the time only when `advance` is set, so concurrent callers all start at 0. */
-  function fakeClock(advance: boolean): Clock & { slept: number[] } {
-    let now = 0;
-    const slept: number[] = [];
-    return { slept, now: () => now, sleep: async (ms) => void (slept.push(ms), advance && (now += ms)) };
-  }
-
-  it('spaces requests 1/rate apart in call order', async () => {
-    const concurrent = fakeClock(false);
-    const budget = new RateBudget(4, concurrent);
-    await Promise.all([budget.take(), budget.take(), budget.take()]);
-    expect(concurrent.slept).toEqual([250, 500]);
-    const sequential = fakeClock(true);
-    const again = new RateBudget(2, sequential);
-    for (let k = 0; k < 3; k++) await again.take();
-    expect(sequential.slept).toEqual([500, 500]);
-  });
-
-  it('is unlimited at 0 and Infinity, and refuses a negative rate', async () => {
-    for (const rate of [0, Infinity]) {
-      const clock = fakeClock(true);
-      const budget = new RateBudget(rate, clock);
-      for (let k = 0; k < 10; k++) await budget.take();
-      expect(clock.slept).toEqual([]);
-    }
-    expect(() => new RateBudget(-1)).toThrow(/requestsPerSecond/);
   });
 });

@@ -6,7 +6,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { parseTargetConfig, type WebhookTargetConfig } from '../../targets/config';
-import { parseRetryAfter } from '../../targets/limits';
+import { parseRetryAfter } from '../../shared/limits';
 import type { PublishItem } from '../../targets/target';
 import { WebhookTarget } from '../../targets/webhook';
 import { freePort } from '../setup/processes';

@@ -1,0 +1,105 @@
+/**
+ * Rate budgets: token buckets with a burst, taken in arrival order. `RateBudget` is what a peer's client
+ * depends on; `TokenBucket` keeps the bucket in the process, a shared budget (see `redis-rate-budget.ts`) keeps
+ * it in Redis so that every worker takes from one bucket per peer.
+ *
+ * The bucket is kept as a GCRA "theoretical arrival time" (`tat`): the moment the bucket would be full again.
+ * A reservation moves `tat` forward by n / rate, and may push it past `now + burst / rate`: the caller then waits
+ * until its tokens exist. Reservations are thus handed out in arrival order, and every caller holds at most the
+ * tokens it asked for, so callers (and the groups they work for) with equal concurrency get equal shares.
+ */
+import { realClock, type Clock } from './clock';
+
+/** A rate with a burst. */
+export interface RateLimit {
+  /** Tokens added per second; 0 or Infinity = unlimited. */
+  perSecond: number;
+  /** Tokens the bucket holds when full: how many may be taken at once after a quiet spell. @default 1 (evenly spaced) */
+  burst?: number;
+}
+
+/** The answer to `reserve`. */
+export type Reservation =
+  /** The tokens are the caller's; it may use them after `waitMs`. */
+  | { ok: true; waitMs: number }
+  /** Nothing was taken: the tokens would not exist within the wait the caller accepts. */
+  | { ok: false; retryAfterMs: number };
+
+/** Budget of one peer, shared by every caller that talks to it. */
+export abstract class RateBudget {
+  constructor(protected readonly clock: Clock = realClock) {}
+
+  /**
+   * Takes `n` tokens if they exist within `maxWaitMs` and says how long to wait before using them; otherwise
+   * takes nothing and says when they would exist.
+   */
+  abstract reserve(n: number, maxWaitMs?: number): Reservation | Promise<Reservation>;
+
+  /** Gives back tokens reserved but not spent (the caller was aborted), for later callers. */
+  abstract refund(n: number): void | Promise<void>;
+
+  /**
+   * Waits until the caller may spend `n` tokens (default 1). Rejects with the signal's reason if it aborts
+   * first, and then gives the tokens back.
+   */
+  async take(n = 1, signal?: AbortSignal): Promise<void> {
+    const reservation = await this.reserve(n, Infinity);
+    if (!reservation.ok) throw new Error(`rate budget refused ${n} tokens although any wait was accepted`);
+    try {
+      await this.clock.sleep(reservation.waitMs, signal);
+    } catch (err) {
+      await this.refund(n);
+      throw err;
+    }
+  }
+}
+
+/** Milliseconds per token of a limit, 0 when unlimited. Refuses a rate or burst that is not a positive number. */
+export function tokenIntervalMs(limit: RateLimit): number {
+  const { perSecond, burst = 1 } = limit;
+  if (!(perSecond >= 0)) throw new RangeError(`rate must be >= 0 per second, got ${perSecond}`);
+  if (!(burst >= 1)) throw new RangeError(`burst must be >= 1, got ${burst}`);
+  return perSecond === 0 || perSecond === Infinity ? 0 : 1000 / perSecond;
+}
+
+/**
+ * One reservation against a bucket state, as the Redis script does it: returns the reservation and the bucket's
+ * new `tat` (unchanged when refused).
+ */
+export function reserveTokens(
+  tat: number,
+  now: number,
+  n: number,
+  intervalMs: number,
+  burst: number,
+  maxWaitMs: number
+): { reservation: Reservation; tat: number } {
+  if (intervalMs === 0) return { reservation: { ok: true, waitMs: 0 }, tat };
+  const next = Math.max(tat, now) + n * intervalMs;
+  const waitMs = Math.max(0, Math.ceil(next - burst * intervalMs - now));
+  if (waitMs > maxWaitMs) return { reservation: { ok: false, retryAfterMs: waitMs }, tat };
+  return { reservation: { ok: true, waitMs }, tat: next };
+}
+
+/** A token bucket in this process: the budget of a peer only this process talks to, or a test's. */
+export class TokenBucket extends RateBudget {
+  private readonly intervalMs: number;
+  private readonly burst: number;
+  private tat = 0;
+
+  constructor(limit: RateLimit, clock: Clock = realClock) {
+    super(clock);
+    this.intervalMs = tokenIntervalMs(limit);
+    this.burst = limit.burst ?? 1;
+  }
+
+  reserve(n: number, maxWaitMs = Infinity): Reservation {
+    const { reservation, tat } = reserveTokens(this.tat, this.clock.now(), n, this.intervalMs, this.burst, maxWaitMs);
+    this.tat = tat;
+    return reservation;
+  }
+
+  refund(n: number): void {
+    this.tat -= n * this.intervalMs;
+  }
+}

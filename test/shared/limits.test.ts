@@ -1,0 +1,153 @@
+import { getEventListeners } from 'node:events';
+import { KeyedLock, Semaphore, sleep, sleepUnlessAborted, TokenBucket, type Clock } from '../../shared/limits';
+
+/** Sleeping advances the time only when `advance` is set, so concurrent callers all start at 0. */
+function fakeClock(advance: boolean): Clock & { slept: number[]; at: number } {
+  const clock = {
+    at: 0,
+    slept: [] as number[],
+    now: () => clock.at,
+    sleep: async (ms: number) => {
+      if (ms > 0) clock.slept.push(ms);
+      if (advance) clock.at += ms;
+    },
+  };
+  return clock;
+}
+
+describe('TokenBucket', () => {
+  it('spaces takes 1/rate apart in call order with the default burst of 1', async () => {
+    const concurrent = fakeClock(false);
+    const budget = new TokenBucket({ perSecond: 4 }, concurrent);
+    await Promise.all([budget.take(), budget.take(), budget.take()]);
+    expect(concurrent.slept).toEqual([250, 500]);
+    const sequential = fakeClock(true);
+    const again = new TokenBucket({ perSecond: 2 }, sequential);
+    for (let k = 0; k < 3; k++) await again.take();
+    expect(sequential.slept).toEqual([500, 500]);
+  });
+
+  it('lets a full bucket go in one burst, then refills at the rate', async () => {
+    const clock = fakeClock(false);
+    const budget = new TokenBucket({ perSecond: 10, burst: 5 }, clock);
+    await Promise.all(Array.from({ length: 7 }, () => budget.take()));
+    expect(clock.slept).toEqual([100, 200]); // five at once, then one per 100 ms
+    clock.at = 10_000; // a quiet spell refills the bucket, but never beyond its burst
+    clock.slept.length = 0;
+    await Promise.all(Array.from({ length: 6 }, () => budget.take()));
+    expect(clock.slept).toEqual([100]);
+  });
+
+  it('takes several tokens at once, and nothing when the caller will not wait that long', () => {
+    const clock = fakeClock(false);
+    const budget = new TokenBucket({ perSecond: 10, burst: 10 }, clock);
+    expect(budget.reserve(10)).toEqual({ ok: true, waitMs: 0 });
+    expect(budget.reserve(5, 100)).toEqual({ ok: false, retryAfterMs: 500 });
+    expect(budget.reserve(1, 100)).toEqual({ ok: true, waitMs: 100 }); // the refused reservation took nothing
+    budget.refund(1);
+    expect(budget.reserve(1, 100)).toEqual({ ok: true, waitMs: 100 });
+  });
+
+  it('is unlimited at 0 and Infinity, and refuses a negative rate or a burst below 1', async () => {
+    for (const perSecond of [0, Infinity]) {
+      const clock = fakeClock(true);
+      const budget = new TokenBucket({ perSecond }, clock);
+      for (let k = 0; k < 10; k++) await budget.take();
+      expect(clock.slept).toEqual([]);
+    }
+    expect(() => new TokenBucket({ perSecond: -1 })).toThrow(/rate must be >= 0/);
+    expect(() => new TokenBucket({ perSecond: 1, burst: 0 })).toThrow(/burst must be >= 1/);
+  });
+
+  it('gives an aborted caller tokens back to the next one', async () => {
+    const budget = new TokenBucket({ perSecond: 1 }); // real clock: the second take would wait a second
+    await budget.take();
+    const controller = new AbortController();
+    const waiting = budget.take(1, controller.signal);
+    controller.abort(new Error('disabled'));
+    await expect(waiting).rejects.toThrow('disabled');
+    expect(budget.reserve(1)).toMatchObject({ ok: true });
+    expect((budget.reserve(1) as { waitMs: number }).waitMs).toBeLessThanOrEqual(2_000);
+  });
+
+  it('keeps one abort listener on a signal however many callers wait on it (issue #16)', async () => {
+    const warnings: Error[] = [];
+    const onWarning = (w: Error) => warnings.push(w);
+    process.on('warning', onWarning);
+    try {
+      const budget = new TokenBucket({ perSecond: 1 });
+      const controller = new AbortController();
+      const waits = Array.from({ length: 50 }, () =>
+        budget.take(1, controller.signal).then(
+          () => 'sent',
+          () => 'aborted'
+        )
+      );
+      await new Promise((r) => setImmediate(r)); // every caller is now waiting
+      expect(getEventListeners(controller.signal, 'abort')).toHaveLength(1);
+      controller.abort();
+      const results = await Promise.all(waits);
+      expect(results.filter((r) => r === 'aborted').length).toBeGreaterThanOrEqual(48);
+      expect(getEventListeners(controller.signal, 'abort')).toHaveLength(0);
+      await new Promise((r) => setImmediate(r));
+      expect(warnings.filter((w) => w.name === 'MaxListenersExceededWarning')).toEqual([]);
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+});
+
+describe('sleep', () => {
+  it('rejects with the signal reason, and sleepUnlessAborted answers false instead', async () => {
+    const controller = new AbortController();
+    const slow = sleep(60_000, controller.signal);
+    const quiet = sleepUnlessAborted(60_000, controller.signal);
+    controller.abort(new Error('stop'));
+    await expect(slow).rejects.toThrow('stop');
+    await expect(quiet).resolves.toBe(false);
+    await expect(sleepUnlessAborted(1)).resolves.toBe(true);
+    await expect(sleep(1, controller.signal)).rejects.toThrow('stop');
+  });
+});
+
+describe('Semaphore', () => {
+  it('bounds holders, serves waiters in order, and passes an aborted waiter’s place on', async () => {
+    const semaphore = new Semaphore(2);
+    const order: string[] = [];
+    const a = await semaphore.acquire();
+    const b = await semaphore.acquire();
+    const controller = new AbortController();
+    const c = semaphore.acquire(controller.signal);
+    const d = semaphore.acquire().then((release) => (order.push('d'), release));
+    const e = semaphore.acquire().then((release) => (order.push('e'), release));
+    controller.abort(new Error('cancelled'));
+    await expect(c).rejects.toThrow('cancelled');
+    a();
+    a(); // a second release is a no-op
+    const releaseD = await d;
+    expect(order).toEqual(['d']);
+    b();
+    const releaseE = await e;
+    expect(order).toEqual(['d', 'e']);
+    releaseD();
+    releaseE();
+    await semaphore.run(async () => undefined);
+    expect(() => new Semaphore(0)).toThrow(/size/);
+  });
+});
+
+describe('KeyedLock', () => {
+  it('runs work of one key in call order, and other keys alongside', async () => {
+    const lock = new KeyedLock();
+    const log: string[] = [];
+    let releaseFirst!: () => void;
+    const first = lock.run('a', () => new Promise<void>((r) => (releaseFirst = r)).then(() => void log.push('a1')));
+    const second = lock.run('a', async () => void log.push('a2'));
+    await lock.run('b', async () => void log.push('b1'));
+    expect(log).toEqual(['b1']);
+    releaseFirst();
+    await Promise.all([first, second]);
+    expect(log).toEqual(['b1', 'a1', 'a2']);
+    expect(lock.size).toBe(0);
+  });
+});
