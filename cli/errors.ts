@@ -1,11 +1,13 @@
 /** Exit codes of `kite-cc`, and the error type that carries one. */
+import { INVALID_CONFIGURATION_EXIT_CODE } from '../shared/config-error';
+
 export const ExitCode = {
   /** The command did what was asked. */
   ok: 0,
   /** Something failed at run time: a rejected or failed call, a timeout, no worker answering. */
   failure: 1,
-  /** The command line or the requested configuration is invalid. */
-  usage: 2,
+  /** The command line or the configuration is invalid (the worker exits with the same code). */
+  usage: INVALID_CONFIGURATION_EXIT_CODE,
   /** The group has no workflow. */
   notFound: 3,
   /** The Temporal server cannot be reached. */

@@ -1,6 +1,7 @@
 /** Settings of an AWS IoT Core target (targets/aws.ts): CreateThing in the registry, then UpdateThingShadow. */
 import { z } from 'zod';
-import { commonTargetShape, flag, intIn, matching, targetSettings, text, url } from './schema';
+import { strictSettings } from '../shared/settings';
+import { commonTargetShape, flag, intIn, matching, text, url } from './schema';
 
 export const AWS_DEFAULTS = {
   createThings: true,
@@ -12,7 +13,7 @@ export const AWS_DEFAULTS = {
 } as const;
 
 /** Static AWS credentials. Secret: never logged, never echoed in errors. */
-const awsCredentialsSchema = targetSettings({
+const awsCredentialsSchema = strictSettings({
   /** Access key id. Secret. Required. */
   accessKeyId: text(),
   /** Secret access key. Secret. Required. */
@@ -21,7 +22,7 @@ const awsCredentialsSchema = targetSettings({
   sessionToken: text().optional(),
 });
 
-export const awsTargetSchema = targetSettings({
+export const awsTargetSchema = strictSettings({
   type: z.literal('aws'),
   ...commonTargetShape,
   /** AWS region, e.g. `eu-west-1`. Required. */

@@ -1,6 +1,7 @@
 /** Settings of an MQTT target (targets/mqtt.ts): one retained QoS 1 JSON message per SIM and change. */
 import { z } from 'zod';
-import { commonTargetShape, flag, intIn, matching, pem, targetSettings, text, url } from './schema';
+import { strictSettings } from '../shared/settings';
+import { commonTargetShape, flag, intIn, matching, pem, text, url } from './schema';
 
 export const MQTT_DEFAULTS = {
   topicTemplate: 'kite/{group}/{iccid}/reported',
@@ -25,7 +26,7 @@ function topicTemplateProblem(template: string): string | undefined {
   return undefined;
 }
 
-export const mqttTargetSchema = targetSettings({
+export const mqttTargetSchema = strictSettings({
   type: z.literal('mqtt'),
   ...commonTargetShape,
   /** Broker URL: `mqtt://`, `mqtts://`, `ws://` or `wss://`. Must not carry a password (use `password`). Required. */

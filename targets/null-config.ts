@@ -1,8 +1,9 @@
 /** Settings of the null target (targets/null.ts), which publishes nowhere and counts. */
 import { z } from 'zod';
-import { commonTargetShape, intIn, targetSettings } from './schema';
+import { strictSettings } from '../shared/settings';
+import { commonTargetShape, intIn } from './schema';
 
-export const nullTargetSchema = targetSettings({
+export const nullTargetSchema = strictSettings({
   type: z.literal('null'),
   ...commonTargetShape,
   /** Simulated latency per publish call, in ms. @default 0 */

@@ -32,17 +32,6 @@ export const commonTargetShape = {
 /** Settings every target has, as a type. */
 export type CommonTargetConfig = z.output<z.ZodObject<typeof commonTargetShape>>;
 
-/**
- * A target's settings object: unknown keys are refused (almost always a typo that would otherwise be silently
- * ignored), naming the known ones.
- */
-export function targetSettings<Shape extends z.core.$ZodLooseShape>(shape: Shape) {
-  const known = Object.keys(shape).sort().join(', ');
-  return z.strictObject(shape, {
-    error: (issue) => (issue.code === 'unrecognized_keys' ? `unknown setting (known: ${known})` : undefined),
-  });
-}
-
 /** A whole number in `[min, max]`; the message shows the (non-secret) value it got. */
 export function intIn(min: number, max: number) {
   const error = (issue: { input?: unknown }) =>

@@ -1,6 +1,7 @@
 /** Settings of a webhook target (targets/webhook.ts): batched, HMAC-signed JSON POSTs. */
 import { z } from 'zod';
-import { commonTargetShape, intIn, targetSettings, text, url } from './schema';
+import { strictSettings } from '../shared/settings';
+import { commonTargetShape, intIn, text, url } from './schema';
 
 export const WEBHOOK_DEFAULTS = {
   batchSize: 500,
@@ -11,7 +12,7 @@ export const WEBHOOK_DEFAULTS = {
   requestsPerSecond: 10,
 } as const;
 
-export const webhookTargetSchema = targetSettings({
+export const webhookTargetSchema = strictSettings({
   type: z.literal('webhook'),
   ...commonTargetShape,
   /** `http://` or `https://` URL to POST to. Treated as sensitive (it may carry a token): never logged. Required. */

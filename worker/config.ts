@@ -1,193 +1,138 @@
 /**
  * The worker's configuration: a JSON file (KITE_CONFIG_FILE) overlaid by environment variables, validated up
- * front. An error names the setting and what it expects, never the value of a secret. Any string value may be
- * `env:NAME` to read it from another variable, so a config file can stay free of secrets.
+ * front by one schema. An error is a ConfigError naming the setting (the variable, or the file path such as
+ * `kite.pageSize` or `targets.aws-eu.region`) and what it expects, never the value of a secret. Any string value
+ * may be `env:NAME` to read it from another variable, so a config file can stay free of secrets.
  */
 import { readFileSync } from 'node:fs';
+import { z } from 'zod';
 import { ConfigError } from '../shared/config-error';
+import { DEFAULT_METRICS_ADDRESS } from '../shared/defaults';
+import {
+  numberSetting,
+  optionalText,
+  parseSettings,
+  strictSettings,
+  textOr,
+  urlSetting,
+  type Env,
+  type EnvBindings,
+  type Json,
+} from '../shared/settings';
+import { temporalBindings, temporalSettingsSchema } from '../shared/temporal-settings';
 import { parseTargetConfigs, type TargetConfig } from '../targets/config';
-import type { GroupFilter } from '../kite';
-import { DEFAULT_METRICS_ADDRESS, DEFAULT_TEMPORAL_ADDRESS } from '../shared/defaults';
-import { DEFAULT_TASK_QUEUE } from '../workflows/definitions';
 
 export { ConfigError };
 
-export interface WorkerConfig {
-  temporal: {
-    /** @default '127.0.0.1:7233' (KITE_TEMPORAL_ADDRESS) */
-    address: string;
-    /** @default 'default' (KITE_TEMPORAL_NAMESPACE) */
-    namespace: string;
-    /** @default 'kite-cloud-connector' (KITE_TASK_QUEUE) */
-    taskQueue: string;
-    /** mTLS client certificate and key files, for Temporal Cloud or a secured cluster (KITE_TEMPORAL_TLS_CERT/KEY). */
-    tlsCertFile?: string;
-    tlsKeyFile?: string;
-    /** Server CA file, when not publicly trusted (KITE_TEMPORAL_TLS_CA). */
-    tlsCaFile?: string;
-    /** Temporal Cloud API key; implies TLS (KITE_TEMPORAL_API_KEY). Secret. */
-    apiKey?: string;
-  };
-  redis: {
+const groupFilterSchema = z.discriminatedUnion('type', [
+  z.strictObject({ type: z.literal('supervisionGroup') }),
+  z.strictObject({ type: z.literal('search'), params: z.record(z.string(), z.string()) }),
+]);
+
+const kiteSchema = strictSettings({
+  /**
+   * Base URL up to the API family, e.g. `https://m2m-api.telefonica.com:8010/services/REST/GlobalM2M` (KITE_API_URL).
+   * @default 'https://127.0.0.1:8443/services/REST/GlobalM2M'
+   */
+  baseUrl: urlSetting(['https:', 'http:'], 'https://127.0.0.1:8443/services/REST/GlobalM2M'),
+  /** Inventory API version. @default 13 (KITE_API_VERSION) */
+  apiVersion: numberSetting({ min: 1, max: 99, fallback: 13, integer: true }),
+  /** Client certificate, a PEM file (KITE_CERT_FILE). @default undefined */
+  certFile: optionalText(),
+  /** Key of `certFile`, a PEM file (KITE_KEY_FILE). @default undefined */
+  keyFile: optionalText(),
+  /** Or a PFX with certificate and key (KITE_PFX_FILE). @default undefined */
+  pfxFile: optionalText(),
+  /** Password of `pfxFile` (KITE_PFX_PASSPHRASE). Secret. @default undefined */
+  pfxPassphrase: optionalText(),
+  /** CA bundle for Kite's server certificate, when not publicly trusted (KITE_CA_FILE). @default undefined: system roots */
+  caFile: optionalText(),
+  /** Client-side budget of Kite requests per second; 0 for none. @default 4 (KITE_REQUESTS_PER_SECOND) */
+  requestsPerSecond: numberSetting({ min: 0, fallback: 4 }),
+  /** SIMs per page, 1..1000 (1..100 on v6). @default 1000, 100 on v6 (KITE_PAGE_SIZE) */
+  pageSize: z.unknown().optional(),
+  /** Per group, a Kite search that selects its SIMs instead of the `supervisionGroup` field (file only). @default {} */
+  groupFilters: z.record(z.string(), groupFilterSchema).default({}),
+})
+  .prefault({})
+  .transform((kite, ctx) => {
+    const max = kite.apiVersion <= 6 ? 100 : 1000;
+    const pageSize = numberSetting({ min: 1, max, fallback: max, integer: true }).safeParse(kite.pageSize);
+    if (!pageSize.success) {
+      ctx.addIssue({ code: 'custom', path: ['pageSize'], message: pageSize.error.issues[0].message });
+      return z.NEVER;
+    }
+    return { ...kite, pageSize: pageSize.data };
+  });
+
+const workerSchema = strictSettings({
+  temporal: temporalSettingsSchema.prefault({}),
+  redis: strictSettings({
     /** `redis://[:password@]host:port[/db]`, or `rediss://` for TLS. @default 'redis://127.0.0.1:6379' (KITE_REDIS_URL) */
-    url: string;
-    /** @default 'cc' (KITE_REDIS_PREFIX) */
-    prefix: string;
-  };
-  kite: {
-    /** Base URL up to the API family, e.g. `https://m2m-api.telefonica.com:8010/services/REST/GlobalM2M` (KITE_API_URL). */
-    baseUrl: string;
-    /** Inventory API version. @default 13 (KITE_API_VERSION) */
-    apiVersion: number;
-    /** Client certificate and key, PEM files (KITE_CERT_FILE, KITE_KEY_FILE), or a PFX and its password (KITE_PFX_FILE, KITE_PFX_PASSPHRASE). */
-    certFile?: string;
-    keyFile?: string;
-    pfxFile?: string;
-    pfxPassphrase?: string;
-    /** CA bundle for Kite's server certificate, when not publicly trusted (KITE_CA_FILE). */
-    caFile?: string;
-    /** Client-side budget of Kite requests per second; 0 for none. @default 4 (KITE_REQUESTS_PER_SECOND) */
-    requestsPerSecond: number;
-    /** SIMs per page, 1..1000 (100 on v6). @default 1000 (KITE_PAGE_SIZE) */
-    pageSize: number;
-    /** Per group, a Kite search that selects its SIMs instead of the `supervisionGroup` field (file only). */
-    groupFilters: Record<string, GroupFilter>;
-  };
-  /** Target instances by name (file `targets`, or KITE_TARGETS as JSON). */
-  targets: Record<string, TargetConfig>;
-  publish: {
+    url: urlSetting(['redis:', 'rediss:'], 'redis://127.0.0.1:6379'),
+    /** First segment of every key. @default 'cc' (KITE_REDIS_PREFIX) */
+    prefix: textOr('cc'),
+  }).prefault({}),
+  kite: kiteSchema,
+  /** Target instances by name (file `targets`, or KITE_TARGETS as JSON); validated by targets/config.ts. */
+  targets: z.unknown().optional(),
+  publish: strictSettings({
     /** SIMs per target call. @default 500 (KITE_PUBLISH_BATCH_SIZE) */
-    batchSize: number;
+    batchSize: numberSetting({ min: 1, max: 10_000, fallback: 500, integer: true }),
     /** Batches in flight per target; with batchSize, bounds what a crash may send twice. @default 4 (KITE_PUBLISH_IN_FLIGHT) */
-    inFlightBatches: number;
+    inFlightBatches: numberSetting({ min: 1, max: 64, fallback: 4, integer: true }),
     /** Refuse a cycle in which more than this fraction of a group's SIMs vanished. @default 0.5 (KITE_MAX_LEAVE_FRACTION) */
-    maxLeaveFraction: number;
-  };
+    maxLeaveFraction: numberSetting({ min: 0, max: 1, fallback: 0.5 }),
+  }).prefault({}),
   /** Prometheus endpoint `host:port`, or `off`. @default '127.0.0.1:9464' (KITE_METRICS_ADDRESS) */
-  metricsAddress: string;
-  /** A workflow bundle prebuilt by `npm run build`; without it the worker bundles at start (KITE_WORKFLOW_BUNDLE). */
-  workflowBundle?: string;
+  metricsAddress: textOr(DEFAULT_METRICS_ADDRESS),
+  /** A workflow bundle prebuilt by `npm run build`; without it the worker bundles at start (KITE_WORKFLOW_BUNDLE). @default undefined */
+  workflowBundle: optionalText(),
   /** Time in-flight activities get to finish on SIGTERM before they are cancelled. @default 10000 (KITE_SHUTDOWN_GRACE_MS) */
-  shutdownGraceMs: number;
-}
+  shutdownGraceMs: numberSetting({ min: 0, max: 600_000, fallback: 10_000, integer: true }),
+});
 
-type Env = Record<string, string | undefined>;
-type Json = Record<string, unknown>;
+/** The environment variable that overrides each file setting (the Temporal ones are in shared/temporal-settings.ts). */
+const WORKER_ENV: EnvBindings = {
+  ...temporalBindings(),
+  'redis.url': 'KITE_REDIS_URL',
+  'redis.prefix': 'KITE_REDIS_PREFIX',
+  'kite.baseUrl': 'KITE_API_URL',
+  'kite.apiVersion': 'KITE_API_VERSION',
+  'kite.certFile': 'KITE_CERT_FILE',
+  'kite.keyFile': 'KITE_KEY_FILE',
+  'kite.pfxFile': 'KITE_PFX_FILE',
+  'kite.pfxPassphrase': 'KITE_PFX_PASSPHRASE',
+  'kite.caFile': 'KITE_CA_FILE',
+  'kite.requestsPerSecond': 'KITE_REQUESTS_PER_SECOND',
+  'kite.pageSize': 'KITE_PAGE_SIZE',
+  'publish.batchSize': 'KITE_PUBLISH_BATCH_SIZE',
+  'publish.inFlightBatches': 'KITE_PUBLISH_IN_FLIGHT',
+  'publish.maxLeaveFraction': 'KITE_MAX_LEAVE_FRACTION',
+  metricsAddress: 'KITE_METRICS_ADDRESS',
+  workflowBundle: 'KITE_WORKFLOW_BUNDLE',
+  shutdownGraceMs: 'KITE_SHUTDOWN_GRACE_MS',
+};
 
+export type WorkerConfig = Omit<z.output<typeof workerSchema>, 'targets'> & {
+  /** Target instances by name (file `targets`, or KITE_TARGETS as JSON). @default one `mqtt` target on KITE_MQTT_URL */
+  targets: Record<string, TargetConfig>;
+};
+
+/** Reads, resolves and validates the worker's configuration; throws ConfigError naming the first bad setting. */
 export function loadConfig(env: Env = process.env): WorkerConfig {
   const file = env.KITE_CONFIG_FILE ? readJsonFile(env.KITE_CONFIG_FILE, 'KITE_CONFIG_FILE') : {};
   const resolved = resolveEnvRefs(file, env, '') as Json;
-  const section = (name: string) => (resolved[name] ?? {}) as Json;
-  const setting = new SettingReader(env);
-  const t = section('temporal');
-  const r = section('redis');
-  const k = section('kite');
-  const p = section('publish');
-  const apiVersion = setting.int('KITE_API_VERSION', k.apiVersion, 13, 1, 99);
+  const settings = parseSettings(workerSchema, WORKER_ENV, env, resolved);
   const targetsRaw = env.KITE_TARGETS
     ? parseJson(env.KITE_TARGETS, 'KITE_TARGETS')
     : (resolved.targets ?? defaultTargets(env));
-  // TargetConfigError is a ConfigError: it already names the setting.
-  const targets: Record<string, TargetConfig> = parseTargetConfigs(resolveEnvRefs(targetsRaw, env, 'targets'));
-  return {
-    temporal: {
-      address: setting.str('KITE_TEMPORAL_ADDRESS', t.address, DEFAULT_TEMPORAL_ADDRESS),
-      namespace: setting.str('KITE_TEMPORAL_NAMESPACE', t.namespace, 'default'),
-      taskQueue: setting.str('KITE_TASK_QUEUE', t.taskQueue, DEFAULT_TASK_QUEUE),
-      tlsCertFile: setting.opt('KITE_TEMPORAL_TLS_CERT', t.tlsCertFile),
-      tlsKeyFile: setting.opt('KITE_TEMPORAL_TLS_KEY', t.tlsKeyFile),
-      tlsCaFile: setting.opt('KITE_TEMPORAL_TLS_CA', t.tlsCaFile),
-      apiKey: setting.opt('KITE_TEMPORAL_API_KEY', t.apiKey),
-    },
-    redis: {
-      url: setting.url('KITE_REDIS_URL', r.url, 'redis://127.0.0.1:6379', ['redis:', 'rediss:']),
-      prefix: setting.str('KITE_REDIS_PREFIX', r.prefix, 'cc'),
-    },
-    kite: {
-      baseUrl: setting.url('KITE_API_URL', k.baseUrl, 'https://127.0.0.1:8443/services/REST/GlobalM2M', [
-        'https:',
-        'http:',
-      ]),
-      apiVersion,
-      certFile: setting.opt('KITE_CERT_FILE', k.certFile),
-      keyFile: setting.opt('KITE_KEY_FILE', k.keyFile),
-      pfxFile: setting.opt('KITE_PFX_FILE', k.pfxFile),
-      pfxPassphrase: setting.opt('KITE_PFX_PASSPHRASE', k.pfxPassphrase),
-      caFile: setting.opt('KITE_CA_FILE', k.caFile),
-      requestsPerSecond: setting.num('KITE_REQUESTS_PER_SECOND', k.requestsPerSecond, 4, 0),
-      pageSize: setting.int(
-        'KITE_PAGE_SIZE',
-        k.pageSize,
-        apiVersion <= 6 ? 100 : 1000,
-        1,
-        apiVersion <= 6 ? 100 : 1000
-      ),
-      groupFilters: (k.groupFilters as Record<string, GroupFilter>) ?? {},
-    },
-    targets,
-    publish: {
-      batchSize: setting.int('KITE_PUBLISH_BATCH_SIZE', p.batchSize, 500, 1, 10_000),
-      inFlightBatches: setting.int('KITE_PUBLISH_IN_FLIGHT', p.inFlightBatches, 4, 1, 64),
-      maxLeaveFraction: setting.num('KITE_MAX_LEAVE_FRACTION', p.maxLeaveFraction, 0.5, 0, 1),
-    },
-    metricsAddress: setting.str('KITE_METRICS_ADDRESS', resolved.metricsAddress, DEFAULT_METRICS_ADDRESS),
-    workflowBundle: setting.opt('KITE_WORKFLOW_BUNDLE', resolved.workflowBundle),
-    shutdownGraceMs: setting.int('KITE_SHUTDOWN_GRACE_MS', resolved.shutdownGraceMs, 10_000, 0, 600_000),
-  };
+  return { ...settings, targets: parseTargetConfigs(resolveEnvRefs(targetsRaw, env, 'targets')) };
 }
 
 /** Without any target configuration, publish to the local broker: the embedded demo's default. */
 function defaultTargets(env: Env): Json {
   return { mqtt: { type: 'mqtt', url: env.KITE_MQTT_URL ?? 'mqtt://127.0.0.1:1883' } };
-}
-
-class SettingReader {
-  constructor(private readonly env: Env) {}
-
-  private raw(name: string, fromFile: unknown): unknown {
-    const value = this.env[name];
-    return value !== undefined && value !== '' ? value : fromFile;
-  }
-
-  opt(name: string, fromFile: unknown): string | undefined {
-    const value = this.raw(name, fromFile);
-    if (value === undefined || value === null) return undefined;
-    if (typeof value !== 'string') throw new ConfigError(name, 'must be a string');
-    return value;
-  }
-
-  str(name: string, fromFile: unknown, fallback: string): string {
-    return this.opt(name, fromFile) ?? fallback;
-  }
-
-  num(name: string, fromFile: unknown, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
-    const value = this.raw(name, fromFile);
-    if (value === undefined) return fallback;
-    const n = typeof value === 'number' ? value : Number(value);
-    if (!Number.isFinite(n) || n < min || n > max)
-      throw new ConfigError(name, `must be a number from ${min} to ${max}, got ${JSON.stringify(value)}`);
-    return n;
-  }
-
-  int(name: string, fromFile: unknown, fallback: number, min: number, max: number): number {
-    const n = this.num(name, fromFile, fallback, min, max);
-    if (!Number.isInteger(n)) throw new ConfigError(name, `must be a whole number, got ${n}`);
-    return n;
-  }
-
-  /** A URL whose protocol is one of `protocols`; the error never shows the URL, which may hold a password. */
-  url(name: string, fromFile: unknown, fallback: string, protocols: string[]): string {
-    const value = this.str(name, fromFile, fallback);
-    let parsed: URL;
-    try {
-      parsed = new URL(value);
-    } catch {
-      throw new ConfigError(name, `must be a URL (${protocols.map((p) => `${p}//…`).join(' or ')})`);
-    }
-    if (!protocols.includes(parsed.protocol))
-      throw new ConfigError(name, `must use ${protocols.join(' or ')}, not ${parsed.protocol}`);
-    return value;
-  }
 }
 
 function readJsonFile(path: string, setting: string): Json {

@@ -1,23 +1,17 @@
 /**
  * The worker process: configuration from the environment (and KITE_CONFIG_FILE), one worker on the task queue,
  * graceful shutdown on SIGTERM/SIGINT that lets in-flight activities finish, then closes Redis and connections.
+ * An invalid configuration, found at start, exits with code 2.
  */
 import { createLogger } from '../shared/log';
+import { INVALID_CONFIGURATION_EXIT_CODE } from '../shared/config-error';
 import { ConfigError, loadConfig } from './config';
 import { installRuntime, metricsHooks } from './metrics';
 import { startWorker } from './worker';
 
 async function main(): Promise<void> {
   const logger = createLogger({ component: 'worker' });
-  let config;
-  try {
-    config = loadConfig();
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    logger.error(`invalid configuration: ${err.message}`, { setting: err.setting });
-    process.exitCode = 2;
-    return;
-  }
+  const config = loadConfig();
   const { metrics } = installRuntime({ prometheusBindAddress: config.metricsAddress });
   const running = await startWorker(config, logger, metricsHooks(metrics));
   logger.info('worker started', {
@@ -36,6 +30,11 @@ async function main(): Promise<void> {
 }
 
 main().catch((err) => {
-  createLogger({ component: 'worker' }).error('worker failed', { error: err });
+  const logger = createLogger({ component: 'worker' });
+  if (err instanceof ConfigError) {
+    logger.error(`invalid configuration: ${err.message}`, { setting: err.setting });
+    process.exit(INVALID_CONFIGURATION_EXIT_CODE);
+  }
+  logger.error('worker failed', { error: err });
   process.exit(1);
 });

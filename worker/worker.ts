@@ -2,7 +2,7 @@
  * Builds a running worker from its configuration: Redis, the Kite clients, the targets, the activities and the
  * Temporal worker. `close()` releases all of them; the process entry point is worker/main.ts.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities, type ActivityDeps } from '../activities';
@@ -10,6 +10,7 @@ import { kiteSourceFromClients } from '../activities/kite-source';
 import type { ConfiguredTarget } from '../activities/publish';
 import { KiteClient, tlsFromFiles } from '../kite';
 import type { Logger } from '../shared/log';
+import { temporalSecurity } from '../shared/temporal-settings';
 import { connectRedis, StateStore } from '../state/store';
 import { createTarget } from '../targets';
 import type { WorkerConfig } from './config';
@@ -68,7 +69,10 @@ export async function startWorker(
     redis.disconnect();
   };
   try {
-    const connection = await NativeConnection.connect(temporalConnectionOptions(config));
+    const connection = await NativeConnection.connect({
+      address: config.temporal.address,
+      ...temporalSecurity(config.temporal),
+    });
     const worker = await Worker.create({
       connection,
       namespace: config.temporal.namespace,
@@ -99,19 +103,6 @@ export async function startWorker(
     await release();
     throw err;
   }
-}
-
-function temporalConnectionOptions({ temporal }: WorkerConfig) {
-  const read = (file?: string) => (file ? readFileSync(file) : undefined);
-  const mtls = temporal.tlsCertFile && temporal.tlsKeyFile;
-  const tls =
-    mtls || temporal.tlsCaFile || temporal.apiKey
-      ? {
-          clientCertPair: mtls ? { crt: read(temporal.tlsCertFile)!, key: read(temporal.tlsKeyFile)! } : undefined,
-          serverRootCACertificate: read(temporal.tlsCaFile),
-        }
-      : undefined;
-  return { address: temporal.address, tls, apiKey: temporal.apiKey };
 }
 
 /** The prebuilt bundle on the production path; bundling from source in development. */

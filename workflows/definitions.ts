@@ -5,7 +5,6 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 
 export const WORKFLOW_TYPE = 'groupSyncWorkflow';
-export const DEFAULT_TASK_QUEUE = 'kite-cloud-connector';
 
 /** `cloud-connector:<group>`: one workflow per monitoring group. */
 export function workflowIdForGroup(group: string): string {

@@ -3,7 +3,8 @@
  * several settings carry secrets.
  */
 import { z } from 'zod';
-import { commonTargetShape, parseTargetSettings, pem, targetSettings, text } from '../schema';
+import { strictSettings } from '../../shared/settings';
+import { commonTargetShape, parseTargetSettings, pem, text } from '../schema';
 
 /** How a SIM's record lands in its device twin. */
 export type AzureMode = 'reported' | 'tags';
@@ -51,7 +52,7 @@ const positive = () => z.number().positive('must be a positive number');
 /** A positive number rounded down to a whole one, at least 1. */
 const positiveCount = () => positive().transform((n) => Math.max(1, Math.floor(n)));
 
-export const azureTargetSchema = targetSettings({
+export const azureTargetSchema = strictSettings({
   type: z.literal('azure'),
   ...commonTargetShape,
   /**

@@ -1,4 +1,5 @@
 /** The worker's configuration: defaults, file + environment, `env:` indirection, and errors that name the setting. */
+import { execFile } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -68,4 +69,68 @@ test('a missing env: reference names the setting and the variable, and no error 
   }
   expect(message).toMatch(/KITE_REDIS_URL/);
   expect(message).not.toMatch(/hunter2/);
+});
+
+test('a value from the file is named by its path, a typo in the file is refused, and group filters are checked', () => {
+  const named = (content: unknown, env: Record<string, string> = {}) => {
+    try {
+      loadConfig({ KITE_CONFIG_FILE: file('named.json', content), ...env });
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError);
+      return (err as Error).message;
+    }
+    return 'accepted';
+  };
+  expect(named({ kite: { apiVersion: 6, pageSize: 500 } })).toBe(
+    'kite.pageSize: must be a number from 1 to 100, got 500'
+  );
+  expect(named({ kite: { pagesize: 100 } })).toMatch(/^kite\.pagesize: unknown setting \(known: .*pageSize/);
+  expect(named({ temporal: { namespace: 7 } })).toBe('temporal.namespace: must be a string');
+  expect(named({ kite: { groupFilters: { fleet: { type: 'search' } } } })).toBe(
+    'kite.groupFilters.fleet.params: required'
+  );
+  expect(named({ kite: { pageSize: 5000 } }, { KITE_PAGE_SIZE: '200' })).toBe('accepted');
+  const filters = { fleet: { type: 'search', params: { customField_1: 'fleet' } } };
+  const config = loadConfig({ KITE_CONFIG_FILE: file('filters.json', { kite: { groupFilters: filters } }) });
+  expect(config.kite.groupFilters).toEqual(filters);
+});
+
+test('Temporal settings: file under environment, mTLS needs both files, and a missing file names its variable', () => {
+  const config = loadConfig({
+    KITE_CONFIG_FILE: file('temporal.json', { temporal: { address: 'temporal.internal:7233', namespace: 'file-ns' } }),
+    KITE_TEMPORAL_NAMESPACE: 'env-ns',
+    KITE_TASK_QUEUE: 'q1',
+  });
+  expect(config.temporal).toMatchObject({ address: 'temporal.internal:7233', namespace: 'env-ns', taskQueue: 'q1' });
+  expect(() => loadConfig({ KITE_TEMPORAL_TLS_CERT: '/etc/cert.pem' })).toThrow(
+    'KITE_TEMPORAL_TLS_KEY: set both KITE_TEMPORAL_TLS_CERT and KITE_TEMPORAL_TLS_KEY, or neither'
+  );
+});
+
+/** Runs worker/main.ts with `env` until it exits; resolves with its exit code and stderr. */
+function runWorker(env: Record<string, string>): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = execFile(
+      process.execPath,
+      ['-r', '@swc-node/register', 'worker/main.ts'],
+      { cwd: path.resolve(__dirname, '../..'), env: { ...process.env, KITE_METRICS_ADDRESS: 'off', ...env } },
+      (_err, _stdout, stderr) => resolve({ code: child.exitCode, stderr })
+    );
+  });
+}
+
+test('the worker exits with code 2 on an invalid setting, a bad Azure target included, without echoing secrets', async () => {
+  const key = 'c2VjcmV0LWF6dXJlLWtleQ==';
+  const azure = { hub: { type: 'azure', connectionString: `HostName=h;SharedAccessKey=${key}` } };
+  const cases: { env: Record<string, string>; setting: string }[] = [
+    { env: { KITE_TARGETS: JSON.stringify(azure) }, setting: 'targets.hub.connectionString' },
+    { env: { KITE_PAGE_SIZE: 'many' }, setting: 'KITE_PAGE_SIZE' },
+    { env: { KITE_TEMPORAL_TLS_CA: '/nonexistent/ca.pem' }, setting: 'KITE_TEMPORAL_TLS_CA' },
+  ];
+  for (const { env, setting } of cases) {
+    const { code, stderr } = await runWorker(env);
+    expect({ setting, code }).toEqual({ setting, code: 2 });
+    expect(stderr).toContain(`invalid configuration: ${setting}: `);
+    expect(stderr).not.toContain(key);
+  }
 });
