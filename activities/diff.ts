@@ -10,8 +10,8 @@ export interface DiffDeps {
   store: StateStore;
   logger: Logger;
   /**
-   * Refuse a cycle in which more than this fraction of the group's known SIMs disappeared (and more than 100),
-   * rather than forgetting them and republishing them in full later: a truncated inventory looks the same.
+   * Refuse a cycle in which more than this fraction of the group's known SIMs disappeared, whatever the group's
+   * size, rather than forgetting them and republishing them in full later: a truncated inventory looks the same.
    * @default 0.5
    */
   maxLeaveFraction?: number;
@@ -91,10 +91,15 @@ async function forgetLeavers(deps: DiffDeps, group: string, cycle: number, targe
   const known = await store.knownCount(group);
   const leavers = await store.leavers(group, cycle, deps.batchSize ?? 1000);
   const maxFraction = deps.maxLeaveFraction ?? 0.5;
-  if (leavers.length > 100 && leavers.length > known * maxFraction) {
+  if (leavers.length > 0 && leavers.length > known * maxFraction) {
+    const listed = await store.snapshotCount(group, cycle);
+    const answer =
+      listed === 0
+        ? "Kite's inventory held none of the group's SIMs"
+        : `Kite's inventory held ${listed} of the group's SIMs`;
     throw ApplicationFailure.nonRetryable(
-      `${leavers.length} of ${known} known SIMs of group ${group} are missing from Kite's inventory this cycle; ` +
-        `refusing to forget them (limit ${maxFraction * 100}%). If they really left the group, raise KITE_MAX_LEAVE_FRACTION.`,
+      `${leavers.length} of ${known} known SIMs of group ${group} are missing from Kite's inventory this cycle (${answer}); ` +
+        `refusing to forget them (limit ${Math.round(maxFraction * 100)}% of the group). If they really left the group, raise KITE_MAX_LEAVE_FRACTION.`,
       FailureType.SuspiciousInventoryDrop
     );
   }

@@ -1,11 +1,11 @@
-import { Context } from '@temporalio/activity';
+import { ApplicationFailure, Context } from '@temporalio/activity';
 import { mapPool } from '../shared/concurrency';
 import { throwIfCancelled, whileNotCancelled } from './cancellation';
 import type { Logger } from '../shared/log';
 import { canonicalJson } from '../record';
 import type { Entry, StateStore } from '../state/store';
-import { connectivityHints, isInGroup, mapSim, simIcc, type KitePresence, type KiteSim } from '../kite';
-import type { KiteSource } from './kite-source';
+import { connectivityHints, isInGroup, KiteApiError, mapSim, simIcc, type KitePresence, type KiteSim } from '../kite';
+import { isAccountWide, kiteFailure, type KiteSource } from './kite-source';
 import type { CycleRef, FetchResult } from './types';
 
 export interface FetchDeps {
@@ -25,11 +25,34 @@ interface FetchCheckpoint {
 }
 
 interface Connectivity {
-  h: string;
+  /** The connectivity hints the presence `p` was read for; absent when never read successfully. */
+  h?: string;
   p?: KitePresence;
+  /** Set while the SIM's presence read fails: it does not count towards a presence outage again. */
+  e?: string;
 }
 
-const emptyCounts = (): FetchResult => ({ seen: 0, inGroup: 0, invalid: 0, invalidReasons: {}, presenceFetched: 0 });
+const emptyCounts = (): FetchResult => ({
+  seen: 0,
+  inGroup: 0,
+  invalid: 0,
+  invalidReasons: {},
+  presenceFetched: 0,
+  presenceErrors: {},
+});
+
+/** One fetch attempt's Kite call options, and its count of presence failures of SIMs that were fine before. */
+interface FetchCall {
+  signal: AbortSignal;
+  onWaiting: () => void;
+  newPresenceFailures: number;
+}
+
+/**
+ * Presence failures of single SIMs after which, with not one presence read succeeding in the fetch, Kite's
+ * presence service itself is taken as down and the fetch fails.
+ */
+export const PRESENCE_FAILURES_FOR_OUTAGE = 5;
 
 /**
  * Pages the Kite inventory, keeps the group's SIMs, reads presence only where connectivity hints changed, maps
@@ -39,7 +62,7 @@ export function createFetchActivity(deps: FetchDeps) {
   return async function fetchSnapshot({ group, cycle }: CycleRef): Promise<FetchResult> {
     const ctx = Context.current();
     const resumed = ctx.info.heartbeatDetails as FetchCheckpoint | undefined;
-    const counts = resumed?.counts ?? emptyCounts();
+    const counts = { ...emptyCounts(), ...resumed?.counts };
     if (!resumed) {
       await deps.store.dropStaging(group, cycle);
       await deps.store.dropStaging(group, cycle - 1);
@@ -51,9 +74,10 @@ export function createFetchActivity(deps: FetchDeps) {
       counts: structuredClone(counts),
     };
     const beat = () => ctx.heartbeat(checkpoint);
-    // Presence reads may take minutes for a page at Kite's rate budget: keep heartbeating the last checkpoint, at
-    // most once a second. Every heartbeat is serialised and handed to the SDK core; one per presence read cost a
-    // 100k-SIM first sync about a fifth of its CPU (BENCHMARKS.md). Each page's new checkpoint is always sent.
+    // Presence reads may take minutes for a page at Kite's rate budget, and one slow Kite request may outlast the
+    // heartbeat timeout: keep heartbeating the last checkpoint while waiting, at most once a second. Every
+    // heartbeat is serialised and handed to the SDK core; one per presence read cost a 100k-SIM first sync about
+    // a fifth of its CPU (BENCHMARKS.md). Each page's new checkpoint is always sent.
     let lastBeat = 0;
     const keepAlive = () => {
       const now = Date.now();
@@ -61,19 +85,46 @@ export function createFetchActivity(deps: FetchDeps) {
       lastBeat = now;
       beat();
     };
-    await whileNotCancelled(async () => {
-      for await (const page of deps.kite.pages(group, checkpoint.cursor, ctx.cancellationSignal)) {
-        counts.seen += page.sims.length;
-        await stageGroupPage(deps, group, cycle, page.sims, page.startIndex, counts, ctx.cancellationSignal, keepAlive);
-        checkpoint = { phase: 'fetch', done: counts.seen, cursor: page.nextIndex, counts: structuredClone(counts) };
-        beat();
-        deps.onProgress?.(group, page.sims.length);
-        throwIfCancelled();
-      }
-    });
+    const call: FetchCall = { signal: ctx.cancellationSignal, onWaiting: keepAlive, newPresenceFailures: 0 };
+    if (ctx.info.attempt > 1) {
+      deps.logger.warn('fetch resumed after a failed attempt (a worker crash, a heartbeat timeout or a Kite fault)', {
+        activity: ctx.info.activityType,
+        group,
+        cycle,
+        attempt: ctx.info.attempt,
+        cursor: checkpoint.cursor,
+      });
+    }
+    try {
+      await whileNotCancelled(async () => {
+        for await (const page of deps.kite.pages(group, checkpoint.cursor, call)) {
+          counts.seen += page.sims.length;
+          await stageGroupPage(deps, group, cycle, page.sims, page.startIndex, counts, call);
+          checkpoint = { phase: 'fetch', done: counts.seen, cursor: page.nextIndex, counts: structuredClone(counts) };
+          beat();
+          deps.onProgress?.(group, page.sims.length);
+          throwIfCancelled();
+        }
+      });
+    } catch (err) {
+      throw withProgress(err, counts.seen);
+    }
     deps.logger.info('fetched group snapshot', { group, cycle, ...counts });
     return counts;
   };
+}
+
+/** A failed fetch says how far it got: the operator sees whether Kite answered at all. */
+function withProgress(err: unknown, seen: number): unknown {
+  if (!(err instanceof Error) || err.name === 'CancelledFailure') return err;
+  const failure = err instanceof ApplicationFailure ? err : undefined;
+  return ApplicationFailure.create({
+    message: `${err.message} (after reading ${seen} SIMs of Kite's inventory in this attempt and the ones before)`,
+    type: failure?.type ?? err.name,
+    nonRetryable: failure?.nonRetryable ?? false,
+    details: failure?.details ?? undefined,
+    nextRetryDelay: failure?.nextRetryDelay ?? undefined,
+  });
 }
 
 async function stageGroupPage(
@@ -83,8 +134,7 @@ async function stageGroupPage(
   sims: KiteSim[],
   startIndex: number,
   counts: FetchResult,
-  signal: AbortSignal,
-  beat: () => void
+  call: FetchCall
 ): Promise<void> {
   const { kite, store } = deps;
   const invalid: Entry[] = [];
@@ -102,23 +152,58 @@ async function stageGroupPage(
   );
   const previous = known.map((json) => (json ? (JSON.parse(json) as Connectivity) : undefined));
   const stale = members.map((m, i) => previous[i]?.h !== m.hints);
-  const fresh = await mapPool(members, deps.presenceConcurrency ?? 8, (m, i) =>
-    stale[i] ? kite.presence(m.icc, signal).finally(beat) : Promise.resolve(previous[i]?.p)
+  const read = await mapPool(members, deps.presenceConcurrency ?? 8, (m, i) =>
+    stale[i]
+      ? readPresence(kite, m.icc, counts, call, previous[i]?.e !== undefined)
+      : Promise.resolve({ presence: previous[i]?.p })
   );
 
   const records: Entry[] = [];
   const connectivity: Entry[] = [];
   members.forEach((m, i) => {
-    if (stale[i]) {
-      counts.presenceFetched++;
-      connectivity.push([m.icc, JSON.stringify({ h: m.hints, p: fresh[i] })]);
-    }
-    const mapped = mapSim(m.sim, fresh[i]);
+    // When Kite failed this SIM's presence, it is published with its last known presence (or none), and read again
+    // next cycle, since its hints are not recorded as seen.
+    const { presence, error } = read[i];
+    const mapped = mapSim(m.sim, error ? previous[i]?.p : presence);
     if (mapped.ok) records.push([m.icc, canonicalJson(mapped.record)]);
     else invalid.push([m.icc, mapped.reason]);
+    // A presence is cached only when it made a good record: a rejected one is read again next cycle.
+    if (error) connectivity.push([m.icc, JSON.stringify({ ...previous[i], e: error })]);
+    else if (stale[i] && mapped.ok) connectivity.push([m.icc, JSON.stringify({ h: m.hints, p: presence })]);
   });
   for (const [, reason] of invalid) counts.invalidReasons[reason] = (counts.invalidReasons[reason] ?? 0) + 1;
   counts.invalid += invalid.length;
   counts.inGroup += records.length;
   await store.stagePage(group, cycle, { records, connectivity, invalid });
+}
+
+/**
+ * One SIM's presence read. A fault of that SIM alone is returned as `presence-error:<code>`; an account-wide one
+ * (certificate refused, Kite unreachable, or no presence read of the fetch succeeding after several SIMs that
+ * were fine before failed) fails the fetch. `failedBefore`: the SIM's read already failed last time.
+ */
+async function readPresence(
+  kite: KiteSource,
+  icc: string,
+  counts: FetchResult,
+  call: FetchCall,
+  failedBefore: boolean
+): Promise<{ presence?: KitePresence; error?: string }> {
+  try {
+    const presence = await kite.presence(icc, call);
+    counts.presenceFetched++;
+    return { presence };
+  } catch (err) {
+    if (call.signal.aborted || isAccountWide(err)) throw kiteFailure(err);
+    const error = `presence-error:${err instanceof KiteApiError ? err.code : 'UNKNOWN'}`;
+    counts.presenceErrors[error] = (counts.presenceErrors[error] ?? 0) + 1;
+    const failed = failedBefore ? call.newPresenceFailures : ++call.newPresenceFailures;
+    if (counts.presenceFetched === 0 && failed >= PRESENCE_FAILURES_FOR_OUTAGE) {
+      const message = `Kite's presence service looks down: ${failed} presence reads failed and none succeeded; the last: ${(err as Error).message}`;
+      throw ApplicationFailure.retryable(message, 'KitePresenceOutage');
+    }
+    return { error };
+  } finally {
+    call.onWaiting();
+  }
 }

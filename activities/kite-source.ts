@@ -1,6 +1,13 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import { FailureType } from '../shared/failures';
-import { KiteApiError, type GroupFilter, type KiteClient, type KitePage, type KitePresence } from '../kite';
+import {
+  KiteApiError,
+  type CallOptions,
+  type GroupFilter,
+  type KiteClient,
+  type KitePage,
+  type KitePresence,
+} from '../kite';
 
 /**
  * The I/O the fetch activity needs from Kite: inventory pages and presence reads. Membership, identity and
@@ -10,13 +17,26 @@ import { KiteApiError, type GroupFilter, type KiteClient, type KitePage, type Ki
 export interface KiteSource {
   /**
    * Pages of the inventory that may hold the group's SIMs (all of it, or a Kite search configured for the group),
-   * starting at `fromIndex`: a resumed fetch starts where it stopped.
+   * starting at `fromIndex`: a resumed fetch starts where it stopped. Fails with Temporal's view of Kite's error
+   * (see kiteFailure); `call.onWaiting` is called while a request is slow, `call.maxPages` caps the listing.
    */
-  pages(group: string, fromIndex: number, signal?: AbortSignal): AsyncIterable<KitePage>;
-  /** The SIM's presence detail; undefined when Kite has none. */
-  presence(icc: string, signal?: AbortSignal): Promise<KitePresence | undefined>;
+  pages(group: string, fromIndex: number, call?: CallOptions): AsyncIterable<KitePage>;
+  /**
+   * The SIM's presence detail; undefined when Kite has none. Fails with Kite's own error (a KiteApiError), so
+   * that the caller can tell one SIM's fault from an account-wide one (isAccountWide).
+   */
+  presence(icc: string, call?: CallOptions): Promise<KitePresence | undefined>;
   /** How the group's membership is decided: `supervisionGroup`, or a Kite search configured for the group. */
   filterOf(group: string): GroupFilter;
+}
+
+/**
+ * True for a Kite failure that no other request would escape either: the certificate refused (TLS, 401, 403) or
+ * Kite unreachable (no connection at all). A single SIM's error answer, even a 5xx or a timeout, is not.
+ */
+export function isAccountWide(err: unknown): boolean {
+  if (!(err instanceof KiteApiError)) return true;
+  return err.code === 'TLS' || err.code === 'NETWORK' || err.status === 401 || err.status === 403;
 }
 
 /** The Kite client's own retries are exhausted: map its error to how Temporal should treat it. */
@@ -44,17 +64,14 @@ export function kiteSourceFromClients(
     return clients.get(key)!;
   };
   return {
-    async *pages(group, fromIndex, signal) {
+    async *pages(group, fromIndex, call) {
       try {
-        for await (const page of client(group).pages(fromIndex, { signal })) yield page;
+        for await (const page of client(group).pages(fromIndex, call)) yield page;
       } catch (err) {
         throw kiteFailure(err);
       }
     },
-    presence: (icc, signal) =>
-      client('')
-        .getPresence(icc, { signal })
-        .catch((err) => Promise.reject(kiteFailure(err))),
+    presence: (icc, call) => client('').getPresence(icc, call),
     filterOf,
     close: () => clients.forEach((c) => c.close()),
   };

@@ -15,6 +15,11 @@ export interface FetchResult {
   invalidReasons: Record<string, number>;
   /** Presence details fetched (new SIMs and changed connectivity hints). */
   presenceFetched: number;
+  /**
+   * SIMs whose presence read failed, by `presence-error:<code>`: published with their last known presence (or
+   * without presence keys), and read again next cycle.
+   */
+  presenceErrors: Record<string, number>;
 }
 
 export interface DiffInput extends CycleRef {

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import https from 'node:https';
 import tls from 'node:tls';
 import { createLogger, type Logger } from '../shared/log';
-import { KiteApiError, parseKiteError } from './errors';
+import { KiteApiError, kiteException, parseKiteError } from './errors';
 import { realClock, TokenBucket, type Clock, type RateBudget } from '../shared/limits';
 import type { GroupFilter, KitePresence, KiteSim } from './types';
 
@@ -47,6 +47,11 @@ export interface KiteClientOptions {
   pageSize?: number;
   /** Whole-request timeout, from sending to the last body byte. @default 30000 */
   timeoutMs?: number;
+  /**
+   * Largest answer body read, in bytes; a longer one is cut off and fails with TOO_LARGE (not retried). A page
+   * of 1000 SIMs is about 1.6 MB. @default 16777216 (16 MiB)
+   */
+  maxResponseBytes?: number;
   /** Retries of SVR.1006, POL.*, 5xx, timeouts and broken responses. */
   retry?: KiteRetryOptions;
   /** How group membership is resolved; a `search` filter adds its parameters to every list request.
@@ -72,7 +77,19 @@ export interface KitePage {
 export interface CallOptions {
   /** Aborts the request and any backoff wait (e.g. on activity cancellation). */
   signal?: AbortSignal;
+  /**
+   * Called every WAITING_BEAT_MS while the call waits (rate budget, request in flight, backoff), so that an
+   * activity can heartbeat through a slow Kite. @default none
+   */
+  onWaiting?: () => void;
+  /** `pages` only: fail with TOO_MANY_PAGES after this many pages (a ceiling from the known inventory). @default none */
+  maxPages?: number;
 }
+
+/** How often `onWaiting` is called while a call waits. */
+export const WAITING_BEAT_MS = 1_000;
+
+export const DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024;
 
 export const DEFAULT_BASE_URL = 'https://m2m-api.telefonica.com:8010/services/REST/GlobalM2M';
 
@@ -120,6 +137,7 @@ export class KiteClient {
   private readonly budget: RateBudget;
   private readonly retry: Required<KiteRetryOptions>;
   private readonly timeoutMs: number;
+  private readonly maxResponseBytes: number;
   private readonly search: string;
   private readonly log: Logger;
   private readonly clock: Clock;
@@ -136,6 +154,7 @@ export class KiteClient {
     }
     this.pageSize = Math.min(Math.max(1, Math.floor(options.pageSize ?? 1000)), pageCap(this.apiVersion));
     this.timeoutMs = options.timeoutMs ?? 30_000;
+    this.maxResponseBytes = options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
     this.retry = { maxAttempts: 5, baseDelayMs: 500, maxDelayMs: 15_000, ...options.retry };
     this.clock = options.clock ?? realClock;
     this.budget = options.budget ?? new TokenBucket({ perSecond: options.requestsPerSecond ?? 4 }, this.clock);
@@ -156,24 +175,46 @@ export class KiteClient {
     const size = Math.min(Math.max(1, Math.floor(maxBatchSize)), pageCap(this.apiVersion));
     const query = `startIndex=${startIndex}&maxBatchSize=${size}${this.search ? `&${this.search}` : ''}`;
     const where = `GET sim?${query}`;
-    const body = await this.getJson(`sim?${query}`, where, call.signal);
-    const list = (body as { subscriptionData?: unknown } | null)?.subscriptionData;
-    if (list === undefined) return []; // an empty result may come as {}
+    const body = await this.getJson(`sim?${query}`, where, call);
+    const notAList = (text: string) => new KiteApiError({ code: 'BAD_RESPONSE', status: 200, where, text });
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+      throw notAList(`the answer is not a SIM list but ${Array.isArray(body) ? 'an array' : typeof body}`);
+    }
+    const list = (body as { subscriptionData?: unknown }).subscriptionData;
+    if (list === undefined) {
+      const keys = Object.keys(body);
+      if (keys.length) throw notAList(`the answer has no subscriptionData, only ${keys.slice(0, 5).join(', ')}`);
+      return []; // an empty result may come as {}; fetch refuses an empty inventory where the group had members
+    }
     if (Array.isArray(list)) return list as KiteSim[];
     if (typeof list === 'object' && list !== null) return [list as KiteSim]; // XML-to-JSON bridges unwrap 1-item lists
-    throw new KiteApiError({ code: 'BAD_RESPONSE', status: 200, where, text: 'subscriptionData is not a list' });
+    throw notAList('subscriptionData is not a list');
   }
 
   /**
    * Pages the inventory from `startIndex` until a short page. Resume a failed run from the last page's `nextIndex`:
    * nothing is skipped or repeated as long as the inventory order is stable. The next page is requested while the
    * caller works on the current one; its failure surfaces only when the caller asks for it.
+   *
+   * Kite has no total, so the pages are checked: a short page must be the end (one more request confirms that
+   * nothing follows it, else the page is read again and, if still short, the listing fails with BAD_RESPONSE); a
+   * page that repeats more than half of its SIMs from earlier pages (Kite ignoring `startIndex`) fails with
+   * REPEATED_SIMS; more than `call.maxPages` pages fail with TOO_MANY_PAGES. A failure never ends the listing
+   * early: what was not listed is never reported as gone.
    */
   async *pages(startIndex = 0, call: CallOptions = {}): AsyncGenerator<KitePage> {
     let index = startIndex;
+    let count = 0;
+    const listed = new Set<unknown>();
     let pending = this.listPage(index, this.pageSize, call);
     for (;;) {
-      const sims = await pending;
+      let sims = await pending;
+      if (call.maxPages !== undefined && ++count > call.maxPages) {
+        const text = `more than ${call.maxPages} pages of ${this.pageSize} SIMs (the ceiling from the known inventory): Kite's paging does not end`;
+        throw new KiteApiError({ code: 'TOO_MANY_PAGES', status: 200, where: `GET sim?startIndex=${index}`, text });
+      }
+      if (sims.length > 0 && sims.length < this.pageSize) sims = await this.confirmShortPage(index, sims, call);
+      rejectRepeats(sims, listed, index);
       const last = sims.length < this.pageSize;
       const nextIndex = index + sims.length;
       if (!last) {
@@ -186,17 +227,33 @@ export class KiteClient {
     }
   }
 
-  /** The SIM's presence detail, or undefined when Kite has none (or no longer knows the SIM: SVC.1006). */
+  /** A short page ends the list only if nothing follows it; otherwise it was cut: read it again (with backoff). */
+  private async confirmShortPage(index: number, sims: KiteSim[], call: CallOptions): Promise<KiteSim[]> {
+    for (let attempt = 1; ; attempt++) {
+      const after = await this.listPage(index + sims.length, this.pageSize, call);
+      if (after.length === 0) return sims;
+      if (attempt >= this.retry.maxAttempts) {
+        const text = `a short page of ${sims.length} SIMs at startIndex ${index} (page size ${this.pageSize}) was followed by ${after.length} more at startIndex ${index + sims.length}, ${attempt} times: Kite's pages are truncated`;
+        throw new KiteApiError({ code: 'BAD_RESPONSE', status: 200, where: `GET sim?startIndex=${index}`, text });
+      }
+      this.log.warn('kite answered a short page followed by more SIMs, reading it again', { index, got: sims.length, attempt }); // prettier-ignore
+      await this.clock.sleep(this.backoff(attempt), call.signal);
+      sims = await this.listPage(index, this.pageSize, call);
+      if (sims.length >= this.pageSize || sims.length === 0) return sims;
+    }
+  }
+
+  /**
+   * The SIM's presence detail, or undefined when Kite's answer has none. Any failure is raised, SVC.1006 (Kite
+   * does not know the SIM) included: the caller decides what a SIM it just listed without presence means.
+   */
   async getPresence(icc: string, call: CallOptions = {}): Promise<KitePresence | undefined> {
     const path = `sim/icc:${encodeURIComponent(icc)}/presence`;
-    try {
-      const body = await this.getJson(path, `GET ${path}`, call.signal);
-      const detail = (body as { presenceDetailData?: unknown } | null)?.presenceDetailData;
-      return typeof detail === 'object' && detail !== null ? (detail as KitePresence) : undefined;
-    } catch (err) {
-      if (err instanceof KiteApiError && err.code === 'SVC.1006') return undefined;
-      throw err;
-    }
+    const body = await this.getJson(path, `GET ${path}`, call);
+    const detail = (body as { presenceDetailData?: unknown } | null)?.presenceDetailData;
+    if (detail === undefined || detail === null) return undefined;
+    if (typeof detail === 'object' && !Array.isArray(detail)) return detail as KitePresence;
+    throw new KiteApiError({ code: 'BAD_RESPONSE', status: 200, where: `GET ${path}`, text: 'presenceDetailData is not an object' }); // prettier-ignore
   }
 
   /** Closes the keep-alive connections. */
@@ -204,7 +261,16 @@ export class KiteClient {
     this.agent.destroy();
   }
 
-  private async getJson(path: string, where: string, signal?: AbortSignal): Promise<unknown> {
+  private async getJson(path: string, where: string, call: CallOptions): Promise<unknown> {
+    const waiting = call.onWaiting ? setInterval(call.onWaiting, WAITING_BEAT_MS) : undefined;
+    try {
+      return await this.getJsonWithRetries(path, where, call.signal);
+    } finally {
+      clearInterval(waiting);
+    }
+  }
+
+  private async getJsonWithRetries(path: string, where: string, signal?: AbortSignal): Promise<unknown> {
     for (let attempt = 1; ; attempt++) {
       await this.budget.take(1, signal);
       try {
@@ -252,7 +318,18 @@ export class KiteClient {
       req.once('error', fail);
       req.once('response', (res) => {
         const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
+        let size = 0;
+        const tooLarge = () => {
+          const limit = this.maxResponseBytes;
+          const text = `the answer is larger than ${limit} bytes (maxResponseBytes); lower pageSize, or raise maxResponseBytes if Kite's pages are really this large`;
+          fail(new KiteApiError({ code: 'TOO_LARGE', status: res.statusCode ?? 0, where, text }));
+          req.destroy();
+        };
+        if (Number(res.headers['content-length']) > this.maxResponseBytes) return tooLarge();
+        res.on('data', (c: Buffer) => {
+          if ((size += c.length) > this.maxResponseBytes) return tooLarge();
+          chunks.push(c);
+        });
         res.once('error', () => fail(badResponse(res.statusCode ?? 0, where, 'the connection broke mid-body')));
         res.once('end', () => {
           clearTimeout(timer);
@@ -263,15 +340,35 @@ export class KiteClient {
             const retryAfter = Number(res.headers['retry-after']);
             return reject(parseKiteError(status, text, where, Number.isFinite(retryAfter) ? retryAfter : undefined));
           }
+          if (!text.trim()) return reject(badResponse(status, where, `HTTP ${status} with an empty body where JSON was expected`)); // prettier-ignore
+          let json: unknown;
           try {
-            resolve(text ? JSON.parse(text) : {});
+            json = JSON.parse(text);
           } catch {
-            reject(badResponse(status, where, `malformed JSON (${text.length} bytes)`));
+            const kind = /^\s*</.test(text) ? 'an HTML or XML page' : 'malformed JSON';
+            return reject(badResponse(status, where, `${kind} (${text.length} bytes) where JSON was expected`));
           }
+          if (kiteException(json)) return reject(parseKiteError(status, text, where)); // an error body under a 2xx
+          resolve(json);
         });
       });
       req.end();
     });
+  }
+}
+
+/** Fails when a page repeats more than half of its SIMs from earlier pages of the same listing. */
+function rejectRepeats(sims: KiteSim[], listed: Set<unknown>, index: number): void {
+  let repeated = 0;
+  for (const sim of sims) {
+    const id = (sim as { icc?: unknown } | null)?.icc;
+    if (id === undefined) continue;
+    if (listed.has(id)) repeated++;
+    else listed.add(id);
+  }
+  if (repeated > 0 && repeated * 2 > sims.length) {
+    const text = `the page at startIndex ${index} repeats ${repeated} of its ${sims.length} SIMs from earlier pages: Kite seems to ignore startIndex; stopped paging instead of looping`;
+    throw new KiteApiError({ code: 'REPEATED_SIMS', status: 200, where: `GET sim?startIndex=${index}`, text });
   }
 }
 

@@ -16,12 +16,14 @@
 export type { GroupFilter, KiteSim, KitePresence, KiteConnStatus, KiteConsumption, KiteLocation } from './types';
 export { LIFE_CYCLE_STATES, type LifeCycleState } from './types';
 export { KiteApiError } from './errors';
-export { mapSim, connectivityHints, isInGroup, simIcc, MAX_STRING_LENGTH, type MapResult } from './mapping';
+export { mapSim, connectivityHints, isInGroup, simIcc, MAX_STRING_LENGTH, MAX_DAILY, type MapResult } from './mapping';
 export {
   KiteClient,
   tlsFromFiles,
   pageCap,
   DEFAULT_BASE_URL,
+  DEFAULT_MAX_RESPONSE_BYTES,
+  WAITING_BEAT_MS,
   type KiteClientOptions,
   type KiteRetryOptions,
   type KitePage,

@@ -9,6 +9,8 @@
  *   integers, and whole kB spare the targets an update for every few bytes of keep-alive traffic.
  * - `apn` and `ip` come from the presence detail when it has them (only during a session), else from the SIM.
  * - Consumption values and coordinates may be numbers or numeric strings; anything else is rejected.
+ * - Daily counters must be plausible: whole numbers from 0 to MAX_DAILY (`not-integer:` or `implausible:` otherwise).
+ *   A rejected SIM keeps what its targets hold: nothing of it is published until Kite sends sane values again.
  */
 import { isIP } from 'node:net';
 import type { RecordKey, SimRecord } from '../record';
@@ -18,6 +20,12 @@ export type MapResult = { ok: true; record: SimRecord } | { ok: false; reason: s
 
 /** Longest string value accepted in a record; twin and shadow documents are capped at 8-32 KB in total. */
 export const MAX_STRING_LENGTH = 256;
+
+/**
+ * Largest plausible daily counter: voice seconds (two lines busy all day), SMS, data bytes (100 TB, far above
+ * what any cellular link carries in a day). Beyond these a value is a Kite fault, not consumption.
+ */
+export const MAX_DAILY = { voice: 2 * 86_400, sms: 1_000_000, data: 1e14 } as const;
 
 const ICC = /^\d{18,22}$/;
 const IMEI = /^\d{14,16}$/;
@@ -97,8 +105,12 @@ function consumption(sim: Obj, kind: 'voice' | 'sms' | 'data'): number | undefin
   const item = daily[kind];
   if (absent(item)) return undefined;
   if (!isObj(item)) throw new Reject(`bad-type:consumptionDaily.${kind}`);
-  const n = num(item.value, `consumptionDaily.${kind}`);
-  if (n !== undefined && n < 0) throw new Reject(`bad-number:consumptionDaily.${kind}`);
+  const field = `consumptionDaily.${kind}`;
+  const n = num(item.value, field);
+  if (n === undefined) return undefined;
+  if (n < 0) throw new Reject(`bad-number:${field}`);
+  if (n > MAX_DAILY[kind]) throw new Reject(`implausible:${field}`);
+  if (!Number.isInteger(n)) throw new Reject(`not-integer:${field}`);
   return n;
 }
 
@@ -146,7 +158,7 @@ function put(record: Record<string, unknown>, key: RecordKey, value: unknown): v
  * Maps one Kite SIM and, when known, its presence detail to the published record (keys in contract order).
  * @returns `{ ok: true, record }`, or `{ ok: false, reason }` with a stable code: `not-object`, `no-icc`, `bad-icc`,
  *   `bad-imei`, `bad-ip`, `bad-coords`, `bad-type:<field>`, `too-long:<field>`, `bad-number:<field>`,
- *   `bad-date:<field>` (`activationDate` or `timeStamp`).
+ *   `implausible:<field>` / `not-integer:<field>` (daily counters), `bad-date:<field>` (`activationDate` or `timeStamp`).
  */
 export function mapSim(sim: KiteSim | unknown, presence?: KitePresence): MapResult {
   if (!isObj(sim)) return { ok: false, reason: 'not-object' };

@@ -23,7 +23,7 @@ Options:
   --cert-dir DIR     where the generated CA/server/client certificates live  [.data/kite-simulator/certs]
   --latency D        delay every API answer by D                             [0]
   --fault-rate P     probability of a random fault per API request           [0]
-  --fault-kinds K,.. rate-limit,overload,server-error,auth,malformed-json,truncated,hang [rate-limit,overload]
+  --fault-kinds K,.. rate-limit,overload,server-error,auth,malformed-json,truncated,hang,… (FaultKind) [rate-limit,overload]
   --help`;
 
 async function main(): Promise<void> {

@@ -19,10 +19,34 @@ import { Inventory } from './inventory';
 import { applyKiteWrite, breakSim, KiteFault, moveToGroup, resetSim, setSim, type BrokenKind } from './mutate';
 import { hash32, Rng } from './random';
 
-export type FaultKind = 'rate-limit' | 'overload' | 'server-error' | 'auth' | 'malformed-json' | 'truncated' | 'hang';
+/**
+ * Injected faults. Kite's own errors: `rate-limit` (429 POL.1005), `overload` (503 SVR.1006), `server-error`
+ * (500 SVR.1000), `auth` (403 POL.1000), `not-found-bare` (404 whose body has `exceptionId` `SVC.1006` and no
+ * `exceptionCategory`). Broken transport: `malformed-json` (200, half the body), `truncated` (full Content-Length,
+ * half the body, connection dropped), `hang` (no answer), `endless` (a 200 body that never ends). Answers that are
+ * not a SIM list: `empty-200` (200, no body), `no-content` (204), `error-200` (200 carrying a Kite error body),
+ * `html` (200, a proxy's HTML page). Paging faults of a list answer: `short-page` (the first half of the page
+ * only, although more SIMs follow), `ignore-start-index` (the page from index 0 whatever `startIndex` says).
+ */
+export type FaultKind =
+  | 'rate-limit'
+  | 'overload'
+  | 'server-error'
+  | 'auth'
+  | 'not-found-bare'
+  | 'malformed-json'
+  | 'truncated'
+  | 'hang'
+  | 'endless'
+  | 'empty-200'
+  | 'no-content'
+  | 'error-200'
+  | 'html'
+  | 'short-page'
+  | 'ignore-start-index';
 
 export interface SimulatorFaults {
-  /** Delay before every API answer (control endpoints excluded). @default 0 */
+  /** Delay before every API answer that `only` selects (control endpoints excluded). @default 0 */
   latencyMs?: number;
   /** Faults for the next API requests, one per request, in order; `'ok'` lets one through. @default [] */
   sequence?: Array<FaultKind | 'ok'>;
@@ -30,8 +54,10 @@ export interface SimulatorFaults {
   rate?: number;
   /** Kinds drawn by `rate`. @default ['rate-limit', 'overload'] */
   kinds?: FaultKind[];
-  /** Which API requests faults apply to. @default 'all' */
+  /** Which API requests faults and latency apply to. @default 'all' */
   only?: 'list' | 'presence' | 'all';
+  /** A fault for every presence read of these ICCs, on top of the rest (one SIM's presence broken). @default {} */
+  presenceBySim?: Record<string, FaultKind>;
 }
 
 export interface KiteSimulatorOptions {
@@ -132,6 +158,18 @@ const INJECTED: Record<string, KiteFault> = {
   auth: new KiteFault(403, 'POL.1000', 'Restricted information: the certificate has no access to this resource'),
 };
 
+/** Answers that are not a SIM list, whatever was asked. */
+const NOT_A_LIST: Partial<Record<FaultKind, Answer & { type?: string }>> = {
+  'empty-200': { status: 200, body: '' },
+  'no-content': { status: 204, body: '' },
+  'error-200': { status: 200, body: faultBody(INJECTED.overload) },
+  html: { status: 200, body: '<html><body><h1>Service unavailable</h1></body></html>', type: 'text/html' },
+  'not-found-bare': {
+    status: 404,
+    body: JSON.stringify({ ClientException: { exceptionId: 'SVC.1006', text: 'Resource not found' } }),
+  },
+};
+
 type Route = 'list' | 'presence' | 'location' | 'write' | 'other';
 type Answer = { status: number; body: string };
 
@@ -145,19 +183,27 @@ class FaultPlan {
   }
 
   static none(): Required<SimulatorFaults> {
-    return { latencyMs: 0, sequence: [], rate: 0, kinds: ['rate-limit', 'overload'], only: 'all' };
+    return { latencyMs: 0, sequence: [], rate: 0, kinds: ['rate-limit', 'overload'], only: 'all', presenceBySim: {} };
   }
 
   set(f: SimulatorFaults): void {
-    this.faults = { ...FaultPlan.none(), ...f, sequence: [...(f.sequence ?? [])] };
+    this.faults = {
+      ...FaultPlan.none(),
+      ...f,
+      sequence: [...(f.sequence ?? [])],
+      presenceBySim: { ...f.presenceBySim },
+    };
   }
 
-  get latencyMs(): number {
-    return this.faults.latencyMs;
-  }
-
-  next(route: Route): FaultKind | undefined {
+  latencyMs(route: Route): number {
     const f = this.faults;
+    return f.only === 'all' || f.only === route ? f.latencyMs : 0;
+  }
+
+  next(route: Route, icc?: string): FaultKind | undefined {
+    const f = this.faults;
+    const bySim = route === 'presence' && icc !== undefined ? f.presenceBySim[decodeURIComponent(icc)] : undefined;
+    if (bySim) return (this.injected++, bySim);
     if (f.only !== 'all' && f.only !== route) return undefined;
     const queued = f.sequence.shift();
     const kind = queued ?? (f.rate > 0 && this.rng.chance(f.rate) ? this.rng.pick(f.kinds) : undefined);
@@ -167,7 +213,7 @@ class FaultPlan {
   }
 
   snapshot(): SimulatorFaults {
-    return { ...this.faults, sequence: [...this.faults.sequence] };
+    return { ...this.faults, sequence: [...this.faults.sequence], presenceBySim: { ...this.faults.presenceBySim } };
   }
 }
 
@@ -205,7 +251,7 @@ class Simulator {
   }
 
   /** The Kite API proper. */
-  api(method: string, url: URL, body: unknown): Answer {
+  api(method: string, url: URL, body: unknown, fault?: FaultKind): Answer {
     if (url.pathname === SERVICE_PACKS) return ok({ servicePack: [{ name: 'M2M Global 10MB', id: '1' }] });
     const m = API.exec(url.pathname);
     if (!m) throw new KiteFault(404, 'SVC.1006', `Resource ${url.pathname} does not exist`);
@@ -215,7 +261,7 @@ class Simulator {
     const [, , icc, sub] = m;
     if (!icc) {
       if (method !== 'GET') throw new KiteFault(405, 'SVC.1013', 'Operation not allowed');
-      return { status: 200, body: this.list(version, url.searchParams) };
+      return { status: 200, body: this.list(version, url.searchParams, fault) };
     }
     const i = this.index(icc);
     if (method === 'GET' && sub === 'presence') return ok({ presenceDetailData: this.inv.presence(i) });
@@ -225,10 +271,12 @@ class Simulator {
     throw new KiteFault(405, 'SVC.1013', 'Operation not allowed');
   }
 
-  private list(version: number, query: URLSearchParams): string {
+  private list(version: number, query: URLSearchParams, fault?: FaultKind): string {
     const cap = version <= 6 ? 100 : 1000;
-    const start = intParam(query, 'startIndex', 0, 0, Number.MAX_SAFE_INTEGER);
-    const size = intParam(query, 'maxBatchSize', cap, 1, cap);
+    const asked = intParam(query, 'startIndex', 0, 0, Number.MAX_SAFE_INTEGER);
+    const start = fault === 'ignore-start-index' ? 0 : asked;
+    const requested = intParam(query, 'maxBatchSize', cap, 1, cap);
+    const size = fault === 'short-page' ? Math.floor(requested / 2) : requested;
     const params = searchParams(query);
     const selected = params.length ? this.filters.select(this.inv, params) : undefined;
     const total = selected ? selected.length : this.inv.size;
@@ -305,6 +353,20 @@ function corrupt(res: ServerResponse, kind: FaultKind, a: Answer): void {
   res.write(half, () => res.socket?.destroy());
 }
 
+/** A 200 whose JSON list never ends: SIM-like items written as fast as the client reads, until it hangs up. */
+function sendEndless(res: ServerResponse): void {
+  const item = JSON.stringify({ icc: '8934000000000000000', alias: 'x'.repeat(200) });
+  const chunk = Buffer.from(`${item},`.repeat(256));
+  res.writeHead(200, { 'content-type': 'application/json' });
+  res.write('{"subscriptionData":[');
+  const pump = () => {
+    while (!res.destroyed && res.write(chunk));
+    if (!res.destroyed) res.once('drain', pump);
+  };
+  res.once('close', () => res.removeListener('drain', pump));
+  pump();
+}
+
 async function serve(sim: Simulator, control: ControlHttp, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const url = new URL(req.url ?? '/', 'https://simulator');
   const method = req.method ?? 'GET';
@@ -312,12 +374,17 @@ async function serve(sim: Simulator, control: ControlHttp, req: IncomingMessage,
   const route = sim.route(method, url);
   sim.counts[route]++;
   const body = method === 'PUT' ? await readBody(req) : undefined;
-  if (sim.faults.latencyMs > 0) await new Promise((r) => setTimeout(r, sim.faults.latencyMs));
-  const fault = sim.faults.next(route);
+  const latency = sim.faults.latencyMs(route);
+  if (latency > 0) await new Promise((r) => setTimeout(r, latency));
+  const fault = sim.faults.next(route, API.exec(url.pathname)?.[2]);
   if (fault === 'hang') return; // the client's timeout must fire; close() drops the socket
+  if (fault === 'endless') return sendEndless(res);
   if (fault && INJECTED[fault]) return sendFault(res, INJECTED[fault]);
-  const answer = sim.api(method, url, body);
-  if (fault) return corrupt(res, fault, answer);
+  const broken = fault && NOT_A_LIST[fault];
+  if (broken)
+    return void res.writeHead(broken.status, broken.type ? { 'content-type': broken.type } : {}).end(broken.body);
+  const answer = sim.api(method, url, body, fault);
+  if (fault === 'malformed-json' || fault === 'truncated') return corrupt(res, fault, answer);
   send(res, answer);
 }
 

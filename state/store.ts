@@ -160,6 +160,11 @@ export class StateStore {
     return this.scan(this.keys(group).snapshot(cycle), count);
   }
 
+  /** How many SIMs of the group the cycle's snapshot holds. */
+  async snapshotCount(group: string, cycle: number): Promise<number> {
+    return this.redis.hlen(this.keys(group).snapshot(cycle));
+  }
+
   /** Staged records of a cycle (canonical JSON), null for SIMs not in the snapshot. */
   async snapshotRecords(group: string, cycle: number, iccids: string[]): Promise<(string | null)[]> {
     return this.hmget(this.keys(group).snapshot(cycle), iccids);

@@ -48,6 +48,11 @@ export interface CycleSummary {
   /** SIMs of this group that could not be mapped, by reason. */
   invalid: number;
   invalidReasons: Record<string, number>;
+  /**
+   * SIMs whose presence read failed, by `presence-error:<code>`: published with their last known presence (or
+   * without presence keys) and read again next cycle. Absent in summaries of older runs.
+   */
+  presenceErrors?: Record<string, number>;
   /** SIMs that left the group since the last cycle. */
   left: number;
   /** Per target: SIMs with a change, and how publishing went. */

@@ -170,6 +170,7 @@ async function runCycle(config: GroupConfig, status: GroupStatus): Promise<Cycle
     );
     Object.assign(summary, { seen: fetched.seen, inGroup: fetched.inGroup, invalid: fetched.invalid });
     summary.invalidReasons = fetched.invalidReasons;
+    summary.presenceErrors = fetched.presenceErrors;
 
     status.phase = 'diff';
     const diffed = await activities.diffSnapshot.executeWithOptions(

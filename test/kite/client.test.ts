@@ -90,10 +90,10 @@ describe('KiteClient paging', () => {
     v6.close();
   });
 
-  it('returns presence detail, and undefined for a SIM Kite does not know', async () => {
+  it('returns presence detail, and raises SVC.1006 for a SIM Kite does not know (the caller decides)', async () => {
     const icc = sim.control.iccs()[0];
     expect(await client.getPresence(icc)).toEqual(sim.control.getPresence(icc));
-    expect(await client.getPresence('8934000000000000000')).toBeUndefined();
+    expect(await failure(client.getPresence('8934000000000000000'))).toMatchObject({ code: 'SVC.1006', status: 404 });
   });
 });
 
@@ -220,6 +220,97 @@ describe('KiteClient faults', () => {
   });
 });
 
+describe('KiteClient refuses what is not an inventory', () => {
+  let sim: KiteSimulator;
+  let client: KiteClient;
+  let expected: string[];
+  beforeAll(async () => {
+    sim = await simulator({ groups: 1, simsPerGroup: 25 });
+    client = clientOf(sim, { pageSize: 10, retry: { maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 5 } });
+    expected = sim.control.iccs();
+  });
+  afterEach(() => sim.control.clearFaults());
+  afterAll(async () => {
+    client.close();
+    await sim.close();
+  });
+
+  it.each<FaultKind>(['empty-200', 'no-content', 'error-200', 'html', 'short-page'])(
+    'a %s answer for a middle page is not the end of the list: nothing is lost',
+    async (kind) => {
+      sim.control.setFaults({ sequence: ['ok', kind] });
+      const sims = await allSims(client);
+      expect(sims.map((s) => s.icc)).toEqual(expected);
+    }
+  );
+
+  it.each<[FaultKind, string]>([
+    ['empty-200', 'BAD_RESPONSE'],
+    ['no-content', 'BAD_RESPONSE'],
+    ['error-200', 'SVR.1006'],
+    ['html', 'BAD_RESPONSE'],
+  ])('a %s answer that persists fails the listing with %s, never an empty inventory', async (kind, code) => {
+    sim.control.setFaults({ rate: 1, kinds: [kind], only: 'list' });
+    const err = await failure(allSims(client));
+    expect(err.code).toBe(code);
+    expect(err.message).toMatch(/sim\?startIndex=0/);
+  });
+
+  it('a short page followed by more SIMs, every time, fails with what Kite answered', async () => {
+    sim.control.setFaults({ rate: 1, kinds: ['short-page'], only: 'list' });
+    const err = await failure(allSims(client));
+    expect(err).toMatchObject({ code: 'BAD_RESPONSE' });
+    expect(err.text).toMatch(/short page of 5 SIMs at startIndex 0 .*followed by/);
+  });
+
+  it('stops at once when Kite ignores startIndex, instead of paging forever', async () => {
+    const before = sim.control.stats().requests.list;
+    sim.control.setFaults({ rate: 1, kinds: ['ignore-start-index'], only: 'list' });
+    const err = await failure(allSims(client));
+    expect(err).toMatchObject({ code: 'REPEATED_SIMS', retryable: false });
+    expect(err.text).toMatch(/startIndex/);
+    expect(sim.control.stats().requests.list - before).toBeLessThanOrEqual(3);
+  }, 10_000);
+
+  it('stops at the paging ceiling the caller derives from the known inventory', async () => {
+    const err = await failure(
+      (async () => {
+        for await (const page of client.pages(0, { maxPages: 2 })) void page;
+      })()
+    );
+    expect(err).toMatchObject({ code: 'TOO_MANY_PAGES', retryable: false });
+    expect(err.text).toMatch(/more than 2 pages/);
+  });
+
+  it('cuts an endless body at the response limit and names the limit', async () => {
+    const limited = clientOf(sim, { maxResponseBytes: 256 * 1024 });
+    sim.control.setFaults({ sequence: ['endless'] });
+    const err = await failure(limited.listPage(0));
+    expect(err).toMatchObject({ code: 'TOO_LARGE', retryable: false });
+    expect(err.text).toMatch(/262144 bytes.*maxResponseBytes/);
+    sim.control.clearFaults();
+    expect(await limited.listPage(0)).toHaveLength(25); // a normal page fits
+    limited.close();
+  });
+
+  it('calls onWaiting while a slow request is in flight, so the caller can heartbeat', async () => {
+    sim.control.setFaults({ latencyMs: 2_500, only: 'list' });
+    const patient = clientOf(sim, { timeoutMs: 10_000 });
+    let beats = 0;
+    const sims = await patient.listPage(0, 10, { onWaiting: () => beats++ });
+    patient.close();
+    expect(sims).toHaveLength(10);
+    expect(beats).toBeGreaterThanOrEqual(2);
+  });
+
+  it("counts a presence answer that is not JSON as the SIM's failure, after retries", async () => {
+    const icc = expected[3];
+    sim.control.setFaults({ presenceBySim: { [icc]: 'html' } });
+    expect(await failure(client.getPresence(icc))).toMatchObject({ code: 'BAD_RESPONSE' });
+    expect(await client.getPresence(expected[4])).toEqual(sim.control.getPresence(expected[4]));
+  });
+});
+
 describe('parseKiteError', () => {
   it('reads category and id, a code in the text, and falls back to the HTTP status', () => {
     const body = (o: unknown) => JSON.stringify(o);
@@ -227,5 +318,14 @@ describe('parseKiteError', () => {
     expect(parseKiteError(500, body({ ServerException: { text: 'SVR.1006: system overloaded' } }))).toMatchObject({ code: 'SVR.1006', retryable: true }); // prettier-ignore
     expect(parseKiteError(502, '<html>Bad gateway</html>')).toMatchObject({ code: 'HTTP_502', retryable: true });
     expect(parseKiteError(400, '')).toMatchObject({ code: 'HTTP_400', retryable: false, text: 'HTTP 400' });
+  });
+
+  it('recognises a Kite error body with either field alone', () => {
+    const body = (o: unknown) => JSON.stringify({ ClientException: o });
+    expect(parseKiteError(404, body({ exceptionId: 'SVC.1006', text: 'Resource not found' }))).toMatchObject({ code: 'SVC.1006', retryable: false }); // prettier-ignore
+    expect(parseKiteError(404, body({ exceptionId: '1006', text: 'Resource not found' }))).toMatchObject({ code: 'SVC.1006' }); // prettier-ignore
+    expect(parseKiteError(503, JSON.stringify({ ServerException: { exceptionId: 1006 } }))).toMatchObject({ code: 'SVR.1006', retryable: true }); // prettier-ignore
+    expect(parseKiteError(400, body({ exceptionCategory: 'SVC', text: 'Invalid value' }))).toMatchObject({ code: 'SVC', retryable: false }); // prettier-ignore
+    expect(parseKiteError(200, body({ exceptionCategory: 'SVR', exceptionId: '1006' }))).toMatchObject({ code: 'SVR.1006', retryable: true }); // prettier-ignore
   });
 });

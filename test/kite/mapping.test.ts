@@ -87,6 +87,13 @@ describe('mapSim', () => {
     ['bad-coords', (s: KiteSim) => (s.automaticLocation = { coordinates: { latitude: 10 } })],
     ['bad-number:consumptionDaily.data', (s: KiteSim) => (s.consumptionDaily!.data = { value: '12kB' })],
     ['bad-number:consumptionDaily.voice', (s: KiteSim) => (s.consumptionDaily!.voice = { value: -1 })],
+    ['implausible:consumptionDaily.data', (s: KiteSim) => (s.consumptionDaily!.data = { value: 1e300 })],
+    ['implausible:consumptionDaily.data', (s: KiteSim) => (s.consumptionDaily!.data = { value: '1e300' })],
+    ['implausible:consumptionDaily.voice', (s: KiteSim) => (s.consumptionDaily!.voice = { value: 86_400 * 365 })],
+    ['implausible:consumptionDaily.sms', (s: KiteSim) => (s.consumptionDaily!.sms = { value: 5e9 })],
+    ['not-integer:consumptionDaily.sms', (s: KiteSim) => (s.consumptionDaily!.sms = { value: 2.5 })],
+    ['not-integer:consumptionDaily.voice', (s: KiteSim) => (s.consumptionDaily!.voice = { value: '61.25' })],
+    ['not-integer:consumptionDaily.data', (s: KiteSim) => (s.consumptionDaily!.data = { value: 1024.5 })],
     ['bad-ip', (_: KiteSim, p: KitePresence) => (p.ip = '300.1.1.1')],
     ['bad-type:presence.level', (_: KiteSim, p: KitePresence) => ((p as Record<string, unknown>).level = 3)],
   ])('rejects with %s', (reason, change) => {

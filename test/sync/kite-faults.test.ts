@@ -1,0 +1,99 @@
+/**
+ * Kite's bad answers on the real workflow, Temporal server, Redis, Kite client and simulator: one SIM's failing
+ * presence never stops its group, and an inventory answer that is absent or truncated never makes the connector
+ * forget SIMs that are still in the group.
+ */
+import { kiteSourceFromClients } from '../../activities/kite-source';
+import type { FaultKind, KiteSimulator } from '../../simulator';
+import { syncNowSignal } from '../../workflows/definitions';
+import { clientOf, simulator } from '../kite/helpers';
+import { RecordingTarget } from '../support/recording-target';
+import { startSyncHarness, type SyncHarness } from '../support/sync-harness';
+
+const GROUPS = ['presence-faults', 'answers', 'vanish'];
+const SIMS = 50;
+let sim: KiteSimulator;
+let harness: SyncHarness;
+const cloud = new RecordingTarget('cloud');
+
+beforeAll(async () => {
+  sim = await simulator({ groups: GROUPS, simsPerGroup: SIMS });
+  const kite = kiteSourceFromClients(() =>
+    clientOf(sim, { pageSize: 20, retry: { maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 5 } })
+  );
+  harness = await startSyncHarness({ kite, targets: [cloud] });
+});
+afterEach(() => sim.control.clearFaults());
+afterAll(async () => {
+  await harness?.close();
+  await sim?.close();
+});
+
+test("one SIM's failing presence (404 with only exceptionId, 500, HTML): the rest is published, the SIM counted", async () => {
+  const group = 'presence-faults';
+  const iccs = sim.control.iccs(group);
+  const [bare, crash, html, later] = iccs;
+  sim.control.setFaults({ presenceBySim: { [bare]: 'not-found-bare', [crash]: 'server-error', [html]: 'html' } });
+  const handle = await harness.start(group);
+  const first = await harness.waitForCycles(handle, 1);
+  expect(first.lastCycle).toMatchObject({ outcome: 'completed', inGroup: SIMS, invalid: 0 });
+  expect(first.lastCycle?.presenceErrors).toEqual({
+    'presence-error:SVC.1006': 1,
+    'presence-error:SVR.1000': 1,
+    'presence-error:BAD_RESPONSE': 1,
+  });
+  const sent = cloud.drain();
+  expect(iccs.filter((icc) => !sent.has(icc))).toEqual([]);
+  for (const icc of [bare, crash, html]) expect(sent.get(icc)![0]).not.toHaveProperty('presenceLevel');
+  expect(sent.get(later)![0]).toHaveProperty('presenceLevel', sim.control.getPresence(later).level);
+
+  // A SIM with a known presence keeps it while its read fails; the broken ones are read again and, once Kite
+  // answers, published with their presence.
+  sim.control.setFaults({ presenceBySim: { [later]: 'server-error' } });
+  sim.control.setSim(later, { ip: '10.99.0.1' }); // new connectivity hints: its presence is read again
+  await handle.signal(syncNowSignal);
+  const second = await harness.waitForCycles(handle, 2);
+  expect(second.lastCycle).toMatchObject({ outcome: 'completed', inGroup: SIMS });
+  expect(second.lastCycle?.presenceErrors).toEqual({ 'presence-error:SVR.1000': 1 });
+  const again = cloud.drain();
+  expect(Object.keys(again.get(later)?.[0] ?? {})).not.toContain('presenceLevel'); // kept, not nulled
+  for (const icc of [bare, crash, html]) expect(again.get(icc)?.[0]).toHaveProperty('presenceLevel');
+  await handle.terminate();
+});
+
+test.each<FaultKind>(['empty-200', 'no-content', 'error-200', 'short-page'])(
+  'a 50-SIM group whose inventory answer is %s once: nothing is forgotten, nothing republished',
+  async (kind) => {
+    const group = 'answers';
+    const handle = await harness.start(group);
+    await harness.waitForCycles(handle, 1);
+    cloud.drain();
+    sim.control.setFaults({ sequence: ['ok', kind], only: 'list' }); // the second page of the next listing
+    await handle.signal(syncNowSignal);
+    const next = await harness.waitForCycles(handle, 2);
+    expect(next.lastCycle).toMatchObject({ outcome: 'completed', inGroup: SIMS, left: 0 });
+    expect(cloud.drain().size).toBe(0);
+    expect(sim.control.stats().faultsInjected).toBeGreaterThan(0);
+    await handle.terminate();
+  }
+);
+
+test('a small group vanishing from the inventory is refused, not forgotten, and the refusal says why', async () => {
+  const group = 'vanish';
+  const iccs = sim.control.iccs(group);
+  const handle = await harness.start(group);
+  await harness.waitForCycles(handle, 1);
+  cloud.drain();
+  sim.control.moveToGroup(iccs, null);
+  await handle.signal(syncNowSignal);
+  const refused = await harness.waitForCycles(handle, 2);
+  expect(refused.lastCycle).toMatchObject({ outcome: 'failed', inGroup: 0 });
+  expect(refused.lastError).toMatch(/50 of 50 known SIMs .* missing .*held none of the group's SIMs.*refusing/);
+
+  sim.control.moveToGroup(iccs, group);
+  await handle.signal(syncNowSignal);
+  const back = await harness.waitForCycles(handle, 3);
+  expect(back.lastCycle).toMatchObject({ outcome: 'completed', inGroup: SIMS, left: 0 });
+  expect(cloud.drain().size).toBe(0); // still known: nothing is republished in full
+  await handle.terminate();
+});
