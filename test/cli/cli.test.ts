@@ -247,6 +247,14 @@ test('an invalid configuration is refused before contacting the server, with exi
   expect((await cli(['start', 'bad group'])).code).toBe(2);
   expect((await cli(['frobnicate'])).code).toBe(2);
   expect((await cli(['list', 'extra'])).code).toBe(2);
+  expect((await cli(['start', 'g1', '--bogus'])).stderr).toContain("unknown option '--bogus'");
+  expect((await cli(['start'])).stderr).toContain("missing required argument 'group'");
+  const badEnv = await cli(['status', 'g1'], { env: { KITE_TEMPORAL_CONNECT_TIMEOUT_MS: 'soon' } });
+  expect(badEnv).toMatchObject({ code: 2 });
+  expect(badEnv.stderr).toContain('invalid configuration: KITE_TEMPORAL_CONNECT_TIMEOUT_MS: must be a number');
+  const halfTls = await cli(['list'], { env: { KITE_TEMPORAL_TLS_KEY: '/etc/key.pem' } });
+  expect(halfTls).toMatchObject({ code: 2 });
+  expect(halfTls.stderr).toContain('KITE_TEMPORAL_TLS_CERT: set both KITE_TEMPORAL_TLS_CERT and KITE_TEMPORAL_TLS_KEY');
 });
 
 test("the workflow's validator rejects a configure, and the CLI prints its reason with exit code 2", async () => {
@@ -284,4 +292,11 @@ test('help documents commands, environment and exit codes', async () => {
   for (const word of ['start <group>', 'KITE_TEMPORAL_ADDRESS', 'KITE_WEB_UI_URL', 'Exit codes', 'Terminate']) {
     expect(run.stdout).toContain(word);
   }
+  expect((await cli([])).stdout).toBe(run.stdout);
+  const start = await cli(['help', 'start']);
+  expect(start.code).toBe(0);
+  for (const word of ['--target <names>', '--interval <duration>', '--disabled', 'update-with-start']) {
+    expect(start.stdout).toContain(word);
+  }
+  expect((await cli(['sync', '--help'])).stdout).toContain('--timeout <duration>');
 });
