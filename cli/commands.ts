@@ -65,18 +65,28 @@ export async function withWorkerDeadline<T>(
   call: () => Promise<T>
 ): Promise<T> {
   const timeoutMs = ctx.workerTimeoutMs ?? 10_000;
+  const deadline = Date.now() + timeoutMs;
   try {
-    return await ctx.client.connection.withDeadline(Date.now() + timeoutMs, call);
+    return await ctx.client.connection.withDeadline(deadline, call);
   } catch (err) {
-    if (grpcCode(err) !== GrpcCode.DEADLINE_EXCEEDED && !(err instanceof WorkflowUpdateRPCTimeoutOrCancelledError)) {
-      throw toCliError(err, ctx.settings, group);
-    }
+    if (!deadlineReached(err, deadline)) throw toCliError(err, ctx.settings, group);
     throw new CliError(
       `no worker answered ${what} of group ${group} within ${formatDuration(timeoutMs)}: ` +
         `is a worker polling task queue ${ctx.settings.taskQueue}? (start one with \`npm start\`)`,
       ExitCode.failure
     );
   }
+}
+
+/**
+ * Whether `err` means the deadline passed. The server enforces the deadline too: when its timer fires first, it
+ * resets the call and the client sees CANCELLED ("Call cancelled") instead of DEADLINE_EXCEEDED. The CLI never
+ * cancels a call itself, so a CANCELLED at the deadline is the deadline.
+ */
+function deadlineReached(err: unknown, deadline: number): boolean {
+  if (err instanceof WorkflowUpdateRPCTimeoutOrCancelledError) return true;
+  const code = grpcCode(err);
+  return code === GrpcCode.DEADLINE_EXCEEDED || (code === GrpcCode.CANCELLED && Date.now() >= deadline - 250);
 }
 
 /** The group's `status` query, bounded by {@link withWorkerDeadline}. */

@@ -7,6 +7,7 @@ import { innermostMessage } from '../workflows/definitions';
 
 /** The gRPC status codes the CLI tells apart (numbers from the gRPC spec; grpc-js is not a direct dependency). */
 export const GrpcCode = {
+  CANCELLED: 1,
   DEADLINE_EXCEEDED: 4,
   NOT_FOUND: 5,
   PERMISSION_DENIED: 7,

@@ -286,6 +286,23 @@ test('without a worker, start and status fail with exit code 1 naming the task q
   expect(status.stderr).toContain('no worker answered the status query');
 });
 
+test('without a worker, status always says no worker answered, never a raw gRPC error', async () => {
+  // Near the deadline the server may reset the call first (gRPC CANCELLED "Call cancelled"): the same cause.
+  const group = uniqueName('noworker-repeat');
+  const env = { KITE_TASK_QUEUE: uniqueName('unpolled') };
+  await cli(['start', group], { env, workerTimeoutMs: 500 });
+  const messages = new Set<string>();
+  for (let i = 0; i < 12; i++) {
+    const run = await cli(['status', group], { env, workerTimeoutMs: 200 + (i % 4) * 100 });
+    expect(run.code).toBe(1);
+    messages.add(run.stderr.replace(/within [\d.]+m?s:/, 'within T:').split('\n')[0]);
+  }
+  expect([...messages]).toEqual([
+    `kite-cc: no worker answered the status query of group ${group} within T: ` +
+      `is a worker polling task queue ${env.KITE_TASK_QUEUE}? (start one with \`npm start\`)`,
+  ]);
+});
+
 test('help documents commands, environment and exit codes', async () => {
   const run = await cli(['--help']);
   expect(run.code).toBe(0);
