@@ -71,3 +71,24 @@ export function scrub(text: string, secrets: readonly (string | undefined)[]): s
   for (const secret of secrets) if (secret && secret.length >= 4) out = out.split(secret).join('[redacted]');
   return out;
 }
+
+/**
+ * Makes `logger` the only writer of the process's diagnostics, so every stderr line stays one JSON object:
+ * Node's process warnings (e.g. `MaxListenersExceededWarning`, printed as multi-line text by default) become
+ * `warn` lines, and an uncaught error or unhandled rejection becomes an `error` line before the process exits
+ * with code 1, as Node's default handler would.
+ */
+export function routeProcessDiagnostics(logger: Logger): void {
+  process.removeAllListeners('warning'); // Node's default listener, which prints text
+  process.on('warning', (warning: Error & { code?: string }) =>
+    logger.warn(warning.message, { warning: warning.name, code: warning.code })
+  );
+  const fatal = (what: string) => (err: unknown) => {
+    logger.error(what, {
+      error: err instanceof Error ? { name: err.name, message: err.message, stack: err.stack } : err,
+    });
+    process.exit(1);
+  };
+  process.on('uncaughtException', fatal('uncaught exception'));
+  process.on('unhandledRejection', fatal('unhandled promise rejection'));
+}

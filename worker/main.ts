@@ -3,7 +3,7 @@
  * graceful shutdown on SIGTERM/SIGINT that lets in-flight activities finish, then closes Redis and connections.
  * An invalid configuration, found at start, exits with code 2.
  */
-import { createLogger } from '../shared/log';
+import { createLogger, routeProcessDiagnostics } from '../shared/log';
 import { INVALID_CONFIGURATION_EXIT_CODE } from '../shared/config-error';
 import { ConfigError, loadConfig } from './config';
 import { installRuntime, metricsHooks } from './metrics';
@@ -11,6 +11,7 @@ import { startWorker } from './worker';
 
 async function main(): Promise<void> {
   const logger = createLogger({ component: 'worker' });
+  routeProcessDiagnostics(logger.child({ component: 'node' }));
   const config = loadConfig();
   const { metrics } = installRuntime({ prometheusBindAddress: config.metricsAddress });
   const running = await startWorker(config, logger, metricsHooks(metrics));
