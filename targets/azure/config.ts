@@ -5,14 +5,16 @@
 import { z } from 'zod';
 import { strictSettings } from '../../shared/settings';
 import { commonTargetShape, parseTargetSettings, pem, text } from '../schema';
+import { HUB_TIERS, IDENTITY_ID, MAX_UNITS, hubLimits, type HubTier } from './tiers';
 
-/** How a SIM's record lands in its device twin. */
-export type AzureMode = 'reported' | 'tags';
+/** Where a SIM's record lands: its module twin, its device twin (connector-created devices only), or twin tags. */
+export type AzureMode = 'module' | 'reported' | 'tags';
 
 export const AZURE_DEFAULTS = {
-  mode: 'reported',
-  identityOpsPerMinute: 100,
-  twinUpdatesPerSecond: 50,
+  mode: 'module',
+  moduleId: 'kite',
+  tier: 'S1',
+  units: 1,
   maxConnections: 32,
   keyCacheSize: 100_000,
   operationTimeoutMs: 30_000,
@@ -64,25 +66,68 @@ export const azureTargetSchema = strictSettings({
     if (typeof credentials === 'string') ctx.addIssue({ code: 'custom', message: credentials });
   }),
   /**
-   * `reported`: connect as each SIM's device over MQTT and patch its reported properties (only a device can).
-   * `tags`: patch the twin's tags with the service API (`PATCH /twins/{id}`), for hubs where devices own their
-   * identity and reported properties.
-   * @default 'reported'
+   * `module`: the record goes to the reported properties of a module identity (`moduleId`) under the SIM's device
+   * id, written over the module's own MQTT connection. The device is created if missing; the customer's device,
+   * its twin and its connection are never touched. Policy: RegistryReadWrite and DeviceConnect.
+   * `reported`: the device twin's reported properties, as the device. Only for device identities the connector
+   * created itself (marked with the twin tag `kiteConnector`); an existing foreign device is refused, never taken
+   * over. Policy: RegistryReadWrite, ServiceConnect and DeviceConnect.
+   * `tags`: the twin's tags with the service API (`PATCH /twins/{id}`), no device connection and no identity
+   * lookup. Policy: ServiceConnect (RegistryReadWrite too, to create devices that are missing).
+   * @default 'module'
    */
-  mode: z.enum(['reported', 'tags']).default(AZURE_DEFAULTS.mode),
+  mode: z.enum(['module', 'reported', 'tags']).default(AZURE_DEFAULTS.mode),
   /**
-   * Identity registry operations per minute across this target (create, get, and one per device in a bulk
-   * create). S1/S2 allow 100/min per unit.
-   * @default 100
+   * The module identity that carries the record in `module` mode (IoT Hub allows 50 modules per device).
+   * @default 'kite'
    */
-  identityOpsPerMinute: positive().default(AZURE_DEFAULTS.identityOpsPerMinute),
+  moduleId: z
+    .string()
+    .regex(IDENTITY_ID, "must be 1-128 ASCII letters, digits or - : . + % _ # * ? ! ( ) , = @ ; $ '")
+    .default(AZURE_DEFAULTS.moduleId),
   /**
-   * Twin updates per second across this target (reported patches, or tag patches in `tags` mode). S1 allows 50/s.
-   * @default 50
+   * The hub's tier (`F1`, `S1`, `S2`, `S3`; basic tiers have no twins). With `units`, it sets the defaults of
+   * the budgets below from IoT Hub's documented limits.
+   * @default 'S1'
    */
-  twinUpdatesPerSecond: positive().default(AZURE_DEFAULTS.twinUpdatesPerSecond),
+  tier: z
+    .string()
+    .refine((t) => (HUB_TIERS as readonly string[]).includes(t), {
+      error: (issue) =>
+        `unknown tier ${JSON.stringify(String(issue.input).slice(0, 20))}: one of ${HUB_TIERS.join(', ')} (basic tiers have no device twins)`,
+    })
+    .default(AZURE_DEFAULTS.tier)
+    .transform((t) => t as HubTier),
   /**
-   * Device MQTT connections open at once. Each connection is open → patch → close, never two for one device id.
+   * The hub's units.
+   * @default 1
+   */
+  units: z.number().int('must be a whole number').min(1, 'must be at least 1').default(AZURE_DEFAULTS.units),
+  /**
+   * Identity registry operations per minute across every worker (create, get, one per device in a bulk call).
+   * @default from tier and units: 100/min per unit on F1, S1, S2; 5,000 on S3
+   */
+  identityOpsPerMinute: positive().optional(),
+  /**
+   * Twin updates per second across every worker (reported patches, or tag patches in `tags` mode).
+   * @default from tier and units: 50/s on F1 and S1
+   */
+  twinUpdatesPerSecond: positive().optional(),
+  /**
+   * New device or module connections per second across every worker.
+   * @default from tier and units: max(100, 12 × units) on S1
+   */
+  connectionsPerSecond: positive().optional(),
+  /**
+   * Billed messages per UTC day this target may spend on the hub (each reported patch costs ⌈size / 4 KB⌉),
+   * counted in Redis across every worker. When spent, or when the hub answers 403002 IotHubQuotaExceeded, the
+   * target pauses until 00:00 UTC and the changes stay pending. Leave room for the customer's own devices.
+   * @default from tier and units: the hub's whole daily quota (400,000 per S1 unit)
+   */
+  dailyMessageBudget: positiveCount().optional(),
+  /**
+   * Device or module MQTT connections open at once in this worker. Each is open → patch(es) → close, never two
+   * for one identity.
    * @default 32
    */
   maxConnections: positiveCount().default(AZURE_DEFAULTS.maxConnections),
@@ -122,8 +167,8 @@ export const azureTargetSchema = strictSettings({
     .transform((value) => value.trim())
     .optional(),
   /**
-   * Device keys kept in memory, per device id, so that a SIM's identity is fetched once. Least recently used
-   * keys are dropped first and fetched again (one identity operation) when needed.
+   * Identity keys kept in memory when the policy lacks DeviceConnect and the connector falls back to each
+   * identity's own key (one registry `get` per identity). Least recently used keys are dropped first.
    * @default 100000
    */
   keyCacheSize: positiveCount().default(AZURE_DEFAULTS.keyCacheSize),
@@ -132,10 +177,35 @@ export const azureTargetSchema = strictSettings({
    * @default 30000
    */
   operationTimeoutMs: positive().default(AZURE_DEFAULTS.operationTimeoutMs),
+}).superRefine((config, ctx) => {
+  if (config.units > MAX_UNITS[config.tier]) {
+    const message = `a ${config.tier} hub has at most ${MAX_UNITS[config.tier]} units`;
+    ctx.addIssue({ code: 'custom', path: ['units'], message });
+  }
 });
 
-/** Azure IoT Hub: device twin reported properties (as the device) or tags (service API). */
+/** Azure IoT Hub: module twin or device twin reported properties (over MQTT), or twin tags (service API). */
 export type AzureTargetConfig = z.output<typeof azureTargetSchema>;
+
+/** The budgets a target applies: the configured ones, or the tier's documented limits. */
+export interface AzureBudgets {
+  identityOpsPerMinute: number;
+  twinUpdatesPerSecond: number;
+  connectionsPerSecond: number;
+  dailyMessageBudget: number;
+  messageChunkBytes: number;
+}
+
+export function azureBudgets(config: AzureTargetConfig): AzureBudgets {
+  const limits = hubLimits(config.tier, config.units);
+  return {
+    identityOpsPerMinute: config.identityOpsPerMinute ?? limits.identityOpsPerMinute,
+    twinUpdatesPerSecond: config.twinUpdatesPerSecond ?? limits.twinUpdatesPerSecond,
+    connectionsPerSecond: config.connectionsPerSecond ?? limits.newConnectionsPerSecond,
+    dailyMessageBudget: config.dailyMessageBudget ?? limits.dailyMessages,
+    messageChunkBytes: limits.messageChunkBytes,
+  };
+}
 
 /**
  * Validates raw settings (e.g. parsed YAML) for the Azure target named `name`, filling defaults. `type` may be

@@ -1,5 +1,5 @@
 /**
- * Classifies failures from the service SDK, the device SDK and the twin response status into the three failure
+ * Classifies failures from the service SDK and the twin response status into the three failure
  * outcomes. Reasons are built from status codes, error names and hub error codes only, then redacted, so that a
  * key or SAS can never travel in a reason.
  */
@@ -16,6 +16,8 @@ export interface Failure {
   status?: number;
   /** The device connection dropped mid-operation (possibly the hub shedding load). */
   dropped?: boolean;
+  /** The hub's daily message quota is exceeded (403002 IotHubQuotaExceeded): nothing works until 00:00 UTC. */
+  quotaExceeded?: boolean;
 }
 
 const STATUS_BY_NAME: Record<string, number> = {
@@ -80,28 +82,16 @@ export function classifyServiceError(err: unknown, operation: string): Failure {
   if (status !== undefined) {
     const code = hubErrorCode(e.responseBody);
     const reason = redact(`${operation}: HTTP ${status}${code ? ` ${code}` : ''}`);
+    if (status === 403 && (code === 'IotHubQuotaExceeded' || code === '403002')) {
+      return {
+        kind: 'throttled',
+        reason: `${reason}: the hub's daily message quota is spent`,
+        status,
+        quotaExceeded: true,
+      };
+    }
     return { kind: kindOfStatus(status), reason, status, retryAfterMs: retryAfterMs(e.response?.headers) };
   }
   if (e.code && TRANSIENT_CODES.test(e.code)) return { kind: 'retryable', reason: `${operation}: ${e.code}` };
   return { kind: 'retryable', reason: redact(`${operation}: ${e.name ?? 'Error'}${e.code ? ` ${e.code}` : ''}`) };
-}
-
-/** Classifies a device-side failure (connect, subscribe, publish); reasons carry names and codes only. */
-export function classifyDeviceError(err: unknown, operation: string): Failure {
-  const e = (err ?? {}) as SdkError & { transportError?: SdkError };
-  const name = e.name ?? 'Error';
-  const code = e.code ?? e.transportError?.code;
-  const detail = `${name}${code ? ` ${code}` : ''}`;
-  if (name === 'UnauthorizedError' || name === 'DeviceNotFoundError') {
-    // The key may have been regenerated or the identity deleted: retry once the key is fetched again.
-    return {
-      kind: 'retryable',
-      reason: redact(`${operation}: ${detail}`),
-      status: name === 'UnauthorizedError' ? 401 : 404,
-    };
-  }
-  if (name === 'ThrottlingError' || name === 'IotHubQuotaExceededError') {
-    return { kind: 'throttled', reason: redact(`${operation}: ${detail}`), status: 429 };
-  }
-  return { kind: 'retryable', reason: redact(`${operation}: ${detail}`) };
 }

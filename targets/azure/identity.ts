@@ -1,10 +1,15 @@
 /**
- * Device identities: make sure each SIM's device exists in the hub's identity registry and know its key.
- *
- * A SIM publishing for the first time (`full`) is most likely new: several of them are created with bulk
- * `addDevices` (≤100 per call, keys generated here because the bulk result carries no keys), one with `create`
- * (the hub generates the keys and returns them). Any other unknown SIM most likely exists (e.g. after a restart
- * emptied the key cache): `get` it, and create it on 404. Each device costs one identity operation, bulk or not.
+ * Identities in the hub's registry, used as sparingly as IoT Hub's 100 operations/min (S1) demand:
+ * - `module` mode: a SIM publishing for the first time gets its module (`PUT /devices/{id}/modules/{moduleId}`,
+ *   one operation); only when the device is missing is it created (bulk, ≤100 per call), then the module. The
+ *   customer's device is never changed.
+ * - `reported` mode: the device is created in bulk with the twin tag `kiteConnector` that marks it as the
+ *   connector's. A device id that already exists is used only if its twin carries that tag; a foreign device is a
+ *   permanent failure, never taken over.
+ * - `tags` mode: nothing here (the twin PATCH needs no identity lookup).
+ * Later publishes need no lookup at all: device tokens are signed with the policy key. Only when a connection
+ * is refused does `diagnose` look the identity up (missing, disabled, or a policy without DeviceConnect).
+ * Device ids are validated before any registry call; a bulk 400 without a result falls back to one at a time.
  */
 import { randomBytes } from 'node:crypto';
 import type { Registry } from 'azure-iothub';
@@ -12,17 +17,24 @@ import type { Logger } from '../../shared/log';
 import { classifyServiceError, type Failure } from './errors';
 import { sleepUnlessAborted } from '../../shared/limits';
 import { budgetReason, type HubBudget } from './rate';
+import { IDENTITY_ID } from './tiers';
 
 /** IoT Hub's limit for one bulk registry call. */
 export const BULK_MAX = 100;
 
+/** The twin tag that marks a device identity the connector created (reported mode). */
+export const CREATED_TAG = 'kiteConnector';
+export const CREATED_TAG_VALUE = { createdBy: 'kite-cloud-connector' };
+
 export type KeyResult = { ok: true; key: string } | { ok: false; failure: Failure };
 
-export interface IdentityRequest {
-  deviceId: string;
-  /** A first publish: create rather than look up. */
-  likelyNew: boolean;
-}
+/** What a refused connection turned out to be. */
+export type Diagnosis =
+  /** The identity was missing and is now created: connect again. */
+  | { retry: 'created' }
+  /** The identity exists and is enabled, so the policy token was refused: the policy lacks DeviceConnect. */
+  | { retry: 'policy-refused' }
+  | { failure: Failure };
 
 /** A Map kept in least-recently-used order, bounded to `max` entries. */
 class LruCache<V> {
@@ -50,26 +62,29 @@ class LruCache<V> {
   }
 }
 
-interface DeviceLike {
-  deviceId?: string;
-  authentication?: { symmetricKey?: { primaryKey?: string } };
+/** Why a device id cannot be used, before anything is sent to the hub; undefined when it is valid. */
+export function invalidDeviceId(deviceId: string): Failure | undefined {
+  if (IDENTITY_ID.test(deviceId)) return undefined;
+  return {
+    kind: 'permanent',
+    reason:
+      `device id ${JSON.stringify(deviceId.slice(0, 140))} is not a valid IoT Hub id (1-128 ASCII letters, digits ` +
+      `or - : . + % _ # * ? ! ( ) , = @ ; $ '): fix the SIM's field or the target's deviceIdTemplate`,
+  };
 }
 
-function keyOf(device: DeviceLike | undefined): string | undefined {
-  return device?.authentication?.symmetricKey?.primaryKey || undefined;
+export interface IdentitiesOptions {
+  mode: 'module' | 'reported' | 'tags';
+  moduleId: string;
+  keyCacheSize: number;
+  /** Names the policy and what the mode needs, for a 401. */
+  policyHint: string;
 }
 
-function newKey(): string {
-  return randomBytes(32).toString('base64');
+interface HubError {
+  failure: Failure;
+  code?: string;
 }
-
-interface Work {
-  deviceId: string;
-  createFirst: boolean;
-}
-
-/** How many lookups/creates run at once; the rate budget, not this, sets the pace. */
-const LOOKUP_CONCURRENCY = 8;
 
 export class Identities {
   private readonly keys: LruCache<string>;
@@ -77,172 +92,288 @@ export class Identities {
   constructor(
     private readonly registry: Registry,
     private readonly budget: HubBudget,
-    cacheSize: number,
+    private readonly options: IdentitiesOptions,
     private readonly log: Logger
   ) {
-    this.keys = new LruCache(cacheSize);
+    this.keys = new LruCache(options.keyCacheSize);
   }
 
-  /** Drops a key the hub no longer accepts, so that the next publish fetches it again. */
-  forget(deviceId: string): void {
-    this.keys.delete(deviceId);
-  }
-
-  /** The key of every requested device, creating devices as needed. Never throws. */
-  async ensure(requests: IdentityRequest[], signal?: AbortSignal): Promise<Map<string, KeyResult>> {
-    const results = new Map<string, KeyResult>();
-    const fresh = new Set<string>();
-    const work: Work[] = [];
-    for (const { deviceId, likelyNew } of requests) {
-      if (results.has(deviceId) || fresh.has(deviceId) || work.some((w) => w.deviceId === deviceId)) continue;
-      const key = this.keys.get(deviceId);
-      if (key) results.set(deviceId, { ok: true, key });
-      else if (likelyNew) fresh.add(deviceId);
-      else work.push({ deviceId, createFirst: false });
+  /**
+   * Makes sure each device (and its module, in module mode) exists before its first publish. Returns a failure
+   * per device id that cannot be published; ids not in the map are ready. Never throws.
+   */
+  async ensure(deviceIds: string[], signal?: AbortSignal): Promise<Map<string, Failure>> {
+    const failures = new Map<string, Failure>();
+    if (this.options.mode === 'tags' || deviceIds.length === 0) return failures;
+    if (this.options.mode === 'reported') {
+      const existing = await this.createDevices(deviceIds, failures, signal);
+      await this.checkOwnership(existing, failures);
+      return failures;
     }
-    if (fresh.size > 1) {
-      for (const deviceId of await this.createBulk([...fresh], results, signal))
-        work.push({ deviceId, createFirst: false });
-    } else {
-      for (const deviceId of fresh) work.push({ deviceId, createFirst: true });
-    }
-    await this.runLimited(work, results, signal);
-    return results;
+    const missing: string[] = [];
+    await this.forEachLimited(deviceIds, async (id) => {
+      const r = await this.addModule(id, signal);
+      if (r === 'device-missing') missing.push(id);
+      else if (r) failures.set(id, r);
+    });
+    if (missing.length === 0) return failures;
+    await this.createDevices(missing, failures, signal);
+    await this.forEachLimited(
+      missing.filter((id) => !failures.has(id)),
+      async (id) => {
+        const r = await this.addModule(id, signal);
+        if (r === 'device-missing') failures.set(id, { kind: 'retryable', reason: 'device vanished while created' });
+        else if (r) failures.set(id, r);
+      }
+    );
+    return failures;
   }
 
-  /** Bulk-creates in chunks; returns the ids that already existed (to be looked up). */
-  private async createBulk(ids: string[], results: Map<string, KeyResult>, signal?: AbortSignal): Promise<string[]> {
+  /** Creates one missing device (tags mode, after a 404); undefined when it exists now. */
+  async ensureDevice(deviceId: string, signal?: AbortSignal): Promise<Failure | undefined> {
+    const failures = new Map<string, Failure>();
+    await this.createDevices([deviceId], failures, signal);
+    return failures.get(deviceId);
+  }
+
+  /** After the hub refused a connection: why, and what to do. One or two identity operations. */
+  async diagnose(deviceId: string, signal?: AbortSignal): Promise<Diagnosis> {
+    const device = await this.call(`device get`, 1, signal, () => this.registry.get(deviceId));
+    if ('failure' in device) {
+      if (device.failure.status !== 404) return device;
+      if (this.options.mode === 'reported') {
+        const failures = new Map<string, Failure>();
+        await this.createDevices([deviceId], failures, signal);
+        return failures.get(deviceId) ? { failure: failures.get(deviceId)! } : { retry: 'created' };
+      }
+      const created = await this.ensure([deviceId], signal);
+      return created.get(deviceId) ? { failure: created.get(deviceId)! } : { retry: 'created' };
+    }
+    const body = device.value as { status?: string; statusReason?: string };
+    if (body.status === 'disabled') {
+      const why = body.statusReason ? ` (statusReason: ${JSON.stringify(body.statusReason.slice(0, 200))})` : '';
+      const failure: Failure = {
+        kind: 'permanent',
+        reason: `device ${deviceId} is disabled in the hub${why}: the hub refuses its connections; enable it to publish again`,
+      };
+      return { failure };
+    }
+    if (this.options.mode === 'module') {
+      const module = await this.call('module get', 1, signal, () =>
+        this.registry.getModule(deviceId, this.options.moduleId)
+      );
+      if ('failure' in module && module.failure.status === 404) {
+        const r = await this.addModule(deviceId, signal);
+        return r && r !== 'device-missing' ? { failure: r } : { retry: 'created' };
+      }
+      if ('failure' in module) return module;
+    }
+    return { retry: 'policy-refused' };
+  }
+
+  /** The identity's own primary key (fallback when the policy lacks DeviceConnect): one `get`, then cached. */
+  async key(deviceId: string, moduleId: string | undefined, signal?: AbortSignal): Promise<KeyResult> {
+    const cacheKey = moduleId ? `${deviceId}/${moduleId}` : deviceId;
+    const cached = this.keys.get(cacheKey);
+    if (cached) return { ok: true, key: cached };
+    const got = await this.call(moduleId ? 'module get' : 'device get', 1, signal, () =>
+      moduleId ? this.registry.getModule(deviceId, moduleId) : this.registry.get(deviceId)
+    );
+    if ('failure' in got) return { ok: false, failure: got.failure };
+    const key = (got.value as { authentication?: { symmetricKey?: { primaryKey?: string } } }).authentication
+      ?.symmetricKey?.primaryKey;
+    if (!key) {
+      return { ok: false, failure: { kind: 'permanent', reason: `identity ${cacheKey} has no symmetric key (x509?)` } };
+    }
+    this.keys.set(cacheKey, key);
+    return { ok: true, key };
+  }
+
+  /** Drops a key the hub no longer accepts. */
+  forget(deviceId: string, moduleId?: string): void {
+    this.keys.delete(moduleId ? `${deviceId}/${moduleId}` : deviceId);
+  }
+
+  /** PUT the module; `device-missing` on 404, undefined when it exists now. */
+  private async addModule(deviceId: string, signal?: AbortSignal): Promise<Failure | 'device-missing' | undefined> {
+    const moduleId = this.options.moduleId;
+    const r = await this.call('module create', 1, signal, () =>
+      this.registry.addModule({ deviceId, moduleId, managedBy: 'kite-cloud-connector' } as never)
+    );
+    if (!('failure' in r)) return undefined;
+    if (r.failure.status === 409) return undefined;
+    if (r.failure.status === 404) return 'device-missing';
+    return r.failure;
+  }
+
+  /** Creates devices in bulk chunks; returns those that already existed. Failures go into `failures`. */
+  private async createDevices(ids: string[], failures: Map<string, Failure>, signal?: AbortSignal): Promise<string[]> {
     const existing: string[] = [];
     const chunkSize = Math.max(1, Math.min(BULK_MAX, Math.floor(this.budget.capacity)));
     for (let i = 0; i < ids.length; i += chunkSize) {
       const chunk = ids.slice(i, i + chunkSize);
-      const failure = await this.admit(chunk.length, signal);
-      if (failure) {
-        for (const id of ids.slice(i)) results.set(id, { ok: false, failure });
-        break;
-      }
-      const chunkFailure = await this.createChunk(chunk, results, existing);
-      if (chunkFailure?.kind === 'throttled') {
-        for (const id of ids.slice(i + chunkSize)) results.set(id, { ok: false, failure: chunkFailure });
+      const stop = await this.createChunk(chunk, failures, existing, signal);
+      if (stop) {
+        for (const id of ids.slice(i + chunkSize)) failures.set(id, stop);
         break;
       }
     }
     return existing;
   }
 
+  /** One bulk call; returns a failure that should stop further chunks (throttled, aborted). */
   private async createChunk(
     chunk: string[],
-    results: Map<string, KeyResult>,
-    existing: string[]
+    failures: Map<string, Failure>,
+    existing: string[],
+    signal?: AbortSignal
   ): Promise<Failure | undefined> {
-    const keys = new Map(chunk.map((id) => [id, newKey()]));
     const devices = chunk.map((deviceId) => ({
       deviceId,
       status: 'enabled' as const,
-      authentication: {
-        type: 'sas' as const,
-        symmetricKey: { primaryKey: keys.get(deviceId)!, secondaryKey: newKey() },
-      },
+      // Keys generated here: a bulk result carries no keys, and a later fallback to device keys reads them back.
+      authentication: { type: 'sas' as const, symmetricKey: { primaryKey: newKey(), secondaryKey: newKey() } },
+      ...(this.options.mode === 'reported' ? { tags: { [CREATED_TAG]: CREATED_TAG_VALUE } } : {}),
     }));
-    let outcome: { isSuccessful: boolean; errors?: { deviceId: string; errorCode: unknown }[] };
-    try {
-      outcome = (await this.registry.addDevices(devices)).responseBody;
-    } catch (err) {
-      // Some hub versions answer a partly failed bulk call with 400 and the same result body.
-      const body = bulkResultFromError(err);
-      if (!body) return this.failAll(chunk, results, this.serviceFailure(err, 'bulk create'));
-      outcome = body;
-    }
-    const errors = new Map((outcome.errors ?? []).map((e) => [e.deviceId, String(e.errorCode)]));
+    const r = await this.call('bulk create', chunk.length, signal, () => this.registry.addDevices(devices as never));
+    let result: BulkResult;
+    if ('failure' in r) {
+      const body = bulkResultFromError(r.error);
+      if (body) result = body;
+      else if (r.failure.status === 400) return this.createOneByOne(chunk, failures, existing, signal);
+      else {
+        for (const id of chunk) failures.set(id, r.failure);
+        return r.failure.kind === 'permanent' ? undefined : r.failure;
+      }
+    } else result = r.value as BulkResult;
+    const errors = new Map((result.errors ?? []).map((e) => [e.deviceId, String(e.errorCode)]));
     for (const id of chunk) {
       const code = errors.get(id);
-      if (!code) this.remember(id, keys.get(id)!, results);
-      else if (/DeviceAlreadyExists|409/.test(code)) existing.push(id);
-      else results.set(id, { ok: false, failure: { kind: 'permanent', reason: `bulk create: ${code}` } });
+      if (!code) continue;
+      if (/DeviceAlreadyExists|409/.test(code)) existing.push(id);
+      else failures.set(id, { kind: 'permanent', reason: `bulk create: ${code}` });
     }
-    this.budget.succeeded();
     this.log.info('azure identities created', { requested: chunk.length, existing: existing.length });
     return undefined;
   }
 
-  /** Looks up or creates devices a few at a time. */
-  private async runLimited(work: Work[], results: Map<string, KeyResult>, signal?: AbortSignal): Promise<void> {
-    const queue = [...work];
-    const worker = async () => {
-      for (let w = queue.shift(); w !== undefined; w = queue.shift()) {
-        if (!results.has(w.deviceId)) results.set(w.deviceId, await this.resolveOne(w.deviceId, w.createFirst, signal));
+  /** After a bulk 400 without a result: each device on its own, so one bad entry cannot fail the others. */
+  private async createOneByOne(
+    chunk: string[],
+    failures: Map<string, Failure>,
+    existing: string[],
+    signal?: AbortSignal
+  ): Promise<Failure | undefined> {
+    this.log.warn('azure bulk create answered 400 without a result: creating one device at a time', {
+      devices: chunk.length,
+    });
+    for (const deviceId of chunk) {
+      const r = await this.call('device create', 1, signal, () => this.registry.create({ deviceId }));
+      if (!('failure' in r)) {
+        // A single create carries no tags: mark the connector's device on its twin.
+        if (this.options.mode !== 'reported') continue;
+        try {
+          await this.registry.updateTwin(deviceId, { tags: { [CREATED_TAG]: CREATED_TAG_VALUE } }, '*');
+        } catch (err) {
+          failures.set(deviceId, this.serviceFailure(err, 'twin tag').failure);
+        }
+        continue;
       }
-    };
-    await Promise.all(Array.from({ length: Math.min(LOOKUP_CONCURRENCY, queue.length) }, worker));
+      if (r.failure.status === 409) existing.push(deviceId);
+      else failures.set(deviceId, r.failure);
+      if (r.failure.kind === 'throttled') return r.failure;
+    }
+    return undefined;
   }
 
-  /** get-then-create or create-then-get, one identity operation each. */
-  private async resolveOne(deviceId: string, createFirst: boolean, signal?: AbortSignal): Promise<KeyResult> {
-    const first = await this.single(deviceId, createFirst ? 'create' : 'get', signal);
-    const fallback = createFirst ? 409 : 404;
-    if (first.ok || first.failure.status !== fallback) return first;
-    return this.single(deviceId, createFirst ? 'get' : 'create', signal);
+  /** Reported mode: an existing device is used only when its twin carries the connector's tag. */
+  private async checkOwnership(ids: string[], failures: Map<string, Failure>): Promise<void> {
+    await this.forEachLimited(ids, async (deviceId) => {
+      try {
+        const twin = (await this.registry.getTwin(deviceId)).responseBody as { tags?: Record<string, unknown> };
+        const tag = twin.tags?.[CREATED_TAG] as { createdBy?: unknown } | undefined;
+        if (tag?.createdBy === CREATED_TAG_VALUE.createdBy) return;
+        failures.set(deviceId, {
+          kind: 'permanent',
+          reason:
+            `device ${deviceId} already exists and was not created by the connector: reported mode never connects ` +
+            `as a device it does not own (that would disconnect the real device); use mode "module" (the default), ` +
+            `or "tags", or another deviceIdTemplate`,
+        });
+      } catch (err) {
+        failures.set(deviceId, this.serviceFailure(err, 'twin get').failure);
+      }
+    });
   }
 
-  private async single(deviceId: string, op: 'create' | 'get', signal?: AbortSignal): Promise<KeyResult> {
-    const failure = await this.admit(1, signal);
-    if (failure) return { ok: false, failure };
+  /** One registry call under the identity budget; a failure is classified (a 429 pauses identity operations). */
+  private async call<T extends { responseBody: unknown }>(
+    operation: string,
+    cost: number,
+    signal: AbortSignal | undefined,
+    run: () => Promise<T>
+  ): Promise<{ value: unknown } | (HubError & { error: unknown })> {
+    const r = this.budget.reserve(cost);
+    if (!r.ok) {
+      const failure: Failure = {
+        kind: 'throttled',
+        reason: budgetReason('identity operation', r.paused),
+        retryAfterMs: r.retryAfterMs,
+      };
+      return { failure, error: undefined };
+    }
+    if (!(await sleepUnlessAborted(r.waitMs, signal))) {
+      this.budget.refund(cost);
+      return { failure: { kind: 'retryable', reason: 'aborted' }, error: undefined };
+    }
     try {
-      const { responseBody } =
-        op === 'create' ? await this.registry.create({ deviceId }) : await this.registry.get(deviceId);
-      const key = keyOf(responseBody);
-      if (!key)
-        return {
-          ok: false,
-          failure: { kind: 'permanent', reason: `device ${op}: the identity has no symmetric key (x509?)` },
-        };
-      this.budget.succeeded();
-      const result: KeyResult = { ok: true, key };
-      this.keys.set(deviceId, key);
-      return result;
+      return { value: (await run()).responseBody };
     } catch (err) {
-      return { ok: false, failure: this.serviceFailure(err, `device ${op}`) };
+      return { ...this.serviceFailure(err, operation), error: err };
     }
   }
 
-  /** Waits for `n` identity-operation tokens, or says to come back later. */
-  private async admit(n: number, signal?: AbortSignal): Promise<Failure | undefined> {
-    const r = this.budget.reserve(n);
-    if (!r.ok)
-      return { kind: 'throttled', reason: budgetReason('identity operation', r.paused), retryAfterMs: r.retryAfterMs };
-    if (await sleepUnlessAborted(r.waitMs, signal)) return undefined;
-    this.budget.refund(n);
-    return { kind: 'retryable', reason: 'aborted' };
-  }
-
-  /** Classifies and, for a 429, pauses identity operations for everyone. */
-  private serviceFailure(err: unknown, operation: string): Failure {
+  private serviceFailure(err: unknown, operation: string): HubError {
     const failure = classifyServiceError(err, operation);
-    if (failure.kind === 'throttled') failure.retryAfterMs = this.budget.throttled(failure.retryAfterMs);
+    if (failure.kind === 'throttled' && !failure.quotaExceeded)
+      failure.retryAfterMs = this.budget.throttled(failure.retryAfterMs);
+    if (failure.status === 401) {
+      failure.kind = 'retryable';
+      failure.reason = `${failure.reason}: ${this.options.policyHint}`;
+    }
     if (failure.status !== 404 && failure.status !== 409)
       this.log.warn('azure identity operation failed', { reason: failure.reason });
-    return failure;
+    return { failure };
   }
 
-  private remember(deviceId: string, key: string, results: Map<string, KeyResult>): void {
-    this.keys.set(deviceId, key);
-    results.set(deviceId, { ok: true, key });
-  }
-
-  private failAll(ids: string[], results: Map<string, KeyResult>, failure: Failure): Failure {
-    for (const id of ids) results.set(id, { ok: false, failure });
-    return failure;
+  private async forEachLimited(ids: string[], work: (id: string) => Promise<void>): Promise<void> {
+    const queue = [...ids];
+    const worker = async () => {
+      for (let id = queue.shift(); id !== undefined; id = queue.shift()) await work(id);
+    };
+    await Promise.all(Array.from({ length: Math.min(LOOKUP_CONCURRENCY, queue.length) }, worker));
   }
 }
 
-function bulkResultFromError(
-  err: unknown
-): { isSuccessful: boolean; errors?: { deviceId: string; errorCode: unknown }[] } | undefined {
+/** How many registry calls run at once; the identity budget, not this, sets the pace. */
+const LOOKUP_CONCURRENCY = 8;
+
+interface BulkResult {
+  isSuccessful: boolean;
+  errors?: { deviceId: string; errorCode: unknown }[];
+}
+
+function newKey(): string {
+  return randomBytes(32).toString('base64');
+}
+
+/** The BulkRegistryOperationResult of a bulk call answered 400, if the hub sent one. */
+function bulkResultFromError(err: unknown): BulkResult | undefined {
   const e = err as { response?: { statusCode?: number }; responseBody?: unknown };
   if (e?.response?.statusCode !== 400 || typeof e.responseBody !== 'string') return undefined;
   try {
     const body = JSON.parse(e.responseBody) as { isSuccessful?: unknown; errors?: unknown };
-    return typeof body.isSuccessful === 'boolean' && Array.isArray(body.errors) ? (body as never) : undefined;
+    return typeof body.isSuccessful === 'boolean' && Array.isArray(body.errors) ? (body as BulkResult) : undefined;
   } catch {
     return undefined;
   }

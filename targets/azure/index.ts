@@ -1,25 +1,43 @@
 /**
- * Azure IoT Hub target. In `reported` mode each SIM is published "as the device does": its device identity is
- * ensured with the service SDK's Registry, then a short MQTT connection as that device (device SDK) patches the
- * reported properties: connect → get twin → patch(es) → close, through a bounded pool, one connection per device
- * id at a time. In `tags` mode the service API patches the twin's tags instead.
+ * Azure IoT Hub target.
+ * - `module` mode (default): each SIM's record goes to the reported properties of the module `moduleId` under its
+ *   device id, over the module's own MQTT connection. A device holding its id (the customer's real device) is
+ *   never disconnected: a module is a separate identity with its own connection.
+ * - `reported` mode: the device twin's reported properties, only for devices the connector created.
+ * - `tags` mode: twin tags through the service API.
+ * Connections are open → patch(es) → close through a bounded pool, one per identity at a time, authenticated
+ * with tokens signed by the connection string's policy on the identity's behalf (no registry lookup per SIM;
+ * each identity's own key only when the policy lacks DeviceConnect). Patches go straight to the documented
+ * topic, one billed message per update. Budgets per hub (identity operations, connections, twin updates, the
+ * daily message budget) follow the tier; throttling shows as 429s, as closed connections and slow CONNACKs.
  */
 import type { Registry } from 'azure-iothub';
+import { SharedAccessSignature } from 'azure-iothub';
 import { createLogger, type Logger } from '../../shared/log';
 import type { PublishContext, PublishItem, PublishOutcome, Target } from '../target';
-import { parseServiceConnectionString, type AzureTargetConfig } from './config';
-import { DeviceSession } from './device';
+import { azureBudgets, parseServiceConnectionString, type AzureTargetConfig, type ServiceCredentials } from './config';
+import { DailyMessageBudget, LocalDailyCounter, type DailyCounter } from './daily-budget';
 import { classifyServiceError, type Failure } from './errors';
-import { Identities, type KeyResult } from './identity';
+import { ThrottleSignals, type ThrottleSignalOptions } from './hub-signals';
+import { Identities, invalidDeviceId } from './identity';
 import { KeyedLock, Semaphore, sleepUnlessAborted } from '../../shared/limits';
 import { budgetReason, HubBudget } from './rate';
 import { createRegistry, type RegistryHandle } from './service';
+import { billedMessages } from './tiers';
+import { TwinSession, type SessionFailure } from './twin-session';
 
 export type { AzureTargetConfig } from './config';
 export { parseAzureTargetConfig } from './config';
+export { LocalDailyCounter, type DailyCounter } from './daily-budget';
 
 export interface AzureTargetDeps {
   logger?: Logger;
+  /** Where the daily message budget is counted; share it between workers. @default in this process only */
+  dailyCounter?: DailyCounter;
+  /** Time for the daily budget (tests move it to the next UTC day). @default Date.now */
+  now?: () => number;
+  /** When closed connections and slow CONNACKs count as throttling. @default 3 within 10 s; CONNACK ≥ 5 s */
+  throttleSignals?: ThrottleSignalOptions;
 }
 
 /** An item with its position in the `publish` call, so outcomes come back in order. */
@@ -30,6 +48,14 @@ interface Entry {
 
 /** Used when the hub throttles without saying for how long and no budget pause applies. */
 const DEFAULT_THROTTLE_MS = 10_000;
+/** SAS tokens signed for one connection live this long. */
+const TOKEN_TTL_S = 3600;
+
+const POLICY_NEEDS = {
+  module: 'RegistryReadWrite and DeviceConnect',
+  reported: 'RegistryReadWrite, ServiceConnect and DeviceConnect',
+  tags: 'ServiceConnect (and RegistryReadWrite to create missing devices)',
+} as const;
 
 function toOutcome(iccid: string, failure: Failure): PublishOutcome {
   if (failure.kind === 'throttled') {
@@ -46,29 +72,63 @@ function toOutcome(iccid: string, failure: Failure): PublishOutcome {
 class AzureIotHubTarget implements Target {
   readonly name: string;
   private readonly log: Logger;
+  private readonly creds: ServiceCredentials;
   private readonly service: RegistryHandle;
   private readonly registry: Registry;
   private readonly identities: Identities;
+  private readonly identityBudget: HubBudget;
   private readonly twinBudget: HubBudget;
+  private readonly connectionBudget: HubBudget;
+  private readonly daily: DailyMessageBudget;
+  private readonly signals: ThrottleSignals;
+  private readonly messageChunkBytes: number;
   private readonly pool: Semaphore;
   private readonly locks = new KeyedLock();
   private readonly deviceHost: string;
+  private readonly policyHint: string;
+  /** False once the hub refused a policy-signed token for an enabled identity: the policy lacks DeviceConnect. */
+  private policyConnects = true;
+  private lastQuotaProbe = 0;
   private closed = false;
 
   constructor(
-    private readonly config: AzureTargetConfig & { name?: string },
-    logger: Logger
+    private readonly config: AzureTargetConfig,
+    deps: AzureTargetDeps
   ) {
-    this.name = config.name ?? 'azure';
-    this.log = logger.child({ target: this.name });
-    const creds = parseServiceConnectionString(config.connectionString, `targets.${this.name}`);
-    this.service = createRegistry(creds, config.serviceUrl, config.ca);
+    this.name = config.name;
+    this.log = (deps.logger ?? createLogger()).child({ target: this.name });
+    this.creds = parseServiceConnectionString(config.connectionString, `targets.${this.name}`);
+    this.service = createRegistry(this.creds, config.serviceUrl, config.ca);
     this.registry = this.service.registry;
-    const identityBudget = new HubBudget(config.identityOpsPerMinute, 60_000);
-    this.identities = new Identities(this.registry, identityBudget, config.keyCacheSize, this.log);
-    this.twinBudget = new HubBudget(config.twinUpdatesPerSecond, 1_000);
+    const budgets = azureBudgets(config);
+    this.identityBudget = new HubBudget(budgets.identityOpsPerMinute, 60_000);
+    this.twinBudget = new HubBudget(budgets.twinUpdatesPerSecond, 1_000);
+    this.connectionBudget = new HubBudget(budgets.connectionsPerSecond, 1_000);
+    this.messageChunkBytes = budgets.messageChunkBytes;
+    const now = deps.now ?? Date.now;
+    this.daily = new DailyMessageBudget(
+      this.creds.hostName,
+      budgets.dailyMessageBudget,
+      deps.dailyCounter ?? new LocalDailyCounter(),
+      now
+    );
+    this.signals = new ThrottleSignals(deps.throttleSignals ?? {}, () => {
+      const ms = this.twinBudget.throttled();
+      this.connectionBudget.throttled(ms);
+      this.log.warn('azure hub is shedding connections: pausing twin updates and connections', { pauseMs: ms });
+      return ms;
+    });
+    this.policyHint =
+      `policy '${this.creds.keyName}' was refused; mode '${config.mode}' needs a policy with ` +
+      `${POLICY_NEEDS[config.mode]} (e.g. iothubowner)`;
+    this.identities = new Identities(
+      this.registry,
+      this.identityBudget,
+      { mode: config.mode, moduleId: config.moduleId, keyCacheSize: config.keyCacheSize, policyHint: this.policyHint },
+      this.log
+    );
     this.pool = new Semaphore(config.maxConnections);
-    this.deviceHost = config.deviceHost ?? creds.hostName;
+    this.deviceHost = config.deviceHost ?? this.creds.hostName;
   }
 
   async publish(items: PublishItem[], signal?: AbortSignal, _context?: PublishContext): Promise<PublishOutcome[]> {
@@ -77,75 +137,139 @@ class AzureIotHubTarget implements Target {
       const reason = this.closed ? 'target closed' : 'aborted';
       return items.map((item) => ({ iccid: item.iccid, status: 'retryable', reason }));
     }
-    const keys = await this.identities.ensure(
-      items.map((item) => ({ deviceId: item.deviceId, likelyNew: item.full })),
-      signal
-    );
+    const groups = groupByDevice(items);
+    for (const [deviceId, entries] of groups) {
+      const invalid = invalidDeviceId(deviceId);
+      if (invalid) {
+        for (const e of entries) outcomes[e.index] = toOutcome(e.item.iccid, invalid);
+        groups.delete(deviceId);
+      }
+    }
+    if (this.config.mode !== 'tags') {
+      const state = await this.daily.state();
+      if (state.pausedUntil !== undefined) {
+        const spent = await this.daily.spend(1);
+        if (!spent.ok)
+          return fill(items, outcomes, { kind: 'throttled', reason: spent.reason, retryAfterMs: spent.retryAfterMs });
+      }
+    }
+    const firsts = [...groups].filter(([, entries]) => entries.some((e) => e.item.full)).map(([id]) => id);
+    const ensured = await this.identities.ensure(firsts, signal);
+    if ([...ensured.values()].some((f) => f.quotaExceeded)) {
+      const spent = await this.daily.exhaust();
+      if (!spent.ok)
+        return fill(items, outcomes, { kind: 'throttled', reason: spent.reason, retryAfterMs: spent.retryAfterMs });
+    }
     await Promise.all(
-      [...groupByDevice(items)].map(([deviceId, entries]) =>
-        this.publishDevice(deviceId, entries, keys.get(deviceId)!, outcomes, signal)
-      )
+      [...groups].map(([deviceId, entries]) => {
+        const failure = ensured.get(deviceId);
+        if (failure) {
+          for (const e of entries) outcomes[e.index] = toOutcome(e.item.iccid, failure);
+          return undefined;
+        }
+        return this.publishDevice(deviceId, entries, outcomes, signal);
+      })
     );
     return outcomes;
   }
 
-  /** All of one device's items, in order, under the device's lock. */
+  /** All of one identity's items, in order, under its lock and a place in the connection pool. */
   private async publishDevice(
     deviceId: string,
     entries: Entry[],
-    key: KeyResult,
     outcomes: PublishOutcome[],
     signal?: AbortSignal
   ): Promise<void> {
-    const settle = (from: number, failure: Failure) => {
-      for (const e of entries.slice(from)) outcomes[e.index] = toOutcome(e.item.iccid, failure);
-    };
-    if (!key.ok) return settle(0, key.failure);
-    await this.locks.run(deviceId, async () => {
+    const lockKey = this.config.mode === 'module' ? `${deviceId}/${this.config.moduleId}` : deviceId;
+    await this.locks.run(lockKey, async () => {
       const release = await this.pool.acquire();
       try {
         const done =
           this.config.mode === 'tags'
             ? await this.patchTags(deviceId, entries, outcomes, signal)
-            : await this.patchReported(deviceId, key.key, entries, outcomes, signal);
-        if (done.failure) settle(done.next, done.failure);
+            : await this.patchOverMqtt(deviceId, entries, outcomes, signal);
+        if (done.failure)
+          for (const e of entries.slice(done.next)) outcomes[e.index] = toOutcome(e.item.iccid, done.failure);
       } finally {
         release();
       }
     });
   }
 
-  /** Connect as the device and send its patches in order; stops at the first failure. */
-  private async patchReported(
+  /** The SAS for a connection: signed by the policy on the identity's behalf, or by the identity's own key. */
+  private async password(
     deviceId: string,
-    key: string,
+    signal?: AbortSignal
+  ): Promise<{ ok: true; sas: string } | { ok: false; failure: Failure }> {
+    const moduleId = this.config.mode === 'module' ? this.config.moduleId : undefined;
+    const resource = `${this.creds.hostName}/devices/${deviceId}${moduleId ? `/modules/${moduleId}` : ''}`;
+    const expiry = Math.floor(Date.now() / 1000) + TOKEN_TTL_S;
+    if (this.policyConnects) {
+      return {
+        ok: true,
+        sas: SharedAccessSignature.create(resource, this.creds.keyName, this.creds.key, expiry).toString(),
+      };
+    }
+    const key = await this.identities.key(deviceId, moduleId, signal);
+    if (!key.ok) return key;
+    return { ok: true, sas: SharedAccessSignature.create(resource, '', key.key, expiry).toString() };
+  }
+
+  /** Connect as the module (or device) and send its patches in order; stops at the first failure. */
+  private async patchOverMqtt(
+    deviceId: string,
     entries: Entry[],
     outcomes: PublishOutcome[],
     signal?: AbortSignal
   ): Promise<{ next: number; failure?: Failure }> {
-    const admitted = await this.admitTwin(signal);
-    if (admitted) return { next: 0, failure: admitted };
-    const opts = {
-      host: this.deviceHost,
-      deviceId,
-      key,
-      ca: this.config.ca,
-      timeoutMs: this.config.operationTimeoutMs,
-      signal,
-    };
-    const opened = await DeviceSession.open(opts);
-    if (!opened.ok) return { next: 0, failure: this.deviceFailure(deviceId, opened.failure) };
+    const moduleId = this.config.mode === 'module' ? this.config.moduleId : undefined;
+    let opened: Awaited<ReturnType<typeof TwinSession.open>> | undefined;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const notAdmitted = await this.admit(this.connectionBudget, 'connection', signal);
+      if (notAdmitted) return { next: 0, failure: notAdmitted };
+      const password = await this.password(deviceId, signal);
+      if (!password.ok) return { next: 0, failure: password.failure };
+      opened = await TwinSession.open({
+        connectHost: this.deviceHost,
+        hubHost: this.creds.hostName,
+        deviceId,
+        moduleId,
+        password: password.sas,
+        ca: this.config.ca,
+        timeoutMs: this.config.operationTimeoutMs,
+        signal,
+      });
+      if (opened.ok || !opened.failure.unauthorized) break;
+      // Refused: a missing or disabled identity, a regenerated key, or a policy without DeviceConnect.
+      if (!this.policyConnects) this.identities.forget(deviceId, moduleId);
+      const diagnosis = await this.identities.diagnose(deviceId, signal);
+      if ('failure' in diagnosis) return { next: 0, failure: diagnosis.failure };
+      if (diagnosis.retry === 'policy-refused' && this.policyConnects) {
+        this.policyConnects = false;
+        this.log.warn('azure hub refused a token signed by the policy: falling back to each identity key', {
+          policy: this.creds.keyName,
+        });
+      }
+    }
+    if (!opened) return { next: 0, failure: { kind: 'retryable', reason: 'not connected' } };
+    if (!opened.ok) return { next: 0, failure: await this.sessionFailure(deviceId, opened.failure) };
     const session = opened.value;
     try {
-      const twin = await session.getTwin();
-      if (!twin.ok) return { next: 0, failure: this.deviceFailure(deviceId, twin.failure) };
+      const paused = this.signals.connack(session.connackMs);
+      if (paused)
+        this.log.warn('azure CONNACKs are slow: the hub is shaping traffic', { connackMs: session.connackMs });
       for (let i = 0; i < entries.length; i++) {
-        const notAdmitted = i > 0 ? await this.admitTwin(signal) : undefined;
+        const notAdmitted = await this.admit(this.twinBudget, 'twin update', signal);
         if (notAdmitted) return { next: i, failure: notAdmitted };
-        const sent = await session.patchReported(twin.value, entries[i].item.patch);
-        if (!sent.ok) return { next: i, failure: this.deviceFailure(deviceId, sent.failure) };
+        const body = JSON.stringify(entries[i].item.patch);
+        const spent = await this.daily.spend(billedMessages(Buffer.byteLength(body), this.messageChunkBytes));
+        if (!spent.ok)
+          return { next: i, failure: { kind: 'throttled', reason: spent.reason, retryAfterMs: spent.retryAfterMs } };
+        const sent = await session.patchReported(entries[i].item.patch);
+        if (!sent.ok) return { next: i, failure: await this.sessionFailure(deviceId, sent.failure) };
         outcomes[entries[i].index] = { iccid: entries[i].item.iccid, status: 'ok' };
         this.twinBudget.succeeded();
+        this.connectionBudget.succeeded();
       }
       return { next: entries.length };
     } finally {
@@ -153,21 +277,32 @@ class AzureIotHubTarget implements Target {
     }
   }
 
-  /** Back-end-only mode: PATCH /twins/{id} with the tags, in order; stops at the first failure. */
+  /** Back-end-only mode: PATCH /twins/{id} with the tags, in order; creates a missing device once. */
   private async patchTags(
     deviceId: string,
     entries: Entry[],
     outcomes: PublishOutcome[],
     signal?: AbortSignal
   ): Promise<{ next: number; failure?: Failure }> {
+    let created = false;
     for (let i = 0; i < entries.length; i++) {
-      const notAdmitted = await this.admitTwin(signal);
+      const notAdmitted = await this.admit(this.twinBudget, 'twin update', signal);
       if (notAdmitted) return { next: i, failure: notAdmitted };
       try {
         // '*' is the SDK's "any etag": the connector is the only writer of these tags.
         await this.registry.updateTwin(deviceId, { tags: entries[i].item.patch }, '*');
       } catch (err) {
-        return { next: i, failure: this.twinFailure(classifyServiceError(err, 'twin tags patch')) };
+        const failure = await this.serviceFailure(err, 'twin tags patch');
+        if (failure.status === 404 && !created) {
+          created = true;
+          const made = await this.identities.ensureDevice(deviceId, signal);
+          if (!made) {
+            i--;
+            continue;
+          }
+          return { next: i, failure: made };
+        }
+        return { next: i, failure };
       }
       outcomes[entries[i].index] = { iccid: entries[i].item.iccid, status: 'ok' };
       this.twinBudget.succeeded();
@@ -175,26 +310,60 @@ class AzureIotHubTarget implements Target {
     return { next: entries.length };
   }
 
-  /** One twin-update token, or a throttled failure when the wait would be too long. */
-  private async admitTwin(signal?: AbortSignal): Promise<Failure | undefined> {
-    const r = this.twinBudget.reserve(1);
-    if (!r.ok)
-      return { kind: 'throttled', reason: budgetReason('twin update', r.paused), retryAfterMs: r.retryAfterMs };
+  /** One token of `budget`, or a throttled failure when the wait would be too long. */
+  private async admit(budget: HubBudget, operation: string, signal?: AbortSignal): Promise<Failure | undefined> {
+    const r = budget.reserve(1);
+    if (!r.ok) return { kind: 'throttled', reason: budgetReason(operation, r.paused), retryAfterMs: r.retryAfterMs };
     if (await sleepUnlessAborted(r.waitMs, signal)) return undefined;
-    this.twinBudget.refund(1);
+    budget.refund(1);
     return { kind: 'retryable', reason: 'aborted' };
   }
 
-  private deviceFailure(deviceId: string, failure: Failure): Failure {
-    if (failure.status === 401 || failure.status === 404) this.identities.forget(deviceId);
-    if (failure.dropped) this.twinBudget.dropped();
-    return this.twinFailure(failure);
+  /** Classifies a device-side failure: throttling signals, quota, a 429 status. */
+  private async sessionFailure(deviceId: string, failure: SessionFailure): Promise<Failure> {
+    if (failure.closedAfterConnect && (await this.quotaExceeded(deviceId))) {
+      const spent = await this.daily.exhaust();
+      if (!spent.ok) return { kind: 'throttled', reason: spent.reason, retryAfterMs: spent.retryAfterMs };
+    }
+    if (failure.status === 429) {
+      const ms = this.twinBudget.throttled(failure.retryAfterMs);
+      failure = { ...failure, kind: 'throttled', retryAfterMs: ms };
+    } else if (failure.closedByHub) {
+      const paused = this.signals.signal();
+      if (paused)
+        failure = { ...failure, kind: 'throttled', reason: `${failure.reason} (hub throttling)`, retryAfterMs: paused };
+      else this.twinBudget.dropped();
+    }
+    this.log.warn('azure twin update failed', { kind: failure.kind, reason: failure.reason });
+    return failure;
   }
 
-  /** A 429 pauses twin updates for every device, and the outcome says how long. */
-  private twinFailure(failure: Failure): Failure {
+  /**
+   * The hub closed a connection right after accepting it: past its daily quota it does exactly that. One cheap
+   * registry call (at most every 10 s) tells: 403 IotHubQuotaExceeded.
+   */
+  private async quotaExceeded(deviceId: string): Promise<boolean> {
+    if (Date.now() - this.lastQuotaProbe < 10_000) return false;
+    this.lastQuotaProbe = Date.now();
+    try {
+      await this.registry.get(deviceId);
+      return false;
+    } catch (err) {
+      return classifyServiceError(err, 'quota probe').quotaExceeded === true;
+    }
+  }
+
+  /** Classifies a service-API error; a 429 pauses twin updates, a 403002 the whole target until 00:00 UTC. */
+  private async serviceFailure(err: unknown, operation: string): Promise<Failure> {
+    let failure = classifyServiceError(err, operation);
+    if (failure.quotaExceeded) {
+      const spent = await this.daily.exhaust();
+      if (!spent.ok) return { kind: 'throttled', reason: spent.reason, retryAfterMs: spent.retryAfterMs };
+    }
     if (failure.kind === 'throttled')
       failure = { ...failure, retryAfterMs: this.twinBudget.throttled(failure.retryAfterMs) };
+    if (failure.status === 401)
+      failure = { ...failure, kind: 'retryable', reason: `${failure.reason}: ${this.policyHint}` };
     this.log.warn('azure twin update failed', { kind: failure.kind, reason: failure.reason });
     return failure;
   }
@@ -203,6 +372,11 @@ class AzureIotHubTarget implements Target {
     this.closed = true;
     this.service.close();
   }
+}
+
+function fill(items: PublishItem[], outcomes: PublishOutcome[], failure: Failure): PublishOutcome[] {
+  items.forEach((item, i) => (outcomes[i] ??= toOutcome(item.iccid, failure)));
+  return outcomes;
 }
 
 function groupByDevice(items: PublishItem[]): Map<string, Entry[]> {
@@ -216,6 +390,6 @@ function groupByDevice(items: PublishItem[]): Map<string, Entry[]> {
 }
 
 /** Builds the target from validated settings (see `parseAzureTargetConfig`). */
-export function createAzureTarget(config: AzureTargetConfig & { name?: string }, deps: AzureTargetDeps = {}): Target {
-  return new AzureIotHubTarget(config, deps.logger ?? createLogger());
+export function createAzureTarget(config: AzureTargetConfig, deps: AzureTargetDeps = {}): Target {
+  return new AzureIotHubTarget(config, deps);
 }

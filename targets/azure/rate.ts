@@ -14,6 +14,8 @@ const THROTTLE_MAX_MS = 60_000;
 /** A dropped connection may be the hub shedding load (it disconnects on 429002): back off briefly. */
 const DROP_MIN_MS = 500;
 const DROP_MAX_MS = 30_000;
+/** Backoffs start small again only after this long without throttling or drops. */
+const QUIET_RESET_MS = 60_000;
 
 export type HubReservation =
   | { ok: true; waitMs: number }
@@ -29,6 +31,7 @@ export class HubBudget {
   private pausedUntil = 0;
   private throttleStreak = 0;
   private dropStreak = 0;
+  private lastTroubleAt = 0;
 
   constructor(
     readonly capacity: number,
@@ -60,6 +63,7 @@ export class HubBudget {
   throttled(retryAfterMs?: number): number {
     const backoff = Math.min(THROTTLE_MAX_MS, THROTTLE_MIN_MS * 2 ** this.throttleStreak++);
     const ms = Math.max(backoff, retryAfterMs ?? 0);
+    this.lastTroubleAt = Date.now();
     this.throttledUntil = Math.max(this.throttledUntil, Date.now() + ms);
     return ms;
   }
@@ -67,11 +71,17 @@ export class HubBudget {
   /** A connection dropped mid-operation: pause briefly, growing while drops repeat. */
   dropped(): number {
     const ms = Math.min(DROP_MAX_MS, DROP_MIN_MS * 2 ** this.dropStreak++);
+    this.lastTroubleAt = Date.now();
     this.pausedUntil = Math.max(this.pausedUntil, Date.now() + ms);
     return ms;
   }
 
+  /**
+   * A success. It never ends a pause, and the backoff only starts small again after a quiet spell: with many
+   * connections in flight one lucky success must not undo what the hub just asked for.
+   */
   succeeded(): void {
+    if (Date.now() - this.lastTroubleAt < QUIET_RESET_MS) return;
     this.throttleStreak = 0;
     this.dropStreak = 0;
   }

@@ -1,9 +1,11 @@
 /**
- * The Azure IoT Hub target against the local double (test/azure-double): the real `azure-iothub` Registry and
- * `azure-iot-device` + `azure-iot-device-mqtt` client, over HTTPS and MQTT/TLS, with injected throttling and drops.
+ * The Azure IoT Hub target against the local double (test/azure-double): the real `azure-iothub` Registry over
+ * HTTPS and the connector's MQTT twin client over TLS, with injected throttling and drops. The protocol, in
+ * `reported` and `tags` mode; module mode, the hub's limits and the customer's devices are in azure-hub.test.ts.
  */
 import { AzureIotHubDouble } from '../azure-double';
 import { createAzureTarget, parseAzureTargetConfig } from '../../targets/azure';
+import { azureBudgets } from '../../targets/azure/config';
 import type { PublishItem, PublishOutcome, Target } from '../../targets/target';
 import { createLogger } from '../../shared/log';
 
@@ -24,7 +26,7 @@ afterAll(async () => {
   await hub.stop();
 });
 
-function target(extra: Record<string, unknown> = {}): Target {
+function anyTarget(extra: Record<string, unknown> = {}): Target {
   const raw = {
     connectionString: hub.serviceConnectionString,
     serviceUrl: hub.serviceUrl,
@@ -62,6 +64,8 @@ function bulkSizesSince(mark: number): number[] {
 }
 
 describe('reported mode', () => {
+  const target = (extra: Record<string, unknown> = {}) => anyTarget({ mode: 'reported', ...extra });
+
   test('first publish creates the identities in bulk and the reported properties land exactly', async () => {
     const t = target();
     const ids = [newId(), newId(), newId()];
@@ -75,17 +79,23 @@ describe('reported mode', () => {
     ids.forEach((id, i) => {
       expect(hub.reported(id)).toEqual({ iccid: id, presenceLevel: 'ONLINE', dailySMS: i, Latitude: 48.1 });
       expect(hub.twin(id)!.properties.reported.$version).toBe(2);
+      // Marked as the connector's own device.
+      expect(hub.twin(id)!.tags).toEqual({ kiteConnector: { createdBy: 'kite-cloud-connector' } });
     });
   });
 
-  test('a single new SIM is created with PUT /devices and its hub-generated key is reused', async () => {
+  test('a later publish needs no identity operation, and each update is one PATCH without a twin GET', async () => {
     const t = target();
     const id = newId();
     const mark = hub.restLog.length;
+    const twinMark = hub.twinLog.length;
     expect(await publish(t, [item(id, { iccid: id })])).toEqual([{ iccid: id, status: 'ok' }]);
     expect(await publish(t, [item(id, { ip: '10.0.0.1' }, false)])).toEqual([{ iccid: id, status: 'ok' }]);
-    // One identity operation in total: the second publish used the cached key.
-    expect(hub.restLog.slice(mark).map((e) => `${e.method} ${e.path}`)).toEqual([`PUT /devices/${id}`]);
+    expect(hub.restLog.slice(mark).map((e) => `${e.method} ${e.path}`)).toEqual(['POST /devices']);
+    expect(hub.twinLog.slice(twinMark).map((e) => `${e.op} ${e.status} ${e.billed}`)).toEqual([
+      'PATCH 204 1',
+      'PATCH 204 1',
+    ]);
     expect(hub.reported(id)).toEqual({ iccid: id, ip: '10.0.0.1' });
   });
 
@@ -112,12 +122,12 @@ describe('reported mode', () => {
     expect(hub.twin(id)!.properties.reported.$version).toBe(3);
   });
 
-  test('after a restart (empty key cache) an existing device is looked up, not created', async () => {
+  test('after a restart an existing device needs no registry call: the token is signed with the policy', async () => {
     const id = newId();
     await publish(target(), [item(id, { iccid: id })]);
     const mark = hub.restLog.length;
     expect(await publish(target(), [item(id, { event: 'attach' }, false)])).toEqual([{ iccid: id, status: 'ok' }]);
-    expect(hub.restLog.slice(mark).map((e) => `${e.method} ${e.path} ${e.status}`)).toEqual([`GET /devices/${id} 200`]);
+    expect(hub.restLog.slice(mark)).toEqual([]);
     expect(hub.reported(id)).toEqual({ iccid: id, event: 'attach' });
   });
 
@@ -184,23 +194,25 @@ describe('reported mode', () => {
     expect(hub.reported(id)).toEqual({ iccid: id });
   });
 
-  test('a device key regenerated in the hub → retryable, then the key is fetched again', async () => {
-    const t = target();
+  test('a policy without DeviceConnect: the connector falls back to each device key (one get per device)', async () => {
     const id = newId();
-    await publish(t, [item(id, { iccid: id })]);
-    hub.registry.devices.get(id)!.authentication.symmetricKey = {
-      primaryKey: 'bmV3a2V5MQ==',
-      secondaryKey: 'bmV3a2V5Mg==',
-    };
-    const failures = hub.authFailures;
-    expect((await publish(t, [item(id, { ip: '2' }, false)]))[0].status).toBe('retryable');
-    expect(hub.authFailures).toBe(failures + 1);
+    await publish(target(), [item(id, { iccid: id })]);
+    const t = target({ connectionString: hub.connectionStringFor('registryReadWrite') });
+    const mark = hub.restLog.length;
     expect(await publish(t, [item(id, { ip: '2' }, false)])).toEqual([{ iccid: id, status: 'ok' }]);
-    expect(hub.reported(id)).toEqual({ iccid: id, ip: '2' });
+    expect(await publish(t, [item(id, { ip: '3' }, false)])).toEqual([{ iccid: id, status: 'ok' }]);
+    // The refused policy token is diagnosed once (the device exists and is enabled), then the key is read once.
+    expect(hub.restLog.slice(mark).map((e) => `${e.method} ${e.path} ${e.status}`)).toEqual([
+      `GET /devices/${id} 200`,
+      `GET /devices/${id} 200`,
+    ]);
+    expect(hub.reported(id)).toEqual({ iccid: id, ip: '3' });
   });
 });
 
 describe('identity operations', () => {
+  const target = (extra: Record<string, unknown> = {}) => anyTarget({ mode: 'reported', ...extra });
+
   test('429 on the bulk create → throttled for every new SIM, with the hub throttle backoff', async () => {
     const t = target();
     hub.failRest({ op: 'identity', times: 1 });
@@ -234,18 +246,23 @@ describe('identity operations', () => {
     expect(bulkSizesSince(mark)).toEqual([2]);
   });
 
-  test('a wrong service key → permanent (401), counted by the double', async () => {
+  test('a wrong service key → retryable (nothing lost) with a reason saying what the mode needs', async () => {
     const bad = hub.serviceConnectionString.replace(/SharedAccessKey=[^;]+/, 'SharedAccessKey=d3Jvbmcta2V5');
     const failures = hub.authFailures;
     const [out] = await publish(target({ connectionString: bad }), [item(newId(), { iccid: 'y' })]);
-    expect(out).toMatchObject({ status: 'permanent' });
+    expect(out).toMatchObject({ status: 'retryable' });
+    expect(out.status === 'retryable' && out.reason).toContain(
+      "mode 'reported' needs a policy with RegistryReadWrite, ServiceConnect and DeviceConnect"
+    );
     expect(hub.authFailures).toBe(failures + 1);
   });
 });
 
 describe('tags mode', () => {
+  const target = (extra: Record<string, unknown> = {}) => anyTarget({ mode: 'tags', ...extra });
+
   test('writes tags with PATCH /twins and If-Match, null deletes, reported untouched', async () => {
-    const t = target({ mode: 'tags' });
+    const t = target();
     const id = newId();
     const mark = hub.restLog.length;
     expect(await publish(t, [item(id, { iccid: id, alias: 'pump-7', country: 'DE' })])).toEqual([
@@ -257,7 +274,7 @@ describe('tags mode', () => {
     const twin = hub.twin(id)!;
     expect(twin.tags).toEqual({ iccid: id, country: 'DE', operator: 'Telefonica' });
     expect(hub.reported(id)).toEqual({});
-    const patches = hub.restLog.slice(mark).filter((e) => e.method === 'PATCH');
+    const patches = hub.restLog.slice(mark).filter((e) => e.method === 'PATCH' && e.status === 200);
     expect(patches.map((e) => [e.path, e.ifMatch])).toEqual([
       [`/twins/${id}`, '"*"'],
       [`/twins/${id}`, '"*"'],
@@ -265,8 +282,16 @@ describe('tags mode', () => {
     expect(hub.connectionsOpened(id)).toBe(0);
   });
 
+  test('an existing device needs no identity operation at all, not even a lookup', async () => {
+    const id = newId();
+    hub.registry.create(id);
+    const mark = hub.restLog.length;
+    expect(await publish(target(), [item(id, { iccid: id })])).toEqual([{ iccid: id, status: 'ok' }]);
+    expect(hub.restLog.slice(mark).map((e) => `${e.method} ${e.path}`)).toEqual([`PATCH /twins/${id}`]);
+  });
+
   test('429 on the twin PATCH → throttled', async () => {
-    const t = target({ mode: 'tags' });
+    const t = target();
     const id = newId();
     await publish(t, [item(id, { iccid: id })]);
     hub.failRest({ op: 'twin', times: 1 });
@@ -278,12 +303,16 @@ describe('tags mode', () => {
 describe('configuration', () => {
   test('defaults are the S1 budgets', () => {
     const config = parseAzureTargetConfig({ connectionString: hub.serviceConnectionString }, 'azure');
-    expect(config).toMatchObject({
-      mode: 'reported',
+    expect(config).toMatchObject({ mode: 'module', moduleId: 'kite', tier: 'S1', units: 1, maxConnections: 32 });
+    expect(azureBudgets(config)).toEqual({
       identityOpsPerMinute: 100,
       twinUpdatesPerSecond: 50,
-      maxConnections: 32,
+      connectionsPerSecond: 100,
+      dailyMessageBudget: 400_000,
+      messageChunkBytes: 4096,
     });
+    const s3 = parseAzureTargetConfig({ connectionString: hub.serviceConnectionString, tier: 'S3', units: 2 }, 'a');
+    expect(azureBudgets(s3)).toMatchObject({ identityOpsPerMinute: 10_000, twinUpdatesPerSecond: 500 });
   });
 
   test('errors name the setting and never echo a secret', () => {
@@ -294,6 +323,9 @@ describe('configuration', () => {
       { connectionString: hub.serviceConnectionString, twinUpdatesPerSecond: 0 },
       { connectionString: hub.serviceConnectionString, serviceUrl: `http://x/?sig=${secret}` },
       { connectionString: hub.serviceConnectionString, bogus: secret },
+      { connectionString: hub.serviceConnectionString, tier: 'B1' },
+      { connectionString: hub.serviceConnectionString, tier: 'S3', units: 11 },
+      { connectionString: hub.serviceConnectionString, moduleId: 'kite module' },
     ];
     const messages = bad.map((raw) => {
       try {
@@ -309,6 +341,9 @@ describe('configuration', () => {
       expect.stringContaining('targets.hub1.twinUpdatesPerSecond'),
       expect.stringContaining('targets.hub1.serviceUrl'),
       expect.stringContaining('targets.hub1.bogus'),
+      expect.stringMatching(/targets\.hub1\.tier.*unknown tier "B1".*basic tiers have no device twins/),
+      expect.stringMatching(/targets\.hub1\.units.*at most 10 units/),
+      expect.stringContaining('targets.hub1.moduleId'),
     ]);
     for (const m of messages) expect(m).not.toContain(secret);
   });
