@@ -120,7 +120,7 @@ describe('parseTargetConfig', () => {
       'targets.az.connectionString: must contain HostName, SharedAccessKeyName and SharedAccessKey'
     );
     expect(problem({ type: 'azure', connectionString: azureConnectionString, mode: 'desired' }, 'az')).toBe(
-      'targets.az.mode: must be one of "reported", "tags"'
+      'targets.az.mode: must be one of "module", "reported", "tags"'
     );
     expect(problem({ type: 'azure', connectionString: azureConnectionString, maxConnections: 0 }, 'az')).toBe(
       'targets.az.maxConnections: must be a positive number'
