@@ -21,7 +21,7 @@ import {
   type GroupStatus,
   type GroupWorkflowInput,
 } from '../workflows/definitions';
-import { KITE_GROUP, KITE_SYNC_STATE } from '../workflows/search-attributes';
+import { groupVisibility, KITE_SYNC_STATE } from '../workflows/search-attributes';
 import type { ClientSettings } from './connection';
 import { formatDuration } from '../shared/durations';
 import { CliError, ExitCode } from './errors';
@@ -140,6 +140,7 @@ export async function startGroup(ctx: CommandContext, options: StartOptions): Pr
     targets: options.targets ?? DEFAULT_TARGETS,
   };
   const input: GroupWorkflowInput = { config };
+  const visibility = groupVisibility(config);
   const wasRunning = await isRunning(ctx, group);
   let result = await withWorkerDeadline(ctx, group, 'the configure update', () =>
     ctx.client.workflow.executeUpdateWithStart(configureUpdate, {
@@ -149,11 +150,8 @@ export async function startGroup(ctx: CommandContext, options: StartOptions): Pr
         taskQueue: ctx.settings.taskQueue,
         args: [input],
         workflowIdConflictPolicy: 'USE_EXISTING',
-        typedSearchAttributes: [
-          { key: KITE_GROUP, value: group },
-          { key: KITE_SYNC_STATE, value: config.enabled ? 'ON' : 'OFF' },
-        ],
-        memo: { config },
+        typedSearchAttributes: visibility.searchAttributes,
+        memo: visibility.memo,
       }),
     })
   );

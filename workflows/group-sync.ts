@@ -5,6 +5,7 @@
 import {
   ActivityCancellationType,
   allHandlersFinished,
+  ApplicationFailure,
   CancellationScope,
   condition,
   continueAsNew,
@@ -18,21 +19,23 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { SyncActivities } from '../activities';
+import { FailureType, NON_RETRYABLE_FAILURES } from '../shared/failures';
 import {
   configPatchError,
   configureUpdate,
   disableSignal,
   enableSignal,
+  groupNameError,
   innermostMessage,
   statusQuery,
   syncNowSignal,
+  type ConfigPatch,
   type CycleSummary,
   type GroupConfig,
   type GroupStatus,
   type GroupWorkflowInput,
 } from './definitions';
-import { NON_RETRYABLE_FAILURES } from '../shared/failures';
-import { KITE_GROUP, KITE_SYNC_STATE } from './search-attributes';
+import { groupVisibility } from './search-attributes';
 
 export const DEFAULT_MAX_CYCLES_PER_RUN = 100;
 
@@ -52,97 +55,125 @@ const activities = proxyActivities<SyncActivities>({
 });
 
 export async function groupSyncWorkflow(input: GroupWorkflowInput): Promise<void> {
-  const config: GroupConfig = { ...input.config };
-  const status: GroupStatus = {
-    config,
-    phase: 'idle',
-    cyclesCompleted: input.cyclesCompleted ?? 0,
-    lastCycle: input.lastCycle,
-    failingSims: { ...input.failingSims },
-  };
-  // The first run syncs at once; later runs keep the interval measured from the last cycle.
-  let syncRequested = input.syncRequested ?? input.lastCycle === undefined;
-  let configVersion = 0;
-  let cycleScope: CancellationScope | undefined;
+  const problem = groupNameError(input.config.group);
+  if (problem) throw ApplicationFailure.nonRetryable(problem, FailureType.InvalidGroupName);
+  const sync = new GroupSync(input);
+  sync.setHandlers();
+  return sync.run();
+}
 
-  const publishState = () => {
-    upsertSearchAttributes([
-      { key: KITE_GROUP, value: config.group },
-      { key: KITE_SYNC_STATE, value: config.enabled ? 'ON' : 'OFF' },
-    ]);
-    upsertMemo({ config: { ...config } });
-  };
+/** A group's state and message handlers; `run` is the loop: wait until due, run a cycle, continue-as-new. */
+class GroupSync {
+  private readonly config: GroupConfig;
+  private readonly status: GroupStatus;
+  /** The first run syncs at once; later runs keep the interval measured from the last cycle. */
+  private syncRequested: boolean;
+  /** Bumped by `configure`, so a wait for the next cycle starts again with the new interval. */
+  private configVersion = 0;
+  private cycleScope: CancellationScope | undefined;
+  private cyclesThisRun = 0;
 
-  setHandler(enableSignal, () => {
-    if (config.enabled) return;
-    config.enabled = true;
-    syncRequested = true;
-    publishState();
-  });
-  setHandler(disableSignal, () => {
-    if (!config.enabled) return;
-    config.enabled = false;
-    cycleScope?.cancel();
-    publishState();
-  });
-  setHandler(syncNowSignal, () => {
-    syncRequested = true;
-  });
-  setHandler(
-    configureUpdate,
-    (patch) => {
-      Object.assign(config, patch);
-      configVersion++;
-      publishState();
-      return { ...config };
-    },
-    {
+  constructor(input: GroupWorkflowInput) {
+    this.config = { ...input.config };
+    this.status = {
+      config: this.config,
+      phase: 'idle',
+      cyclesCompleted: input.cyclesCompleted ?? 0,
+      lastCycle: input.lastCycle,
+      failingSims: { ...input.failingSims },
+    };
+    this.syncRequested = input.syncRequested ?? input.lastCycle === undefined;
+  }
+
+  setHandlers(): void {
+    setHandler(enableSignal, () => this.setEnabled(true));
+    setHandler(disableSignal, () => this.setEnabled(false));
+    setHandler(syncNowSignal, () => {
+      this.syncRequested = true;
+    });
+    setHandler(configureUpdate, (patch) => this.configure(patch), {
       validator: (patch) => {
         const problem = configPatchError(patch);
         if (problem) throw new Error(problem);
       },
-    }
-  );
-  setHandler(statusQuery, () => ({ ...status, config: { ...config } }));
+    });
+    setHandler(statusQuery, () => ({ ...this.status, config: { ...this.config } }));
+  }
 
-  publishState();
-  let cyclesThisRun = 0;
-  for (;;) {
-    if (
-      workflowInfo().continueAsNewSuggested ||
-      cyclesThisRun >= (config.maxCyclesPerRun ?? DEFAULT_MAX_CYCLES_PER_RUN)
-    ) {
-      await condition(allHandlersFinished);
-      return continueAsNew<typeof groupSyncWorkflow>({
-        config,
-        cyclesCompleted: status.cyclesCompleted,
-        lastCycle: status.lastCycle,
-        failingSims: status.failingSims,
-        syncRequested,
-      });
+  async run(): Promise<void> {
+    this.publishState();
+    for (;;) {
+      if (this.runIsLongEnough()) {
+        await condition(allHandlersFinished);
+        return continueAsNew<typeof groupSyncWorkflow>(this.carriedOver());
+      }
+      if (!this.config.enabled) {
+        this.status.nextSyncAt = undefined;
+        await condition(() => this.config.enabled); // no timer while OFF
+        continue;
+      }
+      if (!this.syncRequested && !(await this.waitUntilDue())) continue;
+      await this.cycle();
     }
-    if (!config.enabled) {
-      status.nextSyncAt = undefined;
-      await condition(() => config.enabled); // no timer while OFF
-      continue;
-    }
-    if (!syncRequested) {
-      const due = (status.lastCycle?.finishedAt ?? Date.now()) + config.intervalMs;
-      status.nextSyncAt = due;
-      const seen = configVersion;
-      const woken =
-        due > Date.now() &&
-        (await condition(() => syncRequested || !config.enabled || configVersion !== seen, due - Date.now()));
-      // Disabled or reconfigured: re-evaluate. `disable` wins over a `syncNow` that arrived in the same task.
-      if (!config.enabled || (woken && !syncRequested)) continue;
-    }
-    syncRequested = false;
-    status.nextSyncAt = undefined;
-    cycleScope = new CancellationScope();
-    status.lastCycle = await cycleScope.run(() => runCycle(config, status));
-    cycleScope = undefined;
-    status.cyclesCompleted++;
-    cyclesThisRun++;
+  }
+
+  private setEnabled(enabled: boolean): void {
+    if (this.config.enabled === enabled) return;
+    this.config.enabled = enabled;
+    if (enabled) this.syncRequested = true;
+    else this.cycleScope?.cancel();
+    this.publishState();
+  }
+
+  private configure(patch: ConfigPatch): GroupConfig {
+    Object.assign(this.config, patch);
+    this.configVersion++;
+    this.publishState();
+    return { ...this.config };
+  }
+
+  /** The search attributes and memo show the configuration: ON/OFF in the list, the rest in the memo. */
+  private publishState(): void {
+    const { searchAttributes, memo } = groupVisibility(this.config);
+    upsertSearchAttributes(searchAttributes);
+    upsertMemo(memo);
+  }
+
+  private runIsLongEnough(): boolean {
+    const maxCycles = this.config.maxCyclesPerRun ?? DEFAULT_MAX_CYCLES_PER_RUN;
+    return workflowInfo().continueAsNewSuggested || this.cyclesThisRun >= maxCycles;
+  }
+
+  private carriedOver(): GroupWorkflowInput {
+    const { cyclesCompleted, lastCycle, failingSims } = this.status;
+    return { config: this.config, cyclesCompleted, lastCycle, failingSims, syncRequested: this.syncRequested };
+  }
+
+  /**
+   * Sleeps until the interval since the last cycle has passed. False when woken early without a `syncNow`
+   * (disabled or reconfigured): the caller re-evaluates. `disable` wins over a `syncNow` in the same task.
+   */
+  private async waitUntilDue(): Promise<boolean> {
+    const due = (this.status.lastCycle?.finishedAt ?? Date.now()) + this.config.intervalMs;
+    this.status.nextSyncAt = due;
+    const seen = this.configVersion;
+    const woken =
+      due > Date.now() &&
+      (await condition(
+        () => this.syncRequested || !this.config.enabled || this.configVersion !== seen,
+        due - Date.now()
+      ));
+    return this.config.enabled && !(woken && !this.syncRequested);
+  }
+
+  private async cycle(): Promise<void> {
+    this.syncRequested = false;
+    this.status.nextSyncAt = undefined;
+    this.cycleScope = new CancellationScope();
+    this.status.lastCycle = await this.cycleScope.run(() => runCycle(this.config, this.status));
+    this.cycleScope = undefined;
+    this.status.cyclesCompleted++;
+    this.cyclesThisRun++;
   }
 }
 

@@ -13,7 +13,7 @@ import { StateStore } from '../../state/store';
 import type { Target } from '../../targets/target';
 import { statusQuery, workflowIdForGroup, type GroupConfig, type GroupStatus } from '../../workflows/definitions';
 import { groupSyncWorkflow } from '../../workflows';
-import { KITE_GROUP } from '../../workflows/search-attributes';
+import { groupVisibility } from '../../workflows/search-attributes';
 import { testRedis, testStack, uniqueName } from '../setup/stack';
 
 export interface SyncHarness {
@@ -74,21 +74,18 @@ export async function startSyncHarness(options: {
     redis,
     taskQueue,
     async start(group, config = {}) {
+      const groupConfig: GroupConfig = {
+        group,
+        enabled: true,
+        intervalMs: 3_600_000,
+        targets: options.targets.map((t) => t.name),
+        ...config,
+      };
       return client.workflow.start(groupSyncWorkflow, {
         taskQueue,
         workflowId: workflowIdForGroup(group),
-        args: [
-          {
-            config: {
-              group,
-              enabled: true,
-              intervalMs: 3_600_000,
-              targets: options.targets.map((t) => t.name),
-              ...config,
-            },
-          },
-        ],
-        typedSearchAttributes: [{ key: KITE_GROUP, value: group }],
+        args: [{ config: groupConfig }],
+        typedSearchAttributes: groupVisibility(groupConfig).searchAttributes,
         workflowIdConflictPolicy: 'TERMINATE_EXISTING',
       });
     },
