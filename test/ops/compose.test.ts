@@ -101,10 +101,10 @@ test("the connector's search attributes are registered as Keyword", () => {
   expect(init).toMatch(/search-attribute create .*--type Keyword/);
 });
 
-test("the worker's environment names are the ones worker/config.ts (or the shared logger) reads", () => {
+test("the worker's environment names are the ones its configuration readers read", () => {
   const env = services.worker.environment ?? {};
-  const readers = ['worker/config.ts', 'shared/log.ts', 'targets/config.ts'].filter((f) =>
-    existsSync(path.join(ROOT, f))
+  const readers = ['worker/config.ts', 'shared/log.ts', 'shared/temporal-settings.ts', 'targets/config.ts'].filter(
+    (f) => existsSync(path.join(ROOT, f))
   );
   const source = readers.map(read).join('\n');
   for (const name of Object.keys(env)) {
