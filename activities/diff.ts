@@ -1,7 +1,7 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { SimRecord } from '../record';
 import type { Logger } from '../shared/log';
-import { canonicalJson, diffRecords } from '../record';
+import { canonicalJson, diffRecords, withUncertainKeys, type SimPatch } from '../record';
 import { FailureType } from '../shared/failures';
 import type { Entry, StateStore, TargetLookup } from '../state/store';
 import type { DiffInput, DiffResult } from './types';
@@ -23,7 +23,10 @@ export interface DiffDeps {
 /**
  * Compares the staged snapshot with what each target last acknowledged and writes the pending patches: the
  * whole record for a SIM new to the target, changed keys (null for removed ones) otherwise, nothing when equal.
- * SIMs that left the group are forgotten. Idempotent: pending is always recomputed from published + snapshot.
+ * A SIM whose last patch was handed to the target but never acknowledged is uncertain: every key of that patch
+ * is sent again with its current value, even when the snapshot equals what was acknowledged (the target may
+ * hold the unacknowledged values). SIMs that left the group are forgotten. Idempotent: pending is always
+ * recomputed from published + snapshot + uncertain.
  */
 export function createDiffActivity(deps: DiffDeps) {
   return async function diffSnapshot({ group, cycle, targets }: DiffInput): Promise<DiffResult> {
@@ -56,19 +59,22 @@ async function diffTarget(
   group: string,
   target: string,
   entries: Entry[],
-  { published, failures }: TargetLookup,
+  { published, failures, uncertain }: TargetLookup,
   clearStale: boolean,
   result: DiffResult
 ): Promise<void> {
   const sets: Entry[] = [];
   const deletes: string[] = [];
   entries.forEach(([iccid, json], i) => {
-    if (published[i] === json) {
+    const unsure = uncertain[i];
+    if (published[i] === json && !unsure) {
       if (clearStale) deletes.push(iccid);
       return;
     }
     const before = published[i] ? (JSON.parse(published[i]!) as SimRecord) : undefined;
-    const patch = diffRecords(before, JSON.parse(json) as SimRecord);
+    const next = JSON.parse(json) as SimRecord;
+    const changed = diffRecords(before, next);
+    const patch = unsure ? withUncertainKeys(changed, JSON.parse(unsure) as SimPatch, next) : changed;
     if (!patch) {
       if (clearStale) deletes.push(iccid);
       return;

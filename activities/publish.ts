@@ -148,6 +148,14 @@ async function sendBatch(
     }
   });
 
+  // From here until the commit, what the target holds for these SIMs is unknown: a crash, a stop or a disable in
+  // between leaves the mark, and the next diff re-sends these keys (even if Kite's values flipped back).
+  const handed = new Set(items.map((item) => item.iccid));
+  await store.markSent(
+    group,
+    name,
+    entries.filter(([iccid]) => handed.has(iccid))
+  );
   const started = Date.now();
   const outcomes = await publishSafely(target, items, signal, group);
   deps.onOutcomes?.(group, name, outcomes, Date.now() - started);

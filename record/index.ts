@@ -3,4 +3,4 @@
  * The connector's own contract with every target; no I/O.
  */
 export { RECORD_KEYS, type RecordKey, type SimPatch, type SimRecord } from './record';
-export { applyPatch, canonicalJson, diffRecords } from './patch';
+export { applyPatch, canonicalJson, diffRecords, withUncertainKeys } from './patch';

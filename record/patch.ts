@@ -32,6 +32,17 @@ export function diffRecords(published: SimRecord | undefined, next: SimRecord): 
   return changed ? (patch as SimPatch) : undefined;
 }
 
+/**
+ * `patch` widened by every key of `uncertain`, a patch that was handed to the target and never acknowledged: the
+ * target may hold its values or the ones before, so each of its keys is sent again with its current value in
+ * `next` (`null` when `next` no longer has it), even where `next` equals what was last acknowledged.
+ */
+export function withUncertainKeys(patch: SimPatch | undefined, uncertain: SimPatch, next: SimRecord): SimPatch {
+  const widened: Record<string, unknown> = { ...patch };
+  for (const key of Object.keys(uncertain) as RecordKey[]) widened[key] = next[key] === undefined ? null : next[key];
+  return widened as SimPatch;
+}
+
 /** What the target holds after it applied `patch` on top of `published`: `null` deletes a key. */
 export function applyPatch(published: SimRecord | undefined, patch: SimPatch): SimRecord {
   const merged: Record<string, unknown> = { ...published };

@@ -8,6 +8,8 @@
  *   pub:<target>      HASH iccid → canonical record JSON          what the target holds (last acknowledged)
  *   pending:<target>  HASH iccid → canonical patch JSON           changes not yet acknowledged
  *   fail:<target>     HASH iccid → {reason, patch, at}            permanent failures, retried when the patch changes
+ *   sent:<target>     HASH iccid → canonical patch JSON           handed to the target, not yet acknowledged: what
+ *                                                                  the target holds for these keys is unknown
  */
 import Redis, { type RedisOptions } from 'ioredis';
 import { FailureType } from '../shared/failures';
@@ -51,6 +53,11 @@ export interface TargetLookup {
   published: (string | null)[];
   /** The SIM's recorded permanent failure, undefined when none. */
   failures: (StoredFailure | undefined)[];
+  /**
+   * A patch handed to the target and never acknowledged (a crash, a stop, a disable or exhausted attempts came
+   * in between): the target may hold its values or the ones before. Null when the SIM's state is certain.
+   */
+  uncertain: (string | null)[];
 }
 
 /** A group name that cannot be a Redis hash tag (braces, colons, wildcards, …). Not retryable. */
@@ -58,7 +65,10 @@ export class InvalidGroupNameError extends Error {
   override name = FailureType.InvalidGroupName;
 }
 
-/** Atomically, per SIM: if pending still holds the patch we sent, record the merged state and drop the pending. */
+/**
+ * Atomically, per SIM: if pending still holds the patch we sent, record the merged state and drop the pending, the
+ * failure and the in-flight mark (the target's state is certain again).
+ */
 const COMMIT_SCRIPT = `
 local n = 0
 for i = 1, #ARGV, 3 do
@@ -66,18 +76,23 @@ for i = 1, #ARGV, 3 do
     redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 2])
     redis.call('HDEL', KEYS[2], ARGV[i])
     redis.call('HDEL', KEYS[3], ARGV[i])
+    redis.call('HDEL', KEYS[4], ARGV[i])
     n = n + 1
   end
 end
 return n`;
 
-/** Atomically, per SIM: if pending still holds the patch, move it to the failures with its reason. */
+/**
+ * Atomically, per SIM: if pending still holds the patch, move it to the failures with its reason. The target
+ * refused it for good, so it did not apply it: the in-flight mark goes too.
+ */
 const FAIL_SCRIPT = `
 local n = 0
 for i = 1, #ARGV, 3 do
   if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then
     redis.call('HDEL', KEYS[1], ARGV[i])
     redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 2])
+    redis.call('HDEL', KEYS[3], ARGV[i])
     n = n + 1
   end
 end
@@ -95,8 +110,8 @@ return out`;
 
 interface ScriptedRedis extends Redis {
   ccAbsent(a: string, b: string, ...fields: string[]): Promise<string[]>;
-  ccCommit(pub: string, pending: string, fail: string, ...args: string[]): Promise<number>;
-  ccFail(pending: string, fail: string, ...args: string[]): Promise<number>;
+  ccCommit(pub: string, pending: string, fail: string, sent: string, ...args: string[]): Promise<number>;
+  ccFail(pending: string, fail: string, sent: string, ...args: string[]): Promise<number>;
 }
 
 /** An ioredis client from a URL (`redis://`, `rediss://` for TLS; a password may be in the URL). */
@@ -118,8 +133,8 @@ export class StateStore {
     this.prefix = options.prefix ?? 'cc';
     this.ttl = options.stagingTtlSeconds ?? 86_400;
     if (!this.redis.ccCommit) {
-      redis.defineCommand('ccCommit', { numberOfKeys: 3, lua: COMMIT_SCRIPT });
-      redis.defineCommand('ccFail', { numberOfKeys: 2, lua: FAIL_SCRIPT });
+      redis.defineCommand('ccCommit', { numberOfKeys: 4, lua: COMMIT_SCRIPT });
+      redis.defineCommand('ccFail', { numberOfKeys: 3, lua: FAIL_SCRIPT });
       redis.defineCommand('ccAbsent', { numberOfKeys: 2, lua: ABSENT_SCRIPT });
     }
   }
@@ -170,17 +185,25 @@ export class StateStore {
     return this.hmget(this.keys(group).snapshot(cycle), iccids);
   }
 
-  /** For each target, in order: what it holds for `iccids` and their recorded failures. One round trip. */
+  /**
+   * For each target, in order: what it holds for `iccids`, their recorded failures and their uncertain patches.
+   * One round trip.
+   */
   async lookups(group: string, targets: string[], iccids: string[]): Promise<TargetLookup[]> {
     const keys = this.keys(group);
-    if (!iccids.length) return targets.map(() => ({ published: [], failures: [] }));
+    if (!iccids.length) return targets.map(() => ({ published: [], failures: [], uncertain: [] }));
     const replies = await this.hmgetMany(
       targets.flatMap((t) => [
         { key: keys.published(t), fields: iccids },
         { key: keys.failures(t), fields: iccids },
+        { key: keys.sent(t), fields: iccids },
       ])
     );
-    return targets.map((_, t) => ({ published: replies[2 * t], failures: replies[2 * t + 1].map(parseFailure) }));
+    return targets.map((_, t) => ({
+      published: replies[3 * t],
+      failures: replies[3 * t + 1].map(parseFailure),
+      uncertain: replies[3 * t + 2],
+    }));
   }
 
   /** Whether the target has pending patches not yet acknowledged. */
@@ -227,6 +250,7 @@ export class StateStore {
       pipeline.hdel(keys.published(target), ...iccids);
       pipeline.hdel(keys.pending(target), ...iccids);
       pipeline.hdel(keys.failures(target), ...iccids);
+      pipeline.hdel(keys.sent(target), ...iccids);
     }
     await execOrThrow(pipeline);
   }
@@ -253,12 +277,26 @@ export class StateStore {
     return this.redis.hlen(this.keys(group).failures(target));
   }
 
+  /**
+   * Marks patches as handed to the target, before they are sent: until a commit or a permanent failure clears the
+   * mark, the target's state for those keys is unknown, and the next diff re-sends them (TargetLookup.uncertain).
+   */
+  async markSent(group: string, target: string, entries: Entry[]): Promise<void> {
+    if (entries.length) await this.redis.hset(this.keys(group).sent(target), ...entries.flat());
+  }
+
   /** Records acknowledged SIMs as published, atomically per SIM. Returns how many were still pending. */
   async commitPublished(group: string, target: string, items: CommitItem[]): Promise<number> {
     if (!items.length) return 0;
     const keys = this.keys(group);
     const args = items.flatMap((i) => [i.iccid, i.patch, i.merged]);
-    return this.redis.ccCommit(keys.published(target), keys.pending(target), keys.failures(target), ...args);
+    return this.redis.ccCommit(
+      keys.published(target),
+      keys.pending(target),
+      keys.failures(target),
+      keys.sent(target),
+      ...args
+    );
   }
 
   /** Moves permanently failed SIMs from pending to failures, with their reason. */
@@ -270,7 +308,7 @@ export class StateStore {
       const failure: StoredFailure = { reason: i.reason, patch: i.patch, at };
       return [i.iccid, i.patch, JSON.stringify(failure)];
     });
-    return this.redis.ccFail(keys.pending(target), keys.failures(target), ...args);
+    return this.redis.ccFail(keys.pending(target), keys.failures(target), keys.sent(target), ...args);
   }
 
   /** Deletes every key of a group (for `kite-cc stop --forget` and tests). */
@@ -294,6 +332,7 @@ export class StateStore {
       published: (target: string) => `${base}pub:${target}`,
       pending: (target: string) => `${base}pending:${target}`,
       failures: (target: string) => `${base}fail:${target}`,
+      sent: (target: string) => `${base}sent:${target}`,
     };
   }
 

@@ -1,0 +1,104 @@
+/**
+ * A patch handed to a target and never acknowledged leaves the target's state unknown. When the cycle then ends
+ * without a retry (the group disabled, or stopped) and Kite's values flip back, the next cycle must still correct
+ * the target: every SIM at the target equals Kite afterwards. Real workflow, Temporal server and Redis.
+ */
+import type { WorkflowHandle } from '@temporalio/client';
+import { mapSim } from '../../kite';
+import { applyPatch, type SimRecord } from '../../record';
+import type { PublishItem, PublishOutcome } from '../../targets/target';
+import { disableSignal, enableSignal, statusQuery, syncNowSignal } from '../../workflows/definitions';
+import { uniqueName } from '../setup/stack';
+import { MemoryKite } from '../support/memory-kite';
+import { RecordingTarget } from '../support/recording-target';
+import { startSyncHarness, type SyncHarness } from '../support/sync-harness';
+import { waitUntil } from '../support/wait-until';
+
+/** Delivers every patch, then, while `loseAcks` is set, fails the call as if the acknowledgement was lost. */
+class LostAckTarget extends RecordingTarget {
+  loseAcks = false;
+
+  override async publish(items: PublishItem[]): Promise<PublishOutcome[]> {
+    const outcomes = await super.publish(items);
+    if (this.loseAcks) throw new Error('connection reset before the acknowledgement');
+    return outcomes;
+  }
+
+  /** What the target holds per SIM: every patch received, applied in order. */
+  state(iccid: string): SimRecord | undefined {
+    return (this.received.get(iccid) ?? []).reduce<SimRecord | undefined>((s, r) => applyPatch(s, r.patch), undefined);
+  }
+}
+
+const kite = new MemoryKite(50);
+const cloud = new LostAckTarget('cloud');
+let harness: SyncHarness;
+
+beforeAll(async () => {
+  harness = await startSyncHarness({ kite, targets: [cloud], batchSize: 10 });
+});
+afterAll(() => harness?.close());
+
+function kiteRecord(icc: string): SimRecord {
+  const mapped = mapSim(kite.sims.get(icc), kite.presences.get(icc));
+  if (!mapped.ok) throw new Error(mapped.reason);
+  return mapped.record;
+}
+
+/**
+ * Publishes a 30-SIM group, changes 20 aliases, lets the target receive them but lose the acknowledgements,
+ * ends the cycle with `interrupt`, flips the aliases back in Kite, resumes with `resume`, and checks the target.
+ */
+async function flipBack(
+  name: string,
+  interrupt: (handle: WorkflowHandle) => Promise<void>,
+  resume: (group: string, handle: WorkflowHandle) => Promise<{ handle: WorkflowHandle; cycles: number }>
+): Promise<void> {
+  const group = uniqueName(name);
+  const iccs = kite.addSims(group, 30, Math.floor(Math.random() * 1e6));
+  const handle = await harness.start(group);
+  await harness.waitForCycles(handle, 1);
+  const changed = iccs.slice(0, 20);
+  const original = new Map(changed.map((icc) => [icc, kite.sims.get(icc)!.alias]));
+  for (const icc of changed) kite.update(icc, { alias: `new-${icc.slice(-6)}` });
+
+  cloud.loseAcks = true;
+  await handle.signal(syncNowSignal);
+  await waitUntil(
+    () => changed.every((icc) => cloud.state(icc)?.alias === `new-${icc.slice(-6)}`),
+    'the target received every new alias'
+  );
+  await interrupt(handle);
+  cloud.loseAcks = false;
+  for (const icc of changed) kite.update(icc, { alias: original.get(icc) });
+
+  const resumed = await resume(group, handle);
+  const status = await harness.waitForCycles(resumed.handle, resumed.cycles);
+  expect(status.lastCycle?.outcome).toBe('completed');
+  const wrong = iccs.filter((icc) => JSON.stringify(cloud.state(icc)) !== JSON.stringify(kiteRecord(icc)));
+  expect(wrong).toEqual([]);
+  await resumed.handle.terminate();
+}
+
+test('flip-back across disable and enable: every SIM at the target equals Kite', async () => {
+  await flipBack(
+    'flip-disable',
+    async (handle) => {
+      await handle.signal(disableSignal);
+      await waitUntil(async () => (await handle.query(statusQuery)).phase === 'idle', 'the cycle is cancelled');
+    },
+    async (_group, handle) => {
+      const { cyclesCompleted } = await handle.query(statusQuery);
+      await handle.signal(enableSignal);
+      return { handle, cycles: cyclesCompleted + 1 };
+    }
+  );
+});
+
+test('flip-back across stop and start: every SIM at the target equals Kite', async () => {
+  await flipBack(
+    'flip-stop',
+    async (handle) => void (await handle.terminate('stopped by the test')),
+    async (group) => ({ handle: await harness.start(group), cycles: 1 })
+  );
+});
