@@ -1,299 +1,23 @@
 /**
  * The scale benchmark (issue #7): a group of N SIMs (default 100,000) from the Kite simulator to a null target,
  * through the real worker process, with the floor (the same activities in a plain loop) and the one-activity-per-SIM
- * design side by side. Prints one table; `scripts/bench.sh` starts the stack around it.
+ * design side by side (runs.ts). Prints one table against the goals (report.ts); `scripts/bench.sh` starts the
+ * stack around it.
  *   node -r @swc-node/register bench/main.ts [--sims N] [--small N] [--profile] [--out FILE]
  */
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
-import { MockActivityEnvironment } from '@temporalio/testing';
-import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
-import type Redis from 'ioredis';
-import { createActivities } from '../activities';
-import { kiteSourceFromClients } from '../activities/kite-source';
-import { KiteClient, tlsFromFiles } from '../kite';
-import { createLogger } from '../shared/log';
-import { connectRedis, StateStore } from '../state/store';
-import { createNullTarget } from '../targets/null';
-import { statusQuery, syncNowSignal, WORKFLOW_TYPE, type GroupStatus } from '../workflows/definitions';
-import { KITE_GROUP } from '../workflows/search-attributes';
-import { cycleFigures, lastRequest, type HistoryEvent } from './history';
-import { createNaiveActivities } from './naive-activities';
-import { ROOT, startSimulator, startBenchWorker, stopAll, type SimulatorProcess } from './processes';
-import { startProfiler, topFrames } from './profile';
-import { DEFAULT_TEMPORAL_ADDRESS } from '../shared/defaults';
+import { Client, Connection } from '@temporalio/client';
+import { bundleWorkflowCode, DefaultLogger, Runtime } from '@temporalio/worker';
+import { connectRedis } from '../state/store';
+import { ROOT, startSimulator, stopAll } from './processes';
+import { profileReport, resultsTable } from './report';
+import { dropPrefix, log, REDIS_URL, runFloor, runNaive, runOurs, TEMPORAL, warm } from './runs';
 
-const TEMPORAL = process.env.BENCH_TEMPORAL_ADDRESS ?? DEFAULT_TEMPORAL_ADDRESS;
-const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379/9';
-const TARGETS = JSON.stringify({ null: { type: 'null' } });
-const quiet = createLogger({}, { level: 'warn' });
 const sdkQuiet = new DefaultLogger('WARN');
 Runtime.install({ logger: sdkQuiet });
-const log = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
-
-interface OurRun {
-  bundleMs?: number;
-  sims: number;
-  startupMs: number;
-  cycles: { cycleMs: number; events: number; stages: Record<string, number>; published: number }[];
-  peakRssMb: number;
-  cpu: { workerS: number; simulatorS: number; wallS: number };
-  redisBytes: Record<string, number>;
-}
-
-function cpuSeconds(pid: number | undefined): number {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, in clock ticks (USER_HZ = 100)
-  } catch {
-    return NaN;
-  }
-}
-
-function kiteClientFor(sim: SimulatorProcess): KiteClient {
-  return new KiteClient({
-    baseUrl: sim.info.baseUrl,
-    requestsPerSecond: 0,
-    logger: quiet,
-    ...tlsFromFiles({ certFile: sim.info.clientCert, keyFile: sim.info.clientKey, caFile: sim.info.ca }),
-  });
-}
-
-/** Pages the whole inventory once and reads some presence, so the simulator's JSON cache and JIT are warm. */
-async function warm(sim: SimulatorProcess): Promise<number> {
-  const started = Date.now();
-  const client = kiteClientFor(sim);
-  const iccs: string[] = [];
-  for await (const page of client.pages()) for (const s of page.sims) iccs.push(s.icc as string);
-  await Promise.all(
-    Array.from({ length: 4 }, async (_, w) => {
-      for (let i = w; i < Math.min(iccs.length, 4000); i += 4) await client.getPresence(iccs[i]);
-    })
-  );
-  client.close();
-  return Date.now() - started;
-}
-
-/** Changes `fraction` of the group's SIMs through the simulator's control API: alias, and the APN of every other. */
-async function changeSims(sim: SimulatorProcess, group: string, fraction: number, tag: string): Promise<number> {
-  const { iccs } = (await sim.control('GET', `sims?group=${group}`)) as { iccs: string[] };
-  const step = Math.round(1 / fraction);
-  const chosen = iccs.filter((_, i) => i % step === 0);
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: 8 }, async () => {
-      while (next < chosen.length) {
-        const k = next++;
-        const patch: Record<string, unknown> = { alias: `bench-${tag}-${k}` };
-        if (k % 2) patch.apn = `bench${tag}.example`;
-        await sim.control('PATCH', `sims/${encodeURIComponent(chosen[k])}`, patch);
-      }
-    })
-  );
-  return chosen.length;
-}
-
-async function redisUsage(redis: Redis, prefix: string, group: string): Promise<Record<string, number>> {
-  const out: Record<string, number> = {};
-  const keys: string[] = [];
-  for await (const batch of redis.scanStream({ match: `${prefix}:{${group}}:*`, count: 1000 }) as AsyncIterable<
-    string[]
-  >)
-    keys.push(...batch);
-  for (const key of keys) {
-    const family = key.slice(`${prefix}:{${group}}:`.length).replace(/:\d+$/, '');
-    const bytes = Number(await redis.call('MEMORY', 'USAGE', key, 'SAMPLES', '0'));
-    out[family] = (out[family] ?? 0) + bytes;
-  }
-  return out;
-}
-
-async function dropPrefix(redis: Redis, prefix: string): Promise<void> {
-  for await (const keys of redis.scanStream({ match: `${prefix}:*`, count: 1000 }) as AsyncIterable<string[]>)
-    if (keys.length) await redis.unlink(...keys);
-}
-
-async function historyOf(handle: WorkflowHandle): Promise<HistoryEvent[]> {
-  return (await handle.fetchHistory()).events ?? [];
-}
-
-/** Waits until the workflow completed `cycles` cycles and its history ends with the timer to the next one. */
-async function waitForCycle(handle: WorkflowHandle, cycles: number, timeoutMs: number): Promise<GroupStatus> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const status = await handle.query(statusQuery);
-    if (status.cyclesCompleted >= cycles && status.phase === 'idle') {
-      const events = await historyOf(handle);
-      if (events[events.length - 1]?.timerStartedEventAttributes) return status;
-    }
-    if (Date.now() > deadline)
-      throw new Error(`cycle ${cycles} not done in ${timeoutMs} ms: ${JSON.stringify(status)}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
-/** Our design: the real worker process and the group workflow, three cycles (first, no change, 1% changed). */
-async function runOurs(
-  client: Client,
-  redis: Redis,
-  sim: SimulatorProcess,
-  group: string,
-  sims: number,
-  runId: string,
-  bundle: string,
-  profileDir?: string
-): Promise<OurRun> {
-  const prefix = `bench-${runId}`;
-  const taskQueue = `bench-${runId}-${group}`;
-  const worker = await startBenchWorker(
-    {
-      KITE_TEMPORAL_ADDRESS: TEMPORAL,
-      KITE_TASK_QUEUE: taskQueue,
-      KITE_REDIS_URL: REDIS_URL,
-      KITE_REDIS_PREFIX: prefix,
-      KITE_API_URL: sim.info.baseUrl,
-      KITE_CA_FILE: sim.info.ca,
-      KITE_CERT_FILE: sim.info.clientCert,
-      KITE_KEY_FILE: sim.info.clientKey,
-      KITE_REQUESTS_PER_SECOND: '0',
-      KITE_TARGETS: TARGETS,
-      KITE_METRICS_ADDRESS: 'off',
-      KITE_LOG_LEVEL: 'info',
-      KITE_WORKFLOW_BUNDLE: bundle,
-    },
-    profileDir
-  );
-  log(`${group}: worker started in ${worker.startupMs} ms`);
-  const result: OurRun = {
-    sims,
-    startupMs: worker.startupMs,
-    cycles: [],
-    peakRssMb: 0,
-    cpu: { workerS: 0, simulatorS: 0, wallS: 0 },
-    redisBytes: {},
-  };
-  const timeout = Math.max(60_000, sims * 2);
-  const handle = await client.workflow.start(WORKFLOW_TYPE, {
-    taskQueue,
-    workflowId: `bench:${runId}:${group}`,
-    args: [{ config: { group, enabled: true, intervalMs: 3_600_000, targets: ['null'] } }],
-    typedSearchAttributes: [{ key: KITE_GROUP, value: group }],
-  });
-  try {
-    let previous = 0;
-    for (let cycle = 1; cycle <= 3; cycle++) {
-      if (cycle === 3) log(`${group}: changed ${await changeSims(sim, group, 0.01, runId)} SIMs`);
-      const cpu0 = [cpuSeconds(worker.child.pid), cpuSeconds(sim.child.pid), Date.now()];
-      if (cycle > 1) await handle.signal(syncNowSignal);
-      const status = await waitForCycle(handle as WorkflowHandle, cycle, timeout);
-      if (cycle === 1) {
-        result.cpu = {
-          workerS: cpuSeconds(worker.child.pid) - cpu0[0],
-          simulatorS: cpuSeconds(sim.child.pid) - cpu0[1],
-          wallS: (Date.now() - cpu0[2]) / 1000,
-        };
-      }
-      const last = status.lastCycle!;
-      if (last.outcome !== 'completed') throw new Error(`${group} cycle ${cycle}: ${JSON.stringify(last)}`);
-      const events = await historyOf(handle as WorkflowHandle);
-      const figures = cycleFigures(events, lastRequest(events));
-      result.cycles.push({ ...figures, events: events.length - previous, published: last.targets.null.published });
-      previous = events.length;
-      log(`${group}: cycle ${cycle} ${figures.cycleMs} ms, ${last.targets.null.published} published`);
-    }
-    result.redisBytes = await redisUsage(redis, prefix, group);
-    result.peakRssMb = worker.peakRssMb() ?? NaN;
-  } finally {
-    await handle.terminate('benchmark done').catch(() => undefined);
-    await worker.stop();
-  }
-  return result;
-}
-
-/** Baseline (a): the same activities called in a plain loop, no Temporal (MockActivityEnvironment gives them a Context). */
-async function runFloor(redis: Redis, sim: SimulatorProcess, group: string, runId: string, profileDir?: string) {
-  const prefix = `bench-floor-${runId}`;
-  const store = new StateStore(redis, { prefix });
-  const client = kiteClientFor(sim);
-  const kite = kiteSourceFromClients(() => client);
-  const target = createNullTarget({ name: 'null', latencyMs: 0 });
-  const acts = createActivities({ store, kite, targets: new Map([['null', { target }]]), logger: quiet });
-  const cycles: { totalMs: number; stages: Record<string, number>; cpu: { benchS: number; simulatorS: number } }[] = [];
-  for (let cycle = 1; cycle <= 2; cycle++) {
-    const stages: Record<string, number> = {};
-    // CPU of this process and of the simulator, to set beside the worker's: same work, without Temporal.
-    const cpu0 = [process.cpuUsage(), cpuSeconds(sim.child.pid)] as const;
-    const timed = async <T>(name: string, fn: () => Promise<T>) => {
-      const t = performance.now();
-      const r = await fn();
-      stages[name] = performance.now() - t;
-      return r;
-    };
-    const profiler = profileDir && cycle === 1 ? await startProfiler() : undefined;
-    const started = performance.now();
-    await timed('fetchSnapshot', () => new MockActivityEnvironment().run(acts.fetchSnapshot, { group, cycle }));
-    await timed('diffSnapshot', () =>
-      new MockActivityEnvironment().run(acts.diffSnapshot, { group, cycle, targets: ['null'] })
-    );
-    await timed('publishChanges', () =>
-      new MockActivityEnvironment().run(acts.publishChanges, { group, cycle, target: 'null' })
-    );
-    if (profiler) await profiler.stopInto(path.join(profileDir!, 'floor'));
-    const { user, system } = process.cpuUsage(cpu0[0]);
-    const cpu = { benchS: (user + system) / 1e6, simulatorS: cpuSeconds(sim.child.pid) - cpu0[1] };
-    cycles.push({ totalMs: performance.now() - started, stages, cpu });
-    log(`floor: cycle ${cycle} ${Math.round(cycles[cycle - 1].totalMs)} ms, ${target.counters().items} published`);
-  }
-  client.close();
-  await dropPrefix(redis, prefix);
-  return cycles;
-}
-
-/** Baseline (b): one activity per SIM, in a worker in this process. Returns the first sync's time. */
-async function runNaive(client: Client, redis: Redis, sim: SimulatorProcess, group: string, runId: string) {
-  const prefix = `bench-naive-${runId}`;
-  const store = new StateStore(redis, { prefix });
-  const kiteClient = kiteClientFor(sim);
-  const target = createNullTarget({ name: 'null', latencyMs: 0 });
-  const targets = new Map([['null', { target }]]);
-  const acts = createActivities({ store, kite: kiteSourceFromClients(() => kiteClient), targets, logger: quiet });
-  const connection = await NativeConnection.connect({ address: TEMPORAL });
-  const taskQueue = `bench-naive-${runId}`;
-  try {
-    const worker = await Worker.create({
-      connection,
-      taskQueue,
-      workflowsPath: require.resolve('./naive-workflow'),
-      activities: createNaiveActivities(store, acts.fetchSnapshot, targets),
-    });
-    return await worker.runUntil(async () => {
-      const handle = await client.workflow.start('naiveGroupSyncWorkflow', {
-        taskQueue,
-        workflowId: `bench:${runId}:naive`,
-        args: [{ group, cycle: 1, target: 'null' }],
-      });
-      const out = (await handle.result()) as { sims: number; published: number };
-      const events = await historyOf(handle as WorkflowHandle);
-      const at = (e: HistoryEvent) => Number(e.eventTime?.seconds ?? 0) * 1000 + (e.eventTime?.nanos ?? 0) / 1e6;
-      const ms = at(events[events.length - 1]) - at(events[0]);
-      log(`naive: ${out.published} SIMs in ${Math.round(ms)} ms, ${events.length} history events`);
-      return { ms, events: events.length, published: out.published };
-    });
-  } finally {
-    kiteClient.close();
-    await connection.close();
-    await dropPrefix(redis, prefix);
-  }
-}
-
-const fmt = (n: number, digits = 0) =>
-  Number.isFinite(n)
-    ? n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
-    : 'n/a';
-const sec = (ms: number) => `${fmt(ms / 1000, 2)} s`;
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -337,113 +61,18 @@ async function main(): Promise<void> {
     const naive = await runNaive(client, redis, smallSim, 'bench-small', runId);
     await dropPrefix(redis, `bench-${runId}`);
 
-    const [first, noChange, changed] = big.cycles;
-    const simsPerSec = sims / (first.cycleMs / 1000);
-    const redisTotal = Object.values(big.redisBytes).reduce((a, b) => a + b, 0);
-    const eventsBig = big.cycles.map((c) => c.events);
-    const eventsSmall = smallRun.cycles.map((c) => c.events);
-    const constantEvents = eventsBig.slice(1).join() === eventsSmall.slice(1).join() && eventsBig[0] === eventsSmall[0];
-    const ratio = first.cycleMs / floor[0].totalMs;
-    const speedup = naive.ms / smallRun.cycles[0].cycleMs;
-    const pass = (ok: boolean) => (ok ? 'pass' : 'MISS');
-    const stages = (s: Record<string, number>) =>
-      `fetch ${sec(s.fetchSnapshot)}, diff ${sec(s.diffSnapshot)}, publish ${sec(s.publishChanges)}`;
-    const rows: [string, string, string, string][] = [
-      [
-        `First full sync, ${fmt(sims)} SIMs`,
-        '≥ 30,000 SIM/s',
-        `${fmt(simsPerSec)} SIM/s (${sec(first.cycleMs)})`,
-        pass(simsPerSec >= 30_000),
-      ],
-      ['  per stage (scheduled → completed)', '', stages(first.stages), ''],
-      [`No-change cycle, ${fmt(sims)} SIMs`, '≤ 1.0 s', sec(noChange.cycleMs), pass(noChange.cycleMs <= 1000)],
-      ['  per stage', '', stages(noChange.stages), ''],
-      [`1% changed cycle (${fmt(changed.published)} SIMs)`, '', sec(changed.cycleMs), ''],
-      ['  per stage', '', stages(changed.stages), ''],
-      [
-        `History events per cycle (1st/2nd/3rd), ${fmt(small)} vs ${fmt(sims)}`,
-        'constant',
-        `${eventsSmall.join('/')} vs ${eventsBig.join('/')}`,
-        pass(constantEvents),
-      ],
-      ['Peak worker RSS (VmHWM)', '≤ 300 MB', `${fmt(big.peakRssMb)} MB`, pass(big.peakRssMb <= 300)],
-      [
-        'Redis memory per SIM',
-        '',
-        `${fmt(redisTotal / sims)} B (${Object.entries(big.redisBytes)
-          .map(([k, v]) => `${k} ${fmt(v / sims)}`)
-          .join(', ')})`,
-        '',
-      ],
-      [
-        'Our first sync / floor (plain loop)',
-        '≤ 1.3',
-        `${fmt(ratio, 2)} (floor ${sec(floor[0].totalMs)}: ${stages(floor[0].stages)})`,
-        pass(ratio <= 1.3),
-      ],
-      [
-        'Our no-change cycle / floor',
-        '',
-        `${fmt(noChange.cycleMs / floor[1].totalMs, 2)} (floor ${sec(floor[1].totalMs)})`,
-        '',
-      ],
-      [
-        `Speedup over one activity per SIM, ${fmt(small)} SIMs`,
-        '',
-        `${fmt(speedup, 1)}× (${sec(smallRun.cycles[0].cycleMs)} vs ${sec(naive.ms)}, ${naive.events} events)`,
-        '',
-      ],
-      [
-        'Worker start-up (not in cycle times)',
-        '',
-        `${sec(big.startupMs)} (+ ${sec(bundleMs)} to prebuild the workflow bundle)`,
-        '',
-      ],
-      [
-        'CPU during first sync',
-        '',
-        `worker ${fmt(big.cpu.workerS, 1)} s, simulator ${fmt(big.cpu.simulatorS, 1)} s in ${fmt(big.cpu.wallS, 1)} s`,
-        '',
-      ],
-      [
-        "CPU during the floor's first sync",
-        '',
-        `bench process ${fmt(floor[0].cpu.benchS, 1)} s, simulator ${fmt(floor[0].cpu.simulatorS, 1)} s in ${sec(floor[0].totalMs)}`,
-        '',
-      ],
-    ];
-    const widths = [0, 1, 2, 3].map((i) =>
-      Math.max(...rows.map((r) => r[i].length), ['measure', 'goal', 'measured', 'result'][i].length)
-    );
-    const line = (r: string[]) => `| ${r.map((c, i) => c.padEnd(widths[i])).join(' | ')} |`;
-    const table = [
-      line(['measure', 'goal', 'measured', 'result']),
-      `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`,
-      ...rows.map(line),
-    ].join('\n');
-    process.stdout.write(`\n${table}\n`);
+    const results = { sims, small, bundleMs, floor, big, smallRun, naive };
+    process.stdout.write(`\n${resultsTable(results)}\n`);
     if (profileDir) {
       await new Promise((r) => setTimeout(r, 500));
-      for (const [title, dir] of [
-        ['Worker CPU profile, three cycles', profileDir],
-        ["Floor CPU profile (this process), the floor's first sync", path.join(profileDir, 'floor')],
-      ]) {
-        const { totalMs, frames } = topFrames(dir);
-        process.stdout.write(`\n${title} (${sec(totalMs)} sampled), top frames by self time:\n`);
-        for (const f of frames) process.stdout.write(`  ${fmt(f.share * 100, 1).padStart(5)}%  ${f.frame}\n`);
-      }
+      process.stdout.write(profileReport(profileDir));
     }
-    const results = {
+    const saved = {
       runId,
       machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version },
-      sims,
-      small,
-      floor,
-      big,
-      smallRun,
-      naive,
+      ...results,
     };
-    writeFileSync(values.out ?? path.join(dataDir, `results-${runId}.json`), JSON.stringify(results, null, 2));
+    writeFileSync(values.out ?? path.join(dataDir, `results-${runId}.json`), JSON.stringify(saved, null, 2));
   } finally {
     redis.disconnect();
     await connection.close();

@@ -1,0 +1,148 @@
+/** The benchmark's report: its goals, and the table (and CPU profiles) it prints from the runs' figures. */
+import path from 'node:path';
+import type { OurRun, runFloor, runNaive } from './runs';
+import { topFrames } from './profile';
+
+/** What the connector must achieve at scale (issue #7); the table compares each measure with its goal. */
+export const GOALS = {
+  /** SIMs per second of a group's first full sync. */
+  firstSyncSimsPerSecond: 30_000,
+  /** Wall time of a cycle in which nothing changed. */
+  noChangeCycleMs: 1_000,
+  /** Peak resident memory of the worker process (VmHWM). */
+  peakRssMb: 300,
+  /** Our first sync's time over the floor's (the same activities in a plain loop, no Temporal). */
+  firstSyncOverFloor: 1.3,
+  /** History events per cycle do not grow with the group's size. */
+  historyEventsPerCycle: 'constant',
+} as const;
+
+/** Everything the runs measured. */
+export interface BenchResults {
+  sims: number;
+  small: number;
+  bundleMs: number;
+  floor: Awaited<ReturnType<typeof runFloor>>;
+  big: OurRun;
+  smallRun: OurRun;
+  naive: Awaited<ReturnType<typeof runNaive>>;
+}
+
+const fmt = (n: number, digits = 0) =>
+  Number.isFinite(n)
+    ? n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
+    : 'n/a';
+const sec = (ms: number) => `${fmt(ms / 1000, 2)} s`;
+
+/** The results as a Markdown table: measure, goal, measured, pass/MISS. */
+export function resultsTable({ sims, small, bundleMs, floor, big, smallRun, naive }: BenchResults): string {
+  const [first, noChange, changed] = big.cycles;
+  const simsPerSec = sims / (first.cycleMs / 1000);
+  const redisTotal = Object.values(big.redisBytes).reduce((a, b) => a + b, 0);
+  const eventsBig = big.cycles.map((c) => c.events);
+  const eventsSmall = smallRun.cycles.map((c) => c.events);
+  const constantEvents = eventsBig.slice(1).join() === eventsSmall.slice(1).join() && eventsBig[0] === eventsSmall[0];
+  const ratio = first.cycleMs / floor[0].totalMs;
+  const speedup = naive.ms / smallRun.cycles[0].cycleMs;
+  const pass = (ok: boolean) => (ok ? 'pass' : 'MISS');
+  const stages = (s: Record<string, number>) =>
+    `fetch ${sec(s.fetchSnapshot)}, diff ${sec(s.diffSnapshot)}, publish ${sec(s.publishChanges)}`;
+  const rows: [string, string, string, string][] = [
+    [
+      `First full sync, ${fmt(sims)} SIMs`,
+      `≥ ${fmt(GOALS.firstSyncSimsPerSecond)} SIM/s`,
+      `${fmt(simsPerSec)} SIM/s (${sec(first.cycleMs)})`,
+      pass(simsPerSec >= GOALS.firstSyncSimsPerSecond),
+    ],
+    ['  per stage (scheduled → completed)', '', stages(first.stages), ''],
+    [
+      `No-change cycle, ${fmt(sims)} SIMs`,
+      `≤ ${fmt(GOALS.noChangeCycleMs / 1000, 1)} s`,
+      sec(noChange.cycleMs),
+      pass(noChange.cycleMs <= GOALS.noChangeCycleMs),
+    ],
+    ['  per stage', '', stages(noChange.stages), ''],
+    [`1% changed cycle (${fmt(changed.published)} SIMs)`, '', sec(changed.cycleMs), ''],
+    ['  per stage', '', stages(changed.stages), ''],
+    [
+      `History events per cycle (1st/2nd/3rd), ${fmt(small)} vs ${fmt(sims)}`,
+      GOALS.historyEventsPerCycle,
+      `${eventsSmall.join('/')} vs ${eventsBig.join('/')}`,
+      pass(constantEvents),
+    ],
+    [
+      'Peak worker RSS (VmHWM)',
+      `≤ ${GOALS.peakRssMb} MB`,
+      `${fmt(big.peakRssMb)} MB`,
+      pass(big.peakRssMb <= GOALS.peakRssMb),
+    ],
+    [
+      'Redis memory per SIM',
+      '',
+      `${fmt(redisTotal / sims)} B (${Object.entries(big.redisBytes)
+        .map(([k, v]) => `${k} ${fmt(v / sims)}`)
+        .join(', ')})`,
+      '',
+    ],
+    [
+      'Our first sync / floor (plain loop)',
+      `≤ ${GOALS.firstSyncOverFloor}`,
+      `${fmt(ratio, 2)} (floor ${sec(floor[0].totalMs)}: ${stages(floor[0].stages)})`,
+      pass(ratio <= GOALS.firstSyncOverFloor),
+    ],
+    [
+      'Our no-change cycle / floor',
+      '',
+      `${fmt(noChange.cycleMs / floor[1].totalMs, 2)} (floor ${sec(floor[1].totalMs)})`,
+      '',
+    ],
+    [
+      `Speedup over one activity per SIM, ${fmt(small)} SIMs`,
+      '',
+      `${fmt(speedup, 1)}× (${sec(smallRun.cycles[0].cycleMs)} vs ${sec(naive.ms)}, ${naive.events} events)`,
+      '',
+    ],
+    [
+      'Worker start-up (not in cycle times)',
+      '',
+      `${sec(big.startupMs)} (+ ${sec(bundleMs)} to prebuild the workflow bundle)`,
+      '',
+    ],
+    [
+      'CPU during first sync',
+      '',
+      `worker ${fmt(big.cpu.workerS, 1)} s, simulator ${fmt(big.cpu.simulatorS, 1)} s in ${fmt(big.cpu.wallS, 1)} s`,
+      '',
+    ],
+    [
+      "CPU during the floor's first sync",
+      '',
+      `bench process ${fmt(floor[0].cpu.benchS, 1)} s, simulator ${fmt(floor[0].cpu.simulatorS, 1)} s in ${sec(floor[0].totalMs)}`,
+      '',
+    ],
+  ];
+  const widths = [0, 1, 2, 3].map((i) =>
+    Math.max(...rows.map((r) => r[i].length), ['measure', 'goal', 'measured', 'result'][i].length)
+  );
+  const line = (r: string[]) => `| ${r.map((c, i) => c.padEnd(widths[i])).join(' | ')} |`;
+  const table = [
+    line(['measure', 'goal', 'measured', 'result']),
+    `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`,
+    ...rows.map(line),
+  ].join('\n');
+  return table;
+}
+
+/** The top frames of the worker's and the floor's CPU profiles, written by `--profile`. */
+export function profileReport(profileDir: string): string {
+  let text = '';
+  for (const [title, dir] of [
+    ['Worker CPU profile, three cycles', profileDir],
+    ["Floor CPU profile (this process), the floor's first sync", path.join(profileDir, 'floor')],
+  ]) {
+    const { totalMs, frames } = topFrames(dir);
+    text += `\n${title} (${sec(totalMs)} sampled), top frames by self time:\n`;
+    for (const f of frames) text += `  ${fmt(f.share * 100, 1).padStart(5)}%  ${f.frame}\n`;
+  }
+  return text;
+}
