@@ -1,6 +1,7 @@
 /**
- * From a Kite SIM (plus its presence detail) to the 19-key record of DESIGN §2. A SIM that cannot be mapped is
- * rejected with a short stable reason code so that the fetch activity can count reasons; it never throws.
+ * From a Kite SIM (plus its presence detail) to the 19-key published record (record/record.ts). A SIM that cannot
+ * be mapped is rejected with a short stable reason code so that the fetch activity can count reasons; it never
+ * throws.
  *
  * Rules worth knowing:
  * - An absent value, `null` or an empty string is left out of the record (never published as null here).
