@@ -110,12 +110,21 @@ export class Identities {
       await this.checkOwnership(existing, failures);
       return failures;
     }
+    // Module first costs 1 operation when the device exists (the customer's fleet), 3 when it does not. A probe
+    // of a few ids says which case this is; when most devices are missing, the rest are created in bulk first
+    // (2 operations each).
+    const probe = deviceIds.slice(0, PROBE_SIZE);
     const missing: string[] = [];
-    await this.forEachLimited(deviceIds, async (id) => {
-      const r = await this.addModule(id, signal);
-      if (r === 'device-missing') missing.push(id);
-      else if (r) failures.set(id, r);
-    });
+    const addModules = (ids: string[]) =>
+      this.forEachLimited(ids, async (id) => {
+        const r = await this.addModule(id, signal);
+        if (r === 'device-missing') missing.push(id);
+        else if (r) failures.set(id, r);
+      });
+    await addModules(probe);
+    const rest = deviceIds.slice(PROBE_SIZE);
+    if (missing.length * 2 > probe.length) missing.push(...rest);
+    else await addModules(rest);
     if (missing.length === 0) return failures;
     await this.createDevices(missing, failures, signal);
     await this.forEachLimited(
@@ -357,6 +366,8 @@ export class Identities {
 
 /** How many registry calls run at once; the identity budget, not this, sets the pace. */
 const LOOKUP_CONCURRENCY = 8;
+/** Ids tried module-first before deciding whether the devices mostly exist. */
+const PROBE_SIZE = 8;
 
 interface BulkResult {
   isSuccessful: boolean;

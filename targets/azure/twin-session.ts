@@ -196,12 +196,14 @@ export class TwinSession {
   /** Closes the connection (DISCONNECT); never throws, never waits long for a dead peer. */
   async close(): Promise<void> {
     this.failure ??= { kind: 'retryable', reason: 'closed' };
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      this.client.endAsync().catch(() => undefined),
-      new Promise<void>((resolve) => (timer = setTimeout(resolve, 5_000))),
-    ]);
-    clearTimeout(timer);
+    if (this.client.connected) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        this.client.endAsync().catch(() => undefined),
+        new Promise<void>((resolve) => (timer = setTimeout(resolve, 5_000))),
+      ]);
+      clearTimeout(timer);
+    }
     this.client.end(true);
     this.client.removeAllListeners();
   }

@@ -151,14 +151,16 @@ function passwordOk(ctx: MqttContext, password: Buffer | undefined, deviceId: st
   if (!sas) return false;
   const deviceResources = ctx.hosts.map((h) => `${h}/devices/${deviceId}`);
   const ownResources = moduleId ? deviceResources.map((r) => `${r}/modules/${moduleId}`) : deviceResources;
+  // Whoever signs, the identity must exist.
+  const keys = ctx.registry.keysOf(deviceId, moduleId);
+  if (!keys) return false;
   if (sas.skn !== undefined) {
     const policy = ctx.policies.get(sas.skn);
     if (!policy || !grants(policy, 'DeviceConnect')) return false;
     const scopes = [...ctx.hosts, ...deviceResources, ...(moduleId ? ownResources : [])];
     return verifySasCovering(sas, scopes, [policy.key]);
   }
-  const keys = ctx.registry.keysOf(deviceId, moduleId);
-  return !!keys && verifySasCovering(sas, ownResources, keys);
+  return verifySasCovering(sas, ownResources, keys);
 }
 
 export class TwinBroker {
