@@ -10,6 +10,8 @@
  *   fail:<target>     HASH iccid → {reason, patch, at}            permanent failures, retried when the patch changes
  *   sent:<target>     HASH iccid → canonical patch JSON           handed to the target, not yet acknowledged: what
  *                                                                  the target holds for these keys is unknown
+ *   audit             HASH iccid → JSON lines, newest first        the SIM's audit trail: publishes and failures per
+ *                                                                  target, at most N entries of at most D days
  */
 import Redis, { type RedisOptions } from 'ioredis';
 import { FailureType } from '../shared/failures';
@@ -20,6 +22,27 @@ export interface StateStoreOptions {
   prefix?: string;
   /** How long a cycle's staged snapshot lives if nobody drops it, in seconds. @default 86400 */
   stagingTtlSeconds?: number;
+  /**
+   * Audit trail: the newest entries kept per SIM (publishes and failures, all targets together); 0 keeps none.
+   * Memory is bounded by the group's SIMs × this many entries (a SIM that leaves the group loses its trail).
+   * @default 10
+   */
+  auditEntriesPerSim?: number;
+  /** Audit trail: entries older than this many days are dropped. @default 7 */
+  auditMaxAgeDays?: number;
+}
+
+/** One entry of a SIM's audit trail. */
+export interface AuditEntry {
+  /** When, epoch ms. */
+  at: number;
+  target: string;
+  /** The patch the target acknowledged (canonical JSON object), absent for a failure. */
+  published?: Record<string, unknown>;
+  /** Whether `published` was the whole record (the target did not hold the SIM before). */
+  full?: boolean;
+  /** Why the target refused the SIM (a permanent failure). */
+  failed?: string;
 }
 
 export type Entry = [field: string, value: string];
@@ -66,17 +89,41 @@ export class InvalidGroupNameError extends Error {
 }
 
 /**
- * Atomically, per SIM: if pending still holds the patch we sent, record the merged state and drop the pending, the
- * failure and the in-flight mark (the target's state is certain again).
+ * Lua: prepends ENTRY to the SIM's audit lines, keeping at most MAX entries none older than CUTOFF. Entries start
+ * with `{"at":<ms>`, newest first, so the first too old one ends the walk.
  */
-const COMMIT_SCRIPT = `
+const AUDIT_LUA = `
+local function audit(key, iccid, entry, max, cutoff)
+  if max <= 0 then return end
+  local out = {entry}
+  local old = redis.call('HGET', key, iccid)
+  if old then
+    for line in string.gmatch(old, '[^\\n]+') do
+      if #out >= max then break end
+      local at = tonumber(string.match(line, '^{"at":(%d+)'))
+      if not at or at < cutoff then break end
+      out[#out + 1] = line
+    end
+  end
+  redis.call('HSET', key, iccid, table.concat(out, '\\n'))
+end`;
+
+/**
+ * Atomically, per SIM: if pending still holds the patch we sent, record the merged state, drop the pending, the
+ * failure and the in-flight mark (the target's state is certain again), and add the publish to the audit trail.
+ * KEYS: pub, pending, fail, sent, audit. ARGV: max entries, cutoff, now, target, then (iccid, patch, merged) per SIM.
+ */
+const COMMIT_SCRIPT = `${AUDIT_LUA}
+local max, cutoff, head = tonumber(ARGV[1]), tonumber(ARGV[2]), '{"at":' .. ARGV[3] .. ',"target":"' .. ARGV[4] .. '"'
 local n = 0
-for i = 1, #ARGV, 3 do
+for i = 5, #ARGV, 3 do
   if redis.call('HGET', KEYS[2], ARGV[i]) == ARGV[i + 1] then
+    local full = redis.call('HEXISTS', KEYS[1], ARGV[i]) == 0
     redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 2])
     redis.call('HDEL', KEYS[2], ARGV[i])
     redis.call('HDEL', KEYS[3], ARGV[i])
     redis.call('HDEL', KEYS[4], ARGV[i])
+    audit(KEYS[5], ARGV[i], head .. ',"published":' .. ARGV[i + 1] .. (full and ',"full":true}' or '}'), max, cutoff)
     n = n + 1
   end
 end
@@ -84,15 +131,18 @@ return n`;
 
 /**
  * Atomically, per SIM: if pending still holds the patch, move it to the failures with its reason. The target
- * refused it for good, so it did not apply it: the in-flight mark goes too.
+ * refused it for good, so it did not apply it: the in-flight mark goes too. The failure goes to the audit trail.
+ * KEYS: pending, fail, sent, audit. ARGV: max entries, cutoff, then (iccid, patch, failure JSON, audit entry).
  */
-const FAIL_SCRIPT = `
+const FAIL_SCRIPT = `${AUDIT_LUA}
+local max, cutoff = tonumber(ARGV[1]), tonumber(ARGV[2])
 local n = 0
-for i = 1, #ARGV, 3 do
+for i = 3, #ARGV, 4 do
   if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then
     redis.call('HDEL', KEYS[1], ARGV[i])
     redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 2])
     redis.call('HDEL', KEYS[3], ARGV[i])
+    audit(KEYS[4], ARGV[i], ARGV[i + 3], max, cutoff)
     n = n + 1
   end
 end
@@ -110,8 +160,15 @@ return out`;
 
 interface ScriptedRedis extends Redis {
   ccAbsent(a: string, b: string, ...fields: string[]): Promise<string[]>;
-  ccCommit(pub: string, pending: string, fail: string, sent: string, ...args: string[]): Promise<number>;
-  ccFail(pending: string, fail: string, sent: string, ...args: string[]): Promise<number>;
+  ccCommitAudited(
+    pub: string,
+    pending: string,
+    fail: string,
+    sent: string,
+    audit: string,
+    ...args: string[]
+  ): Promise<number>;
+  ccFailAudited(pending: string, fail: string, sent: string, audit: string, ...args: string[]): Promise<number>;
 }
 
 /** An ioredis client from a URL (`redis://`, `rediss://` for TLS; a password may be in the URL). */
@@ -127,14 +184,18 @@ export class StateStore {
   private readonly redis: ScriptedRedis;
   private readonly prefix: string;
   private readonly ttl: number;
+  private readonly auditEntries: number;
+  private readonly auditMaxAgeMs: number;
 
   constructor(redis: Redis, options: StateStoreOptions = {}) {
     this.redis = redis as ScriptedRedis;
     this.prefix = options.prefix ?? 'cc';
     this.ttl = options.stagingTtlSeconds ?? 86_400;
-    if (!this.redis.ccCommit) {
-      redis.defineCommand('ccCommit', { numberOfKeys: 4, lua: COMMIT_SCRIPT });
-      redis.defineCommand('ccFail', { numberOfKeys: 3, lua: FAIL_SCRIPT });
+    this.auditEntries = options.auditEntriesPerSim ?? 10;
+    this.auditMaxAgeMs = (options.auditMaxAgeDays ?? 7) * 86_400_000;
+    if (!this.redis.ccCommitAudited) {
+      redis.defineCommand('ccCommitAudited', { numberOfKeys: 5, lua: COMMIT_SCRIPT });
+      redis.defineCommand('ccFailAudited', { numberOfKeys: 4, lua: FAIL_SCRIPT });
       redis.defineCommand('ccAbsent', { numberOfKeys: 2, lua: ABSENT_SCRIPT });
     }
   }
@@ -246,6 +307,7 @@ export class StateStore {
     const keys = this.keys(group);
     const pipeline = this.redis.pipeline();
     pipeline.hdel(keys.connectivity, ...iccids);
+    pipeline.hdel(keys.audit, ...iccids);
     for (const target of targets) {
       pipeline.hdel(keys.published(target), ...iccids);
       pipeline.hdel(keys.pending(target), ...iccids);
@@ -290,11 +352,17 @@ export class StateStore {
     if (!items.length) return 0;
     const keys = this.keys(group);
     const args = items.flatMap((i) => [i.iccid, i.patch, i.merged]);
-    return this.redis.ccCommit(
+    const now = Date.now();
+    return this.redis.ccCommitAudited(
       keys.published(target),
       keys.pending(target),
       keys.failures(target),
       keys.sent(target),
+      keys.audit,
+      String(this.auditEntries),
+      String(now - this.auditMaxAgeMs),
+      String(now),
+      target,
       ...args
     );
   }
@@ -306,9 +374,30 @@ export class StateStore {
     const at = Date.now();
     const args = items.flatMap((i) => {
       const failure: StoredFailure = { reason: i.reason, patch: i.patch, at };
-      return [i.iccid, i.patch, JSON.stringify(failure)];
+      const entry: AuditEntry = { at, target, failed: i.reason };
+      return [i.iccid, i.patch, JSON.stringify(failure), JSON.stringify(entry)];
     });
-    return this.redis.ccFail(keys.pending(target), keys.failures(target), keys.sent(target), ...args);
+    return this.redis.ccFailAudited(
+      keys.pending(target),
+      keys.failures(target),
+      keys.sent(target),
+      keys.audit,
+      String(this.auditEntries),
+      String(at - this.auditMaxAgeMs),
+      ...args
+    );
+  }
+
+  /** The SIM's audit trail, newest first: what was published to which target and when, and what failed. */
+  async auditTrail(group: string, iccid: string): Promise<AuditEntry[]> {
+    const lines = await this.redis.hget(this.keys(group).audit, iccid);
+    const cutoff = Date.now() - this.auditMaxAgeMs;
+    return (lines ?? '')
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => JSON.parse(line) as AuditEntry)
+      .filter((entry) => entry.at >= cutoff)
+      .slice(0, this.auditEntries);
   }
 
   /** Deletes every key of a group (for `kite-cc stop --forget` and tests). */
@@ -333,6 +422,7 @@ export class StateStore {
       pending: (target: string) => `${base}pending:${target}`,
       failures: (target: string) => `${base}fail:${target}`,
       sent: (target: string) => `${base}sent:${target}`,
+      audit: `${base}audit`,
     };
   }
 

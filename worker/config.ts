@@ -84,6 +84,12 @@ const workerSchema = strictSettings({
     /** Refuse a cycle in which more than this fraction of a group's SIMs vanished. @default 0.5 (KITE_MAX_LEAVE_FRACTION) */
     maxLeaveFraction: numberSetting({ min: 0, max: 1, fallback: 0.5 }),
   }).prefault({}),
+  audit: strictSettings({
+    /** Audit trail entries kept per SIM (publishes and failures); 0 keeps none. @default 10 (KITE_AUDIT_ENTRIES_PER_SIM) */
+    entriesPerSim: numberSetting({ min: 0, max: 1000, fallback: 10, integer: true }),
+    /** Audit trail entries older than this many days are dropped. @default 7 (KITE_AUDIT_MAX_AGE_DAYS) */
+    maxAgeDays: numberSetting({ min: 0, max: 3650, fallback: 7 }),
+  }).prefault({}),
   /** Prometheus endpoint `host:port`, or `off`. @default '127.0.0.1:9464' (KITE_METRICS_ADDRESS) */
   metricsAddress: textOr(DEFAULT_METRICS_ADDRESS),
   /** A workflow bundle prebuilt by `npm run build`; without it the worker bundles at start (KITE_WORKFLOW_BUNDLE). @default undefined */
@@ -109,6 +115,8 @@ const WORKER_ENV: EnvBindings = {
   'publish.batchSize': 'KITE_PUBLISH_BATCH_SIZE',
   'publish.inFlightBatches': 'KITE_PUBLISH_IN_FLIGHT',
   'publish.maxLeaveFraction': 'KITE_MAX_LEAVE_FRACTION',
+  'audit.entriesPerSim': 'KITE_AUDIT_ENTRIES_PER_SIM',
+  'audit.maxAgeDays': 'KITE_AUDIT_MAX_AGE_DAYS',
   metricsAddress: 'KITE_METRICS_ADDRESS',
   workflowBundle: 'KITE_WORKFLOW_BUNDLE',
   shutdownGraceMs: 'KITE_SHUTDOWN_GRACE_MS',

@@ -36,7 +36,11 @@ export async function startWorker(
   hooks: WorkerHooks = {}
 ): Promise<RunningWorker> {
   const redis = connectRedis(config.redis.url);
-  const store = new StateStore(redis, { prefix: config.redis.prefix });
+  const store = new StateStore(redis, {
+    prefix: config.redis.prefix,
+    auditEntriesPerSim: config.audit.entriesPerSim,
+    auditMaxAgeDays: config.audit.maxAgeDays,
+  });
   const tls = tlsFromFiles({
     certFile: config.kite.certFile,
     keyFile: config.kite.keyFile,

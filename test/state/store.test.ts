@@ -22,7 +22,7 @@ afterAll(async () => {
   redis.disconnect();
 });
 
-test('the key layout is the persisted one: cc:{group}:snap|invalid|conn|pub|pending|fail', async () => {
+test('the key layout is the persisted one: cc:{group}:snap|invalid|conn|pub|pending|fail|audit', async () => {
   const group = 'layout-1';
   await store.stagePage(group, 7, {
     records: [['8934', '{"iccid":"8934"}']],
@@ -39,7 +39,7 @@ test('the key layout is the persisted one: cc:{group}:snap|invalid|conn|pub|pend
   const keys: string[] = [];
   for await (const batch of redis.scanStream({ match: `${base}*` }) as AsyncIterable<string[]>) keys.push(...batch);
   expect(keys.sort()).toEqual(
-    ['conn', 'fail:hook', 'invalid:7', 'pending:hook', 'pub:hook', 'snap:7'].map((k) => base + k).sort()
+    ['audit', 'conn', 'fail:hook', 'invalid:7', 'pending:hook', 'pub:hook', 'snap:7'].map((k) => base + k).sort()
   );
   expect(await redis.hget(`${base}snap:7`, '8934')).toBe('{"iccid":"8934"}');
   expect(await redis.ttl(`${base}snap:7`)).toBeGreaterThan(0);
@@ -83,7 +83,11 @@ test('lookups return, per target, what it holds and the failed patch; leavers ar
   const [a, b] = await store.lookups(group, ['a', 'b'], ['1', '2', '3']);
   expect(a.published).toEqual(['{"iccid":"1"}', null, null]);
   expect(a.failures.map((f) => f?.patch)).toEqual([undefined, '{"p":2}', undefined]);
-  expect(b).toEqual({ published: [null, null, null], failures: [undefined, undefined, undefined] });
+  expect(b).toEqual({
+    published: [null, null, null],
+    failures: [undefined, undefined, undefined],
+    uncertain: [null, null, null],
+  });
   expect(await store.hasPending(group, 'a')).toBe(false);
   expect(await store.failingCount(group, 'a')).toBe(1);
   expect(await store.knownConnectivity(group, ['4', '5'])).toEqual(['{"h":""}', null]);
@@ -97,4 +101,51 @@ test('lookups return, per target, what it holds and the failed patch; leavers ar
   expect(await store.failures(group, 'a', ['2'])).toEqual([undefined]);
   await store.dropGroup(group);
   expect(await store.knownCount(group)).toBe(0);
+});
+
+test('the audit trail keeps, per SIM and newest first, what each target acknowledged or refused, capped', async () => {
+  const group = uniqueName('audit');
+  const capped = new StateStore(redis, { prefix, auditEntriesPerSim: 3 });
+  const publish = async (target: string, iccid: string, patch: string) => {
+    await capped.writePending(group, target, [[iccid, patch]], []);
+    expect(await capped.commitPublished(group, target, [{ iccid, patch, merged: patch }])).toBe(1);
+  };
+  await publish('mqtt', '1', '{"alias":"a","ip":"10.0.0.1"}');
+  await publish('hook', '1', '{"alias":"a","ip":"10.0.0.1"}');
+  await publish('mqtt', '1', '{"ip":null}');
+  await capped.writePending(group, 'hook', [['1', '{"ip":null}']], []);
+  await capped.recordFailures(group, 'hook', [{ iccid: '1', patch: '{"ip":null}', reason: 'HTTP 400: bad "ip"' }]);
+  await publish('mqtt', '2', '{"alias":"b"}');
+
+  const trail = await capped.auditTrail(group, '1');
+  expect(trail).toEqual([
+    { at: expect.any(Number), target: 'hook', failed: 'HTTP 400: bad "ip"' },
+    { at: expect.any(Number), target: 'mqtt', published: { ip: null } },
+    { at: expect.any(Number), target: 'hook', published: { alias: 'a', ip: '10.0.0.1' }, full: true },
+  ]); // the 4th entry, the first publish to mqtt, fell off the cap of 3
+  expect(trail.map((e) => e.at)).toEqual([...trail.map((e) => e.at)].sort((a, b) => b - a));
+  expect(await capped.auditTrail(group, '2')).toEqual([
+    { at: expect.any(Number), target: 'mqtt', published: { alias: 'b' }, full: true },
+  ]);
+  // A commit that no longer matches the pending patch is no publish, and leaves no entry.
+  expect(await capped.commitPublished(group, 'mqtt', [{ iccid: '2', patch: '{"x":1}', merged: '{}' }])).toBe(0);
+  expect(await capped.auditTrail(group, '2')).toHaveLength(1);
+  // A SIM that leaves the group loses its trail with the rest of its state.
+  await capped.forget(group, ['mqtt', 'hook'], ['1']);
+  expect(await capped.auditTrail(group, '1')).toEqual([]);
+});
+
+test('audit entries older than the maximum age are dropped, on write and on read', async () => {
+  const group = uniqueName('audit-age');
+  const base = `${prefix}:{${group}}:`;
+  const old = Date.now() - 3 * 86_400_000;
+  await redis.hset(`${base}audit`, '1', `{"at":${old},"target":"mqtt","published":{"alias":"old"}}`);
+  const store2d = new StateStore(redis, { prefix, auditMaxAgeDays: 2 });
+  expect(await store2d.auditTrail(group, '1')).toEqual([]);
+  await store2d.writePending(group, 'mqtt', [['1', '{"alias":"new"}']], []);
+  await store2d.commitPublished(group, 'mqtt', [{ iccid: '1', patch: '{"alias":"new"}', merged: '{}' }]);
+  expect((await redis.hget(`${base}audit`, '1'))!.split('\n')).toHaveLength(1);
+  expect(await new StateStore(redis, { prefix }).auditTrail(group, '1')).toEqual([
+    { at: expect.any(Number), target: 'mqtt', published: { alias: 'new' }, full: true },
+  ]);
 });

@@ -23,6 +23,13 @@ test('defaults give the embedded local stack with an MQTT target', () => {
   expect(config.kite).toMatchObject({ apiVersion: 13, pageSize: 1000, requestsPerSecond: 4 });
   expect(Object.keys(config.targets)).toEqual(['mqtt']);
   expect(config.publish).toEqual({ batchSize: 500, inFlightBatches: 4, maxLeaveFraction: 0.5 });
+  expect(config.audit).toEqual({ entriesPerSim: 10, maxAgeDays: 7 });
+});
+
+test('the audit trail is sized by KITE_AUDIT_ENTRIES_PER_SIM and KITE_AUDIT_MAX_AGE_DAYS', () => {
+  const config = loadConfig({ KITE_AUDIT_ENTRIES_PER_SIM: '3', KITE_AUDIT_MAX_AGE_DAYS: '1.5' });
+  expect(config.audit).toEqual({ entriesPerSim: 3, maxAgeDays: 1.5 });
+  expect(() => loadConfig({ KITE_AUDIT_ENTRIES_PER_SIM: '-1' })).toThrow(/KITE_AUDIT_ENTRIES_PER_SIM/);
 });
 
 test('a file with env: references is resolved, and the environment overrides the file', () => {
