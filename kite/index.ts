@@ -17,6 +17,7 @@ export type { GroupFilter, KiteSim, KitePresence, KiteConnStatus, KiteConsumptio
 export { LIFE_CYCLE_STATES, type LifeCycleState } from './types';
 export { KiteApiError } from './errors';
 export { mapSim, connectivityHints, isInGroup, simIcc, MAX_STRING_LENGTH, MAX_DAILY, type MapResult } from './mapping';
+export { kiteAccountPeer } from './account';
 export {
   KiteClient,
   tlsFromFiles,

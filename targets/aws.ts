@@ -11,7 +11,7 @@
 import { CreateThingCommand, IoTClient } from '@aws-sdk/client-iot';
 import { IoTDataPlaneClient, UpdateThingShadowCommand } from '@aws-sdk/client-iot-data-plane';
 import { mapPoolByKey } from '../shared/concurrency';
-import { parseRetryAfter, TokenBucket, type RateBudget } from '../shared/limits';
+import { localBudgets, parseRetryAfter, peerId, type Budgets, type RateBudget } from '../shared/limits';
 import { createLogger, redact, scrub, type Logger } from '../shared/log';
 import type { AwsTargetConfig } from './aws-config';
 import { abortedOutcome, type PublishItem, type PublishOutcome, type Target } from './target';
@@ -33,6 +33,8 @@ const DEFAULT_THROTTLE_MS = 2_000;
 
 export interface AwsTargetDeps {
   logger?: Logger;
+  /** @default localBudgets() */
+  budgets?: Budgets;
 }
 
 /** A set that forgets its oldest entries beyond `max`, so memory stays bounded on huge fleets. */
@@ -84,8 +86,10 @@ export class AwsIotTarget implements Target {
     };
     this.iot = new IoTClient({ ...common, endpoint: config.controlEndpoint });
     this.data = new IoTDataPlaneClient({ ...common, endpoint: config.endpoint });
-    this.shadowRate = new TokenBucket({ perSecond: config.requestsPerSecond });
-    this.thingRate = new TokenBucket({ perSecond: config.thingsPerSecond });
+    const budgets = deps.budgets ?? localBudgets();
+    const account = awsAccountPeer(config);
+    this.shadowRate = budgets.rate(`${account}:shadow`, { perSecond: config.requestsPerSecond, burst: config.burst });
+    this.thingRate = budgets.rate(`${account}:create-thing`, { perSecond: config.thingsPerSecond });
     const c = config.credentials;
     this.secrets = [c?.secretAccessKey, c?.sessionToken].filter((s): s is string => !!s);
   }
@@ -229,6 +233,11 @@ function thingAttributes(item: PublishItem): Record<string, string> {
     }
   }
   return attributes;
+}
+
+/** The AWS account as a rate-budget peer: its data endpoint (account-specific for ATS) and region. */
+export function awsAccountPeer(config: Pick<AwsTargetConfig, 'endpoint' | 'region'>): string {
+  return peerId('aws', config.endpoint ?? 'default', config.region);
 }
 
 export function createAwsIotTarget(config: AwsTargetConfig, deps: AwsTargetDeps = {}): AwsIotTarget {

@@ -3,6 +3,7 @@
  * configuration names. Each cloud's module is loaded only when a target of that type is created, so a worker
  * that publishes to MQTT alone never loads the AWS or Azure SDKs.
  */
+import type { Budgets } from '../shared/limits';
 import type { Logger } from '../shared/log';
 import type { TargetConfig } from './config';
 import type { Target } from './target';
@@ -20,6 +21,8 @@ export { NullTarget, type NullTargetCounters } from './null';
 export interface TargetDeps {
   /** Parent logger; each target adds its name. @default createLogger() */
   logger?: Logger;
+  /** Where targets take their peers' rate budgets; the worker shares them in Redis. @default localBudgets() */
+  budgets?: Budgets;
 }
 
 /* eslint-disable @typescript-eslint/no-require-imports -- lazy loading keeps unused cloud SDKs out of memory */

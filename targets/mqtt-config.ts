@@ -58,6 +58,8 @@ export const mqttTargetSchema = strictSettings({
   concurrency: intIn(1, 65_535).default(MQTT_DEFAULTS.concurrency),
   /** Publishes started per second. @default 500 */
   requestsPerSecond: intIn(1, 100_000).default(MQTT_DEFAULTS.requestsPerSecond),
+  /** Publishes allowed at once after a quiet spell (the bucket's burst); shared, like the rate, by every worker. @default 1 */
+  burst: intIn(1, 100_000).default(1),
   /** Time allowed to connect, and for each PUBACK, in ms. @default 10000 */
   timeoutMs: intIn(100, 300_000).default(MQTT_DEFAULTS.timeoutMs),
   /** Extra trusted CA certificate(s), PEM, for `mqtts:`/`wss:`. @default undefined: system trust store */

@@ -14,13 +14,15 @@
  */
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { mapPoolByKey } from '../shared/concurrency';
-import { TokenBucket, type RateBudget } from '../shared/limits';
+import { localBudgets, peerId, type Budgets, type RateBudget } from '../shared/limits';
 import { createLogger, redact, scrub, type Logger } from '../shared/log';
 import type { MqttTargetConfig } from './mqtt-config';
 import { abortedOutcome, type PublishContext, type PublishItem, type PublishOutcome, type Target } from './target';
 
 export interface MqttTargetDeps {
   logger?: Logger;
+  /** @default localBudgets() */
+  budgets?: Budgets;
 }
 
 /** A live connection and a promise that rejects when it closes, to fail its pending publishes at once. */
@@ -47,8 +49,11 @@ export class MqttTarget implements Target {
   ) {
     this.name = config.name;
     this.log = (deps.logger ?? createLogger()).child({ target: config.name, type: 'mqtt' });
-    this.rate = new TokenBucket({ perSecond: config.requestsPerSecond });
     this.broker = new URL(config.url).host;
+    this.rate = (deps.budgets ?? localBudgets()).rate(mqttBrokerPeer(config), {
+      perSecond: config.requestsPerSecond,
+      burst: config.burst,
+    });
   }
 
   async publish(items: PublishItem[], signal?: AbortSignal, context?: PublishContext): Promise<PublishOutcome[]> {
@@ -197,6 +202,11 @@ class PubackTimeout extends Error {
   constructor() {
     super('no PUBACK in time; the connection was dropped so the message cannot be replayed out of order');
   }
+}
+
+/** The broker as a rate-budget peer: its host and port, and the user the connector logs in as. */
+export function mqttBrokerPeer(config: Pick<MqttTargetConfig, 'url' | 'username'>): string {
+  return peerId('mqtt', new URL(config.url).host, config.username ?? '');
 }
 
 export function createMqttTarget(config: MqttTargetConfig, deps: MqttTargetDeps = {}): MqttTarget {

@@ -31,6 +31,8 @@ export const webhookTargetSchema = strictSettings({
   concurrency: intIn(1, 100).default(WEBHOOK_DEFAULTS.concurrency),
   /** POSTs started per second. @default 10 */
   requestsPerSecond: intIn(1, 10_000).default(WEBHOOK_DEFAULTS.requestsPerSecond),
+  /** POSTs allowed at once after a quiet spell (the bucket's burst); shared, like the rate, by every worker. @default 1 */
+  burst: intIn(1, 100_000).default(1),
 });
 
 /** Batched, HMAC-signed JSON POSTs to an HTTP endpoint. */

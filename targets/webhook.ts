@@ -23,7 +23,15 @@
  */
 import { createHmac, randomUUID } from 'node:crypto';
 import { mapPool } from '../shared/concurrency';
-import { backoffMs, parseRetryAfter, sleepUnlessAborted, TokenBucket, type RateBudget } from '../shared/limits';
+import {
+  backoffMs,
+  localBudgets,
+  parseRetryAfter,
+  peerId,
+  sleepUnlessAborted,
+  type Budgets,
+  type RateBudget,
+} from '../shared/limits';
 import { createLogger, redact, scrub, type Logger } from '../shared/log';
 import type { WebhookTargetConfig } from './webhook-config';
 import { abortedOutcome, type PublishContext, type PublishItem, type PublishOutcome, type Target } from './target';
@@ -34,6 +42,8 @@ export const DELIVERY_HEADER = 'x-kite-delivery';
 
 export interface WebhookTargetDeps {
   logger?: Logger;
+  /** @default localBudgets() */
+  budgets?: Budgets;
 }
 
 /** The signature header value for a timestamp (Unix seconds, as sent) and the exact body bytes. */
@@ -60,7 +70,10 @@ export class WebhookTarget implements Target {
   ) {
     this.name = config.name;
     this.log = (deps.logger ?? createLogger()).child({ target: config.name, type: 'webhook' });
-    this.rate = new TokenBucket({ perSecond: config.requestsPerSecond });
+    this.rate = (deps.budgets ?? localBudgets()).rate(peerId('webhook', config.url), {
+      perSecond: config.requestsPerSecond,
+      burst: config.burst,
+    });
     this.host = new URL(config.url).host;
   }
 

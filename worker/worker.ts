@@ -8,7 +8,8 @@ import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker
 import { createActivities, type ActivityDeps } from '../activities';
 import { kiteSourceFromClients } from '../activities/kite-source';
 import type { ConfiguredTarget } from '../activities/publish';
-import { KiteClient, tlsFromFiles } from '../kite';
+import { KiteClient, kiteAccountPeer, tlsFromFiles } from '../kite';
+import { redisBudgets } from '../shared/limits';
 import type { Logger } from '../shared/log';
 import { temporalSecurity } from '../shared/temporal-settings';
 import { connectRedis, StateStore } from '../state/store';
@@ -48,12 +49,21 @@ export async function startWorker(
     passphrase: config.kite.pfxPassphrase,
     caFile: config.kite.caFile,
   });
+  // Rate budgets belong to the peer, not the process: every worker takes from one bucket per peer in Redis.
+  const budgets = redisBudgets(redis, {
+    prefix: config.redis.prefix,
+    onUnavailable: (key, error) =>
+      logger.warn('Redis unavailable for a rate budget; waiting', { key, error: error.message }),
+  });
+  const kiteBudget = budgets.rate(kiteAccountPeer({ baseUrl: config.kite.baseUrl, ...tls }), {
+    perSecond: config.kite.requestsPerSecond,
+  });
   const kite = kiteSourceFromClients(
     (groupFilter) =>
       new KiteClient({
         baseUrl: config.kite.baseUrl,
         apiVersion: config.kite.apiVersion,
-        requestsPerSecond: config.kite.requestsPerSecond,
+        budget: kiteBudget,
         pageSize: config.kite.pageSize,
         groupFilter,
         logger: logger.child({ component: 'kite-client' }),
@@ -64,7 +74,10 @@ export async function startWorker(
   const targets = new Map<string, ConfiguredTarget>(
     Object.values(config.targets).map((t) => [
       t.name,
-      { target: createTarget(t, { logger: logger.child({ target: t.name }) }), deviceIdTemplate: t.deviceIdTemplate },
+      {
+        target: createTarget(t, { logger: logger.child({ target: t.name }), budgets }),
+        deviceIdTemplate: t.deviceIdTemplate,
+      },
     ])
   );
   const release = async () => {

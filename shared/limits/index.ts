@@ -16,3 +16,12 @@ export {
 } from './rate-budget';
 export { backoffMs, parseRetryAfter } from './retry';
 export { Semaphore } from './semaphore';
+export { localBudgets, peerId, redisBudgets, type Budgets, type RedisBudgetsOptions } from './budgets';
+export {
+  LocalDailyBudget,
+  msUntilUtcMidnight,
+  RedisDailyBudget,
+  type DailyBudget,
+  type DailySpend,
+} from './daily-budget';
+export { RedisRateBudget, type RedisRateBudgetOptions } from './redis-rate-budget';

@@ -8,6 +8,7 @@
  * until its tokens exist. Reservations are thus handed out in arrival order, and every caller holds at most the
  * tokens it asked for, so callers (and the groups they work for) with equal concurrency get equal shares.
  */
+import { abortError } from './abort';
 import { realClock, type Clock } from './clock';
 
 /** A rate with a burst. */
@@ -43,13 +44,21 @@ export abstract class RateBudget {
    * first, and then gives the tokens back.
    */
   async take(n = 1, signal?: AbortSignal): Promise<void> {
-    const reservation = await this.reserve(n, Infinity);
-    if (!reservation.ok) throw new Error(`rate budget refused ${n} tokens although any wait was accepted`);
-    try {
-      await this.clock.sleep(reservation.waitMs, signal);
-    } catch (err) {
-      await this.refund(n);
-      throw err;
+    for (;;) {
+      if (signal?.aborted) throw abortError(signal);
+      const reservation = await this.reserve(n, Infinity);
+      // Refused although any wait is accepted: the budget could not be checked (e.g. Redis is unavailable).
+      // Fail closed: wait, then ask again.
+      if (!reservation.ok) {
+        await this.clock.sleep(reservation.retryAfterMs, signal);
+        continue;
+      }
+      try {
+        return await this.clock.sleep(reservation.waitMs, signal);
+      } catch (err) {
+        await this.refund(n);
+        throw err;
+      }
     }
   }
 }
