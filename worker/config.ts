@@ -49,6 +49,8 @@ const kiteSchema = strictSettings({
   caFile: optionalText(),
   /** Client-side budget of Kite requests per second; 0 for none. @default 4 (KITE_REQUESTS_PER_SECOND) */
   requestsPerSecond: numberSetting({ min: 0, fallback: 4 }),
+  /** Kite requests allowed at once after a quiet spell (the account bucket's burst). @default 1: evenly spaced (KITE_REQUESTS_BURST) */
+  requestsBurst: numberSetting({ min: 1, max: 1000, fallback: 1, integer: true }),
   /** SIMs per page, 1..1000 (1..100 on v6). @default 1000, 100 on v6 (KITE_PAGE_SIZE) */
   pageSize: z.unknown().optional(),
   /** Per group, a Kite search that selects its SIMs instead of the `supervisionGroup` field (file only). @default {} */
@@ -111,6 +113,7 @@ const WORKER_ENV: EnvBindings = {
   'kite.pfxPassphrase': 'KITE_PFX_PASSPHRASE',
   'kite.caFile': 'KITE_CA_FILE',
   'kite.requestsPerSecond': 'KITE_REQUESTS_PER_SECOND',
+  'kite.requestsBurst': 'KITE_REQUESTS_BURST',
   'kite.pageSize': 'KITE_PAGE_SIZE',
   'publish.batchSize': 'KITE_PUBLISH_BATCH_SIZE',
   'publish.inFlightBatches': 'KITE_PUBLISH_IN_FLIGHT',

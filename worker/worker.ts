@@ -57,6 +57,7 @@ export async function startWorker(
   });
   const kiteBudget = budgets.rate(kiteAccountPeer({ baseUrl: config.kite.baseUrl, ...tls }), {
     perSecond: config.kite.requestsPerSecond,
+    burst: config.kite.requestsBurst,
   });
   const kite = kiteSourceFromClients(
     (groupFilter) =>

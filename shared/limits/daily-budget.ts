@@ -44,7 +44,10 @@ export class LocalDailyBudget implements DailyBudget {
   async spend(n: number): Promise<DailySpend> {
     const now = this.now();
     const day = Math.floor(now / DAY_MS);
-    if (day !== this.day) ((this.day = day), (this.used = 0));
+    if (day !== this.day) {
+      this.day = day;
+      this.used = 0;
+    }
     if (this.used + n > this.limit) return { ok: false, retryAfterMs: msUntilUtcMidnight(now), why: 'spent' };
     this.used += n;
     return { ok: true, left: this.limit - this.used };
