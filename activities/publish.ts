@@ -142,7 +142,7 @@ async function sendBatch(
     merged.set(iccid, canonicalJson(after));
     try {
       const deviceId = deviceIdFor(deviceIdTemplate ?? DEFAULT_DEVICE_ID_TEMPLATE, after);
-      items.push({ iccid, deviceId, patch, full: !before });
+      items.push({ iccid, deviceId, patch, full: !before, state: after });
     } catch (err) {
       failures.push({ iccid, patch: patchJson, reason: (err as Error).message });
     }

@@ -32,11 +32,12 @@ export function createNaiveActivities(
       if (!patch) return false;
       const patchJson = canonicalJson(patch);
       await store.writePending(group, target, [[iccid, patchJson]], []);
+      const state = applyPatch(before, patch);
       const outcomes = await targets
         .get(target)!
-        .target.publish([{ iccid, deviceId: iccid, patch, full: !before }], undefined, { group });
+        .target.publish([{ iccid, deviceId: iccid, patch, full: !before, state }], undefined, { group });
       if (outcomes[0]?.status !== 'ok') throw new Error(`publish of ${iccid} failed: ${outcomes[0]?.status}`);
-      const merged = canonicalJson(applyPatch(before, patch));
+      const merged = canonicalJson(state);
       await store.commitPublished(group, target, [{ iccid, patch: patchJson, merged }]);
       return true;
     },

@@ -1,11 +1,10 @@
 /**
- * MQTT target for any broker: one retained QoS 1 JSON message per SIM and change, on a per-SIM topic.
- *
- * The message body is the patch the target receives: the changed keys, with `null` for a removed key (on a
- * SIM's first publish, the whole record). So the retained message on a SIM's topic is its *latest change*, not
- * its full state; a subscriber that needs full state merges the patches it sees, starting from a first publish.
- * Keeping a merged copy here would duplicate the state store and be lost on restart, so the target stays a
- * faithful pipe of what changed.
+ * MQTT target for any broker. Per SIM and change, two QoS 1 JSON messages:
+ * - on `stateTopicTemplate`, retained: the SIM's whole record as it now stands (`PublishItem.state`), so the
+ *   retained message is always the state, and a subscriber joining at any time gets every SIM's full record;
+ * - on `changesTopicTemplate`, not retained: the patch (changed keys, `null` for a key that disappeared; the
+ *   whole record on a first publish), for consumers that react to changes.
+ * A SIM is acknowledged once the broker has acknowledged both; a retry sends both again.
  *
  * One connection per target, opened on the first publish and reopened after a loss. Automatic reconnection is
  * off on purpose: a QoS 1 message left unacknowledged would be re-sent after a reconnect, possibly after a newer
@@ -57,7 +56,7 @@ export class MqttTarget implements Target {
   }
 
   async publish(items: PublishItem[], signal?: AbortSignal, context?: PublishContext): Promise<PublishOutcome[]> {
-    const topics = items.map((item) => this.topicFor(item, context));
+    const topics = items.map((item) => this.topicsFor(item, context));
     let connection: Connection;
     try {
       connection = await this.connect();
@@ -69,49 +68,60 @@ export class MqttTarget implements Target {
     const work = items.map((item, i) => ({ item, ...topics[i] }));
     return mapPoolByKey(
       work,
-      (w) => w.topic ?? w.item.iccid,
-      this.config.concurrency,
-      ({ item, topic, outcome }) =>
-        outcome ? Promise.resolve(outcome) : this.publishOne(connection, item, topic!, signal)
+      (w) => w.state ?? w.item.iccid,
+      Math.max(1, Math.floor(this.config.concurrency / 2)),
+      ({ item, state, changes, outcome }) =>
+        outcome ? Promise.resolve(outcome) : this.publishOne(connection, item, state!, changes!, signal)
     );
   }
 
-  /** The SIM's topic, or a permanent outcome when the template cannot be filled safely. */
-  private topicFor(item: PublishItem, context?: PublishContext): { topic?: string; outcome?: PublishOutcome } {
+  /** The SIM's state and changes topics, or a permanent outcome when a template cannot be filled safely. */
+  private topicsFor(
+    item: PublishItem,
+    context?: PublishContext
+  ): { state?: string; changes?: string; outcome?: PublishOutcome } {
     const values: Record<string, string | undefined> = {
       group: context?.group,
       iccid: item.iccid,
       deviceId: item.deviceId,
     };
     let problem: string | undefined;
-    const topic = this.config.topicTemplate.replace(/\{(\w+)\}/g, (_, field: string) => {
-      const value = values[field];
-      if (!value)
-        problem ??= `topic template needs {${field}}, but ${field === 'group' ? 'no group context was passed' : 'it is empty'}`;
-      else if (TOPIC_VALUE_FORBIDDEN.test(value)) problem ??= `{${field}} value '${value}' contains /, +, # or NUL`;
-      return value ?? '';
-    });
-    return problem ? { outcome: { iccid: item.iccid, status: 'permanent', reason: problem } } : { topic };
+    const fill = (template: string) =>
+      template.replace(/\{(\w+)\}/g, (_, field: string) => {
+        const value = values[field];
+        if (!value)
+          problem ??= `topic template needs {${field}}, but ${field === 'group' ? 'no group context was passed' : 'it is empty'}`;
+        else if (TOPIC_VALUE_FORBIDDEN.test(value)) problem ??= `{${field}} value '${value}' contains /, +, # or NUL`;
+        return value ?? '';
+      });
+    const state = fill(this.config.stateTopicTemplate);
+    const changes = fill(this.config.changesTopicTemplate);
+    return problem ? { outcome: { iccid: item.iccid, status: 'permanent', reason: problem } } : { state, changes };
   }
 
+  /** Sends the SIM's state (retained) and its patch; ok once the broker acknowledged both. */
   private async publishOne(
     connection: Connection,
     item: PublishItem,
-    topic: string,
+    stateTopic: string,
+    changesTopic: string,
     signal?: AbortSignal
   ): Promise<PublishOutcome> {
     try {
-      await this.rate.take(1, signal);
+      await this.rate.take(2, signal);
     } catch {
       return abortedOutcome(item);
     }
     if (!connection.client.connected) return this.retryable(item, 'connection to the broker was lost');
     const properties = this.config.protocolVersion === 5 ? { contentType: 'application/json' } : undefined;
-    const sent = connection.client.publishAsync(topic, JSON.stringify(item.patch), {
-      qos: 1,
-      retain: this.config.retain,
-      properties,
-    });
+    const sent = Promise.all([
+      connection.client.publishAsync(stateTopic, JSON.stringify(item.state), {
+        qos: 1,
+        retain: this.config.retain,
+        properties,
+      }),
+      connection.client.publishAsync(changesTopic, JSON.stringify(item.patch), { qos: 1, retain: false, properties }),
+    ]);
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new PubackTimeout()), this.config.timeoutMs);

@@ -1,4 +1,4 @@
-import type { SimPatch } from '../record';
+import type { SimPatch, SimRecord } from '../record';
 
 /** One SIM's change, ready to send. */
 export interface PublishItem {
@@ -9,6 +9,8 @@ export interface PublishItem {
   patch: SimPatch;
   /** True when this is the SIM's first publish to this target (the patch holds the full record). */
   full: boolean;
+  /** The SIM's whole record as the target holds it once this patch is applied (what a state topic carries). */
+  state: SimRecord;
 }
 
 /** The result for one SIM. Every item passed to `publish` gets exactly one outcome. */

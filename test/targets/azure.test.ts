@@ -6,6 +6,7 @@
 import { AzureIotHubDouble } from '../azure-double';
 import { createAzureTarget, parseAzureTargetConfig } from '../../targets/azure';
 import { azureBudgets } from '../../targets/azure/config';
+import { applyPatch } from '../../record';
 import type { PublishItem, PublishOutcome, Target } from '../../targets/target';
 import { createLogger } from '../../shared/log';
 
@@ -54,7 +55,7 @@ function newId(): string {
 }
 
 function item(deviceId: string, patch: PublishItem['patch'], full = true): PublishItem {
-  return { iccid: deviceId, deviceId, patch, full };
+  return { iccid: deviceId, deviceId, patch, full, state: applyPatch(undefined, patch) };
 }
 
 function bulkSizesSince(mark: number): number[] {

@@ -41,7 +41,8 @@ describe('parseTargetConfig', () => {
       shadowName: undefined,
     });
     expect(parseTargetConfig({ type: 'mqtt', url: 'mqtt://broker:1883' }, 'm')).toMatchObject({
-      topicTemplate: 'kite/{group}/{iccid}/reported',
+      stateTopicTemplate: 'kite/{group}/{iccid}/reported',
+      changesTopicTemplate: 'kite/{group}/{iccid}/changes',
       retain: true,
       protocolVersion: 4,
     });
@@ -81,11 +82,18 @@ describe('parseTargetConfig', () => {
     expect(problem({ ...aws, deviceIdTemplate: 'sim-{ip}' })).toMatch(/deviceIdTemplate: unknown placeholder \{ip\}/);
     expect(problem({ ...aws, deviceIdTemplate: 'fixed' })).toMatch(/deviceIdTemplate: must contain at least one of/);
     const mqtt = { type: 'mqtt', url: 'mqtt://broker' };
-    expect(problem({ ...mqtt, topicTemplate: 'kite/{group}/all' }, 'm')).toMatch(
-      /topicTemplate: must contain \{iccid\}/
+    expect(problem({ ...mqtt, stateTopicTemplate: 'kite/{group}/all' }, 'm')).toMatch(
+      /stateTopicTemplate: must contain \{iccid\}/
     );
-    expect(problem({ ...mqtt, topicTemplate: 'kite/+/{iccid}' }, 'm')).toMatch(/topicTemplate: must not contain/);
-    expect(problem({ ...mqtt, topicTemplate: 'kite/{imsi}/{iccid}' }, 'm')).toMatch(/unknown placeholder \{imsi\}/);
+    expect(problem({ ...mqtt, changesTopicTemplate: 'kite/+/{iccid}' }, 'm')).toMatch(
+      /changesTopicTemplate: must not contain/
+    );
+    expect(problem({ ...mqtt, stateTopicTemplate: 'kite/{imsi}/{iccid}' }, 'm')).toMatch(
+      /unknown placeholder \{imsi\}/
+    );
+    expect(problem({ ...mqtt, changesTopicTemplate: 'kite/{group}/{iccid}/reported' }, 'm')).toBe(
+      'targets.m.changesTopicTemplate: must differ from stateTopicTemplate, or patches would overwrite the retained state'
+    );
   });
 
   it('checks URLs and refuses passwords embedded in them', () => {

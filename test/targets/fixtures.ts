@@ -1,5 +1,5 @@
 /** Sample SIM records and publish items shared by the target tests. */
-import type { SimPatch, SimRecord } from '../../record';
+import { applyPatch, type SimPatch, type SimRecord } from '../../record';
 import { createLogger, type Logger } from '../../shared/log';
 import type { PublishItem } from '../../targets/target';
 
@@ -38,12 +38,12 @@ export function sampleRecord(iccid = nextIccid(), overrides: Partial<SimRecord> 
 
 /** A first publish: the whole record. */
 export function fullItem(record: SimRecord, deviceId = record.iccid): PublishItem {
-  return { iccid: record.iccid, deviceId, patch: { ...record }, full: true };
+  return { iccid: record.iccid, deviceId, patch: { ...record }, full: true, state: { ...record } };
 }
 
-/** A later publish: only the changed keys. */
-export function patchItem(iccid: string, patch: SimPatch, deviceId = iccid): PublishItem {
-  return { iccid, deviceId, patch, full: false };
+/** A later publish: only the changed keys, on top of `before` (a sample record of the SIM by default). */
+export function patchItem(iccid: string, patch: SimPatch, deviceId = iccid, before = sampleRecord(iccid)): PublishItem {
+  return { iccid, deviceId, patch, full: false, state: applyPatch(before, patch) };
 }
 
 /** The record after applying a patch the way both clouds do: merge, `null` deletes. */

@@ -8,7 +8,7 @@ import { parseTargetConfig, type MqttTargetConfig } from '../../targets/config';
 import { MqttTarget } from '../../targets/mqtt';
 import { freePort, startMosquitto, stop } from '../setup/processes';
 import { testStack, uniqueName } from '../setup/stack';
-import { fullItem, patchItem, quietLogger, sampleRecord } from './fixtures';
+import { fullItem, merged, patchItem, quietLogger, sampleRecord } from './fixtures';
 import { waitUntil } from '../support/wait-until';
 
 interface Received {
@@ -63,11 +63,13 @@ async function clearRetained(topics: string[]) {
 }
 
 describe('MQTT target (Mosquitto)', () => {
-  it('publishes each SIM retained at QoS 1 on its topic; a late subscriber gets the latest patch', async () => {
+  it("retains each SIM's full state on its state topic and sends the patch, not retained, on its changes topic", async () => {
     const group = uniqueName('grp');
     const target = mqttTarget();
     const [a, b] = [sampleRecord(), sampleRecord()];
-    const topicOf = (iccid: string) => `kite/${group}/${iccid}/reported`;
+    const stateOf = (iccid: string) => `kite/${group}/${iccid}/reported`;
+    const changesOf = (iccid: string) => `kite/${group}/${iccid}/changes`;
+    const changes = await subscriber(`kite/${group}/+/changes`);
 
     const first = await target.publish([fullItem(a), fullItem(b)], undefined, { group });
     expect(first).toEqual([
@@ -76,55 +78,76 @@ describe('MQTT target (Mosquitto)', () => {
     ]);
     const late = await subscriber(`kite/${group}/+/reported`);
     const retained = await late.waitFor(2);
-    expect(retained.map((m) => m.topic).sort()).toEqual([topicOf(a.iccid), topicOf(b.iccid)].sort());
+    expect(retained.map((m) => m.topic).sort()).toEqual([stateOf(a.iccid), stateOf(b.iccid)].sort());
     for (const m of retained) {
       expect(m).toMatchObject({ retain: true, qos: 1 });
-      expect(m.payload).toEqual(m.topic === topicOf(a.iccid) ? a : b);
+      expect(m.payload).toEqual(m.topic === stateOf(a.iccid) ? a : b);
     }
+    expect((await changes.waitFor(2)).map((m) => m.topic).sort()).toEqual(
+      [changesOf(a.iccid), changesOf(b.iccid)].sort()
+    );
 
     const change = { ip: null, presenceLevel: 'GPRS' };
-    expect(await target.publish([patchItem(a.iccid, change)], undefined, { group })).toEqual([
-      { iccid: a.iccid, status: 'ok' },
-    ]);
-    const live = await late.waitFor(3);
-    expect(live[2]).toMatchObject({ topic: topicOf(a.iccid), payload: change, qos: 1 });
+    const item = patchItem(a.iccid, change, a.iccid, a);
+    expect(await target.publish([item], undefined, { group })).toEqual([{ iccid: a.iccid, status: 'ok' }]);
+    const [patch] = (await changes.waitFor(3)).slice(2);
+    expect(patch).toMatchObject({ topic: changesOf(a.iccid), payload: change, qos: 1, retain: false });
+    const [live] = (await late.waitFor(3)).slice(2);
+    expect(live).toMatchObject({ topic: stateOf(a.iccid), payload: merged(a, change), qos: 1 });
 
-    const later = await subscriber(`kite/${group}/${a.iccid}/reported`);
-    expect((await later.waitFor(1))[0]).toMatchObject({ payload: change, retain: true });
-    await clearRetained([topicOf(a.iccid), topicOf(b.iccid)]);
+    const later = await subscriber(`kite/${group}/${a.iccid}/+`);
+    const [state] = await later.waitFor(1);
+    expect(state).toMatchObject({ topic: stateOf(a.iccid), payload: merged(a, change), retain: true });
+    expect(Object.values(state.payload as object)).not.toContain(null);
+    expect(later.messages).toHaveLength(1); // the changes topic keeps nothing for a late subscriber
+    await clearRetained([stateOf(a.iccid), stateOf(b.iccid)]);
   });
 
-  it('keeps several changes of one SIM in a call in order, so the retained one is the newest', async () => {
+  it('keeps several changes of one SIM in a call in order, so the retained state is the newest', async () => {
     const group = uniqueName('grp');
     const record = sampleRecord();
     const topic = `kite/${group}/${record.iccid}/reported`;
-    const items = [fullItem(record), ...[2, 3, 4].map((n) => patchItem(record.iccid, { ip: `10.0.0.${n}` }))];
+    let state = record;
+    const items = [fullItem(record)];
+    for (const n of [2, 3, 4]) {
+      items.push(patchItem(record.iccid, { ip: `10.0.0.${n}` }, record.iccid, state));
+      state = items[items.length - 1].state;
+    }
     const sub = await subscriber(topic);
 
     await mqttTarget().publish(items, undefined, { group });
-    expect((await sub.waitFor(4)).map((m) => m.payload)).toEqual(items.map((i) => i.patch));
+    expect((await sub.waitFor(4)).map((m) => m.payload)).toEqual(items.map((i) => i.state));
     const late = await subscriber(topic);
-    expect((await late.waitFor(1))[0]).toMatchObject({ payload: { ip: '10.0.0.4' }, retain: true });
+    expect((await late.waitFor(1))[0]).toMatchObject({ payload: { ...record, ip: '10.0.0.4' }, retain: true });
     await clearRetained([topic]);
   });
 
   it('fills {deviceId} in a custom topic template and sets the JSON content type on MQTT 5', async () => {
     const prefix = uniqueName('fleet');
-    const target = mqttTarget({ topicTemplate: `${prefix}/{deviceId}/state`, protocolVersion: 5 });
+    const target = mqttTarget({
+      stateTopicTemplate: `${prefix}/{deviceId}/state`,
+      changesTopicTemplate: `${prefix}/{deviceId}/delta`,
+      protocolVersion: 5,
+    });
     const record = sampleRecord();
     const sub = await subscriber(`${prefix}/#`, 5);
 
     expect(await target.publish([fullItem(record, `truck-${record.iccid}`)])).toEqual([
       { iccid: record.iccid, status: 'ok' },
     ]);
-    const [message] = await sub.waitFor(1);
-    expect(message).toMatchObject({ topic: `${prefix}/truck-${record.iccid}/state`, payload: record, qos: 1 });
-    expect(message.contentType).toBe('application/json');
-    await clearRetained([message.topic]);
+    const messages = await sub.waitFor(2);
+    expect(messages.map((m) => m.topic).sort()).toEqual(
+      [`${prefix}/truck-${record.iccid}/delta`, `${prefix}/truck-${record.iccid}/state`].sort()
+    );
+    for (const message of messages) {
+      expect(message).toMatchObject({ payload: record, qos: 1 });
+      expect(message.contentType).toBe('application/json');
+    }
+    await clearRetained([`${prefix}/truck-${record.iccid}/state`]);
   });
 
   it('fails a SIM whose topic cannot be built, and publishes the rest', async () => {
-    const target = mqttTarget({ topicTemplate: 'kite/{group}/{deviceId}' });
+    const target = mqttTarget({ stateTopicTemplate: 'kite/{group}/{deviceId}' });
     const [good, slash] = [sampleRecord(), sampleRecord()];
     const group = uniqueName('grp');
 
