@@ -6,6 +6,7 @@
  */
 import { AzureIotHubDouble, type AzureDoubleOptions } from '../azure-double';
 import { createAzureTarget, parseAzureTargetConfig, type AzureTargetDeps } from '../../targets/azure';
+import { applyPatch } from '../../record';
 import type { PublishItem, PublishOutcome, Target } from '../../targets/target';
 import { createLogger } from '../../shared/log';
 
@@ -44,7 +45,7 @@ let seq = 0;
 const newId = () => `89883${String(process.pid).slice(-4)}${String(++seq).padStart(6, '0')}`;
 
 function item(deviceId: string, patch: PublishItem['patch'], full = true): PublishItem {
-  return { iccid: deviceId, deviceId, patch, full };
+  return { iccid: deviceId, deviceId, patch, full, state: applyPatch(undefined, patch) };
 }
 
 const statuses = (out: PublishOutcome[]) => out.map((o) => o.status);
