@@ -1,8 +1,9 @@
 /**
  * The structure ARCHITECTURE.md describes, checked on the source: every folder imports only folders on lower
  * layers (the order is read from ARCHITECTURE.md's `layers` block, so the note and the check cannot drift), no
- * module imports itself through a cycle, and code outside kite/ reaches it through its index. Type-only imports
- * and lazy require() count like any import.
+ * module imports itself through a cycle, code outside kite/ reaches it through its index, and workflow code takes
+ * only types, or pure import-free modules, from outside workflows/. Type-only imports and lazy require() count
+ * like any import.
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
@@ -79,6 +80,35 @@ export function layerViolations(graph: ImportGraph, layers: string[][]): string[
     }
   }
   return out;
+}
+
+/**
+ * Imports by workflow code of values from outside workflows/ that are not pure: the workflow sandbox bundles them,
+ * so only types, or modules that import nothing themselves, may cross.
+ */
+function impureWorkflowImports(graph: ImportGraph): string[] {
+  const out: string[] = [];
+  for (const file of [...graph.keys()].filter((f) => folderOf(f) === 'workflows')) {
+    const source = ts.createSourceFile(file, readFileSync(path.join(ROOT, file), 'utf8'), ts.ScriptTarget.ES2022);
+    for (const statement of source.statements) {
+      if (!ts.isImportDeclaration(statement) && !ts.isExportDeclaration(statement)) continue;
+      const specifier = statement.moduleSpecifier;
+      if (!specifier || !ts.isStringLiteral(specifier) || !specifier.text.startsWith('.')) continue;
+      const target = resolve(path.join(path.dirname(file), specifier.text));
+      if (!target || folderOf(target) === 'workflows' || typeOnly(statement)) continue;
+      if ((graph.get(target) ?? importsOf(target)).length > 0) out.push(`${file} imports values from ${target}`);
+    }
+  }
+  return out;
+}
+
+function typeOnly(statement: ts.ImportDeclaration | ts.ExportDeclaration): boolean {
+  if (ts.isExportDeclaration(statement)) return statement.isTypeOnly;
+  const clause = statement.importClause;
+  if (!clause) return false; // a side-effect import
+  if (clause.isTypeOnly) return true;
+  const named = clause.namedBindings;
+  return !clause.name && !!named && ts.isNamedImports(named) && named.elements.every((e) => e.isTypeOnly);
 }
 
 /** Every import cycle, as the files of each strongly connected component (Tarjan). */
@@ -162,6 +192,10 @@ describe('the source tree', () => {
   test('no import cycles', () => {
     expect(graph.size).toBeGreaterThan(50);
     expect(importCycles(graph)).toEqual([]);
+  });
+
+  test('workflow code takes only types, or pure import-free modules, from outside workflows/', () => {
+    expect(impureWorkflowImports(graph)).toEqual([]);
   });
 
   test('code outside kite/ imports it through its index', () => {
