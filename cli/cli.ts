@@ -11,6 +11,7 @@ import { DEFAULT_INTERVAL_MS, DEFAULT_TARGETS, setEnabled, startGroup, stopGroup
 import { formatDuration, parseDuration } from '../shared/durations';
 import { usageError } from './errors';
 import { listGroups, showGroupStatus } from './inspect';
+import { showFailures, showSim } from './inspect-sims';
 import { runProgram, type CliCommand, type CliRuntime } from './program';
 import { syncGroup } from './sync';
 
@@ -114,6 +115,30 @@ export const COMMANDS: CliCommand[] = [
     run: (ctx, { options }) => listGroups(ctx, Boolean(options.json)).then(() => undefined),
   },
   {
+    usage: 'sim <group> <iccid>',
+    summary: 'One SIM: its record, what each target holds, pending, failing, and its audit trail.',
+    description:
+      'One SIM: its record in the last snapshot; per target what the target holds, the pending patch, the ' +
+      'failure reason and since when, and the last acknowledged publish; then its audit trail (the last ' +
+      "publishes and failures). Reads the worker's Redis (KITE_REDIS_URL, KITE_REDIS_PREFIX).",
+    options: [jsonOption()],
+    run: (ctx, { group, args, options, runtime }) =>
+      showSim(ctx, runtime.env ?? process.env, group!, args[0], Boolean(options.json)).then(() => undefined),
+  },
+  {
+    usage: 'failures <group>',
+    summary: "The group's failing SIMs, grouped by target and reason, with counts.",
+    description:
+      "The group's failing SIMs (refused for good by a target, retried when their data changes), grouped " +
+      "by target and reason with counts, since when, and example ICCIDs. Reads the worker's Redis.",
+    options: [new Option('-t, --target <name>', 'only this target'), jsonOption()],
+    run: (ctx, { group, options, runtime }) =>
+      showFailures(ctx, runtime.env ?? process.env, group!, {
+        target: options.target as string | undefined,
+        json: Boolean(options.json),
+      }).then(() => undefined),
+  },
+  {
     usage: 'stop <group>',
     summary: 'Terminate the group\'s workflow (reason "stopped by operator via kite-cc").',
     description:
@@ -138,10 +163,12 @@ Environment:
   KITE_TEMPORAL_TLS_CA             CA of the server certificate, if private (PEM path)
   KITE_TEMPORAL_API_KEY            Temporal Cloud API key (turns TLS on)
   KITE_TEMPORAL_CONNECT_TIMEOUT_MS how long to wait for the server (default 10000)
+  KITE_REDIS_URL, KITE_REDIS_PREFIX the worker's Redis, for sim and failures (default redis://127.0.0.1:6379, cc)
 
 Exit codes:
   0 ok   1 runtime failure (rejected call, failed cycle, no worker answering)   2 usage error or
-  invalid configuration   3 the group has no running workflow   4 Temporal unreachable
+  invalid configuration   3 the group (or SIM) is unknown or has no running workflow   4 Temporal
+  or Redis unreachable
 `,
 };
 

@@ -24,6 +24,8 @@ export interface CliRuntime {
 export interface CommandInput {
   /** The `<group>` or `[group]` argument, validated as a group name. */
   group?: string;
+  /** The arguments after the group, as given (e.g. `<iccid>`). */
+  args: string[];
   /** Option values by their camel-case name (`--target` → `target`), as their parsers returned them. */
   options: Record<string, unknown>;
   runtime: CliRuntime;
@@ -84,7 +86,8 @@ function buildProgram(commands: CliCommand[], about: { description: string; foot
     for (const option of spec.options ?? []) cmd.addOption(option);
     cmd.action(async (...params: unknown[]) => {
       const command = params[params.length - 1] as Command;
-      const input = { group: command.processedArgs[0] as string | undefined, options: command.opts(), runtime };
+      const [group, ...args] = command.processedArgs as (string | undefined)[];
+      const input = { group, args: args as string[], options: command.opts(), runtime };
       const settings = settingsFromEnv(runtime.env ?? process.env);
       const client = await connectClient(settings);
       try {

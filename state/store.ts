@@ -83,6 +83,27 @@ export interface TargetLookup {
   uncertain: (string | null)[];
 }
 
+/** What the store holds about one SIM (`kite-cc sim`). JSON strings as stored, null where absent. */
+export interface SimState {
+  /** The SIM's record in the newest snapshot that holds it. */
+  snapshot?: { cycle: number; record: string };
+  targets: Record<
+    string,
+    {
+      /** The record the target acknowledged last. */
+      published: string | null;
+      /** The patch waiting to be published. */
+      pending: string | null;
+      /** Its permanent failure, if the last publish was refused. */
+      failure?: StoredFailure;
+      /** A patch handed to the target and not yet acknowledged. */
+      inFlight: string | null;
+    }
+  >;
+  /** Newest first. */
+  audit: AuditEntry[];
+}
+
 /** A group name that cannot be a Redis hash tag (braces, colons, wildcards, …). Not retryable. */
 export class InvalidGroupNameError extends Error {
   override name = FailureType.InvalidGroupName;
@@ -398,6 +419,59 @@ export class StateStore {
       .map((line) => JSON.parse(line) as AuditEntry)
       .filter((entry) => entry.at >= cutoff)
       .slice(0, this.auditEntries);
+  }
+
+  // --- inspection (kite-cc sim, failures) ---
+
+  /**
+   * What Redis holds about a group: the cycles with a staged snapshot (newest first) and the targets with state.
+   * SCANs the keyspace for the group's keys (a few per group and target).
+   */
+  async groupFootprint(group: string): Promise<{ snapshotCycles: number[]; targets: string[] }> {
+    const { base } = this.keys(group);
+    const cycles = new Set<number>();
+    const targets = new Set<string>();
+    const stream = this.redis.scanStream({ match: `${base}*`, count: 500 });
+    for await (const keys of stream as AsyncIterable<string[]>) {
+      for (const key of keys) {
+        const [kind, name] = key.slice(base.length).split(':');
+        if (kind === 'snap') cycles.add(Number(name));
+        else if (['pub', 'pending', 'fail', 'sent'].includes(kind) && name) targets.add(name);
+      }
+    }
+    return { snapshotCycles: [...cycles].sort((a, b) => b - a), targets: [...targets].sort() };
+  }
+
+  /** Everything the store holds about one SIM: its record in each snapshot cycle given, and per target its state. */
+  async simState(group: string, iccid: string, cycles: number[], targets: string[]): Promise<SimState> {
+    const keys = this.keys(group);
+    const pipeline = this.redis.pipeline();
+    for (const cycle of cycles) pipeline.hget(keys.snapshot(cycle), iccid);
+    for (const t of targets) {
+      pipeline.hget(keys.published(t), iccid);
+      pipeline.hget(keys.pending(t), iccid);
+      pipeline.hget(keys.failures(t), iccid);
+      pipeline.hget(keys.sent(t), iccid);
+    }
+    const replies = ((await pipeline.exec()) ?? []).map(([err, value]) => {
+      if (err) throw err;
+      return value as string | null;
+    });
+    const snapshotIndex = cycles.findIndex((_, i) => replies[i] !== null);
+    const state: SimState = { targets: {}, audit: await this.auditTrail(group, iccid) };
+    if (snapshotIndex >= 0) state.snapshot = { cycle: cycles[snapshotIndex], record: replies[snapshotIndex]! };
+    targets.forEach((t, i) => {
+      const [published, pending, failure, sent] = replies.slice(cycles.length + 4 * i, cycles.length + 4 * i + 4);
+      state.targets[t] = { published, pending, failure: parseFailure(failure), inFlight: sent };
+    });
+    return state;
+  }
+
+  /** Pages through a target's recorded permanent failures: `[iccid, failure]`. */
+  async *scanFailures(group: string, target: string, count = 1000): AsyncGenerator<[string, StoredFailure][]> {
+    for await (const entries of this.scan(this.keys(group).failures(target), count)) {
+      yield entries.map(([iccid, json]) => [iccid, parseFailure(json)!]);
+    }
   }
 
   /** Deletes every key of a group (for `kite-cc stop --forget` and tests). */

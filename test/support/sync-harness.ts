@@ -19,6 +19,8 @@ import { testRedis, testStack, uniqueName } from '../setup/stack';
 export interface SyncHarness {
   client: Client;
   store: StateStore;
+  /** The store's key prefix (KITE_REDIS_PREFIX for a CLI that reads this harness's state). */
+  prefix: string;
   redis: Redis;
   taskQueue: string;
   /** Starts the group's workflow; `intervalMs` defaults to an hour so that cycles run only when asked. */
@@ -38,7 +40,8 @@ export async function startSyncHarness(options: {
   temporalAddress?: string;
 }): Promise<SyncHarness> {
   const redis = testRedis();
-  const store = new StateStore(redis, { prefix: uniqueName('cc') });
+  const prefix = uniqueName('cc');
+  const store = new StateStore(redis, { prefix });
   const address = options.temporalAddress ?? testStack.temporalAddress;
   const connection = await Connection.connect({ address });
   const nativeConnection = await NativeConnection.connect({ address });
@@ -71,6 +74,7 @@ export async function startSyncHarness(options: {
   return {
     client,
     store,
+    prefix,
     redis,
     taskQueue,
     async start(group, config = {}) {
