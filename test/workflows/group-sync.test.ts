@@ -1,0 +1,255 @@
+/**
+ * Fast tier: the group workflow's own logic (timer, enable/disable, syncNow, configure, continue-as-new, failure
+ * handling) with mocked activities, one worker and one workflow bundle for the file.
+ *
+ * Temporal's time-skipping test server is a separate binary that @temporalio/testing downloads on first use; it
+ * cannot be fetched here, so these tests run on the shared dev server (test/setup/global-setup.ts, the binary
+ * scripts/setup.sh builds) with real time and the shortest interval the workflow accepts (1 s).
+ */
+import { ApplicationFailure, Context } from '@temporalio/activity';
+import { WorkflowFailedError, WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { bundleWorkflowCode, DefaultLogger, Worker } from '@temporalio/worker';
+import type { SyncActivities } from '../../activities';
+import type { DiffInput, FetchResult, PublishInput } from '../../activities/types';
+import {
+  configureUpdate,
+  disableSignal,
+  enableSignal,
+  statusQuery,
+  syncNowSignal,
+  workflowIdForGroup,
+  type GroupConfig,
+  type GroupStatus,
+} from '../../workflows/definitions';
+import { groupSyncWorkflow } from '../../workflows';
+import { groupVisibility, KITE_SYNC_STATE } from '../../workflows/search-attributes';
+import { testStack, uniqueName } from '../setup/stack';
+import { waitUntil } from '../support/wait-until';
+
+/** What a test makes one group's activities do; unset steps succeed at once with small counts. */
+interface Behaviour {
+  fetch?: (ctx: Context) => Promise<FetchResult>;
+  publish?: (input: PublishInput) => Promise<Awaited<ReturnType<SyncActivities['publishChanges']>>>;
+}
+
+const behaviours = new Map<string, Behaviour>();
+/** Activity calls per group, in order: `fetch:1`, `diff:1`, `publish:1:cloud`, … */
+const calls = new Map<string, string[]>();
+const record = (group: string, call: string) => calls.set(group, [...(calls.get(group) ?? []), call]);
+
+const fetched: FetchResult = {
+  seen: 3,
+  inGroup: 2,
+  invalid: 1,
+  invalidReasons: { 'bad-icc': 1 },
+  presenceFetched: 2,
+  presenceErrors: {},
+};
+
+const mockActivities: SyncActivities = {
+  async fetchSnapshot({ group, cycle }) {
+    record(group, `fetch:${cycle}`);
+    return (await behaviours.get(group)?.fetch?.(Context.current())) ?? fetched;
+  },
+  async diffSnapshot({ group, cycle, targets }: DiffInput) {
+    record(group, `diff:${cycle}`);
+    return { left: 0, targets: Object.fromEntries(targets.map((t) => [t, { changed: 2, stillFailing: 0 }])) };
+  },
+  async publishChanges(input: PublishInput) {
+    record(input.group, `publish:${input.cycle}:${input.target}`);
+    const publish = behaviours.get(input.group)?.publish;
+    return publish ? publish(input) : { published: 2, failed: 0, throttled: 0, failing: 0 };
+  },
+};
+
+let env: TestWorkflowEnvironment;
+let worker: Worker;
+let running: Promise<void>;
+const taskQueue = uniqueName('wf-fast');
+
+beforeAll(async () => {
+  env = await TestWorkflowEnvironment.createFromExistingServer({ address: testStack.temporalAddress });
+  const bundle = await bundleWorkflowCode({
+    workflowsPath: require.resolve('../../workflows'),
+    logger: new DefaultLogger('WARN'),
+  });
+  worker = await Worker.create({
+    connection: env.nativeConnection,
+    taskQueue,
+    workflowBundle: bundle,
+    activities: mockActivities,
+    // Heartbeats (and with them cancellation) reach the activity within a fraction of a second.
+    maxHeartbeatThrottleInterval: '300 milliseconds',
+  });
+  running = worker.run();
+}, 60_000);
+
+afterAll(async () => {
+  worker?.shutdown();
+  await running;
+  await env?.teardown();
+});
+
+async function start(config: Partial<GroupConfig> & { group?: string } = {}) {
+  const group = config.group ?? uniqueName('wf');
+  const full: GroupConfig = { group, enabled: true, intervalMs: 3_600_000, targets: ['cloud'], ...config };
+  const handle = await env.client.workflow.start(groupSyncWorkflow, {
+    taskQueue,
+    workflowId: workflowIdForGroup(group),
+    args: [{ config: full }],
+    typedSearchAttributes: groupVisibility(full).searchAttributes,
+  });
+  return { group, handle };
+}
+
+async function waitForCycles(handle: WorkflowHandle, cycles: number): Promise<GroupStatus> {
+  let status: GroupStatus | undefined;
+  await waitUntil(
+    async () => {
+      status = await handle.query(statusQuery);
+      return status.cyclesCompleted >= cycles && status.phase === 'idle';
+    },
+    `${cycles} cycles completed`,
+    20_000
+  );
+  return status!;
+}
+
+const historyOf = async (handle: WorkflowHandle) => (await handle.fetchHistory()).events ?? [];
+
+test('the first cycle runs at once, then one every interval, fetch → diff → publish per target', async () => {
+  const { group, handle } = await start({ intervalMs: 1_000, targets: ['cloud', 'backup'] });
+  const first = await waitForCycles(handle, 1);
+  expect(first.lastCycle).toMatchObject({
+    cycle: 1,
+    outcome: 'completed',
+    seen: 3,
+    inGroup: 2,
+    invalid: 1,
+    targets: { cloud: { changed: 2, published: 2, pending: 0 }, backup: { changed: 2, published: 2 } },
+  });
+  await waitForCycles(handle, 2);
+  expect(calls.get(group)!.slice(0, 4)).toEqual(['fetch:1', 'diff:1', 'publish:1:cloud', 'publish:1:backup']);
+  // The interval is measured from the end of one cycle to the start of the next.
+  const status = await handle.query(statusQuery);
+  const events = await historyOf(handle);
+  expect(events.some((e) => e.timerStartedEventAttributes)).toBe(true);
+  expect(status.lastCycle!.startedAt - first.lastCycle!.finishedAt).toBeGreaterThanOrEqual(1_000);
+  await handle.terminate();
+});
+
+test('disable: no timer and no activity while OFF; enable runs a cycle at once; syncNow runs one now', async () => {
+  const { group, handle } = await start();
+  await waitForCycles(handle, 1);
+  expect((await handle.query(statusQuery)).nextSyncAt).toBeGreaterThan(Date.now());
+
+  await handle.signal(disableSignal);
+  await handle.signal(syncNowSignal);
+  await waitUntil(async () => (await handle.query(statusQuery)).config.enabled === false, 'the group is OFF');
+  const off = await handle.query(statusQuery);
+  expect(off.nextSyncAt).toBeUndefined();
+  expect((await handle.describe()).typedSearchAttributes.get(KITE_SYNC_STATE)).toBe('OFF');
+  const events = await historyOf(handle);
+  const disabledAt = events.findIndex((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'disable');
+  expect(
+    events.slice(disabledAt).some((e) => e.timerStartedEventAttributes || e.activityTaskScheduledEventAttributes)
+  ).toBe(false);
+
+  await handle.signal(enableSignal);
+  await waitForCycles(handle, 2);
+  expect((await handle.describe()).typedSearchAttributes.get(KITE_SYNC_STATE)).toBe('ON');
+  await handle.signal(syncNowSignal);
+  await waitForCycles(handle, 3);
+  expect(calls.get(group)!.filter((c) => c.startsWith('fetch'))).toEqual(['fetch:1', 'fetch:2', 'fetch:3']);
+  await handle.terminate();
+});
+
+test('disable during a cycle cancels its activity and records the cycle as cancelled', async () => {
+  const group = uniqueName('wf-cancel');
+  let cancelled = false;
+  behaviours.set(group, {
+    async fetch(ctx) {
+      // Heartbeat so that the cancellation reaches the activity.
+      for (;;) {
+        ctx.heartbeat();
+        try {
+          await ctx.sleep(100);
+        } catch (err) {
+          cancelled = true;
+          throw err;
+        }
+      }
+    },
+  });
+  const { handle } = await start({ group });
+  await waitUntil(async () => (await handle.query(statusQuery)).phase === 'fetch', 'the fetch is running');
+  await handle.signal(disableSignal);
+  const status = await waitForCycles(handle, 1);
+  expect(cancelled).toBe(true);
+  expect(status.lastCycle).toMatchObject({ outcome: 'cancelled', error: 'group disabled during the cycle' });
+  expect(calls.get(group)).toEqual(['fetch:1']);
+  await handle.terminate();
+});
+
+test('configure changes the interval of the wait in progress; an invalid patch is rejected with its reason', async () => {
+  const { handle } = await start();
+  await waitForCycles(handle, 1);
+  await expect(handle.executeUpdate(configureUpdate, { args: [{ intervalMs: 5 }] })).rejects.toBeInstanceOf(
+    WorkflowUpdateFailedError
+  );
+  const config = await handle.executeUpdate(configureUpdate, { args: [{ intervalMs: 1_000 }] });
+  expect(config.intervalMs).toBe(1_000);
+  await waitForCycles(handle, 2); // without a syncNow: the hour-long wait was re-evaluated
+  expect((await handle.describe()).memo?.config).toMatchObject({ intervalMs: 1_000 });
+  await handle.terminate();
+});
+
+test('continue-as-new after maxCyclesPerRun carries the counts, the last cycle and the failing SIMs', async () => {
+  const group = uniqueName('wf-can');
+  behaviours.set(group, { publish: async () => ({ published: 1, failed: 1, throttled: 0, failing: 1 }) });
+  const { handle } = await start({ group, maxCyclesPerRun: 2 });
+  const firstRunId = (await handle.describe()).runId;
+  await waitForCycles(handle, 1);
+  await handle.signal(syncNowSignal);
+  await waitUntil(async () => (await handle.describe()).runId !== firstRunId, 'a new run started');
+  const status = await handle.query(statusQuery);
+  expect(status).toMatchObject({ cyclesCompleted: 2, failingSims: { cloud: 1 }, lastCycle: { cycle: 2 } });
+  // The new run waits for the interval from the last cycle instead of syncing at once.
+  expect(status.nextSyncAt).toBeGreaterThan(Date.now() + 60_000);
+  await handle.signal(syncNowSignal);
+  expect((await waitForCycles(handle, 3)).lastCycle?.cycle).toBe(3);
+  await handle.terminate();
+});
+
+test('a failed step fails the cycle with its reason and the workflow carries on', async () => {
+  const group = uniqueName('wf-fail');
+  behaviours.set(group, {
+    fetch: async () => {
+      throw ApplicationFailure.nonRetryable('certificate refused', 'KiteAuthError');
+    },
+  });
+  const { handle } = await start({ group });
+  const status = await waitForCycles(handle, 1);
+  expect(status.lastCycle).toMatchObject({ outcome: 'failed', error: 'certificate refused' });
+  expect(status.lastError).toBe('certificate refused');
+  expect(calls.get(group)).toEqual(['fetch:1']); // not retried, no diff
+
+  behaviours.delete(group);
+  await handle.signal(syncNowSignal);
+  expect((await waitForCycles(handle, 2)).lastError).toBeUndefined();
+  await handle.terminate();
+});
+
+test('a group name that cannot be a Redis hash tag fails the workflow before it does anything', async () => {
+  const group = 'bad}name';
+  const handle = await env.client.workflow.start(groupSyncWorkflow, {
+    taskQueue,
+    workflowId: uniqueName('wf-badname'),
+    args: [{ config: { group, enabled: true, intervalMs: 60_000, targets: ['cloud'] } }],
+  });
+  const failure = await handle.result().catch((err: unknown) => err);
+  expect(failure).toBeInstanceOf(WorkflowFailedError);
+  expect((failure as WorkflowFailedError).cause).toMatchObject({ type: 'InvalidGroupName' });
+  expect(calls.get(group)).toBeUndefined();
+});
