@@ -46,8 +46,11 @@ function setup(options: { targets?: RecordingTarget[]; retryRounds?: number; bat
   return { group, kite, acts, targets };
 }
 
-const run = <A extends unknown[], R>(fn: (...args: A) => Promise<R>, ...args: A) =>
-  new MockActivityEnvironment().run(fn, ...args);
+/** Runs an activity in `env` (a fresh environment by default), typed by the activity's own result. */
+const run = <A extends unknown[], R>(fn: (...args: A) => Promise<R>, ...args: A): Promise<R> =>
+  runIn(new MockActivityEnvironment(), fn, ...args);
+const runIn = <A extends unknown[], R>(env: MockActivityEnvironment, fn: (...args: A) => Promise<R>, ...args: A) =>
+  env.run(fn, ...args) as Promise<R>;
 
 /** One cycle as the workflow runs it: fetch, diff, then publish per target. */
 async function cycle(acts: SyncActivities, group: string, cycleNo: number, targets: string[]) {
@@ -76,7 +79,7 @@ describe('fetch', () => {
     const env = new MockActivityEnvironment();
     const beats: unknown[] = [];
     env.on('heartbeat', (d) => beats.push(d));
-    const first = await env.run(acts.fetchSnapshot, { group, cycle: 1 });
+    const first = await runIn(env, acts.fetchSnapshot, { group, cycle: 1 });
     expect(first).toMatchObject({ seen: 28, inGroup: 22, invalid: 1, presenceFetched: 23 });
     expect(first.invalidReasons).toEqual({ 'bad-date:activationDate': 1 });
     expect(kite.presenceReads.filter((icc) => !iccs.includes(icc))).toEqual([]);
@@ -106,7 +109,7 @@ describe('fetch', () => {
 
     kite.presenceReads.length = 0;
     const retried = new MockActivityEnvironment({ heartbeatDetails: afterTwoPages });
-    const result = await retried.run(acts.fetchSnapshot, { group, cycle: 1 });
+    const result = await runIn(retried, acts.fetchSnapshot, { group, cycle: 1 });
     expect(result).toMatchObject({ seen: 30, inGroup: 30 });
     // Only the last page was read again; its SIMs' presence was already known from the first attempt.
     expect(kite.presenceReads).toEqual([]);
