@@ -14,6 +14,7 @@ import { bundleWorkflowCode, DefaultLogger, Runtime } from '@temporalio/worker';
 import { connectRedis } from '../state/store';
 import { ROOT, startSimulator, stopAll } from './processes';
 import { profileReport, resultsTable } from './report';
+import { azureTable, runAzure, type AzureRun } from './azure';
 import { dropPrefix, log, REDIS_URL, runFloor, runNaive, runOurs, TEMPORAL, warm } from './runs';
 
 const sdkQuiet = new DefaultLogger('WARN');
@@ -26,8 +27,11 @@ async function main(): Promise<void> {
       small: { type: 'string', default: '2000' },
       profile: { type: 'boolean', default: false },
       out: { type: 'string' },
+      'azure-sims': { type: 'string', default: '10000' },
+      'azure-only': { type: 'boolean', default: false },
     },
   });
+  if (values['azure-only']) return azureOnly(Number(values['azure-sims']));
   const sims = Number(values.sims);
   const small = Number(values.small);
   if (!(sims >= 100 && small >= 100)) throw new Error('--sims and --small must be at least 100');
@@ -57,12 +61,23 @@ async function main(): Promise<void> {
     const floor = await runFloor(redis, bigSim, 'bench-big', runId, profileDir);
     const big = await runOurs(client, redis, bigSim, 'bench-big', sims, runId, bundle, profileDir);
     const smallRun = await runOurs(client, redis, smallSim, 'bench-small', small, runId, bundle);
-    rmSync(bundle, { force: true });
     const naive = await runNaive(client, redis, smallSim, 'bench-small', runId);
+    const azureSims = Number(values['azure-sims']);
+    let azure: AzureRun | undefined;
+    if (azureSims > 0) {
+      const azureSim = await startSimulator('bench-azure', azureSims, certDir);
+      try {
+        azure = await runAzure(client, azureSim, 'bench-azure', azureSims, runId, bundle);
+      } finally {
+        azureSim.close();
+      }
+    }
+    rmSync(bundle, { force: true });
     await dropPrefix(redis, `bench-${runId}`);
 
-    const results = { sims, small, bundleMs, floor, big, smallRun, naive };
+    const results = { sims, small, bundleMs, floor, big, smallRun, naive, azure };
     process.stdout.write(`\n${resultsTable(results)}\n`);
+    if (azure) process.stdout.write(`\n${azureTable(azure)}\n`);
     if (profileDir) {
       await new Promise((r) => setTimeout(r, 500));
       process.stdout.write(profileReport(profileDir));
@@ -78,6 +93,34 @@ async function main(): Promise<void> {
     await connection.close();
     bigSim.close();
     smallSim.close();
+    await stopAll();
+  }
+}
+
+/** `--azure-only`: the Azure section alone (it needs no 100,000-SIM run). */
+async function azureOnly(sims: number): Promise<void> {
+  const runId = Date.now().toString(36);
+  const dataDir = path.join(ROOT, '.data/bench');
+  const sim = await startSimulator('bench-azure', sims, path.join(dataDir, 'certs'));
+  const connection = await Connection.connect({ address: TEMPORAL });
+  const redis = connectRedis(REDIS_URL);
+  const bundle = path.join(dataDir, `workflow-bundle-${runId}.js`);
+  try {
+    await warm(sim);
+    mkdirSync(dataDir, { recursive: true });
+    writeFileSync(
+      bundle,
+      (await bundleWorkflowCode({ workflowsPath: require.resolve('../workflows'), logger: sdkQuiet })).code
+    );
+    const azure = await runAzure(new Client({ connection }), sim, 'bench-azure', sims, runId, bundle);
+    process.stdout.write(`\n${azureTable(azure)}\n`);
+    writeFileSync(path.join(dataDir, `results-azure-${runId}.json`), JSON.stringify(azure, null, 2));
+  } finally {
+    rmSync(bundle, { force: true });
+    await dropPrefix(redis, `bench-${runId}`);
+    redis.disconnect();
+    await connection.close();
+    sim.close();
     await stopAll();
   }
 }

@@ -72,7 +72,7 @@ export async function warm(sim: SimulatorProcess): Promise<number> {
 }
 
 /** Changes `fraction` of the group's SIMs through the simulator's control API: alias, and the APN of every other. */
-async function changeSims(sim: SimulatorProcess, group: string, fraction: number, tag: string): Promise<number> {
+export async function changeSims(sim: SimulatorProcess, group: string, fraction: number, tag: string): Promise<number> {
   const { iccs } = (await sim.control('GET', `sims?group=${group}`)) as { iccs: string[] };
   const step = Math.round(1 / fraction);
   const chosen = iccs.filter((_, i) => i % step === 0);
@@ -110,12 +110,12 @@ export async function dropPrefix(redis: Redis, prefix: string): Promise<void> {
     if (keys.length) await redis.unlink(...keys);
 }
 
-async function historyOf(handle: WorkflowHandle): Promise<HistoryEvent[]> {
+export async function historyOf(handle: WorkflowHandle): Promise<HistoryEvent[]> {
   return (await handle.fetchHistory()).events ?? [];
 }
 
 /** Waits until the workflow completed `cycles` cycles and its history ends with the timer to the next one. */
-async function waitForCycle(handle: WorkflowHandle, cycles: number, timeoutMs: number): Promise<GroupStatus> {
+export async function waitForCycle(handle: WorkflowHandle, cycles: number, timeoutMs: number): Promise<GroupStatus> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const status = await handle.query(statusQuery);

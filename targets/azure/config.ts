@@ -167,8 +167,8 @@ export const azureTargetSchema = strictSettings({
     .transform((value) => value.trim())
     .optional(),
   /**
-   * Identity keys kept in memory when the policy lacks DeviceConnect and the connector falls back to each
-   * identity's own key (one registry `get` per identity). Least recently used keys are dropped first.
+   * Identities remembered in this worker: those known to exist (so a retried publish makes no registry call
+   * for them) and, when the policy lacks DeviceConnect, their keys. Least recently used ones are dropped first.
    * @default 100000
    */
   keyCacheSize: positiveCount().default(AZURE_DEFAULTS.keyCacheSize),

@@ -88,6 +88,8 @@ interface HubError {
 
 export class Identities {
   private readonly keys: LruCache<string>;
+  /** Identities known to exist (module created, or the device checked as ours), so retries skip the registry. */
+  private readonly ensured: LruCache<boolean>;
 
   constructor(
     private readonly registry: Registry,
@@ -96,19 +98,32 @@ export class Identities {
     private readonly log: Logger
   ) {
     this.keys = new LruCache(options.keyCacheSize);
+    this.ensured = new LruCache(options.keyCacheSize);
   }
 
   /**
    * Makes sure each device (and its module, in module mode) exists before its first publish. Returns a failure
    * per device id that cannot be published; ids not in the map are ready. Never throws.
    */
-  async ensure(deviceIds: string[], signal?: AbortSignal): Promise<Map<string, Failure>> {
+  async ensure(requested: string[], signal?: AbortSignal): Promise<Map<string, Failure>> {
     const failures = new Map<string, Failure>();
-    if (this.options.mode === 'tags' || deviceIds.length === 0) return failures;
+    if (this.options.mode === 'tags') return failures;
+    // Ensured earlier in this process (e.g. by an attempt that failed later): no registry call again.
+    const deviceIds = requested.filter((id) => !this.ensured.get(id));
+    if (deviceIds.length === 0) return failures;
+    try {
+      await this.ensureNow(deviceIds, failures, signal);
+    } finally {
+      for (const id of deviceIds) if (!failures.has(id)) this.ensured.set(id, true);
+    }
+    return failures;
+  }
+
+  private async ensureNow(deviceIds: string[], failures: Map<string, Failure>, signal?: AbortSignal): Promise<void> {
     if (this.options.mode === 'reported') {
       const existing = await this.createDevices(deviceIds, failures, signal);
       await this.checkOwnership(existing, failures);
-      return failures;
+      return;
     }
     // Module first costs 1 operation when the device exists (the customer's fleet), 3 when it does not. A probe
     // of a few ids says which case this is; when most devices are missing, the rest are created in bulk first
@@ -125,7 +140,7 @@ export class Identities {
     const rest = deviceIds.slice(PROBE_SIZE);
     if (missing.length * 2 > probe.length) missing.push(...rest);
     else await addModules(rest);
-    if (missing.length === 0) return failures;
+    if (missing.length === 0) return;
     await this.createDevices(missing, failures, signal);
     await this.forEachLimited(
       missing.filter((id) => !failures.has(id)),
@@ -135,7 +150,6 @@ export class Identities {
         else if (r) failures.set(id, r);
       }
     );
-    return failures;
   }
 
   /** Creates one missing device (tags mode, after a 404); undefined when it exists now. */
@@ -198,9 +212,10 @@ export class Identities {
     return { ok: true, key };
   }
 
-  /** Drops a key the hub no longer accepts. */
+  /** Drops what is known of an identity the hub refused (its key, that it exists). */
   forget(deviceId: string, moduleId?: string): void {
     this.keys.delete(moduleId ? `${deviceId}/${moduleId}` : deviceId);
+    this.ensured.delete(deviceId);
   }
 
   /** PUT the module; `device-missing` on 404, undefined when it exists now. */
