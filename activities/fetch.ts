@@ -1,6 +1,7 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { mapPool } from '../shared/concurrency';
 import { throwIfCancelled, whileNotCancelled } from './cancellation';
+import { FailureType } from '../shared/failures';
 import type { Logger } from '../shared/log';
 import { canonicalJson } from '../record';
 import type { Entry, StateStore } from '../state/store';
@@ -200,7 +201,7 @@ async function readPresence(
     const failed = failedBefore ? call.newPresenceFailures : ++call.newPresenceFailures;
     if (counts.presenceFetched === 0 && failed >= PRESENCE_FAILURES_FOR_OUTAGE) {
       const message = `Kite's presence service looks down: ${failed} presence reads failed and none succeeded; the last: ${(err as Error).message}`;
-      throw ApplicationFailure.retryable(message, 'KitePresenceOutage');
+      throw ApplicationFailure.retryable(message, FailureType.KitePresenceOutage);
     }
     return { error };
   } finally {

@@ -6,8 +6,9 @@
  * client's limit), REPEATED_SIMS and TOO_MANY_PAGES (paging that does not advance or does not end) and
  * HTTP_<status> (an error status without a Kite body).
  */
+import { FailureType } from '../shared/failures';
 export class KiteApiError extends Error {
-  override name = 'KiteApiError';
+  override name = FailureType.KiteApi;
   /** Kite's code such as `SVC.1006`, or one of ours (see the module comment). */
   readonly code: string;
   /** Kite's text, or ours; never contains credentials. */

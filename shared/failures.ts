@@ -10,6 +10,8 @@ export const FailureType = {
   KiteAuth: 'KiteAuthError',
   /** Kite answered with an error its client does not retry (e.g. a bad request). */
   KiteApi: 'KiteApiError',
+  /** Several presence reads failed and none succeeded: Kite's presence service looks down. Retried. */
+  KitePresenceOutage: 'KitePresenceOutage',
   /** The worker's configuration is invalid. */
   Config: 'ConfigError',
   /** A group name that cannot be a workflow id and Redis hash tag. */

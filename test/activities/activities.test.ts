@@ -4,31 +4,16 @@
  * well under a second; the full-stack tests in test/sync/ cover the same rules through Temporal.
  */
 import { MockActivityEnvironment } from '@temporalio/testing';
-import type Redis from 'ioredis';
 import { createActivities, type SyncActivities } from '../../activities';
 import type { ConfiguredTarget } from '../../activities/publish';
 import { RECORD_KEYS } from '../../record';
 import { createLogger } from '../../shared/log';
-import { StateStore } from '../../state/store';
-import { testRedis, uniqueName } from '../setup/stack';
+import { uniqueName } from '../setup/stack';
+import { testStore } from '../support/test-store';
 import { MemoryKite } from '../support/memory-kite';
 import { RecordingTarget } from '../support/recording-target';
 
-let redis: Redis;
-let store: StateStore;
-let prefix: string;
-
-beforeAll(() => {
-  redis = testRedis();
-  prefix = uniqueName('acts');
-  store = new StateStore(redis, { prefix });
-});
-
-afterAll(async () => {
-  for await (const keys of redis.scanStream({ match: `${prefix}:*` }) as AsyncIterable<string[]>)
-    if (keys.length) await redis.del(...keys);
-  redis.disconnect();
-});
+const { store } = testStore('acts');
 
 /** A fresh group with its own inventory, targets and activities. */
 function setup(options: { targets?: RecordingTarget[]; retryRounds?: number; batchSize?: number } = {}) {

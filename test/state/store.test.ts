@@ -2,25 +2,11 @@
  * The state store against the test Redis: the key layout is persisted data (it must not drift without a
  * migration), the group name is checked before it becomes a hash tag, and the domain reads mean what they say.
  */
-import type Redis from 'ioredis';
 import { InvalidGroupNameError, StateStore } from '../../state/store';
-import { testRedis, uniqueName } from '../setup/stack';
+import { uniqueName } from '../setup/stack';
+import { testStore } from '../support/test-store';
 
-let redis: Redis;
-let store: StateStore;
-let prefix: string;
-
-beforeAll(() => {
-  redis = testRedis();
-  prefix = uniqueName('store');
-  store = new StateStore(redis, { prefix, stagingTtlSeconds: 600 });
-});
-
-afterAll(async () => {
-  for await (const keys of redis.scanStream({ match: `${prefix}:*` }) as AsyncIterable<string[]>)
-    if (keys.length) await redis.del(...keys);
-  redis.disconnect();
-});
+const { redis, store, prefix } = testStore('store', { stagingTtlSeconds: 600 });
 
 test('the key layout is the persisted one: cc:{group}:snap|invalid|conn|pub|pending|fail|audit', async () => {
   const group = 'layout-1';
