@@ -100,6 +100,13 @@ function buildProgram(commands: CliCommand[], about: { description: string; foot
   return { program, io };
 }
 
+/** Commander's parse error as a usage error; a missing argument says what to type. */
+function commanderError(err: CommanderError, command: string | undefined): CliError {
+  const missing = /missing required argument '(\w+)'/.exec(err.message)?.[1];
+  if (missing === 'group' && command) return usageError(`${command}: name the group, e.g. kite-cc ${command} fleet-a`);
+  return usageError(err.message.replace(/^error: /, ''));
+}
+
 /** Runs one command line (without node and script) and returns its exit code. Never throws. */
 export async function runProgram(
   commands: CliCommand[],
@@ -117,7 +124,7 @@ export async function runProgram(
       err instanceof CliError
         ? err
         : err instanceof CommanderError
-          ? usageError(err.message.replace(/^error: /, ''))
+          ? commanderError(err, argv[0])
           : new CliError(`unexpected error: ${(err as Error)?.stack ?? err}`);
     io.err(`kite-cc: ${error.message}`);
     if (error.exitCode === ExitCode.usage && !/rejected/.test(error.message)) io.err('run `kite-cc help` for usage');

@@ -248,7 +248,7 @@ test('an invalid configuration is refused before contacting the server, with exi
   expect((await cli(['frobnicate'])).code).toBe(2);
   expect((await cli(['list', 'extra'])).code).toBe(2);
   expect((await cli(['start', 'g1', '--bogus'])).stderr).toContain("unknown option '--bogus'");
-  expect((await cli(['start'])).stderr).toContain("missing required argument 'group'");
+  expect((await cli(['sync'])).stderr).toContain('sync: name the group, e.g. kite-cc sync fleet-a');
   const badEnv = await cli(['status', 'g1'], { env: { KITE_TEMPORAL_CONNECT_TIMEOUT_MS: 'soon' } });
   expect(badEnv).toMatchObject({ code: 2 });
   expect(badEnv.stderr).toContain('invalid configuration: KITE_TEMPORAL_CONNECT_TIMEOUT_MS: must be a number');
