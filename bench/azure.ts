@@ -12,8 +12,8 @@
  */
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { AzureIotHubDouble } from '../test/azure-double';
-import { syncNowSignal, WORKFLOW_TYPE } from '../workflows/definitions';
-import { KITE_GROUP } from '../workflows/search-attributes';
+import { syncNowSignal, WORKFLOW_TYPE, type GroupConfig } from '../workflows/definitions';
+import { groupVisibility } from '../workflows/search-attributes';
 import { changeSims, historyOf, log, REDIS_URL, TEMPORAL, waitForCycle } from './runs';
 import { startBenchWorker, type SimulatorProcess } from './processes';
 
@@ -124,11 +124,12 @@ export async function runAzure(
     KITE_WORKFLOW_BUNDLE: bundle,
   });
   log(`azure: worker started in ${worker.startupMs} ms, hub double at ${hub.serviceUrl}`);
+  const config: GroupConfig = { group, enabled: true, intervalMs: 3_600_000, targets: ['azure'] };
   const handle = await client.workflow.start(WORKFLOW_TYPE, {
     taskQueue,
     workflowId: `bench:${runId}:azure`,
-    args: [{ config: { group, enabled: true, intervalMs: 3_600_000, targets: ['azure'] } }],
-    typedSearchAttributes: [{ key: KITE_GROUP, value: group }],
+    args: [{ config }],
+    typedSearchAttributes: groupVisibility(config).searchAttributes,
   });
   const run: AzureRun = { sims, budgetPerSecond: hub.limiter.limits.twinUpdatesPerSecond, cycles: [] };
   try {

@@ -15,8 +15,14 @@ import { DEFAULT_TEMPORAL_ADDRESS } from '../shared/defaults';
 import { createLogger } from '../shared/log';
 import { StateStore } from '../state/store';
 import { createNullTarget } from '../targets/null';
-import { statusQuery, syncNowSignal, WORKFLOW_TYPE, type GroupStatus } from '../workflows/definitions';
-import { KITE_GROUP } from '../workflows/search-attributes';
+import {
+  statusQuery,
+  syncNowSignal,
+  WORKFLOW_TYPE,
+  type GroupConfig,
+  type GroupStatus,
+} from '../workflows/definitions';
+import { groupVisibility } from '../workflows/search-attributes';
 import { cycleFigures, lastRequest, type HistoryEvent } from './history';
 import { createNaiveActivities } from './naive-activities';
 import { startBenchWorker, type SimulatorProcess } from './processes';
@@ -170,11 +176,12 @@ export async function runOurs(
     redisBytes: {},
   };
   const timeout = Math.max(60_000, sims * 2);
+  const config: GroupConfig = { group, enabled: true, intervalMs: 3_600_000, targets: ['null'] };
   const handle = await client.workflow.start(WORKFLOW_TYPE, {
     taskQueue,
     workflowId: `bench:${runId}:${group}`,
-    args: [{ config: { group, enabled: true, intervalMs: 3_600_000, targets: ['null'] } }],
-    typedSearchAttributes: [{ key: KITE_GROUP, value: group }],
+    args: [{ config }],
+    typedSearchAttributes: groupVisibility(config).searchAttributes,
   });
   try {
     let previous = 0;

@@ -7,9 +7,9 @@ import { readFileSync } from 'node:fs';
 import { Client, Connection } from '@temporalio/client';
 import type Redis from 'ioredis';
 import { startKiteSimulator, type KiteSimulator } from '../../simulator';
-import { statusQuery, workflowIdForGroup } from '../../workflows/definitions';
+import { statusQuery, workflowIdForGroup, type GroupConfig } from '../../workflows/definitions';
 import { groupSyncWorkflow } from '../../workflows';
-import { KITE_GROUP } from '../../workflows/search-attributes';
+import { groupVisibility } from '../../workflows/search-attributes';
 import { tempDir } from '../setup/processes';
 import { testRedis, testStack, uniqueName } from '../setup/stack';
 import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver';
@@ -77,11 +77,12 @@ test('SIGKILL mid-publish: the cycle completes, nothing is lost, duplicates stay
   };
   workers.push(await startWorkerProcess(env));
   const client = new Client({ connection });
+  const config: GroupConfig = { group, enabled: true, intervalMs: 3_600_000, targets: ['hook'] };
   const handle = await client.workflow.start(groupSyncWorkflow, {
     taskQueue,
     workflowId: workflowIdForGroup(`${group}-${taskQueue}`),
-    args: [{ config: { group, enabled: true, intervalMs: 3_600_000, targets: ['hook'] } }],
-    typedSearchAttributes: [{ key: KITE_GROUP, value: group }],
+    args: [{ config }],
+    typedSearchAttributes: groupVisibility(config).searchAttributes,
   });
 
   await waitUntil(() => receiver.total() >= SIMS / 3, 'a third of the group is published', 120_000);
