@@ -27,6 +27,7 @@ import { formatDuration } from '../shared/durations';
 import { CliError, ExitCode } from './errors';
 import { GrpcCode, grpcCode, notRunningError, toCliError } from './errors-map';
 import { groupRunsUrl, workflowUrl } from './format';
+import { groupSummary } from '../workflows/details';
 
 /** Where a command prints. `out` gets results, `err` diagnostics; `write` is raw (progress redraws). */
 export interface Output {
@@ -152,6 +153,7 @@ export async function startGroup(ctx: CommandContext, options: StartOptions): Pr
         workflowIdConflictPolicy: 'USE_EXISTING',
         typedSearchAttributes: visibility.searchAttributes,
         memo: visibility.memo,
+        staticSummary: groupSummary(config),
       }),
     })
   );

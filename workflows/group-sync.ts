@@ -13,6 +13,7 @@ import {
   log,
   metricMeter,
   proxyActivities,
+  setCurrentDetails,
   setHandler,
   upsertMemo,
   upsertSearchAttributes,
@@ -35,6 +36,7 @@ import {
   type GroupStatus,
   type GroupWorkflowInput,
 } from './definitions';
+import { groupDetails } from './details';
 import { groupVisibility } from './search-attributes';
 
 export const DEFAULT_MAX_CYCLES_PER_RUN = 100;
@@ -109,6 +111,7 @@ class GroupSync {
       }
       if (!this.config.enabled) {
         this.status.nextSyncAt = undefined;
+        showDetails(this.status);
         await condition(() => this.config.enabled); // no timer while OFF
         continue;
       }
@@ -137,6 +140,7 @@ class GroupSync {
     const { searchAttributes, memo } = groupVisibility(this.config);
     upsertSearchAttributes(searchAttributes);
     upsertMemo(memo);
+    showDetails(this.status);
   }
 
   private runIsLongEnough(): boolean {
@@ -156,6 +160,7 @@ class GroupSync {
   private async waitUntilDue(): Promise<boolean> {
     const due = (this.status.lastCycle?.finishedAt ?? Date.now()) + this.config.intervalMs;
     this.status.nextSyncAt = due;
+    showDetails(this.status);
     const seen = this.configVersion;
     const woken =
       due > Date.now() &&
@@ -174,7 +179,13 @@ class GroupSync {
     this.cycleScope = undefined;
     this.status.cyclesCompleted++;
     this.cyclesThisRun++;
+    showDetails(this.status);
   }
+}
+
+/** The group's live status on the workflow's page in the Web UI (no history event: replay is unaffected). */
+function showDetails(status: GroupStatus): void {
+  setCurrentDetails(groupDetails(status));
 }
 
 /** One fetch → diff → publish cycle. Never throws: a failure is reported in the summary and retried next cycle. */
@@ -195,6 +206,7 @@ async function runCycle(config: GroupConfig, status: GroupStatus): Promise<Cycle
   };
   try {
     status.phase = 'fetch';
+    showDetails(status);
     const fetched = await activities.fetchSnapshot.executeWithOptions(
       { summary: `fetch Kite inventory for group ${group} (cycle ${cycle})` },
       [{ group, cycle }]
@@ -204,6 +216,7 @@ async function runCycle(config: GroupConfig, status: GroupStatus): Promise<Cycle
     summary.presenceErrors = fetched.presenceErrors;
 
     status.phase = 'diff';
+    showDetails(status);
     const diffed = await activities.diffSnapshot.executeWithOptions(
       { summary: `diff group ${group} against ${targets.join(', ')} (cycle ${cycle})` },
       [{ group, cycle, targets }]
@@ -211,6 +224,7 @@ async function runCycle(config: GroupConfig, status: GroupStatus): Promise<Cycle
     summary.left = diffed.left;
 
     status.phase = 'publish';
+    showDetails(status);
     const results = await Promise.allSettled(
       targets.map((target) =>
         activities.publishChanges.executeWithOptions(

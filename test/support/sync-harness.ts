@@ -13,6 +13,7 @@ import { StateStore } from '../../state/store';
 import type { Target } from '../../targets/target';
 import { statusQuery, workflowIdForGroup, type GroupConfig, type GroupStatus } from '../../workflows/definitions';
 import { groupSyncWorkflow } from '../../workflows';
+import { groupSummary } from '../../workflows/details';
 import { groupVisibility } from '../../workflows/search-attributes';
 import { testRedis, testStack, uniqueName } from '../setup/stack';
 
@@ -90,6 +91,7 @@ export async function startSyncHarness(options: {
         workflowId: workflowIdForGroup(group),
         args: [{ config: groupConfig }],
         typedSearchAttributes: groupVisibility(groupConfig).searchAttributes,
+        staticSummary: groupSummary(groupConfig),
         workflowIdConflictPolicy: 'TERMINATE_EXISTING',
       });
     },

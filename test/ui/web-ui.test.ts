@@ -1,6 +1,7 @@
 /**
  * Issue #6, as an operator sees it: in the Temporal Web UI of the local stack, a group's runs are found by
- * `KiteGroup`, its last cycle shows fetch, diff and publish with readable summaries, and the memo shows the
+ * `KiteGroup`, its last cycle shows fetch, diff and publish with readable summaries, the run carries a static
+ * summary and its current details show the group's live status (issue #16), and the memo shows the
  * group's configuration. Headless Chromium from Debian, driven by playwright-core (which never downloads a browser).
  */
 import { existsSync } from 'node:fs';
@@ -92,6 +93,25 @@ async function step<T>(page: Page, name: string, action: () => Promise<T>): Prom
 
 const visible = (locator: Locator) => locator.waitFor({ state: 'visible', timeout: UI_WAIT_MS });
 
+/** Waits until one of the page's frames shows `text`. */
+async function visibleInSomeFrame(page: Page, text: string): Promise<void> {
+  const deadline = Date.now() + UI_WAIT_MS;
+  for (;;) {
+    for (const frame of page.frames()) {
+      if (
+        await frame
+          .getByText(text)
+          .first()
+          .isVisible()
+          .catch(() => false)
+      )
+        return;
+    }
+    if (Date.now() > deadline) throw new Error(`no frame shows "${text}"`);
+    await page.waitForTimeout(200);
+  }
+}
+
 test("an operator finds the group's workflow by KiteGroup, its last fetch, diff and publish, and its config", async () => {
   const group = uniqueName('webui');
   const [icc] = kite.addSims(group, 5, 40_000);
@@ -152,6 +172,18 @@ test("an operator finds the group's workflow by KiteGroup, its last fetch, diff 
       if (!text.includes(type)) throw new Error(`the event with summary "${summary}" is not a ${type}: ${text}`);
     });
   }
+
+  await step(page, "see the run's static summary", () =>
+    visible(page.getByText(`Kite group ${group} → cloud, every 1h`, { exact: true }).first())
+  );
+  await step(page, "see the group's live status in the current details", async () => {
+    await page.getByText('User Metadata', { exact: true }).click();
+    await visible(page.getByText('Current Details', { exact: true }));
+    // The UI renders the workflow's Markdown in a sandboxed frame.
+    for (const text of ['Cloud Monitoring ON', 'Failing SIMs:', 'Last cycle #2 completed', 'published']) {
+      await visibleInSomeFrame(page, text);
+    }
+  });
 
   await step(page, 'see the configuration in the memo', async () => {
     await page.getByTestId('memo-tab').click();

@@ -1,0 +1,70 @@
+/**
+ * What the Temporal Web UI shows of a group: the static summary of a run and its current details (Markdown the
+ * workflow sets with `setCurrentDetails`). Pure functions of the group's configuration and status, so that the
+ * workflow, the CLI and tests share them; safe in workflow code.
+ */
+import type { GroupConfig, GroupStatus } from './definitions';
+
+/** `5m`, `1h30m`, `90s`: a compact interval (the CLI's formatDuration lives in shared/, out of workflow reach). */
+function interval(ms: number): string {
+  const parts: string[] = [];
+  let left = Math.round(ms / 1000);
+  for (const [unit, size] of [
+    ['d', 86_400],
+    ['h', 3_600],
+    ['m', 60],
+    ['s', 1],
+  ] as const) {
+    if (left >= size) {
+      parts.push(`${Math.floor(left / size)}${unit}`);
+      left %= size;
+    }
+  }
+  return parts.join('') || `${ms}ms`;
+}
+
+/** The one-line summary a run carries from its start: `Kite group fleet-a → azure, aws, every 5m`. */
+export function groupSummary(config: Pick<GroupConfig, 'group' | 'targets' | 'intervalMs'>): string {
+  return `Kite group ${config.group} → ${config.targets.join(', ')}, every ${interval(config.intervalMs)}`;
+}
+
+const utc = (ms: number) =>
+  new Date(ms)
+    .toISOString()
+    .replace(/\.\d+Z$/, ' UTC')
+    .replace('T', ' ');
+
+/**
+ * The group's live status as Markdown: ON/OFF, what runs now and when the next sync is, the last cycle's counts
+ * per target, failing SIMs, and any pause (`pause`, e.g. a drop waiting for approval).
+ */
+export function groupDetails(status: GroupStatus, pause?: string): string {
+  const { config } = status;
+  const lines = [
+    `**Cloud Monitoring ${config.enabled ? 'ON' : 'OFF'}** · ${groupSummary(config)}`,
+    '',
+    `**Now:** ${status.phase === 'idle' ? 'idle' : `${status.phase} (cycle ${status.cyclesCompleted + 1})`} · ` +
+      `**next sync:** ${status.nextSyncAt !== undefined ? utc(status.nextSyncAt) : config.enabled ? 'after this cycle' : 'none while OFF'}`,
+  ];
+  const failing = Object.values(status.failingSims).reduce((n, v) => n + v, 0);
+  lines.push('', `**Failing SIMs:** ${failing}${failing ? ' (see `kite-cc failures ' + config.group + '`)' : ''}`);
+  if (pause) lines.push('', `**Paused:** ${pause}`);
+  const cycle = status.lastCycle;
+  if (!cycle) lines.push('', '**Last cycle:** none yet');
+  else {
+    lines.push(
+      '',
+      `**Last cycle #${cycle.cycle} ${cycle.outcome ?? 'completed'}** at ${utc(cycle.finishedAt)}: ` +
+        `${cycle.inGroup} SIMs in group, ${cycle.invalid} invalid, ${cycle.left} left` +
+        (cycle.error ? ` · error: ${cycle.error}` : ''),
+      '',
+      '| target | changed | published | failed | throttled | pending | failing SIMs |',
+      '| --- | --- | --- | --- | --- | --- | --- |',
+      ...Object.entries(cycle.targets).map(
+        ([t, c]) =>
+          `| ${t} | ${c.changed} | ${c.published} | ${c.failed} | ${c.throttled} | ${c.pending} | ${status.failingSims[t] ?? 0} |`
+      )
+    );
+  }
+  return lines.join('\n');
+}
