@@ -19,12 +19,15 @@ export interface PublishDeps {
   store: StateStore;
   targets: ReadonlyMap<string, ConfiguredTarget>;
   logger: Logger;
-  /** SIMs handed to a target in one call. @default 500 */
+  /** SIMs handed to a target in one call, at most. @default 500 */
   batchSize?: number;
   /** Batches in flight at once. Bounds the SIMs a crash may send twice: batchSize × inFlightBatches. @default 4 */
   inFlightBatches?: number;
-  /** Rounds of in-activity retry for throttled or transient SIMs before the activity fails and Temporal retries. @default 3 */
-  retryRounds?: number;
+  /**
+   * How long one batch should last at the target's rate (`Target.itemsPerSecond`): batches shrink below
+   * `batchSize` for slow targets, so progress is committed every few seconds. @default 5000
+   */
+  batchMs?: number;
   onOutcomes?: (group: string, target: string, outcomes: PublishOutcome[], ms: number) => void;
 }
 
@@ -34,13 +37,48 @@ interface Retry {
   reason: string;
 }
 
+/** The heartbeat details: progress for `kite-cc sync --wait`, and the cycle's counts for the next attempt. */
+interface PublishProgress {
+  phase: 'publish';
+  target: string;
+  /** SIMs acknowledged in this cycle so far, over all attempts. */
+  done: number;
+  failed: number;
+  throttled: number;
+  /** SIMs handed to the target and not yet answered. */
+  inFlight: number;
+}
+
+/** Heartbeat at most this often on the timer, however long the heartbeat timeout. */
+const MAX_BEAT_INTERVAL_MS = 5_000;
+
+/** SIMs per batch: `batchMs` worth of the target's rate, shared by the batches in flight, within 1..batchSize. */
+export function batchSizeFor(
+  target: Pick<Target, 'itemsPerSecond'>,
+  options: { batchSize: number; inFlightBatches: number; batchMs: number }
+): number {
+  const rate = target.itemsPerSecond;
+  if (!rate || !Number.isFinite(rate)) return options.batchSize;
+  const paced = Math.floor((rate * options.batchMs) / 1000 / options.inFlightBatches);
+  return Math.max(1, Math.min(options.batchSize, paced));
+}
+
 /**
  * Sends a target's pending patches with bounded concurrency. After the target acknowledges a SIM, records it as
  * published and drops its pending patch in one atomic step; a crash resumes with only what is left, so a SIM
  * is never lost and at most the in-flight ones are sent twice. Permanent failures are recorded and skipped.
+ *
+ * One pass per attempt: SIMs the target could not take now (throttled, transient) stay pending and the attempt
+ * fails with TargetUnavailable, so Temporal's retry policy is the only retry layer above the target's own
+ * honouring of Retry-After. It heartbeats on a timer (at most every heartbeat timeout / 3) while batches are in
+ * flight, so a slow target never looks like a dead worker.
  */
 export function createPublishActivity(deps: PublishDeps) {
-  const batchSize = deps.batchSize ?? 500;
+  const options = {
+    batchSize: deps.batchSize ?? 500,
+    inFlightBatches: deps.inFlightBatches ?? 4,
+    batchMs: deps.batchMs ?? 5_000,
+  };
   return async function publishChanges({ group, target: name }: PublishInput): Promise<PublishResult> {
     const configured = deps.targets.get(name);
     if (!configured) {
@@ -51,41 +89,54 @@ export function createPublishActivity(deps: PublishDeps) {
       );
     }
     const ctx = Context.current();
-    const counts = { published: 0, failed: 0, throttled: 0 };
+    const before = ctx.info.heartbeatDetails as Partial<PublishProgress> | undefined;
+    const counts = {
+      published: before?.done ?? 0,
+      failed: before?.failed ?? 0,
+      throttled: before?.throttled ?? 0,
+      inFlight: 0,
+    };
     const send = (entries: Entry[]) =>
       sendBatch(deps, group, name, configured, entries, counts, ctx.cancellationSignal);
     const heartbeat = () =>
-      ctx.heartbeat({ phase: 'publish', target: name, done: counts.published, failed: counts.failed });
+      ctx.heartbeat({
+        phase: 'publish',
+        target: name,
+        done: counts.published,
+        failed: counts.failed,
+        throttled: counts.throttled,
+        inFlight: counts.inFlight,
+      } satisfies PublishProgress);
 
     heartbeat(); // progress shows `publish` at once, before the first batch is acknowledged
+    const timeoutMs = ctx.info.heartbeatTimeoutMs || 3 * MAX_BEAT_INTERVAL_MS;
+    const timer = setInterval(heartbeat, Math.min(MAX_BEAT_INTERVAL_MS, Math.floor(timeoutMs / 3)));
     let retry: Retry = { entries: [], delayMs: 0, reason: '' };
-    await whileNotCancelled(() =>
-      sendEachPendingOnce(deps, group, name, batchSize, async (entries) => {
-        const again = await send(entries); // awaited first: batches finish concurrently
-        retry = mergeRetry(retry, again);
-        heartbeat();
-      })
-    );
-
-    for (let round = 1; retry.entries.length && round <= (deps.retryRounds ?? 3); round++) {
-      await sleepWithHeartbeats(Math.max(retry.delayMs, 500 * 2 ** round), heartbeat);
-      const pendingRetry = retry;
-      retry = { entries: [], delayMs: 0, reason: '' };
-      for (let i = 0; i < pendingRetry.entries.length; i += batchSize) {
-        retry = mergeRetry(retry, await send(pendingRetry.entries.slice(i, i + batchSize)));
-        heartbeat();
-      }
+    try {
+      await whileNotCancelled(() =>
+        sendEachPendingOnce(deps, group, name, batchSizeFor(configured.target, options), async (entries) => {
+          const again = await send(entries); // awaited first: batches finish concurrently
+          retry = mergeRetry(retry, again);
+          heartbeat();
+        })
+      );
+    } finally {
+      clearInterval(timer);
     }
+    heartbeat(); // the counts so far reach the next attempt, if this one fails
+    const pending = await deps.store.pendingCount(group, name);
     if (retry.entries.length) {
       throw ApplicationFailure.create({
         message: `${retry.entries.length} SIMs not yet acknowledged by target ${name}: ${retry.reason}`,
         type: FailureType.TargetUnavailable,
         nextRetryDelay: retry.delayMs > 0 ? retry.delayMs : undefined,
+        details: [{ ...counts, pending }],
       });
     }
     const failing = await deps.store.failingCount(group, name);
-    deps.logger.info('published changes', { group, target: name, ...counts, failing });
-    return { ...counts, failing };
+    const { published, failed, throttled } = counts;
+    deps.logger.info('published changes', { group, target: name, published, failed, throttled, failing, pending });
+    return { published, failed, throttled, failing, pending };
   };
 }
 
@@ -123,7 +174,7 @@ async function sendBatch(
   name: string,
   { target, deviceIdTemplate }: ConfiguredTarget,
   entries: Entry[],
-  counts: { published: number; failed: number; throttled: number },
+  counts: { published: number; failed: number; throttled: number; inFlight: number },
   signal: AbortSignal
 ): Promise<Retry> {
   const { store } = deps;
@@ -157,7 +208,8 @@ async function sendBatch(
     entries.filter(([iccid]) => handed.has(iccid))
   );
   const started = Date.now();
-  const outcomes = await publishSafely(target, items, signal, group);
+  counts.inFlight += items.length;
+  const outcomes = await publishSafely(target, items, signal, group).finally(() => (counts.inFlight -= items.length));
   deps.onOutcomes?.(group, name, outcomes, Date.now() - started);
 
   const patches = new Map(entries);
@@ -205,13 +257,4 @@ function mergeRetry(a: Retry, b: Retry): Retry {
     delayMs: Math.max(a.delayMs, b.delayMs),
     reason: b.reason || a.reason,
   };
-}
-
-/** Sleeps in short steps so the activity keeps heartbeating (and notices cancellation) while it waits. */
-async function sleepWithHeartbeats(ms: number, heartbeat: () => void): Promise<void> {
-  const ctx = Context.current();
-  for (let left = ms; left > 0; left -= 2_000) {
-    await ctx.sleep(Math.min(left, 2_000));
-    heartbeat();
-  }
 }

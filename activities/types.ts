@@ -38,11 +38,14 @@ export interface PublishInput extends CycleRef {
 }
 
 export interface PublishResult {
+  /** Acknowledged in this cycle, over all attempts of the publish activity (carried in its heartbeat details). */
   published: number;
-  /** Failed permanently in this attempt (recorded with their reason). */
+  /** Failed permanently in this cycle, over all attempts (recorded with their reason). */
   failed: number;
   /** Throttled responses met along the way. */
   throttled: number;
   /** SIMs whose last publish failed permanently, after this cycle. */
   failing: number;
+  /** SIMs still waiting for the target after this attempt, read from Redis (0 when the attempt succeeds). */
+  pending?: number;
 }

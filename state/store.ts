@@ -293,6 +293,11 @@ export class StateStore {
     return (await this.redis.hlen(this.keys(group).pending(target))) > 0;
   }
 
+  /** How many SIMs have a patch not yet acknowledged by the target. */
+  async pendingCount(group: string, target: string): Promise<number> {
+    return this.redis.hlen(this.keys(group).pending(target));
+  }
+
   /** Sets and deletes pending patches of one target. One round trip. */
   async writePending(group: string, target: string, sets: Entry[], deletes: string[]): Promise<void> {
     if (!sets.length && !deletes.length) return;

@@ -65,6 +65,7 @@ export class AwsIotTarget implements Target {
   readonly name: string;
   private readonly iot: IoTClient;
   private readonly data: IoTDataPlaneClient;
+  readonly itemsPerSecond: number;
   private readonly knownThings = new BoundedSet(KNOWN_THINGS_MAX);
   private readonly shadowRate: RateBudget;
   private readonly thingRate: RateBudget;
@@ -86,6 +87,10 @@ export class AwsIotTarget implements Target {
     };
     this.iot = new IoTClient({ ...common, endpoint: config.controlEndpoint });
     this.data = new IoTDataPlaneClient({ ...common, endpoint: config.endpoint });
+    // A first publish passes CreateThing's budget, usually the tighter one.
+    this.itemsPerSecond = config.createThings
+      ? Math.min(config.thingsPerSecond, config.requestsPerSecond)
+      : config.requestsPerSecond;
     const budgets = deps.budgets ?? localBudgets();
     const account = awsAccountPeer(config);
     this.shadowRate = budgets.rate(`${account}:shadow`, { perSecond: config.requestsPerSecond, burst: config.burst });

@@ -37,6 +37,7 @@ export class MqttTarget implements Target {
   private connection?: Promise<Connection>;
   /** The client behind `connection`, so that a stale client's close does not forget a newer connection. */
   private activeClient?: MqttClient;
+  readonly itemsPerSecond: number;
   private readonly rate: RateBudget;
   private readonly log: Logger;
   /** `host:port`, for reasons and logs; never the URL's user part. */
@@ -49,6 +50,7 @@ export class MqttTarget implements Target {
     this.name = config.name;
     this.log = (deps.logger ?? createLogger()).child({ target: config.name, type: 'mqtt' });
     this.broker = new URL(config.url).host;
+    this.itemsPerSecond = config.requestsPerSecond;
     this.rate = (deps.budgets ?? localBudgets()).rate(mqttBrokerPeer(config), {
       perSecond: config.requestsPerSecond,
       burst: config.burst,

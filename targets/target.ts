@@ -36,6 +36,11 @@ export interface PublishContext {
 export interface Target {
   /** The configured instance name, e.g. `azure` or `aws-eu`. */
   readonly name: string;
+  /**
+   * SIMs per second this target takes when it is the bottleneck (its tightest rate budget), if it has one. The
+   * publish activity sizes its batches from it, so that one batch lasts a few seconds. @default unbounded
+   */
+  readonly itemsPerSecond?: number;
   publish(items: PublishItem[], signal?: AbortSignal, context?: PublishContext): Promise<PublishOutcome[]>;
   close(): Promise<void>;
 }

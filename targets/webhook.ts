@@ -59,6 +59,7 @@ type Attempt =
 
 export class WebhookTarget implements Target {
   readonly name: string;
+  readonly itemsPerSecond: number;
   private readonly rate: RateBudget;
   private readonly log: Logger;
   /** Host only: the URL's path or query may carry a token. */
@@ -75,6 +76,7 @@ export class WebhookTarget implements Target {
       burst: config.burst,
     });
     this.host = new URL(config.url).host;
+    this.itemsPerSecond = config.requestsPerSecond * config.batchSize;
   }
 
   async publish(items: PublishItem[], signal?: AbortSignal, context?: PublishContext): Promise<PublishOutcome[]> {

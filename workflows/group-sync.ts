@@ -238,7 +238,9 @@ async function runCycle(config: GroupConfig, status: GroupStatus): Promise<Cycle
       const result = results[i];
       if (result.status === 'fulfilled') {
         const { published, failed, throttled, failing } = result.value;
-        summary.targets[target] = { changed, published, failed, throttled, pending: changed - published - failed };
+        // Pending as Redis holds it (older workers did not say: then what this attempt's counts leave).
+        const pending = result.value.pending ?? Math.max(0, changed - published - failed);
+        summary.targets[target] = { changed, published, failed, throttled, pending };
         status.failingSims[target] = failing;
       } else {
         summary.targets[target] = { changed, published: 0, failed: 0, throttled: 0, pending: changed };
