@@ -16,7 +16,7 @@ import { RecordingTarget } from '../support/recording-target';
 const { store } = testStore('acts');
 
 /** A fresh group with its own inventory, targets and activities. */
-function setup(options: { targets?: RecordingTarget[]; retryRounds?: number; batchSize?: number } = {}) {
+function setup(options: { targets?: RecordingTarget[]; batchSize?: number } = {}) {
   const group = uniqueName('g');
   const kite = new MemoryKite(10);
   const targets = options.targets ?? [new RecordingTarget('cloud')];
@@ -26,7 +26,6 @@ function setup(options: { targets?: RecordingTarget[]; retryRounds?: number; bat
     targets: new Map<string, ConfiguredTarget>(targets.map((target) => [target.name, { target }])),
     logger: createLogger({}, { level: 'error' }),
     batchSize: options.batchSize ?? 7,
-    retryRounds: options.retryRounds ?? 0,
   });
   return { group, kite, acts, targets };
 }
@@ -165,8 +164,8 @@ describe('publish', () => {
     const iccs = kite.addSims(group, 20);
     const { published } = await cycle(acts, group, 1, ['cloud', 'backup']);
     expect(published).toEqual([
-      { published: 20, failed: 0, throttled: 0, failing: 0 },
-      { published: 20, failed: 0, throttled: 0, failing: 0 },
+      { published: 20, failed: 0, throttled: 0, failing: 0, pending: 0 },
+      { published: 20, failed: 0, throttled: 0, failing: 0, pending: 0 },
     ]);
     expect([...cloud.received.values()].every((list) => list.length === 1 && list[0].full)).toBe(true);
     expect(await store.hasPending(group, 'cloud')).toBe(false);
