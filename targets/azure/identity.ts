@@ -337,7 +337,7 @@ export class Identities {
     signal: AbortSignal | undefined,
     run: () => Promise<T>
   ): Promise<{ value: unknown } | (HubError & { error: unknown })> {
-    const r = this.budget.reserve(cost);
+    const r = await this.budget.reserve(cost);
     if (!r.ok) {
       const failure: Failure = {
         kind: 'throttled',
@@ -347,7 +347,7 @@ export class Identities {
       return { failure, error: undefined };
     }
     if (!(await sleepUnlessAborted(r.waitMs, signal))) {
-      this.budget.refund(cost);
+      await this.budget.refund(cost);
       return { failure: { kind: 'retryable', reason: 'aborted' }, error: undefined };
     }
     try {

@@ -16,11 +16,19 @@ import { SharedAccessSignature } from 'azure-iothub';
 import { createLogger, type Logger } from '../../shared/log';
 import type { PublishContext, PublishItem, PublishOutcome, Target } from '../target';
 import { azureBudgets, parseServiceConnectionString, type AzureTargetConfig, type ServiceCredentials } from './config';
-import { DailyMessageBudget, LocalDailyCounter, type DailyCounter } from './daily-budget';
+import { DailyMessageBudget } from './daily-budget';
 import { classifyServiceError, type Failure } from './errors';
 import { ThrottleSignals, type ThrottleSignalOptions } from './hub-signals';
 import { Identities, invalidDeviceId } from './identity';
-import { KeyedLock, Semaphore, sleepUnlessAborted } from '../../shared/limits';
+import {
+  KeyedLock,
+  LocalDailyBudget,
+  localBudgets,
+  peerId,
+  Semaphore,
+  sleepUnlessAborted,
+  type Budgets,
+} from '../../shared/limits';
 import { budgetReason, HubBudget } from './rate';
 import { createRegistry, type RegistryHandle } from './service';
 import { billedMessages } from './tiers';
@@ -28,13 +36,12 @@ import { TwinSession, type SessionFailure } from './twin-session';
 
 export type { AzureTargetConfig } from './config';
 export { parseAzureTargetConfig } from './config';
-export { LocalDailyCounter, type DailyCounter } from './daily-budget';
 
 export interface AzureTargetDeps {
   logger?: Logger;
-  /** Where the daily message budget is counted; share it between workers. @default in this process only */
-  dailyCounter?: DailyCounter;
-  /** Time for the daily budget (tests move it to the next UTC day). @default Date.now */
+  /** The hub's budgets per operation class and its daily messages; the worker shares them in Redis. @default this process only */
+  budgets?: Budgets;
+  /** Time for the daily budget when `budgets` is not given (tests move it to the next UTC day). @default Date.now */
   now?: () => number;
   /** When closed connections and slow CONNACKs count as throttling. @default 3 within 10 s; CONNACK ≥ 5 s */
   throttleSignals?: ThrottleSignalOptions;
@@ -101,15 +108,26 @@ class AzureIotHubTarget implements Target {
     this.service = createRegistry(this.creds, config.serviceUrl, config.ca);
     this.registry = this.service.registry;
     const budgets = azureBudgets(config);
-    this.identityBudget = new HubBudget(budgets.identityOpsPerMinute, 60_000);
-    this.twinBudget = new HubBudget(budgets.twinUpdatesPerSecond, 1_000);
-    this.connectionBudget = new HubBudget(budgets.connectionsPerSecond, 1_000);
+    // One bucket per hub and operation class, whichever worker or target instance talks to the hub.
+    const peer = peerId('azure-iothub', this.creds.hostName.toLowerCase());
+    const shared = deps.budgets ?? localBudgets();
+    const bucket = (cls: string, capacity: number, periodMs: number) =>
+      new HubBudget(
+        shared.rate(`${peer}:${cls}`, { perSecond: (capacity * 1000) / periodMs, burst: capacity }),
+        capacity,
+        periodMs
+      );
+    this.identityBudget = bucket('identity', budgets.identityOpsPerMinute, 60_000);
+    this.twinBudget = bucket('twin-update', budgets.twinUpdatesPerSecond, 1_000);
+    this.connectionBudget = bucket('connection', budgets.connectionsPerSecond, 1_000);
     this.messageChunkBytes = budgets.messageChunkBytes;
     const now = deps.now ?? Date.now;
     this.daily = new DailyMessageBudget(
       this.creds.hostName,
       budgets.dailyMessageBudget,
-      deps.dailyCounter ?? new LocalDailyCounter(),
+      deps.budgets
+        ? deps.budgets.daily(`${peer}:messages`, budgets.dailyMessageBudget)
+        : new LocalDailyBudget(budgets.dailyMessageBudget, now),
       now
     );
     this.signals = new ThrottleSignals(deps.throttleSignals ?? {}, () => {
@@ -146,17 +164,15 @@ class AzureIotHubTarget implements Target {
       }
     }
     if (this.config.mode !== 'tags') {
-      const state = await this.daily.state();
-      if (state.pausedUntil !== undefined) {
-        const spent = await this.daily.spend(1);
-        if (!spent.ok)
-          return fill(items, outcomes, { kind: 'throttled', reason: spent.reason, retryAfterMs: spent.retryAfterMs });
+      const paused = this.daily.paused();
+      if (paused && !paused.ok) {
+        return fill(items, outcomes, { kind: 'throttled', reason: paused.reason, retryAfterMs: paused.retryAfterMs });
       }
     }
     const firsts = [...groups].filter(([, entries]) => entries.some((e) => e.item.full)).map(([id]) => id);
     const ensured = await this.identities.ensure(firsts, signal);
     if ([...ensured.values()].some((f) => f.quotaExceeded)) {
-      const spent = await this.daily.exhaust();
+      const spent = this.daily.exhaust();
       if (!spent.ok)
         return fill(items, outcomes, { kind: 'throttled', reason: spent.reason, retryAfterMs: spent.retryAfterMs });
     }
@@ -312,17 +328,17 @@ class AzureIotHubTarget implements Target {
 
   /** One token of `budget`, or a throttled failure when the wait would be too long. */
   private async admit(budget: HubBudget, operation: string, signal?: AbortSignal): Promise<Failure | undefined> {
-    const r = budget.reserve(1);
+    const r = await budget.reserve(1);
     if (!r.ok) return { kind: 'throttled', reason: budgetReason(operation, r.paused), retryAfterMs: r.retryAfterMs };
     if (await sleepUnlessAborted(r.waitMs, signal)) return undefined;
-    budget.refund(1);
+    await budget.refund(1);
     return { kind: 'retryable', reason: 'aborted' };
   }
 
   /** Classifies a device-side failure: throttling signals, quota, a 429 status. */
   private async sessionFailure(deviceId: string, failure: SessionFailure): Promise<Failure> {
     if (failure.closedAfterConnect && (await this.quotaExceeded(deviceId))) {
-      const spent = await this.daily.exhaust();
+      const spent = this.daily.exhaust();
       if (!spent.ok) return { kind: 'throttled', reason: spent.reason, retryAfterMs: spent.retryAfterMs };
     }
     if (failure.status === 429) {
@@ -357,7 +373,7 @@ class AzureIotHubTarget implements Target {
   private async serviceFailure(err: unknown, operation: string): Promise<Failure> {
     let failure = classifyServiceError(err, operation);
     if (failure.quotaExceeded) {
-      const spent = await this.daily.exhaust();
+      const spent = this.daily.exhaust();
       if (!spent.ok) return { kind: 'throttled', reason: spent.reason, retryAfterMs: spent.retryAfterMs };
     }
     if (failure.kind === 'throttled')

@@ -1,9 +1,10 @@
 /**
- * Client-side rate budgets. IoT Hub throttles per hub and per operation class, so one bucket per class is shared
- * by every publish of the target; a 429 pauses the whole class, not just the request that saw it. The token
- * arithmetic is the limits toolkit's `TokenBucket`; this adds the hub's pauses.
+ * Client-side rate budgets. IoT Hub throttles per hub and per operation class, so each class takes from one
+ * bucket per hub shared by every worker (the limits toolkit's budgets, in Redis in a worker); a 429 or clustered
+ * drops pause the whole class: in this worker at once, and in every other one by taking the pause's worth of
+ * tokens from the shared bucket.
  */
-import { TokenBucket } from '../../shared/limits';
+import type { RateBudget } from '../../shared/limits';
 
 /** The wait a caller should accept before giving the item back as throttled. */
 export const MAX_QUEUE_WAIT_MS = 15_000;
@@ -22,9 +23,9 @@ export type HubReservation =
   /** `paused`: the hub throttled this class recently; otherwise the client-side budget is spent. */
   | { ok: false; retryAfterMs: number; paused: boolean };
 
-/** A token bucket with burst `capacity`, refilled at `capacity` tokens per `periodMs`, plus a shared pause. */
+/** A shared bucket of `capacity` tokens refilled at `capacity` per `periodMs`, plus the hub's pauses. */
 export class HubBudget {
-  private readonly bucket: TokenBucket;
+  private readonly perMs: number;
   /** After a 429: callers are told to come back, not queued (the hub asked everyone to slow down). */
   private throttledUntil = 0;
   /** After a drop: callers wait it out. */
@@ -34,29 +35,30 @@ export class HubBudget {
   private lastTroubleAt = 0;
 
   constructor(
+    private readonly bucket: RateBudget,
     readonly capacity: number,
     periodMs: number
   ) {
-    this.bucket = new TokenBucket({ perSecond: (capacity * 1000) / periodMs, burst: capacity });
+    this.perMs = capacity / periodMs;
   }
 
   /**
    * Takes `n` tokens if they will be available within `maxWaitMs`, and says how long to wait before using them.
    * Otherwise takes nothing and says when to come back. Tokens may go negative: that queues later callers.
    */
-  reserve(n: number, maxWaitMs = MAX_QUEUE_WAIT_MS): HubReservation {
+  async reserve(n: number, maxWaitMs = MAX_QUEUE_WAIT_MS): Promise<HubReservation> {
     const now = Date.now();
     if (this.throttledUntil > now) return { ok: false, retryAfterMs: this.throttledUntil - now, paused: true };
     const pauseMs = Math.max(0, this.pausedUntil - now);
     if (pauseMs > maxWaitMs) return { ok: false, retryAfterMs: pauseMs, paused: false };
-    const r = this.bucket.reserve(n, maxWaitMs);
+    const r = await this.bucket.reserve(n, maxWaitMs);
     if (!r.ok) return { ok: false, retryAfterMs: r.retryAfterMs, paused: false };
     return { ok: true, waitMs: Math.max(pauseMs, r.waitMs) };
   }
 
   /** Gives back tokens that were reserved but not spent (e.g. the caller was aborted). */
-  refund(n: number): void {
-    this.bucket.refund(n);
+  async refund(n: number): Promise<void> {
+    await this.bucket.refund(n);
   }
 
   /** The hub said 429: pause the class. Returns the pause in ms, for the outcome's retryAfterMs. */
@@ -65,6 +67,8 @@ export class HubBudget {
     const ms = Math.max(backoff, retryAfterMs ?? 0);
     this.lastTroubleAt = Date.now();
     this.throttledUntil = Math.max(this.throttledUntil, Date.now() + ms);
+    // Every other worker: the pause's worth of tokens, taken and never used, holds their callers back as long.
+    void Promise.resolve(this.bucket.reserve(Math.ceil(ms * this.perMs), Infinity)).catch(() => undefined);
     return ms;
   }
 

@@ -20,6 +20,9 @@ export class HubClock {
   }
 }
 
+/** Refill the hub lets a client run ahead by (see `Bucket.take`). */
+const SHAPING_MS = 100;
+
 /** A token bucket: `burst` tokens at most, refilled at `perMs` tokens per millisecond. */
 class Bucket {
   private tokens: number;
@@ -39,10 +42,13 @@ class Bucket {
     this.last = now;
   }
 
-  /** Takes `n` tokens now if there are enough. */
+  /**
+   * Takes `n` tokens now if there are enough, give or take 100 ms of refill: the hub's traffic shaping accepts
+   * brief excess, and a client that paces itself exactly on the rate must not be refused for clock rounding.
+   */
   take(n: number, now: number): boolean {
     this.refill(now);
-    if (this.tokens < n) return false;
+    if (this.tokens + SHAPING_MS * this.perMs < n) return false;
     this.tokens -= n;
     return true;
   }

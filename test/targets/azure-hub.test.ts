@@ -9,11 +9,17 @@ import { createAzureTarget, parseAzureTargetConfig, type AzureTargetDeps } from 
 import { applyPatch } from '../../record';
 import type { PublishItem, PublishOutcome, Target } from '../../targets/target';
 import { createLogger } from '../../shared/log';
+import Redis from 'ioredis';
+import { redisBudgets } from '../../shared/limits';
+import { testStack, uniqueName } from '../setup/stack';
 
 const hubs: AzureIotHubDouble[] = [];
 const targets: Target[] = [];
 
+const redisClients: Redis[] = [];
+
 afterAll(async () => {
+  redisClients.forEach((c) => c.disconnect());
   await Promise.all(targets.map((t) => t.close()));
   await Promise.all(hubs.map((h) => h.stop()));
 });
@@ -108,6 +114,53 @@ describe('module mode (the default)', () => {
     hub.registry.twins.delete(`${id}/kite`);
     expect(await t.publish([item(id, { ip: '1' }, false)])).toEqual([{ iccid: id, status: 'ok' }]);
     expect(hub.reported(id, 'kite')).toEqual({ ip: '1' });
+  });
+});
+
+describe('two workers on one hub', () => {
+  /** A worker's budgets: its own Redis connection, the worker's key prefix (one per test run). */
+  const workerBudgets = (prefix: string) => {
+    const redis = new Redis(testStack.redisUrl, { maxRetriesPerRequest: 3 });
+    redisClients.push(redis);
+    return redisBudgets(redis, { prefix });
+  };
+
+  test("stay within the hub's twin-update and identity budgets, as counted by the double", async () => {
+    const hub = await startHub({ mqttThrottle: 'close' });
+    const prefix = uniqueName('azure-budgets');
+    const [a, b] = [
+      target(hub, {}, { budgets: workerBudgets(prefix) }),
+      target(hub, {}, { budgets: workerBudgets(prefix) }),
+    ];
+    // Existing modules: 150 updates per worker, 300 in all against 50/s.
+    const ids = Array.from({ length: 300 }, newId);
+    for (const id of ids) {
+      hub.registry.create(id);
+      hub.registry.createModule(id, 'kite');
+    }
+    const started = Date.now();
+    const outs = await Promise.all([
+      a.publish(ids.slice(0, 150).map((id) => item(id, { ip: '1' }, false))),
+      b.publish(ids.slice(150).map((id) => item(id, { ip: '1' }, false))),
+    ]);
+    const elapsedS = (Date.now() - started) / 1000;
+    const ok = outs.flat().filter((o) => o.status === 'ok').length;
+    expect(ok).toBeGreaterThan(0);
+    expect(hub.throttledCount('twinUpdate')).toBe(0);
+    // A burst of 50, then 50/s: never more between them.
+    expect(hub.acceptedCount('twinUpdate')).toBeLessThanOrEqual(50 + Math.ceil(elapsedS * 50));
+    expect(hub.maxInWindow('twinUpdate', 1_000)).toBeLessThanOrEqual(100);
+    // New SIMs: each worker has 60, needing ~2 identity operations each; the hub allows 100/min.
+    const fresh = Array.from({ length: 120 }, newId);
+    const identityStarted = Date.now();
+    const created = await Promise.all([
+      a.publish(fresh.slice(0, 60).map((id) => item(id, { iccid: id }))),
+      b.publish(fresh.slice(60).map((id) => item(id, { iccid: id }))),
+    ]);
+    const minutes = (Date.now() - identityStarted) / 60_000;
+    expect(created.flat().some((o) => o.status === 'throttled')).toBe(true);
+    expect(hub.throttledCount('identity')).toBe(0);
+    expect(hub.acceptedCount('identity')).toBeLessThanOrEqual(100 + Math.ceil(minutes * 100));
   });
 });
 
