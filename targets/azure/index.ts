@@ -78,6 +78,8 @@ function toOutcome(iccid: string, failure: Failure): PublishOutcome {
 
 class AzureIotHubTarget implements Target {
   readonly name: string;
+  /** Twin updates per second: the hub's tightest steady budget for publishing. */
+  readonly itemsPerSecond: number;
   private readonly log: Logger;
   private readonly creds: ServiceCredentials;
   private readonly service: RegistryHandle;
@@ -108,6 +110,7 @@ class AzureIotHubTarget implements Target {
     this.service = createRegistry(this.creds, config.serviceUrl, config.ca);
     this.registry = this.service.registry;
     const budgets = azureBudgets(config);
+    this.itemsPerSecond = budgets.twinUpdatesPerSecond;
     // One bucket per hub and operation class, whichever worker or target instance talks to the hub.
     const peer = peerId('azure-iothub', this.creds.hostName.toLowerCase());
     const shared = deps.budgets ?? localBudgets();
