@@ -5,6 +5,7 @@
 import { createDiffActivity, type DiffDeps } from './diff';
 import { createFetchActivity, type FetchDeps } from './fetch';
 import { createPublishActivity, type PublishDeps } from './publish';
+import { createResyncActivity } from './resync';
 
 export type ActivityDeps = FetchDeps & DiffDeps & PublishDeps;
 
@@ -13,6 +14,7 @@ export function createActivities(deps: ActivityDeps) {
     fetchSnapshot: createFetchActivity(deps),
     diffSnapshot: createDiffActivity(deps),
     publishChanges: createPublishActivity(deps),
+    resyncSims: createResyncActivity(deps),
   };
 }
 

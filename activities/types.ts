@@ -22,6 +22,14 @@ export interface FetchResult {
   presenceErrors: Record<string, number>;
 }
 
+/** `kite-cc resync`: forget what targets hold, so the next cycle publishes full records. */
+export interface ResyncInput {
+  group: string;
+  targets: string[];
+  /** Only these SIMs; all of the group's when absent. */
+  sims?: string[];
+}
+
 export interface DiffInput extends CycleRef {
   targets: string[];
 }

@@ -7,7 +7,7 @@
  */
 import { Option } from 'commander';
 import { configPatchError, MAX_INTERVAL_MS, MIN_INTERVAL_MS } from '../workflows/definitions';
-import { DEFAULT_INTERVAL_MS, DEFAULT_TARGETS, setEnabled, startGroup, stopGroup } from './commands';
+import { DEFAULT_INTERVAL_MS, DEFAULT_TARGETS, resyncGroup, setEnabled, startGroup, stopGroup } from './commands';
 import { formatDuration, parseDuration } from '../shared/durations';
 import { usageError } from './errors';
 import { listGroups, showGroupStatus } from './inspect';
@@ -136,6 +136,30 @@ export const COMMANDS: CliCommand[] = [
       showFailures(ctx, runtime.env ?? process.env, group!, {
         target: options.target as string | undefined,
         json: Boolean(options.json),
+      }).then(() => undefined),
+  },
+  {
+    usage: 'resync <group>',
+    summary: 'Republish full records (e.g. after a twin was deleted in the cloud); reports how many SIMs.',
+    description:
+      'Republish full records, e.g. after a twin was deleted in the cloud: a durable update to the workflow ' +
+      'that, once no cycle runs, forgets what the targets hold for the SIMs, so the next cycle (at once with ' +
+      '--now) publishes their whole record. Prints how many SIMs it queued per target. Needs a worker.',
+    options: [
+      new Option('-t, --target <names>', 'only these targets (repeat or comma list)').argParser(targets),
+      new Option('--sims <iccids>', 'only these SIMs, a comma list of ICCIDs').argParser((value: string) => {
+        const sims = value.split(',').map((icc) => icc.trim());
+        const bad = sims.find((icc) => !/^\d{6,22}$/.test(icc));
+        if (bad !== undefined) throw usageError(`--sims: ICCID ${JSON.stringify(bad)} is invalid: 6 to 22 digits`);
+        return sims;
+      }),
+      new Option('--now', 'run a cycle at once'),
+    ],
+    run: (ctx, { group, options }) =>
+      resyncGroup(ctx, group!, {
+        targets: options.target as string[] | undefined,
+        sims: options.sims as string[] | undefined,
+        now: Boolean(options.now),
       }).then(() => undefined),
   },
   {

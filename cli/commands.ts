@@ -13,6 +13,7 @@ import {
   configureUpdate,
   disableSignal,
   enableSignal,
+  resyncUpdate,
   statusQuery,
   workflowIdForGroup,
   WORKFLOW_TYPE,
@@ -20,6 +21,7 @@ import {
   type GroupConfig,
   type GroupStatus,
   type GroupWorkflowInput,
+  type ResyncRequest,
 } from '../workflows/definitions';
 import { groupVisibility, KITE_SYNC_STATE } from '../workflows/search-attributes';
 import type { ClientSettings } from './connection';
@@ -229,4 +231,30 @@ export async function stopGroup(ctx: CommandContext, group: string): Promise<voi
   }
   ctx.io.out(`stopped group ${group} (workflow terminated; its published state is kept)`);
   ctx.io.out(`web UI: ${groupRunsUrl(ctx.settings, group)}`);
+}
+
+/** `resync`: the group republishes full records, at its next cycle or at once with `now`. */
+export async function resyncGroup(ctx: CommandContext, group: string, request: ResyncRequest): Promise<number> {
+  await describeRunning(ctx, group);
+  let queued: Record<string, number>;
+  try {
+    queued = await withWorkerDeadline(ctx, group, 'the resync update', () =>
+      groupHandle(ctx, group).executeUpdate(resyncUpdate, { args: [request] })
+    );
+  } catch (err) {
+    if (err instanceof CliError && /rejected the configuration/.test(err.message)) {
+      throw new CliError(err.message.replace('rejected the configuration', 'rejected the resync'), ExitCode.usage);
+    }
+    throw err;
+  }
+  const total = Object.values(queued).reduce((n, v) => n + v, 0);
+  const perTarget = Object.entries(queued)
+    .map(([t, n]) => `${t} ${n}`)
+    .join(', ');
+  ctx.io.out(
+    `queued ${total} SIMs of group ${group} for a full republish (${perTarget}): ` +
+      (request.now ? 'a cycle runs now' : 'they are published at the next cycle (or run `kite-cc sync ' + group + '`)')
+  );
+  ctx.io.out(`web UI: ${workflowUrl(ctx.settings, group)}`);
+  return total;
 }

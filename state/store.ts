@@ -426,6 +426,31 @@ export class StateStore {
       .slice(0, this.auditEntries);
   }
 
+  /**
+   * Forgets what the target holds for `iccids` (all of the group's SIMs when absent), and their failures, so the
+   * next diff queues their whole record again (`kite-cc resync`). Returns how many SIMs it queued.
+   */
+  async forgetPublished(group: string, target: string, iccids?: string[]): Promise<number> {
+    const keys = this.keys(group);
+    if (iccids) {
+      if (!iccids.length) return 0;
+      const [[errPub, pub], [errFail]] = (await this.redis
+        .pipeline()
+        .hdel(keys.published(target), ...iccids)
+        .hdel(keys.failures(target), ...iccids)
+        .exec()) as [Error | null, number][];
+      if (errPub || errFail) throw errPub ?? errFail;
+      return pub;
+    }
+    const [[err, count]] = (await this.redis
+      .pipeline()
+      .hlen(keys.published(target))
+      .unlink(keys.published(target), keys.failures(target))
+      .exec()) as [Error | null, number][];
+    if (err) throw err;
+    return count;
+  }
+
   // --- inspection (kite-cc sim, failures) ---
 
   /**

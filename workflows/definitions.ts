@@ -99,6 +99,23 @@ export const syncNowSignal = defineSignal('syncNow');
 export const configureUpdate = defineUpdate<GroupConfig, [ConfigPatch]>('configure');
 export const statusQuery = defineQuery<GroupStatus>('status');
 
+/** What `resync` republishes in full. */
+export interface ResyncRequest {
+  /** Targets to republish to. @default every target of the group */
+  targets?: string[];
+  /** ICCIDs to republish. @default every SIM of the group */
+  sims?: string[];
+  /** Run a cycle at once instead of at the next interval. @default false */
+  now?: boolean;
+}
+
+/**
+ * Republish full records (e.g. after a twin was deleted in the cloud): once no cycle runs, forgets what the
+ * targets hold for the SIMs, so the next cycle (at once with `now`) publishes them in full. Returns, per target,
+ * how many SIMs it queued.
+ */
+export const resyncUpdate = defineUpdate<Record<string, number>, [ResyncRequest]>('resync');
+
 /** Heartbeat details of the fetch/diff/publish activities: also what `kite-cc sync --wait` shows. */
 export interface ActivityProgress {
   phase: Exclude<CyclePhase, 'idle'>;

@@ -28,6 +28,7 @@ import {
   enableSignal,
   groupNameError,
   innermostMessage,
+  resyncUpdate,
   statusQuery,
   syncNowSignal,
   type ConfigPatch,
@@ -35,6 +36,7 @@ import {
   type GroupConfig,
   type GroupStatus,
   type GroupWorkflowInput,
+  type ResyncRequest,
 } from './definitions';
 import { groupDetails } from './details';
 import { groupVisibility } from './search-attributes';
@@ -100,6 +102,22 @@ class GroupSync {
       },
     });
     setHandler(statusQuery, () => ({ ...this.status, config: { ...this.config } }));
+    setHandler(resyncUpdate, (request) => this.resync(request), {
+      validator: (request) => {
+        const unknown = (request.targets ?? []).filter((t: string) => !this.config.targets.includes(t));
+        if (unknown.length) {
+          throw new Error(
+            `group ${this.config.group} has no target ${unknown.join(', ')} (its targets: ${this.config.targets.join(', ')})`
+          );
+        }
+        if (
+          request.sims &&
+          (!Array.isArray(request.sims) || request.sims.some((icc: string) => !/^\d{6,22}$/.test(icc)))
+        ) {
+          throw new Error('sims must be ICCIDs of 6 to 22 digits');
+        }
+      },
+    });
   }
 
   async run(): Promise<void> {
@@ -126,6 +144,20 @@ class GroupSync {
     if (enabled) this.syncRequested = true;
     else this.cycleScope?.cancel();
     this.publishState();
+  }
+
+  /** Waits until no cycle runs (a publish in flight would record what it sends), then queues the SIMs. */
+  private async resync(request: ResyncRequest): Promise<Record<string, number>> {
+    await condition(() => this.status.phase === 'idle');
+    const targets = request.targets?.length ? request.targets : [...this.config.targets];
+    const queued = await activities.resyncSims.executeWithOptions(
+      {
+        summary: `resync ${request.sims ? `${request.sims.length} SIMs` : 'every SIM'} of ${this.config.group} to ${targets.join(', ')}`,
+      },
+      [{ group: this.config.group, targets, sims: request.sims }]
+    );
+    if (request.now) this.syncRequested = true;
+    return queued;
   }
 
   private configure(patch: ConfigPatch): GroupConfig {

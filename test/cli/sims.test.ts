@@ -144,3 +144,40 @@ test('sim and failures on a group or SIM that does not exist exit with 3 and say
   expect(bad.code).toBe(2);
   expect(bad.stderr).toContain('ICCID "not-an-iccid" is invalid');
 });
+
+test('resync queues full records durably: at the next cycle, or at once with --now; reports the count', async () => {
+  const group = uniqueName('resync');
+  const iccs = worker.kite.addSims(group, 4, 600);
+  await startGroup(group);
+  await cycles(group, 1);
+  worker.mqtt.drain();
+
+  const one = await cli(['resync', group, '--target', 'mqtt', '--sims', iccs[0]]);
+  expect(one).toMatchObject({ code: 0, stderr: '' });
+  expect(one.stdout).toContain(
+    `queued 1 SIMs of group ${group} for a full republish (mqtt 1): they are published at the next cycle`
+  );
+  expect(worker.mqtt.drain().size).toBe(0); // nothing sent before the next cycle
+  const sync = await cli(['sync', group, '--wait', '--timeout', '1m']);
+  expect(sync.code).toBe(0);
+  const first = worker.mqtt.drain();
+  expect([...first.keys()]).toEqual([iccs[0]]);
+  expect(Object.keys(first.get(iccs[0])![0]).length).toBeGreaterThan(10); // the whole record
+
+  const all = await cli(['resync', group, '--now']);
+  expect(all.code).toBe(0);
+  expect(all.stdout).toContain(
+    `queued 8 SIMs of group ${group} for a full republish (mqtt 4, webhook 4): a cycle runs now`
+  );
+  await cycles(group, 3);
+  expect([...worker.mqtt.drain().keys()].sort()).toEqual([...iccs].sort());
+
+  const badTarget = await cli(['resync', group, '--target', 'azure']);
+  expect(badTarget.code).toBe(2);
+  expect(badTarget.stderr).toContain(`the workflow rejected the resync: group ${group} has no target azure`);
+  const nobody = uniqueName('nobody');
+  const unknown = await cli(['resync', nobody]);
+  expect(unknown.code).toBe(3);
+  expect(unknown.stderr).toContain(`group ${nobody} has no running workflow: run \`kite-cc start ${nobody}\``);
+  expect((await cli(['resync', group, '--sims', 'abc'])).stderr).toContain('--sims: ICCID "abc" is invalid');
+});

@@ -63,6 +63,10 @@ const mockActivities: SyncActivities = {
     const publish = behaviours.get(input.group)?.publish;
     return publish ? publish(input) : { published: 2, failed: 0, throttled: 0, failing: 0 };
   },
+  async resyncSims({ group, targets }) {
+    record(group, 'resync');
+    return Object.fromEntries(targets.map((t) => [t, 0]));
+  },
 };
 
 let env: TestWorkflowEnvironment;
