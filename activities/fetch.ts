@@ -50,6 +50,12 @@ interface FetchCall {
 }
 
 /**
+ * The paging ceiling is twice the SIMs of the last complete listing, and at least this many more: a small
+ * inventory may grow fast without being endless.
+ */
+export const MIN_LISTING_HEADROOM = 10_000;
+
+/**
  * Presence failures of single SIMs after which, with not one presence read succeeding in the fetch, Kite's
  * presence service itself is taken as down and the fetch fails.
  */
@@ -87,6 +93,9 @@ export function createFetchActivity(deps: FetchDeps) {
       beat();
     };
     const call: FetchCall = { signal: ctx.cancellationSignal, onWaiting: keepAlive, newPresenceFailures: 0 };
+    const listed = await deps.store.lastListed(group);
+    // Paging ceiling: a Kite that never stops paging (new ICCs on every page) fails instead of looping.
+    const maxSims = listed === undefined ? undefined : Math.max(2 * listed, listed + MIN_LISTING_HEADROOM);
     if (ctx.info.attempt > 1) {
       deps.logger.warn('fetch resumed after a failed attempt (a worker crash, a heartbeat timeout or a Kite fault)', {
         activity: ctx.info.activityType,
@@ -98,7 +107,7 @@ export function createFetchActivity(deps: FetchDeps) {
     }
     try {
       await whileNotCancelled(async () => {
-        for await (const page of deps.kite.pages(group, checkpoint.cursor, call)) {
+        for await (const page of deps.kite.pages(group, checkpoint.cursor, { ...call, maxSims })) {
           counts.seen += page.sims.length;
           await stageGroupPage(deps, group, cycle, page.sims, page.startIndex, counts, call);
           checkpoint = { phase: 'fetch', done: counts.seen, cursor: page.nextIndex, counts: structuredClone(counts) };
@@ -110,6 +119,7 @@ export function createFetchActivity(deps: FetchDeps) {
     } catch (err) {
       throw withProgress(err, counts.seen);
     }
+    await deps.store.recordListed(group, checkpoint.cursor);
     deps.logger.info('fetched group snapshot', { group, cycle, ...counts });
     return counts;
   };

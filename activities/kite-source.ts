@@ -18,9 +18,10 @@ export interface KiteSource {
   /**
    * Pages of the inventory that may hold the group's SIMs (all of it, or a Kite search configured for the group),
    * starting at `fromIndex`: a resumed fetch starts where it stopped. Fails with Temporal's view of Kite's error
-   * (see kiteFailure); `call.onWaiting` is called while a request is slow, `call.maxPages` caps the listing.
+   * (see kiteFailure); `call.onWaiting` is called while a request is slow, `call.maxSims` caps the listing (it
+   * fails with TOO_MANY_PAGES beyond it).
    */
-  pages(group: string, fromIndex: number, call?: CallOptions): AsyncIterable<KitePage>;
+  pages(group: string, fromIndex: number, call?: ListingCall): AsyncIterable<KitePage>;
   /**
    * The SIM's presence detail; undefined when Kite has none. Fails with Kite's own error (a KiteApiError), so
    * that the caller can tell one SIM's fault from an account-wide one (isAccountWide).
@@ -28,6 +29,11 @@ export interface KiteSource {
   presence(icc: string, call?: CallOptions): Promise<KitePresence | undefined>;
   /** How the group's membership is decided: `supervisionGroup`, or a Kite search configured for the group. */
   filterOf(group: string): GroupFilter;
+}
+
+export interface ListingCall extends Pick<CallOptions, 'signal' | 'onWaiting'> {
+  /** Fail rather than list more SIMs than this (a ceiling from the known inventory). @default none */
+  maxSims?: number;
 }
 
 /**
@@ -66,7 +72,9 @@ export function kiteSourceFromClients(
   return {
     async *pages(group, fromIndex, call) {
       try {
-        for await (const page of client(group).pages(fromIndex, call)) yield page;
+        const kite = client(group);
+        const maxPages = call?.maxSims === undefined ? undefined : Math.ceil(call.maxSims / kite.pageSize) + 1;
+        for await (const page of kite.pages(fromIndex, { ...call, maxPages })) yield page;
       } catch (err) {
         throw kiteFailure(err);
       }

@@ -109,6 +109,17 @@ export function createPublishActivity(deps: PublishDeps) {
       } satisfies PublishProgress);
 
     heartbeat(); // progress shows `publish` at once, before the first batch is acknowledged
+    if (ctx.info.attempt > 1) {
+      deps.logger.warn(
+        'publish resumed after a failed attempt (a worker crash, a heartbeat timeout or a target fault)',
+        {
+          activity: ctx.info.activityType,
+          group,
+          target: name,
+          attempt: ctx.info.attempt,
+        }
+      );
+    }
     const timeoutMs = ctx.info.heartbeatTimeoutMs || 3 * MAX_BEAT_INTERVAL_MS;
     const timer = setInterval(heartbeat, Math.min(MAX_BEAT_INTERVAL_MS, Math.floor(timeoutMs / 3)));
     let retry: Retry = { entries: [], delayMs: 0, reason: '' };

@@ -66,8 +66,14 @@ export function cycleLines(cycle: CycleSummary, now: number): string[] {
   ];
 }
 
-/** The `status <group>` block: label, value. */
-export function statusLines(group: string, status: GroupStatus, settings: UiSettings, now = Date.now()): string[] {
+/** The `status <group>` block: label, value. `retrying`: activities Temporal is retrying, with their last error. */
+export function statusLines(
+  group: string,
+  status: GroupStatus,
+  settings: UiSettings,
+  now = Date.now(),
+  retrying: string[] = []
+): string[] {
   const { config } = status;
   const rows: [string, string][] = [
     ['group', group],
@@ -82,6 +88,7 @@ export function statusLines(group: string, status: GroupStatus, settings: UiSett
   rows.push(['last cycle', cycle[0]], ...cycle.slice(1).map((l): [string, string] => ['', l]));
   const failing = Object.entries(status.failingSims).filter(([, n]) => n > 0);
   rows.push(['failing SIMs', failing.length ? failing.map(([t, n]) => `${t}: ${n}`).join(', ') : '0']);
+  retrying.forEach((line, i) => rows.push([i ? '' : 'retrying', line]));
   if (status.lastError) rows.push(['last error', status.lastError]);
   rows.push(['web UI', workflowUrl(settings, group)]);
   const width = Math.max(...rows.map(([label]) => label.length));

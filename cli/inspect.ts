@@ -4,6 +4,7 @@ import type { GroupStatus } from '../workflows/definitions';
 import { KITE_GROUP, KITE_SYNC_STATE } from '../workflows/search-attributes';
 import { formatDuration } from '../shared/durations';
 import { describeRunning, queryStatus, type CommandContext } from './commands';
+import { pendingProgress } from './sync';
 import { toCliError } from './errors-map';
 import { groupRunsUrl, listUrl, relativeTime, RUNNING_GROUPS_QUERY, statusLines, table, workflowUrl } from './format';
 import { mapPool } from '../shared/concurrency';
@@ -18,6 +19,8 @@ export interface GroupReport {
   status?: GroupStatus;
   /** Why `status` is missing, e.g. no worker answered. */
   error?: string;
+  /** Activities of the running cycle that Temporal is retrying, with their last error (`status` only). */
+  retrying?: string[];
   webUiUrl: string;
   runsUrl: string;
 }
@@ -26,17 +29,24 @@ export interface GroupReport {
 export async function showGroupStatus(ctx: CommandContext, group: string, json: boolean): Promise<GroupReport> {
   const description = await describeRunning(ctx, group);
   const status = await queryStatus(ctx, group);
+  // The workflow learns an activity's failure only once its attempts are over; Temporal knows the last one now.
+  const retrying = (await pendingProgress(ctx, group))
+    .filter((activity) => activity.attempt > 1)
+    .map(
+      (a) => `${a.activityType}, attempt ${a.attempt}: ${a.lastFailure ?? 'the last attempt ended without a result'}`
+    );
   const report: GroupReport = {
     group,
     workflowId: description.workflowId,
     runId: description.runId,
     state: description.typedSearchAttributes.get(KITE_SYNC_STATE),
     status,
+    retrying,
     webUiUrl: workflowUrl(ctx.settings, group),
     runsUrl: groupRunsUrl(ctx.settings, group),
   };
   if (json) ctx.io.out(JSON.stringify(report, null, 2));
-  else statusLines(group, status, ctx.settings).forEach((line) => ctx.io.out(line));
+  else statusLines(group, status, ctx.settings, Date.now(), retrying).forEach((line) => ctx.io.out(line));
   return report;
 }
 

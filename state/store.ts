@@ -8,6 +8,7 @@
  *   pub:<target>      HASH iccid → canonical record JSON          what the target holds (last acknowledged)
  *   pending:<target>  HASH iccid → canonical patch JSON           changes not yet acknowledged
  *   fail:<target>     HASH iccid → {reason, patch, at}            permanent failures, retried when the patch changes
+ *   meta              HASH listed → SIMs in the last complete inventory listing (the paging ceiling)
  *   sent:<target>     HASH iccid → canonical patch JSON           handed to the target, not yet acknowledged: what
  *                                                                  the target holds for these keys is unknown
  *   audit             HASH iccid → JSON lines, newest first        the SIM's audit trail: publishes and failures per
@@ -226,6 +227,17 @@ export class StateStore {
   /** The connectivity JSON last fetched for each SIM (`{h: hints, p: presence}`), null for SIMs never seen. */
   async knownConnectivity(group: string, iccids: string[]): Promise<(string | null)[]> {
     return this.hmget(this.keys(group).connectivity, iccids);
+  }
+
+  /** How many SIMs the group's last complete listing of Kite's inventory held; undefined before the first. */
+  async lastListed(group: string): Promise<number | undefined> {
+    const value = await this.redis.hget(this.keys(group).meta, 'listed');
+    return value === null ? undefined : Number(value);
+  }
+
+  /** Records how many SIMs a complete listing of Kite's inventory held (the next listing's paging ceiling). */
+  async recordListed(group: string, count: number): Promise<void> {
+    await this.redis.hset(this.keys(group).meta, 'listed', String(count));
   }
 
   /** Writes one fetched page of a group: records, connectivity, invalid SIMs. One round trip. */
@@ -527,6 +539,7 @@ export class StateStore {
       failures: (target: string) => `${base}fail:${target}`,
       sent: (target: string) => `${base}sent:${target}`,
       audit: `${base}audit`,
+      meta: `${base}meta`,
     };
   }
 

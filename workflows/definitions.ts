@@ -61,6 +61,8 @@ export interface CycleSummary {
   outcome?: 'completed' | 'failed' | 'cancelled';
   /** Why the cycle failed, after Temporal's retries. */
   error?: string;
+  /** An activity ran out of attempts (e.g. a worker crashing again and again): the next cycle starts at once. */
+  attemptsExhausted?: boolean;
 }
 
 export type CyclePhase = 'idle' | 'fetch' | 'diff' | 'publish';

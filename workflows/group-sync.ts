@@ -4,6 +4,7 @@
  */
 import {
   ActivityCancellationType,
+  ActivityFailure,
   allHandlersFinished,
   ApplicationFailure,
   CancellationScope,
@@ -12,6 +13,7 @@ import {
   isCancellation,
   log,
   metricMeter,
+  patched,
   proxyActivities,
   setCurrentDetails,
   setHandler,
@@ -46,17 +48,23 @@ export const DEFAULT_MAX_CYCLES_PER_RUN = 100;
 const activities = proxyActivities<SyncActivities>({
   // On `disable`, wait for a cancelled activity to stop: a new cycle never overlaps an old publish.
   cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-  // Heartbeats, not this, detect a dead worker: its activity is retried elsewhere within ~15 s.
+  // Heartbeats, not this, detect a dead worker: the activities beat every second while they work (slow Kite
+  // requests and target calls included), so a silence of 10 s means the worker is gone.
   startToCloseTimeout: '6 hours',
-  heartbeatTimeout: '15 seconds',
+  heartbeatTimeout: '10 seconds',
+  // Bounded recovery: a crashed activity resumes within heartbeat timeout + 5 s (about 15 s), however many
+  // crashes came before; Temporal's default backoff would add up to a minute per crash from the 7th on.
   retry: {
     initialInterval: '1 second',
     backoffCoefficient: 2,
-    maximumInterval: '1 minute',
+    maximumInterval: '5 seconds',
     maximumAttempts: 20,
     nonRetryableErrorTypes: [...NON_RETRYABLE_FAILURES],
   },
 });
+
+/** Patch id: a cycle whose activity ran out of attempts is followed by the next cycle at once. */
+const RETRY_AFTER_EXHAUSTED_ATTEMPTS = 'retry-cycle-after-exhausted-attempts';
 
 export async function groupSyncWorkflow(input: GroupWorkflowInput): Promise<void> {
   const problem = groupNameError(input.config.group);
@@ -203,14 +211,22 @@ class GroupSync {
     return this.config.enabled && !(woken && !this.syncRequested);
   }
 
+  /** Cycles in a row that ended with an activity out of attempts; the first one is followed by a cycle at once. */
+  private exhaustedInARow = 0;
+
   private async cycle(): Promise<void> {
     this.syncRequested = false;
     this.status.nextSyncAt = undefined;
     this.cycleScope = new CancellationScope();
-    this.status.lastCycle = await this.cycleScope.run(() => runCycle(this.config, this.status));
+    const summary = await this.cycleScope.run(() => runCycle(this.config, this.status));
+    this.status.lastCycle = summary;
     this.cycleScope = undefined;
     this.status.cyclesCompleted++;
     this.cyclesThisRun++;
+    // Its SIMs should not wait a whole interval for a crash loop that has passed; a fault that lasts (a second
+    // exhausted cycle in a row) waits for the interval as usual.
+    this.exhaustedInARow = summary.attemptsExhausted ? this.exhaustedInARow + 1 : 0;
+    if (this.exhaustedInARow === 1 && patched(RETRY_AFTER_EXHAUSTED_ATTEMPTS)) this.syncRequested = true;
     showDetails(this.status);
   }
 }
@@ -218,6 +234,11 @@ class GroupSync {
 /** The group's live status on the workflow's page in the Web UI (no history event: replay is unaffected). */
 function showDetails(status: GroupStatus): void {
   setCurrentDetails(groupDetails(status));
+}
+
+/** True when an activity failed because Temporal ran out of attempts (not for a non-retryable failure). */
+function ranOutOfAttempts(err: unknown): boolean {
+  return err instanceof ActivityFailure && err.retryState === 'MAXIMUM_ATTEMPTS_REACHED';
 }
 
 /** One fetch → diff → publish cycle. Never throws: a failure is reported in the summary and retried next cycle. */
@@ -236,6 +257,7 @@ async function runCycle(config: GroupConfig, status: GroupStatus): Promise<Cycle
     left: 0,
     targets: {},
   };
+  let publishRejections: unknown[] = [];
   try {
     status.phase = 'fetch';
     showDetails(status);
@@ -280,13 +302,22 @@ async function runCycle(config: GroupConfig, status: GroupStatus): Promise<Cycle
       }
     });
     const failedTargets = targets.filter((_, i) => results[i].status === 'rejected');
-    if (failedTargets.length) throw new Error(`publishing to ${failedTargets.join(', ')} failed`);
+    publishRejections = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
+    if (failedTargets.length) {
+      const reasons = failedTargets.map((t) => `${t}: ${summary.targets[t].error}`).join('; ');
+      throw new Error(`publishing to ${failedTargets.join(', ')} failed (${reasons})`);
+    }
     summary.outcome = 'completed';
     status.lastError = undefined;
   } catch (err) {
     const cancelled = isCancellation(err) || CancellationScope.current().consideredCancelled;
     summary.outcome = cancelled ? 'cancelled' : 'failed';
     summary.error = cancelled ? 'group disabled during the cycle' : innermostMessage(err);
+    const exhausted = [err, ...publishRejections].some(ranOutOfAttempts);
+    if (exhausted && !cancelled) {
+      summary.attemptsExhausted = true;
+      summary.error = `attempts exhausted, next cycle starts at once: ${summary.error}`;
+    }
     if (summary.outcome === 'failed') status.lastError = summary.error;
     log.warn('sync cycle did not complete', { group, cycle, outcome: summary.outcome, error: summary.error });
   } finally {
