@@ -1,7 +1,7 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
-import type { SimRecord } from '../record';
+import type { PublishPolicy, SimRecord } from '../record';
 import type { Logger } from '../shared/log';
-import { canonicalJson, diffRecords, withUncertainKeys, type SimPatch } from '../record';
+import { applyPublishPolicy, canonicalJson, diffRecords, withUncertainKeys, type SimPatch } from '../record';
 import { FailureType } from '../shared/failures';
 import type { Entry, StateStore, TargetLookup } from '../state/store';
 import type { DiffInput, DiffResult } from './types';
@@ -29,10 +29,10 @@ export interface DiffDeps {
  * recomputed from published + snapshot + uncertain.
  */
 export function createDiffActivity(deps: DiffDeps) {
-  return async function diffSnapshot({ group, cycle, targets }: DiffInput): Promise<DiffResult> {
+  return async function diffSnapshot({ group, cycle, targets, policy }: DiffInput): Promise<DiffResult> {
     const { store } = deps;
     const result: DiffResult = { left: 0, targets: {} };
-    for (const target of targets) result.targets[target] = { changed: 0, stillFailing: 0 };
+    for (const target of targets) result.targets[target] = { changed: 0, stillFailing: 0, held: 0 };
     const pendingNonEmpty = await Promise.all(targets.map((t) => store.hasPending(group, t)));
     let done = 0;
     for await (const entries of store.scanSnapshot(group, cycle, deps.batchSize ?? 1000)) {
@@ -42,7 +42,9 @@ export function createDiffActivity(deps: DiffDeps) {
         entries.map(([iccid]) => iccid)
       );
       await Promise.all(
-        targets.map((target, t) => diffTarget(store, group, target, entries, lookups[t], pendingNonEmpty[t], result))
+        targets.map((target, t) =>
+          diffTarget(store, { group, target, policy }, entries, lookups[t], pendingNonEmpty[t], result)
+        )
       );
       done += entries.length;
       Context.current().heartbeat({ phase: 'diff', done });
@@ -56,15 +58,16 @@ export function createDiffActivity(deps: DiffDeps) {
 
 async function diffTarget(
   store: StateStore,
-  group: string,
-  target: string,
+  { group, target, policy }: { group: string; target: string; policy?: PublishPolicy },
   entries: Entry[],
-  { published, failures, uncertain }: TargetLookup,
+  { published, failures, uncertain, countersSentAt }: TargetLookup,
   clearStale: boolean,
   result: DiffResult
 ): Promise<void> {
   const sets: Entry[] = [];
   const deletes: string[] = [];
+  const now = Date.now();
+  const countersReleased: string[] = [];
   entries.forEach(([iccid, json], i) => {
     const unsure = uncertain[i];
     if (published[i] === json && !unsure) {
@@ -73,8 +76,15 @@ async function diffTarget(
     }
     const before = published[i] ? (JSON.parse(published[i]!) as SimRecord) : undefined;
     const next = JSON.parse(json) as SimRecord;
-    const changed = diffRecords(before, next);
-    const patch = unsure ? withUncertainKeys(changed, JSON.parse(unsure) as SimPatch, next) : changed;
+    let patch = diffRecords(before, next);
+    if (unsure) {
+      patch = withUncertainKeys(patch, JSON.parse(unsure) as SimPatch, next); // resent whole: never held
+    } else if (patch) {
+      const decision = applyPublishPolicy(before, patch, policy, countersSentAt[i], now);
+      if (decision.countersReleased) countersReleased.push(iccid);
+      patch = decision.send;
+      if (!patch) result.targets[target].held = (result.targets[target].held ?? 0) + 1;
+    }
     if (!patch) {
       if (clearStale) deletes.push(iccid);
       return;
@@ -88,7 +98,7 @@ async function diffTarget(
     sets.push([iccid, patchJson]);
   });
   result.targets[target].changed += sets.length;
-  await store.writePending(group, target, sets, deletes);
+  await store.writePending(group, target, sets, deletes, { iccids: countersReleased, at: now });
 }
 
 /** SIMs known from earlier cycles that are neither in the snapshot nor among the group's invalid SIMs. */

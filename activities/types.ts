@@ -1,4 +1,5 @@
 /** Inputs and results of the sync activities: keys and counts only, never SIM data (claim check in Redis). */
+import type { PublishPolicy } from '../record';
 
 export interface CycleRef {
   group: string;
@@ -32,13 +33,18 @@ export interface ResyncInput {
 
 export interface DiffInput extends CycleRef {
   targets: string[];
+  /** The group's publish policy (which changes wait). @default every field's default, see PublishPolicy */
+  policy?: PublishPolicy;
 }
 
 export interface DiffResult {
   /** SIMs that left the group and were forgotten. */
   left: number;
-  /** Per target: SIMs with a change to publish, and SIMs whose unchanged patch already failed permanently. */
-  targets: Record<string, { changed: number; stillFailing: number }>;
+  /**
+   * Per target: SIMs with a change to publish, SIMs whose unchanged patch already failed permanently, and SIMs
+   * whose only changes (daily counters) the publish policy holds for a later cycle.
+   */
+  targets: Record<string, { changed: number; stillFailing: number; held?: number }>;
 }
 
 export interface PublishInput extends CycleRef {

@@ -62,12 +62,17 @@ export const COMMANDS: CliCommand[] = [
       ).argParser(targets),
       new Option('-i, --interval <duration>', 'time between cycles, e.g. 30s, 5m, 1h').argParser(interval),
       new Option('--disabled', 'start with Cloud Monitoring OFF (or turn a running group OFF)'),
+      new Option(
+        '--counters-min-interval <duration>',
+        "least time between publishes of a SIM's daily counters alone, e.g. 15m (default), 0s for every change"
+      ).argParser(duration('counters-min-interval')),
     ],
     async run(ctx, { group, options }) {
       await startGroup(ctx, {
         group: group!,
         targets: options.target as string[] | undefined,
         intervalMs: options.interval as number | undefined,
+        countersMinIntervalMs: options.countersMinInterval as number | undefined,
         disabled: options.disabled as boolean | undefined,
       });
     },

@@ -116,6 +116,8 @@ export interface StartOptions {
   targets?: string[];
   intervalMs?: number;
   disabled?: boolean;
+  /** The publish policy's `countersMinIntervalMs`; left out keeps the group's. */
+  countersMinIntervalMs?: number;
 }
 
 async function isRunning(ctx: CommandContext, group: string): Promise<boolean> {
@@ -136,6 +138,9 @@ export async function startGroup(ctx: CommandContext, options: StartOptions): Pr
   const patch: ConfigPatch = {};
   if (options.targets) patch.targets = options.targets;
   if (options.intervalMs !== undefined) patch.intervalMs = options.intervalMs;
+  if (options.countersMinIntervalMs !== undefined) {
+    patch.publishPolicy = { countersMinIntervalMs: options.countersMinIntervalMs };
+  }
   const config: GroupConfig = {
     group,
     enabled: !options.disabled,

@@ -47,6 +47,7 @@ export function targetLine(counts: CycleSummary['targets'][string]): string {
   return (
     `${counts.changed} changed, ${counts.published} published, ${counts.failed} failed, ` +
     `${counts.throttled} throttled, ${counts.pending} pending` +
+    (counts.held ? `, ${counts.held} held by the publish policy` : '') +
     (counts.error ? ` (error: ${counts.error})` : '')
   );
 }

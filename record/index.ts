@@ -4,3 +4,12 @@
  */
 export { RECORD_KEYS, type RecordKey, type SimPatch, type SimRecord } from './record';
 export { applyPatch, canonicalJson, diffRecords, withUncertainKeys } from './patch';
+export {
+  applyPublishPolicy,
+  COUNTER_KEYS,
+  DEFAULT_COUNTERS_MIN_INTERVAL_MS,
+  publishPolicyError,
+  type CounterKey,
+  type PolicyDecision,
+  type PublishPolicy,
+} from './publish-policy';

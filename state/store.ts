@@ -11,6 +11,8 @@
  *   meta              HASH listed → SIMs in the last complete inventory listing (the paging ceiling)
  *   sent:<target>     HASH iccid → canonical patch JSON           handed to the target, not yet acknowledged: what
  *                                                                  the target holds for these keys is unknown
+ *   counters:<target> HASH iccid → epoch ms                       when the SIM's daily counters last went out (the
+ *                                                                  publish policy holds them in between)
  *   audit             HASH iccid → JSON lines, newest first        the SIM's audit trail: publishes and failures per
  *                                                                  target, at most N entries of at most D days
  */
@@ -82,6 +84,8 @@ export interface TargetLookup {
    * in between): the target may hold its values or the ones before. Null when the SIM's state is certain.
    */
   uncertain: (string | null)[];
+  /** When the SIM's daily counters last went out to the target (epoch ms), undefined when never or unknown. */
+  countersSentAt: (number | undefined)[];
 }
 
 /** What the store holds about one SIM (`kite-cc sim`). JSON strings as stored, null where absent. */
@@ -285,18 +289,22 @@ export class StateStore {
    */
   async lookups(group: string, targets: string[], iccids: string[]): Promise<TargetLookup[]> {
     const keys = this.keys(group);
-    if (!iccids.length) return targets.map(() => ({ published: [], failures: [], uncertain: [] }));
+    if (!iccids.length) {
+      return targets.map(() => ({ published: [], failures: [], uncertain: [], countersSentAt: [] }));
+    }
     const replies = await this.hmgetMany(
       targets.flatMap((t) => [
         { key: keys.published(t), fields: iccids },
         { key: keys.failures(t), fields: iccids },
         { key: keys.sent(t), fields: iccids },
+        { key: keys.countersSentAt(t), fields: iccids },
       ])
     );
     return targets.map((_, t) => ({
-      published: replies[3 * t],
-      failures: replies[3 * t + 1].map(parseFailure),
-      uncertain: replies[3 * t + 2],
+      published: replies[4 * t],
+      failures: replies[4 * t + 1].map(parseFailure),
+      uncertain: replies[4 * t + 2],
+      countersSentAt: replies[4 * t + 3].map((at) => (at === null ? undefined : Number(at))),
     }));
   }
 
@@ -310,13 +318,26 @@ export class StateStore {
     return this.redis.hlen(this.keys(group).pending(target));
   }
 
-  /** Sets and deletes pending patches of one target. One round trip. */
-  async writePending(group: string, target: string, sets: Entry[], deletes: string[]): Promise<void> {
-    if (!sets.length && !deletes.length) return;
-    const key = this.keys(group).pending(target);
+  /**
+   * Sets and deletes pending patches of one target, and records when the daily counters of `countersReleased`
+   * SIMs went out (kept in Redis, so a held change outlives crashes and continue-as-new). One round trip.
+   */
+  async writePending(
+    group: string,
+    target: string,
+    sets: Entry[],
+    deletes: string[],
+    countersReleased: { iccids: string[]; at: number } = { iccids: [], at: 0 }
+  ): Promise<void> {
+    if (!sets.length && !deletes.length && !countersReleased.iccids.length) return;
+    const keys = this.keys(group);
     const pipeline = this.redis.pipeline();
-    if (sets.length) pipeline.hset(key, ...sets.flat());
-    if (deletes.length) pipeline.hdel(key, ...deletes);
+    if (sets.length) pipeline.hset(keys.pending(target), ...sets.flat());
+    if (deletes.length) pipeline.hdel(keys.pending(target), ...deletes);
+    if (countersReleased.iccids.length) {
+      const at = String(countersReleased.at);
+      pipeline.hset(keys.countersSentAt(target), ...countersReleased.iccids.flatMap((iccid) => [iccid, at]));
+    }
     await execOrThrow(pipeline);
   }
 
@@ -351,6 +372,7 @@ export class StateStore {
       pipeline.hdel(keys.pending(target), ...iccids);
       pipeline.hdel(keys.failures(target), ...iccids);
       pipeline.hdel(keys.sent(target), ...iccids);
+      pipeline.hdel(keys.countersSentAt(target), ...iccids);
     }
     await execOrThrow(pipeline);
   }
@@ -538,6 +560,7 @@ export class StateStore {
       pending: (target: string) => `${base}pending:${target}`,
       failures: (target: string) => `${base}fail:${target}`,
       sent: (target: string) => `${base}sent:${target}`,
+      countersSentAt: (target: string) => `${base}counters:${target}`,
       audit: `${base}audit`,
       meta: `${base}meta`,
     };

@@ -3,6 +3,9 @@
  * and the client, so it depends on @temporalio/workflow and types only.
  */
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import { publishPolicyError, type PublishPolicy } from '../record/publish-policy';
+
+export type { PublishPolicy } from '../record/publish-policy';
 
 export const WORKFLOW_TYPE = 'groupSyncWorkflow';
 
@@ -23,10 +26,15 @@ export interface GroupConfig {
   targets: string[];
   /** Start a new run after this many cycles, even if the server has not suggested it. @default 100 */
   maxCyclesPerRun?: number;
+  /**
+   * Which changes go out at once and which wait (daily counters at most every 15 minutes by default).
+   * @default {} (every field's default, see PublishPolicy)
+   */
+  publishPolicy?: PublishPolicy;
 }
 
-/** What `configure` may change. Absent fields stay as they are. */
-export type ConfigPatch = Partial<Pick<GroupConfig, 'intervalMs' | 'targets' | 'maxCyclesPerRun'>>;
+/** What `configure` may change. Absent fields stay as they are; `publishPolicy` fields merge into the current ones. */
+export type ConfigPatch = Partial<Pick<GroupConfig, 'intervalMs' | 'targets' | 'maxCyclesPerRun' | 'publishPolicy'>>;
 
 /** Counts of one target's publish step. */
 export interface TargetCounts {
@@ -55,8 +63,11 @@ export interface CycleSummary {
   presenceErrors?: Record<string, number>;
   /** SIMs that left the group since the last cycle. */
   left: number;
-  /** Per target: SIMs with a change, and how publishing went. */
-  targets: Record<string, TargetCounts & { changed: number; error?: string }>;
+  /**
+   * Per target: SIMs with a change, SIMs whose only changes (daily counters) the publish policy held for a later
+   * cycle, and how publishing went.
+   */
+  targets: Record<string, TargetCounts & { changed: number; held?: number; error?: string }>;
   /** `completed` when every step and target succeeded; `cancelled` when the group was disabled mid-cycle. */
   outcome?: 'completed' | 'failed' | 'cancelled';
   /** Why the cycle failed, after Temporal's retries. */
@@ -161,6 +172,12 @@ export function configPatchError(patch: ConfigPatch): string | undefined {
   }
   if (patch.maxCyclesPerRun !== undefined && (!Number.isInteger(patch.maxCyclesPerRun) || patch.maxCyclesPerRun < 1)) {
     return `maxCyclesPerRun must be a positive integer, got ${patch.maxCyclesPerRun}`;
+  }
+  if (patch.publishPolicy !== undefined) {
+    if (typeof patch.publishPolicy !== 'object' || patch.publishPolicy === null)
+      return 'publishPolicy must be an object';
+    const problem = publishPolicyError(patch.publishPolicy);
+    if (problem) return `publishPolicy.${problem}`;
   }
   return undefined;
 }

@@ -169,7 +169,9 @@ class GroupSync {
   }
 
   private configure(patch: ConfigPatch): GroupConfig {
-    Object.assign(this.config, patch);
+    const { publishPolicy, ...rest } = patch;
+    Object.assign(this.config, rest);
+    if (publishPolicy) this.config.publishPolicy = { ...this.config.publishPolicy, ...publishPolicy };
     this.configVersion++;
     this.publishState();
     return { ...this.config };
@@ -273,7 +275,7 @@ async function runCycle(config: GroupConfig, status: GroupStatus): Promise<Cycle
     showDetails(status);
     const diffed = await activities.diffSnapshot.executeWithOptions(
       { summary: `diff group ${group} against ${targets.join(', ')} (cycle ${cycle})` },
-      [{ group, cycle, targets }]
+      [{ group, cycle, targets, policy: config.publishPolicy }]
     );
     summary.left = diffed.left;
 
@@ -294,10 +296,11 @@ async function runCycle(config: GroupConfig, status: GroupStatus): Promise<Cycle
         const { published, failed, throttled, failing } = result.value;
         // Pending as Redis holds it (older workers did not say: then what this attempt's counts leave).
         const pending = result.value.pending ?? Math.max(0, changed - published - failed);
-        summary.targets[target] = { changed, published, failed, throttled, pending };
+        summary.targets[target] = { changed, held: diffed.targets[target].held, published, failed, throttled, pending };
         status.failingSims[target] = failing;
       } else {
-        summary.targets[target] = { changed, published: 0, failed: 0, throttled: 0, pending: changed };
+        const held = diffed.targets[target].held;
+        summary.targets[target] = { changed, held, published: 0, failed: 0, throttled: 0, pending: changed };
         summary.targets[target].error = innermostMessage(result.reason);
       }
     });

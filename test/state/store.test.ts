@@ -61,7 +61,8 @@ test('lookups return, per target, what it holds and the failed patch; leavers ar
       ['1', '{"p":1}'],
       ['2', '{"p":2}'],
     ],
-    []
+    [],
+    { iccids: ['1'], at: 1_700_000_000_000 }
   );
   await store.commitPublished(group, 'a', [{ iccid: '1', patch: '{"p":1}', merged: '{"iccid":"1"}' }]);
   await store.recordFailures(group, 'a', [{ iccid: '2', patch: '{"p":2}', reason: 'no' }]);
@@ -69,10 +70,12 @@ test('lookups return, per target, what it holds and the failed patch; leavers ar
   const [a, b] = await store.lookups(group, ['a', 'b'], ['1', '2', '3']);
   expect(a.published).toEqual(['{"iccid":"1"}', null, null]);
   expect(a.failures.map((f) => f?.patch)).toEqual([undefined, '{"p":2}', undefined]);
+  expect(a.countersSentAt).toEqual([1_700_000_000_000, undefined, undefined]);
   expect(b).toEqual({
     published: [null, null, null],
     failures: [undefined, undefined, undefined],
     uncertain: [null, null, null],
+    countersSentAt: [undefined, undefined, undefined],
   });
   expect(await store.hasPending(group, 'a')).toBe(false);
   expect(await store.failingCount(group, 'a')).toBe(1);
@@ -84,6 +87,7 @@ test('lookups return, per target, what it holds and the failed patch; leavers ar
 
   await store.forget(group, ['a'], ['1', '2']);
   expect(await store.publishedRecords(group, 'a', ['1'])).toEqual([null]);
+  expect((await store.lookups(group, ['a'], ['1']))[0].countersSentAt).toEqual([undefined]);
   expect(await store.failures(group, 'a', ['2'])).toEqual([undefined]);
   await store.dropGroup(group);
   expect(await store.knownCount(group)).toBe(0);
