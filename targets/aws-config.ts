@@ -7,6 +7,7 @@ export const AWS_DEFAULTS = {
   createThings: true,
   concurrency: 16,
   requestsPerSecond: 50,
+  burst: 1,
   thingsPerSecond: 10,
   maxAttempts: 3,
   timeoutMs: 10_000,
@@ -53,7 +54,7 @@ export const awsTargetSchema = strictSettings({
   /** Shadow updates started per second (check the account's shadow TPS quota for the region). @default 50 */
   requestsPerSecond: intIn(1, 100_000).default(AWS_DEFAULTS.requestsPerSecond),
   /** Shadow updates allowed at once after a quiet spell (the bucket's burst); shared, like the rate, by every worker. @default 1 */
-  burst: intIn(1, 100_000).default(1),
+  burst: intIn(1, 100_000).default(AWS_DEFAULTS.burst),
   /** CreateThing calls per second; AWS allows 15 TPS per account. @default 10 */
   thingsPerSecond: intIn(1, 1000).default(AWS_DEFAULTS.thingsPerSecond),
   /** Attempts per request, including the SDK's own retries on 429 and 5xx, 1..10. @default 3 */
