@@ -1,6 +1,8 @@
 /** The real worker entry point (worker/main.ts) in a child process, so a test can SIGKILL it like a crash. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
+import type { KiteSimulator } from '../../simulator';
+import { testStack, uniqueName } from '../setup/stack';
 
 const ROOT = path.resolve(__dirname, '../..');
 
@@ -38,5 +40,20 @@ export async function startWorkerProcess(env: Record<string, string>, timeoutMs 
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       await exited;
     },
+  };
+}
+
+/** A worker's environment on the shared test stack against `sim`: its own Redis prefix, no Kite rate budget. */
+export function simulatorWorkerEnv(sim: KiteSimulator, taskQueue: string): Record<string, string> {
+  return {
+    KITE_TEMPORAL_ADDRESS: testStack.temporalAddress,
+    KITE_TASK_QUEUE: taskQueue,
+    KITE_REDIS_URL: testStack.redisUrl,
+    KITE_REDIS_PREFIX: uniqueName('cc'),
+    KITE_API_URL: sim.baseUrl,
+    KITE_CA_FILE: sim.tls.caFile,
+    KITE_CERT_FILE: sim.tls.clientCertFile,
+    KITE_KEY_FILE: sim.tls.clientKeyFile,
+    KITE_REQUESTS_PER_SECOND: '0',
   };
 }

@@ -11,7 +11,7 @@ import { groupSyncWorkflow } from '../../workflows';
 import { KITE_GROUP } from '../../workflows/search-attributes';
 import { tempDir } from '../setup/processes';
 import { testStack, uniqueName } from '../setup/stack';
-import { startWorkerProcess, type WorkerProcess } from '../support/worker-process';
+import { simulatorWorkerEnv, startWorkerProcess, type WorkerProcess } from '../support/worker-process';
 import { waitUntil } from '../support/wait-until';
 
 /** Growth of the worker's resident memory that a 16 MiB response limit must stay well within. */
@@ -43,16 +43,8 @@ test('an endless inventory body fails the cycle with the limit named, and the wo
   const taskQueue = uniqueName('endless');
   const group = 'endless-fleet';
   worker = await startWorkerProcess({
+    ...simulatorWorkerEnv(sim, taskQueue),
     NODE_OPTIONS: '--max-old-space-size=256 --max-semi-space-size=32',
-    KITE_TEMPORAL_ADDRESS: testStack.temporalAddress,
-    KITE_TASK_QUEUE: taskQueue,
-    KITE_REDIS_URL: testStack.redisUrl,
-    KITE_REDIS_PREFIX: uniqueName('cc'),
-    KITE_API_URL: sim.baseUrl,
-    KITE_CA_FILE: sim.tls.caFile,
-    KITE_CERT_FILE: sim.tls.clientCertFile,
-    KITE_KEY_FILE: sim.tls.clientKeyFile,
-    KITE_REQUESTS_PER_SECOND: '0',
     KITE_TARGETS: JSON.stringify({ sink: { type: 'null' } }),
   });
   const pid = worker.child.pid!;
