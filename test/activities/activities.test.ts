@@ -107,7 +107,7 @@ describe('diff', () => {
     const iccs = kite.addSims(group, 12);
     await run(acts.fetchSnapshot, { group, cycle: 1 });
     const first = await run(acts.diffSnapshot, { group, cycle: 1, targets: ['cloud'] });
-    expect(first).toEqual({ left: 0, targets: { cloud: { changed: 12, stillFailing: 0 } } });
+    expect(first).toEqual({ left: 0, targets: { cloud: { changed: 12, stillFailing: 0, held: 0 } } });
     const pending = await pendingOf(group, 'cloud');
     const [staged] = await store.snapshotRecords(group, 1, [iccs[0]]);
     expect(pending.get(iccs[0])).toEqual(JSON.parse(staged!));
@@ -138,7 +138,7 @@ describe('diff', () => {
     kite.update(iccs[9], { supervisionGroup: 'elsewhere' });
     await run(acts.fetchSnapshot, { group, cycle: 2 });
     const diffed = await run(acts.diffSnapshot, { group, cycle: 2, targets: ['cloud'] });
-    expect(diffed).toEqual({ left: 1, targets: { cloud: { changed: 0, stillFailing: 1 } } });
+    expect(diffed).toEqual({ left: 1, targets: { cloud: { changed: 0, stillFailing: 1, held: 0 } } });
     expect(await store.publishedRecords(group, 'cloud', [iccs[9], iccs[8]])).toEqual([null, expect.any(String)]);
   });
 
