@@ -3,29 +3,12 @@
  * workflow sets with `setCurrentDetails`). Pure functions of the group's configuration and status, so that the
  * workflow, the CLI and tests share them; safe in workflow code.
  */
+import { formatDuration } from '../shared/durations';
 import type { GroupConfig, GroupStatus } from './definitions';
-
-/** `5m`, `1h30m`, `90s`: a compact interval (the CLI's formatDuration lives in shared/, out of workflow reach). */
-function interval(ms: number): string {
-  const parts: string[] = [];
-  let left = Math.round(ms / 1000);
-  for (const [unit, size] of [
-    ['d', 86_400],
-    ['h', 3_600],
-    ['m', 60],
-    ['s', 1],
-  ] as const) {
-    if (left >= size) {
-      parts.push(`${Math.floor(left / size)}${unit}`);
-      left %= size;
-    }
-  }
-  return parts.join('') || `${ms}ms`;
-}
 
 /** The one-line summary a run carries from its start: `Kite group fleet-a → azure, aws, every 5m`. */
 export function groupSummary(config: Pick<GroupConfig, 'group' | 'targets' | 'intervalMs'>): string {
-  return `Kite group ${config.group} → ${config.targets.join(', ')}, every ${interval(config.intervalMs)}`;
+  return `Kite group ${config.group} → ${config.targets.join(', ')}, every ${formatDuration(config.intervalMs)}`;
 }
 
 const utc = (ms: number) =>
