@@ -42,7 +42,7 @@ const slow = new SlowTarget('slow');
 let harness: SyncHarness;
 
 beforeAll(async () => {
-  // The worker's defaults: 500 SIMs per batch, 4 batches in flight, the workflow's 15 s heartbeat timeout.
+  // The worker's defaults: 500 SIMs per batch, 4 batches in flight, the workflow's 10 s heartbeat timeout.
   harness = await startSyncHarness({ kite, targets: [slow], batchSize: 500 });
 });
 afterAll(() => harness?.close());
