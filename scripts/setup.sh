@@ -44,6 +44,12 @@ install_debian_packages() {
 
 install_npm_packages() {
   local stamp="$ROOT/node_modules/.kite-lock-hash" hash
+  # A git worktree may share another checkout's packages through a node_modules symlink. npm ci would follow it,
+  # empty the shared folder under every other checkout, and replace the link with a folder of its own.
+  if [ -L "$ROOT/node_modules" ]; then
+    say "node_modules is a link to $(readlink "$ROOT/node_modules"): not installing npm packages here"
+    return
+  fi
   hash=$(sha256sum "$ROOT/package-lock.json" | cut -d' ' -f1)
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$hash" ]; then return; fi
   say "installing npm packages (npm ci)"
