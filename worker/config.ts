@@ -20,7 +20,7 @@ import {
   type Json,
 } from '../shared/settings';
 import { temporalBindings, temporalSettingsSchema } from '../shared/temporal-settings';
-import { parseTargetConfigs, type TargetConfig } from '../targets/config';
+import { parseTargetConfigs, type ConfigWarning, type TargetConfig } from '../targets/config';
 
 export { ConfigError };
 
@@ -130,15 +130,18 @@ export type WorkerConfig = Omit<z.output<typeof workerSchema>, 'targets'> & {
   targets: Record<string, TargetConfig>;
 };
 
-/** Reads, resolves and validates the worker's configuration; throws ConfigError naming the first bad setting. */
-export function loadConfig(env: Env = process.env): WorkerConfig {
+/**
+ * Reads, resolves and validates the worker's configuration; throws ConfigError naming the first bad setting.
+ * `warn` hears of settings that still work but should change (a deprecated name).
+ */
+export function loadConfig(env: Env = process.env, warn?: ConfigWarning): WorkerConfig {
   const file = env.KITE_CONFIG_FILE ? readJsonFile(env.KITE_CONFIG_FILE, 'KITE_CONFIG_FILE') : {};
   const resolved = resolveEnvRefs(file, env, '') as Json;
   const settings = parseSettings(workerSchema, WORKER_ENV, env, resolved);
   const targetsRaw = env.KITE_TARGETS
     ? parseJson(env.KITE_TARGETS, 'KITE_TARGETS')
     : (resolved.targets ?? defaultTargets(env));
-  return { ...settings, targets: parseTargetConfigs(resolveEnvRefs(targetsRaw, env, 'targets')) };
+  return { ...settings, targets: parseTargetConfigs(resolveEnvRefs(targetsRaw, env, 'targets'), warn) };
 }
 
 /** Without any target configuration, publish to the local broker: the embedded demo's default. */

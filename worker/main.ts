@@ -12,7 +12,7 @@ import { startWorker } from './worker';
 async function main(): Promise<void> {
   const logger = createLogger({ component: 'worker' });
   routeProcessDiagnostics(logger.child({ component: 'node' }));
-  const config = loadConfig();
+  const config = loadConfig(process.env, (message, setting) => logger.warn(message, { setting }));
   const { metrics } = installRuntime({ prometheusBindAddress: config.metricsAddress });
   const running = await startWorker(config, logger, metricsHooks(metrics));
   logger.info('worker started', {

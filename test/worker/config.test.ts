@@ -141,3 +141,34 @@ test('the worker exits with code 2 on an invalid setting, a bad Azure target inc
     expect(stderr).not.toContain(key);
   }
 });
+
+test('the MQTT setting topicTemplate, renamed stateTopicTemplate, still works with a logged warning', async () => {
+  const warnings: string[] = [];
+  const targets = { mqtt: { type: 'mqtt', url: 'mqtt://127.0.0.1:1883', topicTemplate: 'old/{group}/{iccid}' } };
+  const config = loadConfig({ KITE_TARGETS: JSON.stringify(targets) }, (message, setting) =>
+    warnings.push(`${setting}: ${message}`)
+  );
+  expect(config.targets.mqtt).toMatchObject({ stateTopicTemplate: 'old/{group}/{iccid}' });
+  expect(config.targets.mqtt).not.toHaveProperty('topicTemplate');
+  expect(warnings).toEqual([
+    expect.stringMatching(/^targets\.mqtt\.topicTemplate: .*deprecated: rename it to stateTopicTemplate/),
+  ]);
+
+  // Both names at once is ambiguous: refused, naming the old one.
+  const both = { mqtt: { ...targets.mqtt, stateTopicTemplate: 'new/{iccid}' } };
+  expect(() => loadConfig({ KITE_TARGETS: JSON.stringify(both) })).toThrow(
+    'targets.mqtt.topicTemplate: is the old name of stateTopicTemplate; give only stateTopicTemplate'
+  );
+
+  // The worker process logs the warning (here before it stops on another target's bad setting).
+  const { code, stderr } = await runWorker({
+    KITE_TARGETS: JSON.stringify({ ...targets, hook: { type: 'webhook' } }),
+  });
+  expect(code).toBe(2);
+  const warning = stderr
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line) as { level: string; msg: string; setting?: string })
+    .find((entry) => entry.setting === 'targets.mqtt.topicTemplate');
+  expect(warning).toMatchObject({ level: 'warn', msg: expect.stringContaining('rename it to stateTopicTemplate') });
+});
