@@ -5,7 +5,8 @@ import { FailureType } from '../shared/failures';
 import type { Logger } from '../shared/log';
 import { canonicalJson } from '../record';
 import type { Entry, StateStore } from '../state/store';
-import { connectivityHints, isInGroup, KiteApiError, mapSim, simIcc, type KitePresence, type KiteSim } from '../kite';
+import { KiteApiError, mapSim, type KitePresence, type KiteSim } from '../kite';
+import { groupSimsOf, unusableEntries } from './group-sims';
 import { isAccountWide, kiteFailure, type KiteSource } from './kite-source';
 import type { CycleRef, FetchResult } from './types';
 
@@ -31,6 +32,8 @@ interface Connectivity {
   p?: KitePresence;
   /** Set while the SIM's presence read fails: it does not count towards a presence outage again. */
   e?: string;
+  /** What identifies the SIM besides its ICC (simIdentity), recorded in the store's `ids` too. */
+  i?: string;
 }
 
 const emptyCounts = (): FetchResult => ({
@@ -148,15 +151,15 @@ async function stageGroupPage(
   call: FetchCall
 ): Promise<void> {
   const { kite, store } = deps;
-  const invalid: Entry[] = [];
-  const members: { sim: KiteSim; icc: string; hints: string }[] = [];
-  const filter = kite.filterOf(group);
-  sims.forEach((sim, i) => {
-    if (!isInGroup(sim, group, filter)) return;
-    const icc = simIcc(sim);
-    if (icc === undefined) invalid.push([`#${startIndex + i}`, 'bad-icc']);
-    else members.push({ sim, icc, hints: connectivityHints(sim) });
-  });
+  const { members, unusable } = groupSimsOf(sims, startIndex, group, kite.filterOf(group));
+  const invalid = unusableEntries(
+    unusable,
+    await store.lastKnownIccs(
+      group,
+      unusable.map((u) => u.identity ?? '')
+    )
+  );
+  if (invalid.length) deps.logger.warn('SIMs of the group with an unusable ICC in Kite are kept under their last known ICC', { group, cycle, sims: invalid.slice(0, 10).map(([icc]) => icc), count: invalid.length }); // prettier-ignore
   const known = await store.knownConnectivity(
     group,
     members.map((m) => m.icc)
@@ -171,6 +174,8 @@ async function stageGroupPage(
 
   const records: Entry[] = [];
   const connectivity: Entry[] = [];
+  const identities: Entry[] = [];
+  const droppedIdentities: string[] = [];
   members.forEach((m, i) => {
     // When Kite failed this SIM's presence, it is published with its last known presence (or none), and read again
     // next cycle, since its hints are not recorded as seen.
@@ -179,13 +184,27 @@ async function stageGroupPage(
     if (mapped.ok) records.push([m.icc, canonicalJson(mapped.record)]);
     else invalid.push([m.icc, mapped.reason]);
     // A presence is cached only when it made a good record: a rejected one is read again next cycle.
-    if (error) connectivity.push([m.icc, JSON.stringify({ ...previous[i], e: error })]);
-    else if (stale[i] && mapped.ok) connectivity.push([m.icc, JSON.stringify({ h: m.hints, p: presence })]);
+    // Its identity is recorded with it, so that the SIM keeps its place should Kite send its ICC unusable.
+    const was = previous[i];
+    const next: Connectivity | undefined = error
+      ? { ...was, e: error }
+      : stale[i] && mapped.ok
+        ? { h: m.hints, p: presence }
+        : was && was.i !== m.identity
+          ? { ...was }
+          : undefined;
+    if (!next) return;
+    next.i = m.identity;
+    connectivity.push([m.icc, JSON.stringify(next)]);
+    if (m.identity !== was?.i) {
+      if (was?.i) droppedIdentities.push(was.i);
+      if (m.identity) identities.push([m.identity, m.icc]);
+    }
   });
   for (const [, reason] of invalid) counts.invalidReasons[reason] = (counts.invalidReasons[reason] ?? 0) + 1;
   counts.invalid += invalid.length;
   counts.inGroup += records.length;
-  await store.stagePage(group, cycle, { records, connectivity, invalid });
+  await store.stagePage(group, cycle, { records, connectivity, invalid, identities, droppedIdentities });
 }
 
 /**

@@ -173,9 +173,27 @@ export function mapSim(sim: KiteSim | unknown, presence?: KitePresence): MapResu
   }
 }
 
-/** The SIM's ICC when it is usable as an identifier (a non-empty string of at most 32 characters). */
+/**
+ * The SIM's ICC when it is usable as its identifier: 18 to 22 digits, as the record requires. A number (its digits
+ * may be rounded), an empty string or an F-padded ICC is not.
+ */
 export function simIcc(sim: KiteSim): string | undefined {
-  return typeof sim.icc === 'string' && sim.icc.length > 0 && sim.icc.length <= 32 ? sim.icc : undefined;
+  return isObj(sim) && typeof sim.icc === 'string' && ICC.test(sim.icc) ? sim.icc : undefined;
+}
+
+/**
+ * What identifies the SIM besides its ICC: Kite's `subscriptionId` and the `imsi` together (`sub:<id>|imsi:<imsi>`,
+ * either part may be empty), undefined when it has neither. Lets the connector recognise a SIM whose ICC Kite
+ * sends unusable.
+ */
+export function simIdentity(sim: KiteSim): string | undefined {
+  if (!isObj(sim)) return undefined;
+  const id = (v: unknown) =>
+    (typeof v === 'string' && v.length > 0 && v.length <= 64) || (typeof v === 'number' && Number.isSafeInteger(v))
+      ? String(v)
+      : '';
+  const [sub, imsi] = [id(sim.subscriptionId), id(sim.imsi)];
+  return sub || imsi ? `sub:${sub}|imsi:${imsi}` : undefined;
 }
 
 /**

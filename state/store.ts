@@ -4,7 +4,10 @@
  *
  *   snap:<cycle>      HASH iccid → canonical record JSON          the cycle's staged snapshot (TTL)
  *   invalid:<cycle>   HASH icc or #index → reason                 SIMs of the group that could not be mapped (TTL)
- *   conn              HASH iccid → {h: hints, p: presence}       connectivity hints and presence last fetched
+ *   conn              HASH iccid → {h: hints, p: presence,       connectivity hints and presence last fetched,
+ *                                   i: identity}                   and what identifies the SIM besides its ICC
+ *   ids               HASH identity → iccid                       the last known ICC of each identity in conn: a
+ *                                                                  SIM whose ICC Kite sends unusable keeps its place
  *   pub:<target>      HASH iccid → canonical record JSON          what the target holds (last acknowledged)
  *   pending:<target>  HASH iccid → canonical patch JSON           changes not yet acknowledged
  *   fail:<target>     HASH iccid → {reason, patch, at}            permanent failures, retried when the patch changes
@@ -233,6 +236,14 @@ export class StateStore {
     return this.hmget(this.keys(group).connectivity, iccids);
   }
 
+  /**
+   * The last known ICC of SIMs by what identifies them besides their ICC (`stagePage`'s `identities`), null for
+   * identities never recorded.
+   */
+  async lastKnownIccs(group: string, identities: string[]): Promise<(string | null)[]> {
+    return this.hmget(this.keys(group).identities, identities);
+  }
+
   /** How many SIMs the group's last complete listing of Kite's inventory held; undefined before the first. */
   async lastListed(group: string): Promise<number | undefined> {
     const value = await this.redis.hget(this.keys(group).meta, 'listed');
@@ -244,11 +255,21 @@ export class StateStore {
     await this.redis.hset(this.keys(group).meta, 'listed', String(count));
   }
 
-  /** Writes one fetched page of a group: records, connectivity, invalid SIMs. One round trip. */
+  /**
+   * Writes one fetched page of a group: records, connectivity, invalid SIMs, and `identities` (identity → iccid)
+   * learnt or changed, dropping the identities in `droppedIdentities` (SIMs now identified otherwise). One round
+   * trip.
+   */
   async stagePage(
     group: string,
     cycle: number,
-    page: { records: Entry[]; connectivity: Entry[]; invalid: Entry[] }
+    page: {
+      records: Entry[];
+      connectivity: Entry[];
+      invalid: Entry[];
+      identities?: Entry[];
+      droppedIdentities?: string[];
+    }
   ): Promise<void> {
     const keys = this.keys(group);
     const pipeline = this.redis.pipeline();
@@ -257,6 +278,8 @@ export class StateStore {
     if (page.records.length) pipeline.hset(snapshot, ...page.records.flat()).expire(snapshot, this.ttl);
     if (page.invalid.length) pipeline.hset(invalid, ...page.invalid.flat()).expire(invalid, this.ttl);
     if (page.connectivity.length) pipeline.hset(keys.connectivity, ...page.connectivity.flat());
+    if (page.droppedIdentities?.length) pipeline.hdel(keys.identities, ...page.droppedIdentities);
+    if (page.identities?.length) pipeline.hset(keys.identities, ...page.identities.flat());
     await execOrThrow(pipeline);
   }
 
@@ -364,7 +387,12 @@ export class StateStore {
   async forget(group: string, targets: string[], iccids: string[]): Promise<void> {
     if (!iccids.length) return;
     const keys = this.keys(group);
+    const identities = (await this.hmget(keys.connectivity, iccids)).flatMap((json) => {
+      const identity = json ? (JSON.parse(json) as { i?: unknown }).i : undefined;
+      return typeof identity === 'string' ? [identity] : [];
+    });
     const pipeline = this.redis.pipeline();
+    if (identities.length) pipeline.hdel(keys.identities, ...identities);
     pipeline.hdel(keys.connectivity, ...iccids);
     pipeline.hdel(keys.audit, ...iccids);
     for (const target of targets) {
@@ -556,6 +584,7 @@ export class StateStore {
       snapshot: (cycle: number) => `${base}snap:${cycle}`,
       invalid: (cycle: number) => `${base}invalid:${cycle}`,
       connectivity: `${base}conn`,
+      identities: `${base}ids`,
       published: (target: string) => `${base}pub:${target}`,
       pending: (target: string) => `${base}pending:${target}`,
       failures: (target: string) => `${base}fail:${target}`,
