@@ -16,7 +16,16 @@
 export type { GroupFilter, KiteSim, KitePresence, KiteConnStatus, KiteConsumption, KiteLocation } from './types';
 export { LIFE_CYCLE_STATES, type LifeCycleState } from './types';
 export { KiteApiError } from './errors';
-export { mapSim, connectivityHints, isInGroup, simIcc, simIdentity, MAX_STRING_LENGTH, MAX_DAILY, type MapResult } from './mapping';
+export {
+  mapSim,
+  connectivityHints,
+  isInGroup,
+  simIcc,
+  simIdentity,
+  MAX_STRING_LENGTH,
+  MAX_DAILY,
+  type MapResult,
+} from './mapping';
 export { kiteAccountPeer } from './account';
 export {
   KiteClient,
