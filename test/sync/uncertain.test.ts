@@ -1,7 +1,8 @@
 /**
  * A patch handed to a target and never acknowledged leaves the target's state unknown. When the cycle then ends
- * without a retry (the group disabled, or stopped) and Kite's values flip back, the next cycle must still correct
- * the target: every SIM at the target equals Kite afterwards. Real workflow, Temporal server and Redis.
+ * without a retry (the group disabled, or stopped, or the publish out of attempts) and Kite's values flip back,
+ * the next cycle must still correct the target: every SIM at the target equals Kite afterwards. Real workflow,
+ * Temporal server and Redis.
  */
 import type { WorkflowHandle } from '@temporalio/client';
 import { mapSim } from '../../kite';
@@ -17,11 +18,24 @@ import { waitUntil } from '../support/wait-until';
 /** Delivers every patch, then, while `loseAcks` is set, fails the call as if the acknowledgement was lost. */
 class LostAckTarget extends RecordingTarget {
   loseAcks = false;
+  /**
+   * How a lost acknowledgement shows: the call throws (a transient fault, retried after Temporal's backoff), or
+   * every SIM is throttled with a short Retry-After (the attempts run out within seconds).
+   */
+  lossAs: 'error' | 'throttle' = 'error';
+  /** While acknowledgements are lost, only these SIMs reach the target (a partial delivery); all when absent. */
+  reaching?: Set<string>;
 
   override async publish(items: PublishItem[]): Promise<PublishOutcome[]> {
-    const outcomes = await super.publish(items);
-    if (this.loseAcks) throw new Error('connection reset before the acknowledgement');
-    return outcomes;
+    if (!this.loseAcks) return super.publish(items);
+    await super.publish(this.reaching ? items.filter((item) => this.reaching!.has(item.iccid)) : items);
+    if (this.lossAs === 'error') throw new Error('connection reset before the acknowledgement');
+    return items.map((item) => ({
+      iccid: item.iccid,
+      status: 'throttled',
+      retryAfterMs: 20,
+      reason: 'acknowledgement lost',
+    }));
   }
 
   /** What the target holds per SIM: every patch received, applied in order. */
@@ -101,4 +115,43 @@ test('flip-back across stop and start: every SIM at the target equals Kite', asy
     async (handle) => void (await handle.terminate('stopped by the test')),
     async (group) => ({ handle: await harness.start(group), cycles: 1 })
   );
+});
+
+test('flip-back after the publish ran out of attempts with a partial delivery: every SIM at the target equals Kite', async () => {
+  const group = uniqueName('flip-exhausted');
+  const iccs = kite.addSims(group, 30, Math.floor(Math.random() * 1e6));
+  const handle = await harness.start(group);
+  await harness.waitForCycles(handle, 1);
+  const changed = iccs.slice(0, 20);
+  const [reached, unreached] = [changed.slice(0, 10), changed.slice(10)];
+  const original = new Map(changed.map((icc) => [icc, kite.sims.get(icc)!.alias]));
+  const renamed = (icc: string) => `new-${icc.slice(-6)}`;
+  for (const icc of changed) kite.update(icc, { alias: renamed(icc) });
+
+  // Half of the new aliases reach the target, no acknowledgement comes back, and every attempt is throttled.
+  Object.assign(cloud, { loseAcks: true, lossAs: 'throttle', reaching: new Set(reached) });
+  try {
+    await handle.signal(syncNowSignal);
+    await waitUntil(() => reached.every((icc) => cloud.state(icc)?.alias === renamed(icc)), 'the partial delivery');
+    // The snapshot of the cycle is staged: Kite's values flip back while its publish retries.
+    for (const icc of changed) kite.update(icc, { alias: original.get(icc) });
+    await waitUntil(
+      async () => (await handle.query(statusQuery)).lastCycle?.cycle === 2,
+      'the cycle ran out of attempts',
+      120_000
+    );
+  } finally {
+    Object.assign(cloud, { loseAcks: false, lossAs: 'error', reaching: undefined });
+  }
+  const exhausted = (await handle.query(statusQuery)).lastCycle;
+  expect(exhausted).toMatchObject({ outcome: 'failed', error: expect.stringMatching(/attempts exhausted/) });
+  for (const icc of reached) expect(cloud.state(icc)?.alias).toBe(renamed(icc)); // the target holds new values
+  for (const icc of unreached) expect(cloud.state(icc)?.alias).toBe(original.get(icc));
+
+  // The next cycle starts at once, without a syncNow, and corrects what was delivered.
+  const status = await harness.waitForCycles(handle, 3, 60_000);
+  expect(status.lastCycle?.outcome).toBe('completed');
+  const wrong = iccs.filter((icc) => JSON.stringify(cloud.state(icc)) !== JSON.stringify(kiteRecord(icc)));
+  expect(wrong).toEqual([]);
+  await handle.terminate();
 });
