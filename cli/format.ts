@@ -3,6 +3,7 @@ import type { ActivityProgress, CycleSummary, GroupStatus } from '../workflows/d
 import { WORKFLOW_TYPE, workflowIdForGroup } from '../workflows/definitions';
 import type { ClientSettings } from './connection';
 import { formatDuration } from '../shared/durations';
+import { presenceErrorCount, presenceErrorsLine } from '../workflows/details';
 
 type UiSettings = Pick<ClientSettings, 'webUiUrl' | 'namespace'>;
 
@@ -63,6 +64,7 @@ export function cycleLines(cycle: CycleSummary, now: number): string[] {
     ...(cycle.error ? [`error: ${cycle.error}`] : []),
     `${cycle.seen} SIMs seen, ${cycle.inGroup} in group, ${cycle.invalid} invalid${invalid ? ` (${invalid})` : ''}, ` +
       `${cycle.left} left`,
+    ...(presenceErrorCount(cycle) ? [presenceErrorsLine(cycle)] : []),
     ...Object.entries(cycle.targets).map(([target, counts]) => `${target}: ${targetLine(counts)}`),
   ];
 }

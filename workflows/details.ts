@@ -4,7 +4,7 @@
  * workflow, the CLI and tests share them; safe in workflow code.
  */
 import { formatDuration } from '../shared/durations';
-import type { GroupConfig, GroupStatus } from './definitions';
+import type { CycleSummary, GroupConfig, GroupStatus } from './definitions';
 
 /** The one-line summary a run carries from its start: `Kite group fleet-a → azure, aws, every 5m`. */
 export function groupSummary(config: Pick<GroupConfig, 'group' | 'targets' | 'intervalMs'>): string {
@@ -16,6 +16,19 @@ const utc = (ms: number) =>
     .toISOString()
     .replace(/\.\d+Z$/, ' UTC')
     .replace('T', ' ');
+
+/** SIMs of the cycle whose presence read failed (0 for summaries of older runs, which have no count). */
+export function presenceErrorCount(cycle: Pick<CycleSummary, 'presenceErrors'>): number {
+  return Object.values(cycle.presenceErrors ?? {}).reduce((n, v) => n + v, 0);
+}
+
+/** `2 SIMs published without a fresh presence (presence-error:SVC.1006: 1, presence-error:SVR.1000: 1)`. */
+export function presenceErrorsLine(cycle: Pick<CycleSummary, 'presenceErrors'>): string {
+  const reasons = Object.entries(cycle.presenceErrors ?? {})
+    .map(([reason, n]) => `${reason}: ${n}`)
+    .join(', ');
+  return `${presenceErrorCount(cycle)} SIMs published without a fresh presence, read again next cycle (${reasons})`;
+}
 
 /**
  * The group's live status as Markdown: ON/OFF, what runs now and when the next sync is, the last cycle's counts
@@ -39,6 +52,7 @@ export function groupDetails(status: GroupStatus, pause?: string): string {
       '',
       `**Last cycle #${cycle.cycle} ${cycle.outcome ?? 'completed'}** at ${utc(cycle.finishedAt)}: ` +
         `${cycle.inGroup} SIMs in group, ${cycle.invalid} invalid, ${cycle.left} left` +
+        (presenceErrorCount(cycle) ? ` · ${presenceErrorsLine(cycle)}` : '') +
         (cycle.error ? ` · error: ${cycle.error}` : ''),
       '',
       '| target | changed | published | failed | throttled | pending | failing SIMs |',
