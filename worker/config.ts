@@ -6,6 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { DEFAULT_MAX_RESPONSE_BYTES } from '../kite';
 import { ConfigError } from '../shared/config-error';
 import { DEFAULT_METRICS_ADDRESS } from '../shared/defaults';
 import {
@@ -53,6 +54,17 @@ const kiteSchema = strictSettings({
   requestsBurst: numberSetting({ min: 1, max: 1000, fallback: 1, integer: true }),
   /** SIMs per page, 1..1000 (1..100 on v6). @default 1000, 100 on v6 (KITE_PAGE_SIZE) */
   pageSize: z.unknown().optional(),
+  /**
+   * Largest Kite answer body read, in bytes, 64 KiB to 256 MiB; a longer one fails the request, naming this
+   * setting. Bodies are held whole while parsed, so it bounds the worker's memory per request: a page of 1000
+   * SIMs is about 1.6 MB. @default 16777216 (16 MiB) (KITE_MAX_RESPONSE_BYTES)
+   */
+  maxResponseBytes: numberSetting({
+    min: 64 * 1024,
+    max: 256 * 1024 * 1024,
+    fallback: DEFAULT_MAX_RESPONSE_BYTES,
+    integer: true,
+  }),
   /** Per group, a Kite search that selects its SIMs instead of the `supervisionGroup` field (file only). @default {} */
   groupFilters: z.record(z.string(), groupFilterSchema).default({}),
 })
@@ -115,6 +127,7 @@ const WORKER_ENV: EnvBindings = {
   'kite.requestsPerSecond': 'KITE_REQUESTS_PER_SECOND',
   'kite.requestsBurst': 'KITE_REQUESTS_BURST',
   'kite.pageSize': 'KITE_PAGE_SIZE',
+  'kite.maxResponseBytes': 'KITE_MAX_RESPONSE_BYTES',
   'publish.batchSize': 'KITE_PUBLISH_BATCH_SIZE',
   'publish.inFlightBatches': 'KITE_PUBLISH_IN_FLIGHT',
   'publish.maxLeaveFraction': 'KITE_MAX_LEAVE_FRACTION',

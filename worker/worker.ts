@@ -66,6 +66,7 @@ export async function startWorker(
         apiVersion: config.kite.apiVersion,
         budget: kiteBudget,
         pageSize: config.kite.pageSize,
+        maxResponseBytes: config.kite.maxResponseBytes,
         groupFilter,
         logger: logger.child({ component: 'kite-client' }),
         ...tls,

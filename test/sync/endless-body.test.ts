@@ -1,6 +1,7 @@
 /**
  * A Kite answer whose body never ends: the worker process, run with the image's heap flags, reads at most its
- * response limit, fails the cycle with an error naming that limit, and its resident memory stays bounded. The
+ * configured response limit (KITE_MAX_RESPONSE_BYTES), fails the cycle with an error naming that limit, and its
+ * resident memory stays bounded. The
  * test watches the worker's RSS and kills it at once if it runs away, so a regression fails fast and safely.
  */
 import { readFileSync } from 'node:fs';
@@ -14,7 +15,7 @@ import { testStack, uniqueName } from '../setup/stack';
 import { simulatorWorkerEnv, startWorkerProcess, type WorkerProcess } from '../support/worker-process';
 import { waitUntil } from '../support/wait-until';
 
-/** Growth of the worker's resident memory that a 16 MiB response limit must stay well within. */
+/** Growth of the worker's resident memory that an 8 MiB response limit must stay well within. */
 const MAX_RSS_GROWTH_MB = 200;
 
 let sim: KiteSimulator;
@@ -46,6 +47,7 @@ test('an endless inventory body fails the cycle with the limit named, and the wo
     ...simulatorWorkerEnv(sim, taskQueue),
     NODE_OPTIONS: '--max-old-space-size=256 --max-semi-space-size=32',
     KITE_TARGETS: JSON.stringify({ sink: { type: 'null' } }),
+    KITE_MAX_RESPONSE_BYTES: String(8 * 1024 * 1024),
   });
   const pid = worker.child.pid!;
   const before = memoryMb(pid).rss;
@@ -80,6 +82,6 @@ test('an endless inventory body fails the cycle with the limit named, and the wo
   expect(peak - before).toBeLessThan(MAX_RSS_GROWTH_MB);
   const status = await handle.query(statusQuery);
   expect(status.lastCycle).toMatchObject({ outcome: 'failed' });
-  expect(status.lastError).toMatch(/larger than 16777216 bytes \(maxResponseBytes\)/);
+  expect(status.lastError).toMatch(/larger than 8388608 bytes \(maxResponseBytes\)/);
   await handle.terminate();
 }, 180_000);

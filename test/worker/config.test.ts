@@ -32,6 +32,20 @@ test('the audit trail is sized by KITE_AUDIT_ENTRIES_PER_SIM and KITE_AUDIT_MAX_
   expect(() => loadConfig({ KITE_AUDIT_ENTRIES_PER_SIM: '-1' })).toThrow(/KITE_AUDIT_ENTRIES_PER_SIM/);
 });
 
+test("Kite's response body limit: 16 MiB by default, set by kite.maxResponseBytes or KITE_MAX_RESPONSE_BYTES", () => {
+  expect(loadConfig({}).kite.maxResponseBytes).toBe(16 * 1024 * 1024);
+  expect(loadConfig({ KITE_MAX_RESPONSE_BYTES: '4194304' }).kite.maxResponseBytes).toBe(4 * 1024 * 1024);
+  const path = file('limit.json', { kite: { maxResponseBytes: 8 * 1024 * 1024 } });
+  expect(loadConfig({ KITE_CONFIG_FILE: path }).kite.maxResponseBytes).toBe(8 * 1024 * 1024);
+  expect(loadConfig({ KITE_CONFIG_FILE: path, KITE_MAX_RESPONSE_BYTES: '65536' }).kite.maxResponseBytes).toBe(65536);
+  for (const bad of ['1000', '1e12', '1048576.5', 'lots']) {
+    expect(() => loadConfig({ KITE_MAX_RESPONSE_BYTES: bad })).toThrow(/^KITE_MAX_RESPONSE_BYTES: must be a/);
+  }
+  expect(() => loadConfig({ KITE_CONFIG_FILE: file('tiny.json', { kite: { maxResponseBytes: 10 } }) })).toThrow(
+    'kite.maxResponseBytes: must be a number from 65536 to 268435456, got 10'
+  );
+});
+
 test('a file with env: references is resolved, and the environment overrides the file', () => {
   const path = file('ok.json', {
     kite: { pageSize: 100, apiVersion: 6 },
