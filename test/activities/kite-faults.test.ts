@@ -1,0 +1,98 @@
+/**
+ * Fast tier: which Kite faults fail the fetch and which stay with one SIM. One SIM's failed presence read is
+ * counted and the fetch goes on; a presence service failing for every SIM, Kite unreachable or the certificate
+ * refused fail it; an inventory holding none of the group's SIMs is refused by the diff, not taken as leavers.
+ */
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { createActivities } from '../../activities';
+import type { ConfiguredTarget } from '../../activities/publish';
+import { KiteApiError, type KitePresence } from '../../kite';
+import { createLogger } from '../../shared/log';
+import { uniqueName } from '../setup/stack';
+import { MemoryKite } from '../support/memory-kite';
+import { RecordingTarget } from '../support/recording-target';
+import { testStore } from '../support/test-store';
+
+const { store } = testStore('kite-faults');
+
+/** An in-memory Kite whose presence reads fail with a chosen error for chosen SIMs (or all of them). */
+class PresenceFaultKite extends MemoryKite {
+  failing: Set<string> | 'all' = new Set();
+  fault = () => new KiteApiError({ code: 'SVR.1000', text: 'Generic server error', status: 500 });
+
+  override async presence(icc: string): Promise<KitePresence | undefined> {
+    if (this.failing === 'all' || this.failing.has(icc)) {
+      this.presenceReads.push(icc);
+      throw this.fault();
+    }
+    return super.presence(icc);
+  }
+}
+
+function setup() {
+  const group = uniqueName('g');
+  const kite = new PresenceFaultKite(5);
+  const acts = createActivities({
+    store,
+    kite,
+    targets: new Map<string, ConfiguredTarget>([['cloud', { target: new RecordingTarget('cloud') }]]),
+    logger: createLogger({}, { level: 'error' }),
+  });
+  return { group, kite, acts };
+}
+
+const run = <A extends unknown[], R>(fn: (...args: A) => Promise<R>, ...args: A): Promise<R> =>
+  new MockActivityEnvironment().run(fn, ...args) as Promise<R>;
+
+test("every presence read failing fails the fetch as Kite's presence outage, retryable", async () => {
+  const { group, kite, acts } = setup();
+  kite.addSims(group, 12);
+  kite.failing = 'all';
+  await expect(run(acts.fetchSnapshot, { group, cycle: 1 })).rejects.toMatchObject({
+    type: 'KitePresenceOutage',
+    nonRetryable: false,
+    message: expect.stringMatching(/presence service looks down: 5 presence reads failed and none succeeded/),
+  });
+});
+
+test('SIMs whose presence failed before do not make an outage again: the fetch completes and counts them', async () => {
+  const { group, kite, acts } = setup();
+  const iccs = kite.addSims(group, 12);
+  const broken = new Set(iccs.filter((_, i) => i % 2 === 1));
+  kite.failing = broken;
+  const first = await run(acts.fetchSnapshot, { group, cycle: 1 });
+  expect(first).toMatchObject({ inGroup: 12, presenceFetched: 6, presenceErrors: { 'presence-error:SVR.1000': 6 } });
+
+  // Next cycle only the broken SIMs are read again (the others' hints did not change), and they fail again.
+  kite.presenceReads.length = 0;
+  const second = await run(acts.fetchSnapshot, { group, cycle: 2 });
+  expect(new Set(kite.presenceReads)).toEqual(broken);
+  expect(second).toMatchObject({ inGroup: 12, presenceFetched: 0, presenceErrors: { 'presence-error:SVR.1000': 6 } });
+});
+
+test.each([
+  ['Kite unreachable', 'NETWORK', 0, { nonRetryable: false }],
+  ['the certificate refused', 'SVC.1013', 403, { nonRetryable: true, type: 'KiteAuthError' }],
+])('%s on a presence read fails the fetch', async (_what, code, status, expected) => {
+  const { group, kite, acts } = setup();
+  const iccs = kite.addSims(group, 8);
+  kite.failing = new Set([iccs[6]]);
+  kite.fault = () => new KiteApiError({ code, text: 'account-wide', status });
+  await expect(run(acts.fetchSnapshot, { group, cycle: 1 })).rejects.toMatchObject(expected);
+});
+
+test('an inventory holding none of the known SIMs is refused, whatever the group size, and forgets nothing', async () => {
+  const { group, kite, acts } = setup();
+  kite.addSims(group, 3);
+  await run(acts.fetchSnapshot, { group, cycle: 1 });
+  await run(acts.diffSnapshot, { group, cycle: 1, targets: ['cloud'] });
+  kite.sims.clear(); // Kite answers an empty list
+  const fetched = await run(acts.fetchSnapshot, { group, cycle: 2 });
+  expect(fetched).toMatchObject({ seen: 0, inGroup: 0 });
+  await expect(run(acts.diffSnapshot, { group, cycle: 2, targets: ['cloud'] })).rejects.toMatchObject({
+    type: 'SuspiciousInventoryDrop',
+    nonRetryable: true,
+    message: expect.stringMatching(/3 of 3 known SIMs .*held none of the group's SIMs/),
+  });
+  expect(await store.knownCount(group)).toBe(3);
+});
