@@ -5,6 +5,9 @@ DATA="${KITE_DATA_DIR:-$ROOT/.data}"
 TEMPORAL_VERSION=1.5.1
 TEMPORAL_BIN="$CACHE/bin/temporal"
 VENV="$CACHE/venv"
+# Temporal's time-skipping test server (a Java program from Maven Central, see scripts/test-server/pom.xml).
+TEST_SERVER_DIR="$CACHE/temporal-test-server"
+TEST_SERVER_BIN="$TEST_SERVER_DIR/temporal-test-server"
 
 say() { printf '\033[1m[kite]\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[31m[kite] error:\033[0m %s\n' "$*" >&2; exit 1; }

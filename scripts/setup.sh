@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything the project needs, idempotently; each step is skipped when already done.
 #   setup.sh                 Temporal CLI, Redis, Mosquitto, npm packages
-#   setup.sh --test-peers    also moto (AWS IoT double) in a Python venv, and Chromium from Debian for the
-#                            Web UI browser test (driven by playwright-core, which never downloads a browser)
+#   setup.sh --test-peers    also moto (AWS IoT double) in a Python venv, Chromium from Debian for the Web UI
+#                            browser test (driven by playwright-core, which never downloads a browser), and
+#                            Temporal's time-skipping test server from Maven Central (Java) for the fast tier
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -76,10 +77,29 @@ install_moto() {
   "$VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]==5.*'
 }
 
+install_time_skipping_server() {
+  local pom="$ROOT/scripts/test-server/pom.xml" stamp="$TEST_SERVER_DIR/.pom-hash" hash
+  hash=$(sha256sum "$pom" | cut -d' ' -f1)
+  if [ -x "$TEST_SERVER_BIN" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$hash" ]; then return; fi
+  command -v java >/dev/null || die "java is missing: Temporal's time-skipping test server (fast workflow tests) is a Java 17 program"
+  command -v mvn >/dev/null || die "mvn is missing: it fetches Temporal's time-skipping test server from Maven Central ('apt-get install -y maven')"
+  say "fetching Temporal's time-skipping test server from Maven Central (first time only)"
+  rm -rf "$TEST_SERVER_DIR"
+  mvn -q -B -f "$pom" -Dmaven.repo.local="$CACHE/m2" dependency:copy-dependencies -DoutputDirectory="$TEST_SERVER_DIR/lib"
+  # @temporalio/testing runs it as `<executable> <port>`.
+  cat >"$TEST_SERVER_BIN" <<EOT
+#!/usr/bin/env bash
+exec java -cp "\$(dirname "\$0")/lib/*" io.temporal.testserver.TestServer "\$@"
+EOT
+  chmod +x "$TEST_SERVER_BIN"
+  echo "$hash" >"$stamp"
+}
+
 command -v node >/dev/null || die "Node.js >= 20.3 is missing"
 install_debian_packages
 install_npm_packages
 install_temporal_cli
 [ "$want_test_peers" = 1 ] && install_moto
 [ "$want_test_peers" = 1 ] && install_chromium
+[ "$want_test_peers" = 1 ] && install_time_skipping_server
 say "setup complete"

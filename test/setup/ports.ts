@@ -12,3 +12,6 @@ export const TEST_PORTS = {
 
 export const ROOT = `${__dirname}/../..`;
 export const TEMPORAL_BIN = process.env.KITE_TEMPORAL_BIN ?? `${ROOT}/.cache/bin/temporal`;
+/** Temporal's time-skipping test server, which scripts/setup.sh --test-peers fetches (test/workflows/ uses it). */
+export const TEST_SERVER_BIN =
+  process.env.KITE_TEMPORAL_TEST_SERVER_BIN ?? `${ROOT}/.cache/temporal-test-server/temporal-test-server`;

@@ -2,9 +2,10 @@
  * Fast tier: the group workflow's own logic (timer, enable/disable, syncNow, configure, continue-as-new, failure
  * handling) with mocked activities, one worker and one workflow bundle for the file.
  *
- * Temporal's time-skipping test server is a separate binary that @temporalio/testing downloads on first use; it
- * cannot be fetched here, so these tests run on the shared dev server (test/setup/global-setup.ts, the binary
- * scripts/setup.sh builds) with real time and the shortest interval the workflow accepts (1 s).
+ * These run on the shared dev server (test/setup/global-setup.ts) with real time and the shortest interval the
+ * workflow accepts (1 s), for what the time-skipping server does not model as the real server does: activity
+ * cancellation, search attributes in `describe`, and the history a real server keeps. Long intervals, day-long
+ * waits and continue-as-new in skipped time are in group-sync-timers.test.ts.
  */
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { WorkflowFailedError, WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
