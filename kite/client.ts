@@ -278,6 +278,8 @@ export class KiteClient {
       } catch (err) {
         if (signal?.aborted) throw signal.reason;
         const error = transportError(err as NodeJS.ErrnoException, where);
+        // Kite's budget is the account's: its 429 (POL.1005) pauses every client of the account, every worker's.
+        if (error.status === 429) await this.budget.pause((error.retryAfterSec ?? 1) * 1000);
         if (!error.retryable || attempt >= this.retry.maxAttempts) throw error;
         const delay = this.backoff(attempt, error.retryAfterSec);
         this.log.warn('kite request failed, retrying', {

@@ -4,6 +4,7 @@ import { Evolution } from './evolution';
 import { FaultPlan, type Answer, type Route } from './faults';
 import { FilterCache, searchParams } from './filters';
 import { Inventory } from './inventory';
+import { AccountBudgets } from './rate-limit';
 import { applyKiteWrite, KiteFault } from './mutate';
 import type { FaultKind, KiteSimulatorOptions, SimulatorStats } from './types';
 
@@ -16,6 +17,10 @@ export class Simulator {
   readonly inv: Inventory;
   readonly evolution: Evolution;
   readonly faults: FaultPlan;
+  /** The request budget of each account (client certificate). */
+  readonly budgets: AccountBudgets;
+  /** Delay of every admitted API request, on top of any fault plan's. */
+  readonly latencyMs: number;
   private readonly filters = new FilterCache();
   readonly counts: SimulatorStats['requests'] = { list: 0, presence: 0, location: 0, write: 0, other: 0, control: 0 };
 
@@ -36,6 +41,8 @@ export class Simulator {
     });
     this.evolution = new Evolution(this.inv, seed, o.rates);
     this.faults = new FaultPlan(seed);
+    this.budgets = new AccountBudgets(o.rateLimit);
+    this.latencyMs = o.latencyMs ?? 0;
     if (o.faults) this.faults.set(o.faults);
   }
 

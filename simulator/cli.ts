@@ -22,6 +22,9 @@ Options:
   --no-mtls          accept clients without a certificate
   --cert-dir DIR     where the generated CA/server/client certificates live  [.data/kite-simulator/certs]
   --latency D        delay every API answer by D                             [0]
+  --rate-limit R     Kite's budget: API requests/s per account (certificate);
+                     beyond it 429 POL.1005 with Retry-After; 0 = unlimited  [0]
+  --rate-burst N     requests admitted at once after a quiet spell           [2]
   --fault-rate P     probability of a random fault per API request           [0]
   --fault-kinds K,.. rate-limit,overload,server-error,auth,malformed-json,truncated,hang,… (FaultKind) [rate-limit,overload]
   --help`;
@@ -40,6 +43,8 @@ async function main(): Promise<void> {
       'no-mtls': { type: 'boolean', default: false },
       'cert-dir': { type: 'string', default: path.join(process.cwd(), '.data/kite-simulator/certs') },
       latency: { type: 'string', default: '0' },
+      'rate-limit': { type: 'string', default: '0' },
+      'rate-burst': { type: 'string', default: '2' },
       'fault-rate': { type: 'string', default: '0' },
       'fault-kinds': { type: 'string', default: 'rate-limit,overload' },
       help: { type: 'boolean', default: false },
@@ -66,8 +71,9 @@ async function main(): Promise<void> {
     speed: Number(values.speed),
     mtls: !values['no-mtls'],
     certDir: values['cert-dir'],
+    latencyMs: durationMs(values.latency),
+    rateLimit: { perSecond: Number(values['rate-limit']), burst: int('rate-burst', values['rate-burst']) },
     faults: {
-      latencyMs: durationMs(values.latency),
       rate: Number(values['fault-rate']),
       kinds: values['fault-kinds'].split(',') as FaultKind[],
     },

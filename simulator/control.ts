@@ -96,6 +96,11 @@ export function makeControl(sim: Simulator): SimulatorControl {
     },
     setFaults: (f) => sim.faults.set(f),
     clearFaults: () => sim.faults.set({}),
-    stats: () => ({ requests: { ...sim.counts }, faultsInjected: sim.faults.injected }),
+    stats: () => ({
+      requests: { ...sim.counts },
+      faultsInjected: sim.faults.injected,
+      rateLimit: sim.budgets.snapshot(),
+    }),
+    requestLog: () => sim.budgets.requestLog(),
   };
 }

@@ -14,9 +14,12 @@ export function faultBody(f: KiteFault): string {
   return JSON.stringify({ [f.kind]: { exceptionCategory: category, exceptionId: id, text: f.text } });
 }
 
+/** Kite's answer beyond the account's request budget (kite-api.md §1.9: POL 1005, "rate per period control"). */
+export const RATE_LIMITED = new KiteFault(429, 'POL.1005', 'Request rate per period control not pass.');
+
 /** Kite's own errors, by the fault kind that injects them. */
 export const INJECTED: Record<string, KiteFault> = {
-  'rate-limit': new KiteFault(429, 'POL.1005', 'Request rate per period control not pass.'),
+  'rate-limit': RATE_LIMITED,
   overload: new KiteFault(503, 'SVR.1006', 'Service temporarily unavailable: system overloaded'),
   'server-error': new KiteFault(500, 'SVR.1000', 'Generic server error'),
   auth: new KiteFault(403, 'POL.1000', 'Restricted information: the certificate has no access to this resource'),

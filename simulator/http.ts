@@ -32,8 +32,9 @@ export function send(res: ServerResponse, a: Answer): void {
   res.writeHead(a.status, headers).end(a.body);
 }
 
-export function sendFault(res: ServerResponse, f: KiteFault): void {
-  if (f.status === 429) res.setHeader('retry-after', '1');
+/** Kite's error body for `f`; a 429 says when to come back (whole seconds, 1 unless told). */
+export function sendFault(res: ServerResponse, f: KiteFault, retryAfterSec = 1): void {
+  if (f.status === 429) res.setHeader('retry-after', String(retryAfterSec));
   send(res, { status: f.status, body: faultBody(f) });
 }
 

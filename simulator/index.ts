@@ -13,3 +13,4 @@ export { ensureDevCertificates, type DevCertificates } from './certs';
 export { BROKEN_KINDS, type BrokenKind } from './mutate';
 export { DEFAULT_RATES, type EvolutionRates } from './evolution';
 export { luhnValid } from './random';
+export type { RateLimitStats, RequestLogEntry, SimulatorRateLimit } from './rate-limit';

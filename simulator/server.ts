@@ -7,13 +7,14 @@ import { readFileSync } from 'node:fs';
 import https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import os from 'node:os';
 import path from 'node:path';
 import { createLogger } from '../shared/log';
 import { API, Simulator } from './api';
 import { ensureDevCertificates } from './certs';
 import { ControlHttp, makeControl } from './control';
-import { INJECTED, NOT_A_LIST } from './faults';
+import { INJECTED, NOT_A_LIST, RATE_LIMITED } from './faults';
 import { corrupt, readBody, send, sendEndless, sendFault } from './http';
 import { KiteFault } from './mutate';
 import type { KiteSimulator, KiteSimulatorOptions } from './types';
@@ -27,8 +28,11 @@ async function serve(sim: Simulator, control: ControlHttp, req: IncomingMessage,
   if (url.pathname.startsWith('/_sim/')) return control.handle(method, url, req, res);
   const route = sim.route(method, url);
   sim.counts[route]++;
+  const agent = req.headers['user-agent'];
+  const retryAfterSec = sim.budgets.take(accountOf(req), req.url ?? '/', agent);
+  if (retryAfterSec !== undefined) return (req.resume(), sendFault(res, RATE_LIMITED, retryAfterSec));
   const body = method === 'PUT' ? await readBody(req) : undefined;
-  const latency = sim.faults.latencyMs(route);
+  const latency = sim.latencyMs + sim.faults.latencyMs(route);
   if (latency > 0) await new Promise((r) => setTimeout(r, latency));
   const fault = sim.faults.next(route, API.exec(url.pathname)?.[2]);
   if (fault === 'hang') return; // the client's timeout must fire; close() drops the socket
@@ -40,6 +44,12 @@ async function serve(sim: Simulator, control: ControlHttp, req: IncomingMessage,
   const answer = sim.api(method, url, body, fault);
   if (fault === 'malformed-json' || fault === 'truncated') return corrupt(res, fault, answer);
   send(res, answer);
+}
+
+/** The account a request belongs to: its client certificate (one account per certificate, as at Kite). */
+function accountOf(req: IncomingMessage): string {
+  const socket = req.socket as Partial<TLSSocket>;
+  return socket.getPeerCertificate?.()?.fingerprint256 ?? 'anonymous';
 }
 
 /** Starts a simulator; with `mtls` (the default) only clients with a certificate of its CA get in. */

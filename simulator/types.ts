@@ -3,6 +3,7 @@ import type { KitePresence, KiteSim } from '../kite';
 import type { DevCertificates } from './certs';
 import type { EvolutionRates } from './evolution';
 import type { BrokenKind } from './mutate';
+import type { RateLimitStats, RequestLogEntry, SimulatorRateLimit } from './rate-limit';
 import type { Logger } from '../shared/log';
 
 /**
@@ -75,6 +76,13 @@ export interface KiteSimulatorOptions {
   jsonCache?: boolean;
   /** Initial faults. */
   faults?: SimulatorFaults;
+  /**
+   * Kite's request budget per account (client certificate), over every connection and client: beyond it, 429
+   * POL.1005 with a Retry-After. @default { perSecond: 0 } (unlimited); Kite's own is about 4 requests/s
+   */
+  rateLimit?: SimulatorRateLimit;
+  /** Delay of every admitted API request (not control requests), as a distant Kite adds; faults may add more. @default 0 */
+  latencyMs?: number;
   /** @default createLogger({ component: 'kite-simulator' }) */
   logger?: Logger;
 }
@@ -82,6 +90,8 @@ export interface KiteSimulatorOptions {
 export interface SimulatorStats {
   requests: { list: number; presence: number; location: number; write: number; other: number; control: number };
   faultsInjected: number;
+  /** The account budget: its limit, requests admitted and refused (429 POL.1005), the peak per second. */
+  rateLimit: RateLimitStats;
 }
 
 /** In-process control, mirroring the `/_sim/` endpoints. ICCs are the SIMs' current ones. */
@@ -106,6 +116,8 @@ export interface SimulatorControl {
   setFaults(faults: SimulatorFaults): void;
   clearFaults(): void;
   stats(): SimulatorStats;
+  /** The last API requests (at most 100,000) as the account budget judged them, oldest first. */
+  requestLog(): RequestLogEntry[];
 }
 
 export interface KiteSimulator {

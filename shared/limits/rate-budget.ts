@@ -40,6 +40,13 @@ export abstract class RateBudget {
   abstract refund(n: number): void | Promise<void>;
 
   /**
+   * The peer said "slow down" (a 429 with a Retry-After of `ms`): every token not yet reserved comes `ms` later,
+   * for every caller, so the load backs off by a Retry-After's worth instead of going on at the full rate. Pauses
+   * within `ms` of an earlier one are one pause: the 429s of one overload, from many callers, count once.
+   */
+  abstract pause(ms: number): void | Promise<void>;
+
+  /**
    * Waits until the caller may spend `n` tokens (default 1). Rejects with the signal's reason if it aborts
    * first, and then gives the tokens back.
    */
@@ -95,6 +102,7 @@ export class TokenBucket extends RateBudget {
   private readonly intervalMs: number;
   private readonly burst: number;
   private tat = 0;
+  private pausedAt = -Infinity;
 
   constructor(limit: RateLimit, clock: Clock = realClock) {
     super(clock);
@@ -110,5 +118,12 @@ export class TokenBucket extends RateBudget {
 
   refund(n: number): void {
     this.tat -= n * this.intervalMs;
+  }
+
+  pause(ms: number): void {
+    const now = this.clock.now();
+    if (this.intervalMs === 0 || !(ms > 0) || now < this.pausedAt + ms) return;
+    this.pausedAt = now;
+    this.tat = Math.max(this.tat, now) + ms;
   }
 }

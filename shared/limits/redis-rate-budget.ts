@@ -31,6 +31,19 @@ redis.call('SET', KEYS[1], string.format('%.3f', tat - tonumber(ARGV[1])), 'KEEP
 return 1
 `;
 
+/**
+ * KEYS[1] the bucket, KEYS[2] its pause marker (same hash tag); ARGV pause ms: every later token comes `ms` later,
+ * unless the bucket was paused less than `ms` ago (see RateBudget.pause).
+ */
+const PAUSE_SCRIPT = `
+if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[1]) == false then return 0 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now) + tonumber(ARGV[1])
+redis.call('SET', KEYS[1], string.format('%.3f', tat), 'PX', math.ceil(tat - now) + 60000)
+return 1
+`;
+
 type Client = Redis | Cluster;
 type ScriptedClient = Client & {
   kiteBudgetReserve(
@@ -41,6 +54,7 @@ type ScriptedClient = Client & {
     maxWait: number
   ): Promise<[number, number]>;
   kiteBudgetRefund(key: string, amount: number): Promise<number>;
+  kiteBudgetPause(key: string, marker: string, ms: number): Promise<number>;
 };
 
 /** Defines the budget scripts on a client once (EVALSHA, loading the script when Redis does not know it). */
@@ -49,6 +63,7 @@ export function scripted(redis: Client): ScriptedClient {
   if (!client.kiteBudgetReserve) {
     redis.defineCommand('kiteBudgetReserve', { numberOfKeys: 1, lua: RESERVE_SCRIPT });
     redis.defineCommand('kiteBudgetRefund', { numberOfKeys: 1, lua: REFUND_SCRIPT });
+    redis.defineCommand('kiteBudgetPause', { numberOfKeys: 2, lua: PAUSE_SCRIPT });
   }
   return client;
 }
@@ -75,7 +90,7 @@ export class RedisRateBudget extends RateBudget {
 
   constructor(
     redis: Client,
-    /** The bucket's key; give it a hash tag if other keys must sit in its slot. */
+    /** The bucket's key; `<key>:paused` marks a pause, so on Redis Cluster give the key a hash tag. */
     readonly key: string,
     limit: RateLimit,
     private readonly options: RedisRateBudgetOptions = {}
@@ -109,6 +124,14 @@ export class RedisRateBudget extends RateBudget {
     // Best effort: a refund lost to an unavailable Redis only leaves the budget unused, never exceeded.
     await this.withTimeout(this.redis.kiteBudgetRefund(this.key, n * this.intervalMs)).catch((err: Error) =>
       this.options.onUnavailable?.(err)
+    );
+  }
+
+  async pause(ms: number): Promise<void> {
+    if (this.intervalMs === 0 || !(ms > 0)) return;
+    // Best effort: a pause lost to an unavailable Redis leaves each worker's own retry backoff.
+    await this.withTimeout(this.redis.kiteBudgetPause(this.key, `${this.key}:paused`, Math.ceil(ms))).catch(
+      (err: Error) => this.options.onUnavailable?.(err)
     );
   }
 

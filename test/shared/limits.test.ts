@@ -59,6 +59,21 @@ describe('TokenBucket', () => {
     expect(() => new TokenBucket({ perSecond: 1, burst: 0 })).toThrow(/burst must be >= 1/);
   });
 
+  it("pauses every later token by a 429's Retry-After, once per pause however many callers report it", async () => {
+    const clock = fakeClock(false);
+    const budget = new TokenBucket({ perSecond: 4 }, clock);
+    await budget.take(); // at 0; the next token would be at 250
+    budget.pause(1_000);
+    budget.pause(1_000); // the same overload, seen by another caller
+    await Promise.all([budget.take(), budget.take()]);
+    expect(clock.slept).toEqual([1_250, 1_500]);
+    clock.at = 5_000; // a new overload, after the first pause ended
+    clock.slept.length = 0;
+    budget.pause(1_000);
+    await budget.take();
+    expect(clock.slept).toEqual([1_000]);
+  });
+
   it('gives an aborted caller tokens back to the next one', async () => {
     const budget = new TokenBucket({ perSecond: 1 }); // real clock: the second take would wait a second
     await budget.take();

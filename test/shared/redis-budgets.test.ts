@@ -85,6 +85,18 @@ describe('RedisRateBudget', () => {
     expect(await budget.reserve(1, 100)).toMatchObject({ ok: false }); // would wait ~1 s: nothing taken
   });
 
+  it('a pause (a 429 from the peer) holds back every worker once, however many of them report it', async () => {
+    const peer = peerId('test', uniqueName('pause'));
+    const [a, b] = [worker(), worker()].map((r) => redisBudgets(r, { prefix: 'test' }).rate(peer, { perSecond: 10 }));
+    await a.take();
+    await Promise.all([a.pause(1_000), b.pause(1_000)]); // one overload, seen by two workers
+    const reservation = await b.reserve(1);
+    expect(reservation).toMatchObject({ ok: true });
+    const waitMs = (reservation as { waitMs: number }).waitMs;
+    expect(waitMs).toBeGreaterThan(900); // 100 ms to the next token, plus the pause, less what has passed
+    expect(waitMs).toBeLessThanOrEqual(1_100); // not two pauses
+  });
+
   it('fails closed: while Redis is down callers wait, and they go on once it is back', async () => {
     const port = await freePort();
     let server: ChildProcess | undefined = await startRedis(port);

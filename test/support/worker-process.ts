@@ -24,7 +24,10 @@ export async function startWorkerProcess(env: Record<string, string>, timeoutMs 
   child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`worker did not start in ${timeoutMs} ms:\n${output}`)), timeoutMs);
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL'); // not left behind to poll the task queue after the test gave up on it
+      reject(new Error(`worker did not start in ${timeoutMs} ms:\n${output}`));
+    }, timeoutMs);
     const check = () => {
       if (output.includes('"worker started"')) return (clearTimeout(timer), resolve());
       if (child.exitCode !== null)
