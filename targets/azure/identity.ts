@@ -379,8 +379,11 @@ export class Identities {
   }
 }
 
-/** How many registry calls run at once; the identity budget, not this, sets the pace. */
-const LOOKUP_CONCURRENCY = 8;
+/**
+ * How many registry calls run at once; the identity budget, not this, sets the pace. Enough that a batch's
+ * modules are made in a few round trips: the batch's twin updates wait for them.
+ */
+const LOOKUP_CONCURRENCY = 32;
 /** Ids tried module-first before deciding whether the devices mostly exist. */
 const PROBE_SIZE = 8;
 

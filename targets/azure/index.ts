@@ -28,11 +28,12 @@ import {
   Semaphore,
   sleepUnlessAborted,
   type Budgets,
+  type RateLimit,
 } from '../../shared/limits';
-import { budgetReason, HubBudget } from './rate';
+import { budgetReason, HubBudget, PACE_SHARE, pacedLimit } from './rate';
 import { createRegistry, type RegistryHandle } from './service';
 import { billedMessages } from './tiers';
-import { TwinSession, type SessionFailure } from './twin-session';
+import { TlsReuse, TwinSession, type SessionFailure } from './twin-session';
 
 export type { AzureTargetConfig } from './config';
 export { parseAzureTargetConfig } from './config';
@@ -78,7 +79,7 @@ function toOutcome(iccid: string, failure: Failure): PublishOutcome {
 
 class AzureIotHubTarget implements Target {
   readonly name: string;
-  /** Twin updates per second: the hub's tightest steady budget for publishing. */
+  /** Twin updates per second as the connector paces them: the hub's tightest steady budget for publishing. */
   readonly itemsPerSecond: number;
   private readonly log: Logger;
   private readonly creds: ServiceCredentials;
@@ -94,6 +95,7 @@ class AzureIotHubTarget implements Target {
   private readonly pool: Semaphore;
   private readonly locks = new KeyedLock();
   private readonly deviceHost: string;
+  private readonly tls: TlsReuse;
   private readonly policyHint: string;
   /** False once the hub refused a policy-signed token for an enabled identity: the policy lacks DeviceConnect. */
   private policyConnects = true;
@@ -110,19 +112,22 @@ class AzureIotHubTarget implements Target {
     this.service = createRegistry(this.creds, config.serviceUrl, config.ca);
     this.registry = this.service.registry;
     const budgets = azureBudgets(config);
-    this.itemsPerSecond = budgets.twinUpdatesPerSecond;
     // One bucket per hub and operation class, whichever worker or target instance talks to the hub.
     const peer = peerId('azure-iothub', this.creds.hostName.toLowerCase());
     const shared = deps.budgets ?? localBudgets();
-    const bucket = (cls: string, capacity: number, periodMs: number) =>
-      new HubBudget(
-        shared.rate(`${peer}:${cls}`, { perSecond: (capacity * 1000) / periodMs, burst: capacity }),
-        capacity,
-        periodMs
-      );
-    this.identityBudget = bucket('identity', budgets.identityOpsPerMinute, 60_000);
-    this.twinBudget = bucket('twin-update', budgets.twinUpdatesPerSecond, 1_000);
-    this.connectionBudget = bucket('connection', budgets.connectionsPerSecond, 1_000);
+    // Every class runs a little under the hub's rate, so that requests sent the moment their token exists never
+    // find the hub's bucket empty. Identity operations keep the hub's burst (a bulk call counts each device, up
+    // to 100 at once); the classes the hub counts per second take a small one (see `pacedLimit`).
+    const bucket = (cls: string, capacity: number, periodMs: number, limit: RateLimit) =>
+      new HubBudget(shared.rate(`${peer}:${cls}`, limit), capacity, periodMs);
+    const identities = budgets.identityOpsPerMinute;
+    const identityLimit = { perSecond: (identities * PACE_SHARE) / 60, burst: identities };
+    this.identityBudget = bucket('identity', identities, 60_000, identityLimit);
+    const twin = pacedLimit(budgets.twinUpdatesPerSecond, 1_000);
+    this.twinBudget = bucket('twin-update', budgets.twinUpdatesPerSecond, 1_000, twin);
+    this.itemsPerSecond = twin.perSecond;
+    const connections = pacedLimit(budgets.connectionsPerSecond, 1_000);
+    this.connectionBudget = bucket('connection', budgets.connectionsPerSecond, 1_000, connections);
     this.messageChunkBytes = budgets.messageChunkBytes;
     const now = deps.now ?? Date.now;
     this.daily = new DailyMessageBudget(
@@ -150,6 +155,7 @@ class AzureIotHubTarget implements Target {
     );
     this.pool = new Semaphore(config.maxConnections);
     this.deviceHost = config.deviceHost ?? this.creds.hostName;
+    this.tls = new TlsReuse(config.ca);
   }
 
   async publish(items: PublishItem[], signal?: AbortSignal, _context?: PublishContext): Promise<PublishOutcome[]> {
@@ -255,6 +261,7 @@ class AzureIotHubTarget implements Target {
         moduleId,
         password: password.sas,
         ca: this.config.ca,
+        tls: this.tls,
         timeoutMs: this.config.operationTimeoutMs,
         signal,
       });
@@ -364,6 +371,9 @@ class AzureIotHubTarget implements Target {
   private async quotaExceeded(deviceId: string): Promise<boolean> {
     if (Date.now() - this.lastQuotaProbe < 10_000) return false;
     this.lastQuotaProbe = Date.now();
+    // An identity operation like any other: only when the hub's identity budget has one to spare right now.
+    const r = await this.identityBudget.reserve(1, 0);
+    if (!r.ok) return false;
     try {
       await this.registry.get(deviceId);
       return false;

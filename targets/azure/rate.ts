@@ -4,7 +4,24 @@
  * drops pause the whole class: in this worker at once, and in every other one by taking the pause's worth of
  * tokens from the shared bucket.
  */
-import type { RateBudget } from '../../shared/limits';
+import type { RateBudget, RateLimit } from '../../shared/limits';
+
+/** The share of the hub's per-second rate the connector paces itself at (see `pacedLimit`). */
+export const PACE_SHARE = 0.95;
+
+/**
+ * The client-side limit of a class the hub counts per second (twin updates, connections): `PACE_SHARE` of the
+ * hub's rate, with a burst of only the rest of one period's worth. Any period-long window then holds at most the
+ * hub's limit (burst + paced rate ≤ capacity), and so does any longer one. With the hub's own burst and rate, a
+ * busy spell would open with burst + rate in its first second, drain the hub's bucket, and the jitter of arrival
+ * times would then get single requests refused; 5 % under the rate, the hub's bucket stays full and absorbs it.
+ */
+export function pacedLimit(capacity: number, periodMs: number): RateLimit {
+  return {
+    perSecond: (capacity * 1000 * PACE_SHARE) / periodMs,
+    burst: Math.max(1, Math.floor(capacity * (1 - PACE_SHARE))),
+  };
+}
 
 /** The wait a caller should accept before giving the item back as throttled. */
 export const MAX_QUEUE_WAIT_MS = 15_000;

@@ -147,7 +147,7 @@ describe('two workers on one hub', () => {
     const ok = outs.flat().filter((o) => o.status === 'ok').length;
     expect(ok).toBeGreaterThan(0);
     expect(hub.throttledCount('twinUpdate')).toBe(0);
-    // A burst of 50, then 50/s: never more between them.
+    // Paced at 95 % of 50/s with a burst of 2 (shared by both workers): never more than the hub allows.
     expect(hub.acceptedCount('twinUpdate')).toBeLessThanOrEqual(50 + Math.ceil(elapsedS * 50));
     expect(hub.maxInWindow('twinUpdate', 1_000)).toBeLessThanOrEqual(100);
     // New SIMs: each worker has 60, needing ~2 identity operations each; the hub allows 100/min.
