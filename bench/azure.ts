@@ -10,12 +10,14 @@
  * identities takes 100 minutes on a real S1 hub, whatever the client does. The report counts the operations
  * used and gives that time.
  */
+import path from 'node:path';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { AzureIotHubDouble } from '../test/azure-double';
 import { syncNowSignal, WORKFLOW_TYPE, type GroupConfig } from '../workflows/definitions';
 import { groupVisibility } from '../workflows/search-attributes';
 import { changeSims, historyOf, log, REDIS_URL, TEMPORAL, waitForCycle } from './runs';
 import { startBenchWorker, type SimulatorProcess } from './processes';
+import { startProfiler, topFrames } from './profile';
 
 export interface AzureCycle {
   published: number;
@@ -92,7 +94,9 @@ export async function runAzure(
   group: string,
   sims: number,
   runId: string,
-  bundle: string
+  bundle: string,
+  /** Writes the worker's and this process's (the hub double's) CPU profiles here, and reports their top frames. */
+  profileDir?: string
 ): Promise<AzureRun> {
   const hub = await AzureIotHubDouble.start({
     tier: 'S1',
@@ -109,20 +113,24 @@ export async function runAzure(
     tier: 'S1',
     identityOpsPerMinute: 1_000_000,
   };
-  const worker = await startBenchWorker({
-    KITE_TEMPORAL_ADDRESS: TEMPORAL,
-    KITE_TASK_QUEUE: taskQueue,
-    KITE_REDIS_URL: REDIS_URL,
-    KITE_REDIS_PREFIX: `bench-${runId}`,
-    KITE_API_URL: sim.info.baseUrl,
-    KITE_CA_FILE: sim.info.ca,
-    KITE_CERT_FILE: sim.info.clientCert,
-    KITE_KEY_FILE: sim.info.clientKey,
-    KITE_REQUESTS_PER_SECOND: '0',
-    KITE_TARGETS: JSON.stringify({ azure: target }),
-    KITE_LOG_LEVEL: 'info', // the bench waits for "worker started"
-    KITE_WORKFLOW_BUNDLE: bundle,
-  });
+  const worker = await startBenchWorker(
+    {
+      KITE_TEMPORAL_ADDRESS: TEMPORAL,
+      KITE_TASK_QUEUE: taskQueue,
+      KITE_REDIS_URL: REDIS_URL,
+      KITE_REDIS_PREFIX: `bench-${runId}`,
+      KITE_API_URL: sim.info.baseUrl,
+      KITE_CA_FILE: sim.info.ca,
+      KITE_CERT_FILE: sim.info.clientCert,
+      KITE_KEY_FILE: sim.info.clientKey,
+      KITE_REQUESTS_PER_SECOND: '0',
+      KITE_TARGETS: JSON.stringify({ azure: target }),
+      KITE_LOG_LEVEL: 'info', // the bench waits for "worker started"
+      KITE_WORKFLOW_BUNDLE: bundle,
+    },
+    profileDir && path.join(profileDir, 'worker')
+  );
+  const hubProfiler = profileDir ? await startProfiler() : undefined;
   log(`azure: worker started in ${worker.startupMs} ms, hub double at ${hub.serviceUrl}`);
   const config: GroupConfig = { group, enabled: true, intervalMs: 3_600_000, targets: ['azure'] };
   const handle = await client.workflow.start(WORKFLOW_TYPE, {
@@ -170,6 +178,18 @@ export async function runAzure(
     await handle.terminate('benchmark done').catch(() => undefined);
     await worker.stop();
     await hub.stop();
+    await hubProfiler?.stopInto(path.join(profileDir!, 'hub'));
+  }
+  if (profileDir) {
+    await new Promise((r) => setTimeout(r, 500)); // the worker writes its profile as it exits
+    for (const [title, dir] of [
+      ['worker', path.join(profileDir, 'worker')],
+      ['hub double (bench process)', path.join(profileDir, 'hub')],
+    ]) {
+      const { totalMs, frames } = topFrames(dir, 25);
+      log(`azure: ${title} CPU profile, ${(totalMs / 1000).toFixed(1)} s sampled:`);
+      for (const f of frames) log(`  ${(f.share * 100).toFixed(1).padStart(5)}%  ${f.frame}`);
+    }
   }
   return run;
 }

@@ -31,7 +31,7 @@ async function main(): Promise<void> {
       'azure-only': { type: 'boolean', default: false },
     },
   });
-  if (values['azure-only']) return azureOnly(Number(values['azure-sims']));
+  if (values['azure-only']) return azureOnly(Number(values['azure-sims']), values.profile);
   const sims = Number(values.sims);
   const small = Number(values.small);
   if (!(sims >= 100 && small >= 100)) throw new Error('--sims and --small must be at least 100');
@@ -98,9 +98,10 @@ async function main(): Promise<void> {
 }
 
 /** `--azure-only`: the Azure section alone (it needs no 100,000-SIM run). */
-async function azureOnly(sims: number): Promise<void> {
+async function azureOnly(sims: number, profile: boolean): Promise<void> {
   const runId = Date.now().toString(36);
   const dataDir = path.join(ROOT, '.data/bench');
+  const profileDir = profile ? path.join(dataDir, `prof-azure-${runId}`) : undefined;
   const sim = await startSimulator('bench-azure', sims, path.join(dataDir, 'certs'));
   const connection = await Connection.connect({ address: TEMPORAL });
   const redis = connectRedis(REDIS_URL);
@@ -112,7 +113,7 @@ async function azureOnly(sims: number): Promise<void> {
       bundle,
       (await bundleWorkflowCode({ workflowsPath: require.resolve('../workflows'), logger: sdkQuiet })).code
     );
-    const azure = await runAzure(new Client({ connection }), sim, 'bench-azure', sims, runId, bundle);
+    const azure = await runAzure(new Client({ connection }), sim, 'bench-azure', sims, runId, bundle, profileDir);
     process.stdout.write(`\n${azureTable(azure)}\n`);
     writeFileSync(path.join(dataDir, `results-azure-${runId}.json`), JSON.stringify(azure, null, 2));
   } finally {
