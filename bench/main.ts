@@ -11,7 +11,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Client, Connection } from '@temporalio/client';
 import { bundleWorkflowCode, DefaultLogger, Runtime } from '@temporalio/worker';
-import { connectRedis } from '../state/store';
+import { connectRedis } from '../state/redis';
 import { ROOT, startSimulator, stopAll } from './processes';
 import { profileReport, resultsTable } from './report';
 import { azureTable, runAzure, type AzureRun } from './azure';

@@ -7,12 +7,12 @@ import path from 'node:path';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { NativeConnection, Worker } from '@temporalio/worker';
-import type Redis from 'ioredis';
 import { createActivities } from '../activities';
 import { kiteSourceFromClients } from '../activities/kite-source';
 import { KiteClient, tlsFromFiles } from '../kite';
 import { DEFAULT_TEMPORAL_ADDRESS } from '../shared/defaults';
 import { createLogger } from '../shared/log';
+import { scanKeys, type RedisClient } from '../state/redis';
 import { StateStore } from '../state/store';
 import { createNullTarget } from '../targets/null';
 import {
@@ -96,13 +96,10 @@ export async function changeSims(sim: SimulatorProcess, group: string, fraction:
   return chosen.length;
 }
 
-async function redisUsage(redis: Redis, prefix: string, group: string): Promise<Record<string, number>> {
+async function redisUsage(redis: RedisClient, prefix: string, group: string): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
   const keys: string[] = [];
-  for await (const batch of redis.scanStream({ match: `${prefix}:{${group}}:*`, count: 1000 }) as AsyncIterable<
-    string[]
-  >)
-    keys.push(...batch);
+  for await (const batch of scanKeys(redis, `${prefix}:{${group}}:*`, 1000)) keys.push(...batch);
   for (const key of keys) {
     const family = key.slice(`${prefix}:{${group}}:`.length).replace(/:\d+$/, '');
     const bytes = Number(await redis.call('MEMORY', 'USAGE', key, 'SAMPLES', '0'));
@@ -111,9 +108,10 @@ async function redisUsage(redis: Redis, prefix: string, group: string): Promise<
   return out;
 }
 
-export async function dropPrefix(redis: Redis, prefix: string): Promise<void> {
-  for await (const keys of redis.scanStream({ match: `${prefix}:*`, count: 1000 }) as AsyncIterable<string[]>)
-    if (keys.length) await redis.unlink(...keys);
+export async function dropPrefix(redis: RedisClient, prefix: string): Promise<void> {
+  // One key per UNLINK: a prefix spans groups, hence Cluster slots.
+  for await (const keys of scanKeys(redis, `${prefix}:*`, 1000))
+    await Promise.all(keys.map((key) => redis.unlink(key)));
 }
 
 export async function historyOf(handle: WorkflowHandle): Promise<HistoryEvent[]> {
@@ -138,7 +136,7 @@ export async function waitForCycle(handle: WorkflowHandle, cycles: number, timeo
 /** Our design: the real worker process and the group workflow, three cycles (first, no change, 1% changed). */
 export async function runOurs(
   client: Client,
-  redis: Redis,
+  redis: RedisClient,
   sim: SimulatorProcess,
   group: string,
   sims: number,
@@ -215,7 +213,13 @@ export async function runOurs(
 }
 
 /** Baseline (a): the same activities called in a plain loop, no Temporal (MockActivityEnvironment gives them a Context). */
-export async function runFloor(redis: Redis, sim: SimulatorProcess, group: string, runId: string, profileDir?: string) {
+export async function runFloor(
+  redis: RedisClient,
+  sim: SimulatorProcess,
+  group: string,
+  runId: string,
+  profileDir?: string
+) {
   const prefix = `bench-floor-${runId}`;
   const store = new StateStore(redis, { prefix });
   const client = kiteClientFor(sim);
@@ -254,7 +258,13 @@ export async function runFloor(redis: Redis, sim: SimulatorProcess, group: strin
 }
 
 /** Baseline (b): one activity per SIM, in a worker in this process. Returns the first sync's time. */
-export async function runNaive(client: Client, redis: Redis, sim: SimulatorProcess, group: string, runId: string) {
+export async function runNaive(
+  client: Client,
+  redis: RedisClient,
+  sim: SimulatorProcess,
+  group: string,
+  runId: string
+) {
   const prefix = `bench-naive-${runId}`;
   const store = new StateStore(redis, { prefix });
   const kiteClient = kiteClientFor(sim);

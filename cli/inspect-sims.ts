@@ -5,8 +5,9 @@
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { z } from 'zod';
 import { ConfigError } from '../shared/config-error';
-import { parseSettings, textOr, urlSetting, type Env } from '../shared/settings';
-import { connectRedis, StateStore, type AuditEntry, type SimState, type StoredFailure } from '../state/store';
+import { parseSettings, textOr, type Env } from '../shared/settings';
+import { connectRedis, describeRedis, redisUrlSetting } from '../state/redis';
+import { StateStore, type AuditEntry, type SimState, type StoredFailure } from '../state/store';
 import type { GroupConfig } from '../workflows/definitions';
 import { groupHandle, type CommandContext } from './commands';
 import { CliError, ExitCode, usageError } from './errors';
@@ -14,8 +15,8 @@ import { toCliError } from './errors-map';
 import { table, workflowUrl } from './format';
 
 const redisSettingsSchema = z.object({
-  /** As the worker's. @default 'redis://127.0.0.1:6379' (KITE_REDIS_URL) */
-  url: urlSetting(['redis:', 'rediss:'], 'redis://127.0.0.1:6379'),
+  /** As the worker's: one server or a Cluster (state/redis.ts). @default 'redis://127.0.0.1:6379' (KITE_REDIS_URL) */
+  url: redisUrlSetting('redis://127.0.0.1:6379'),
   /** As the worker's. @default 'cc' (KITE_REDIS_PREFIX) */
   prefix: textOr('cc'),
 });
@@ -36,7 +37,7 @@ export async function withStore<T>(env: Env, use: (store: StateStore) => Promise
   } catch (err) {
     redis.disconnect();
     throw new CliError(
-      `cannot reach Redis at ${new URL(settings.url).host} (${(err as Error).message}): set KITE_REDIS_URL as for the worker`,
+      `cannot reach ${describeRedis(settings.url)} (${(err as Error).message}): set KITE_REDIS_URL as for the worker`,
       ExitCode.unreachable
     );
   }

@@ -1,6 +1,7 @@
 /**
- * The connector's state in Redis. Every key of a group carries the group as a hash tag, `cc:{<group>}:…`, so one
- * group's keys share a Redis Cluster slot and a Lua script may touch several of them.
+ * The connector's state in Redis, one server or a Cluster. Every key of a group carries the group as a hash tag,
+ * `cc:{<group>}:…`, so one group's keys share a Redis Cluster slot: each Lua script, multi-key DEL/UNLINK and
+ * pipeline below touches the keys of one group only, and must stay so (test/state/store.test.ts runs on a Cluster).
  *
  *   snap:<cycle>      HASH iccid → canonical record JSON          the cycle's staged snapshot (TTL)
  *   invalid:<cycle>   HASH icc or #index → reason                 SIMs of the group that could not be mapped (TTL)
@@ -19,9 +20,10 @@
  *   audit             HASH iccid → JSON lines, newest first        the SIM's audit trail: publishes and failures per
  *                                                                  target, at most N entries of at most D days
  */
-import Redis, { type RedisOptions } from 'ioredis';
+import type Redis from 'ioredis';
 import { FailureType } from '../shared/failures';
 import { groupNameError } from '../shared/group-name';
+import { scanKeys, type RedisClient } from './redis';
 
 export interface StateStoreOptions {
   /** First segment of every key. @default 'cc' */
@@ -187,7 +189,7 @@ for i = 1, #ARGV do
 end
 return out`;
 
-interface ScriptedRedis extends Redis {
+type ScriptedRedis = RedisClient & {
   ccAbsent(a: string, b: string, ...fields: string[]): Promise<string[]>;
   ccCommitAudited(
     pub: string,
@@ -198,12 +200,7 @@ interface ScriptedRedis extends Redis {
     ...args: string[]
   ): Promise<number>;
   ccFailAudited(pending: string, fail: string, sent: string, audit: string, ...args: string[]): Promise<number>;
-}
-
-/** An ioredis client from a URL (`redis://`, `rediss://` for TLS; a password may be in the URL). */
-export function connectRedis(url: string, options: RedisOptions = {}): Redis {
-  return new Redis(url, { maxRetriesPerRequest: 5, enableAutoPipelining: false, ...options });
-}
+};
 
 /**
  * Speaks in groups, cycles, targets and SIMs; the key layout above is private to it (persisted data: changing it
@@ -216,7 +213,8 @@ export class StateStore {
   private readonly auditEntries: number;
   private readonly auditMaxAgeMs: number;
 
-  constructor(redis: Redis, options: StateStoreOptions = {}) {
+  /** @param redis one server or a Cluster (`connectRedis` in state/redis.ts) */
+  constructor(redis: RedisClient, options: StateStoreOptions = {}) {
     this.redis = redis as ScriptedRedis;
     this.prefix = options.prefix ?? 'cc';
     this.ttl = options.stagingTtlSeconds ?? 86_400;
@@ -523,8 +521,7 @@ export class StateStore {
     const { base } = this.keys(group);
     const cycles = new Set<number>();
     const targets = new Set<string>();
-    const stream = this.redis.scanStream({ match: `${base}*`, count: 500 });
-    for await (const keys of stream as AsyncIterable<string[]>) {
+    for await (const keys of scanKeys(this.redis, `${base}*`)) {
       for (const key of keys) {
         const [kind, name] = key.slice(base.length).split(':');
         if (kind === 'snap') cycles.add(Number(name));
@@ -568,8 +565,8 @@ export class StateStore {
 
   /** Deletes every key of a group (for `kite-cc stop --forget` and tests). */
   async dropGroup(group: string): Promise<void> {
-    const stream = this.redis.scanStream({ match: `${this.keys(group).base}*`, count: 500 });
-    for await (const keys of stream as AsyncIterable<string[]>) if (keys.length) await this.redis.del(...keys);
+    // The group's keys share its hash tag, hence one Cluster slot: one DEL may take several.
+    for await (const keys of scanKeys(this.redis, `${this.keys(group).base}*`)) await this.redis.del(...keys);
   }
 
   // --- private: the key layout and raw reads ---

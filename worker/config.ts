@@ -21,6 +21,7 @@ import {
   type Json,
 } from '../shared/settings';
 import { temporalBindings, temporalSettingsSchema } from '../shared/temporal-settings';
+import { redisUrlSetting } from '../state/redis';
 import { parseTargetConfigs, type ConfigWarning, type TargetConfig } from '../targets/config';
 
 export { ConfigError };
@@ -82,8 +83,12 @@ const kiteSchema = strictSettings({
 const workerSchema = strictSettings({
   temporal: temporalSettingsSchema.prefault({}),
   redis: strictSettings({
-    /** `redis://[:password@]host:port[/db]`, or `rediss://` for TLS. @default 'redis://127.0.0.1:6379' (KITE_REDIS_URL) */
-    url: urlSetting(['redis:', 'rediss:'], 'redis://127.0.0.1:6379'),
+    /**
+     * One server, `redis://[[user]:password@]host:port[/db]`, or a Redis Cluster from its seed nodes,
+     * `redis-cluster://[[user]:password@]host:port,host:port,…`; `rediss://` and `rediss-cluster://` for TLS
+     * (state/redis.ts). @default 'redis://127.0.0.1:6379' (KITE_REDIS_URL)
+     */
+    url: redisUrlSetting('redis://127.0.0.1:6379'),
     /** First segment of every key. @default 'cc' (KITE_REDIS_PREFIX) */
     prefix: textOr('cc'),
   }).prefault({}),

@@ -12,7 +12,8 @@ import { KiteClient, kiteAccountPeer, tlsFromFiles } from '../kite';
 import { redisBudgets } from '../shared/limits';
 import type { Logger } from '../shared/log';
 import { temporalSecurity } from '../shared/temporal-settings';
-import { connectRedis, StateStore } from '../state/store';
+import { connectRedis } from '../state/redis';
+import { StateStore } from '../state/store';
 import { createTarget } from '../targets';
 import type { WorkerConfig } from './config';
 

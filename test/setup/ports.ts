@@ -2,11 +2,16 @@
  * Ports of the shared test stack, apart from the demo stack's defaults so that `npm test` and `npm start`
  * can run side by side. Override with the variables named here.
  */
+const redisPort = Number(process.env.KITE_TEST_REDIS_PORT ?? 16379);
+const clusterBase = Number(process.env.KITE_TEST_REDIS_CLUSTER_PORT ?? redisPort + 10_000);
+
 export const TEST_PORTS = {
   temporal: Number(process.env.KITE_TEST_TEMPORAL_PORT ?? 17233),
   /** The Web UI of the test Temporal server (the browser test drives it). */
   temporalUi: Number(process.env.KITE_TEST_TEMPORAL_UI_PORT ?? 18233),
-  redis: Number(process.env.KITE_TEST_REDIS_PORT ?? 16379),
+  redis: redisPort,
+  /** The test Redis Cluster's three masters (their cluster buses listen 10000 above each). */
+  redisCluster: [clusterBase, clusterBase + 1, clusterBase + 2],
   mqtt: Number(process.env.KITE_TEST_MQTT_PORT ?? 11883),
 };
 

@@ -13,6 +13,7 @@ import {
   redisBudgets,
   type RateBudget,
 } from '../../shared/limits';
+import { connectRedis, type RedisClient } from '../../state/redis';
 import { freePort, startRedis, stop } from '../setup/processes';
 import { testStack, uniqueName } from '../setup/stack';
 import { waitUntil } from '../support/wait-until';
@@ -153,5 +154,37 @@ describe('daily budgets', () => {
     expect(await budget.spend(1)).toEqual({ ok: false, retryAfterMs: 60_000, why: 'spent' });
     now += 60_000;
     expect(await budget.spend(1)).toEqual({ ok: true, left: 2 });
+  });
+});
+
+describe('on a Redis Cluster', () => {
+  const cluster: RedisClient[] = [];
+  afterAll(() => cluster.forEach((c) => c.disconnect()));
+  /** A worker's connection as the worker makes it from KITE_REDIS_URL=redis-cluster://… */
+  const clusterWorker = () => {
+    const client = connectRedis(testStack.redisClusterUrl);
+    cluster.push(client);
+    return client;
+  };
+
+  it('every worker takes from one bucket per peer, within the rate, and a daily allowance is one too', async () => {
+    const peer = peerId('test', uniqueName('cluster'));
+    const limit = { perSecond: 20, burst: 1 };
+    const workers = [clusterWorker(), clusterWorker(), clusterWorker()];
+    expect(workers.every((w) => w.isCluster)).toBe(true);
+    const budgets = workers.map((r) => redisBudgets(r, { prefix: 'test' }).rate(peer, limit));
+    const grants: number[] = [];
+    const total = 40;
+    const started = Date.now();
+    await Promise.all(budgets.map((b) => drive(b, 3, grants, () => grants.length >= total)));
+    expect(grants.length).toBe(total);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(((total - limit.burst) / limit.perSecond) * 1000 - 100);
+    expect(peakIn(grants, 1000)).toBeLessThanOrEqual(limit.perSecond + limit.burst + 1);
+
+    const [a, b] = workers.map((r) => redisBudgets(r, { prefix: 'test' }).daily(peer, 10));
+    expect(await a.spend(6)).toEqual({ ok: true, left: 4 });
+    expect(await b.spend(5)).toMatchObject({ ok: false, why: 'spent' });
+    await a.refund(2);
+    expect(await b.spend(5)).toEqual({ ok: true, left: 1 });
   });
 });

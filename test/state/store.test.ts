@@ -2,6 +2,7 @@
  * The state store against the test Redis: the key layout is persisted data (it must not drift without a
  * migration), the group name is checked before it becomes a hash tag, and the domain reads mean what they say.
  */
+import { scanKeys } from '../../state/redis';
 import { InvalidGroupNameError, StateStore } from '../../state/store';
 import { uniqueName } from '../setup/stack';
 import { testStore } from '../support/test-store';
@@ -23,7 +24,7 @@ test('the key layout is the persisted one: cc:{group}:snap|invalid|conn|pub|pend
 
   const base = `${prefix}:{${group}}:`;
   const keys: string[] = [];
-  for await (const batch of redis.scanStream({ match: `${base}*` }) as AsyncIterable<string[]>) keys.push(...batch);
+  for await (const batch of scanKeys(redis, `${base}*`)) keys.push(...batch);
   expect(keys.sort()).toEqual(
     ['audit', 'conn', 'fail:hook', 'invalid:7', 'pending:hook', 'pub:hook', 'snap:7'].map((k) => base + k).sort()
   );
