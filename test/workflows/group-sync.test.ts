@@ -248,6 +248,38 @@ test('a failed step fails the cycle with its reason and the workflow carries on'
   await handle.terminate();
 });
 
+test('a cycle out of attempts is followed by one at once; a second in a row waits for the interval', async () => {
+  const group = uniqueName('wf-exhausted');
+  // Retryable every time, with a short Retry-After, so that the 20 attempts run out in seconds.
+  behaviours.set(group, {
+    publish: async () => {
+      throw ApplicationFailure.create({ message: 'target down', type: 'TargetUnavailable', nextRetryDelay: 10 });
+    },
+  });
+  const { handle } = await start({ group });
+  let status: GroupStatus | undefined;
+  await waitUntil(
+    async () => (status = await handle.query(statusQuery)).cyclesCompleted >= 2 && status.phase === 'idle',
+    'two cycles ran out of attempts',
+    90_000
+  );
+  if (!status) throw new Error('no status');
+  expect(status.lastCycle).toMatchObject({
+    cycle: 2,
+    outcome: 'failed',
+    attemptsExhausted: true,
+    error: expect.stringMatching(/^attempts exhausted, next cycle starts at once: .*target down/),
+  });
+  // Cycle 2 ran without a syncNow; after it the fault looks lasting, so cycle 3 waits for the interval.
+  expect(callNames(group)?.filter((name) => name.startsWith('fetch'))).toEqual(['fetch:1', 'fetch:2']);
+  expect(status.nextSyncAt).toBe((status.lastCycle?.finishedAt ?? NaN) + 3_600_000);
+
+  behaviours.delete(group);
+  await handle.signal(syncNowSignal);
+  expect((await waitForCycles(handle, 3)).lastCycle).toMatchObject({ cycle: 3, outcome: 'completed' });
+  await handle.terminate();
+}, 120_000);
+
 test('a group name that cannot be a Redis hash tag fails the workflow before it does anything', async () => {
   const group = 'bad}name';
   const handle = await env.client.workflow.start(groupSyncWorkflow, {
