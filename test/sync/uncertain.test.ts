@@ -8,7 +8,7 @@ import type { WorkflowHandle } from '@temporalio/client';
 import { mapSim } from '../../kite';
 import { applyPatch, type SimRecord } from '../../record';
 import type { PublishItem, PublishOutcome } from '../../targets/target';
-import { disableSignal, enableSignal, statusQuery, syncNowSignal } from '../../workflows/definitions';
+import { disableSignal, enableSignal, statusQuery, syncNowSignal, type GroupConfig } from '../../workflows/definitions';
 import { uniqueName } from '../setup/stack';
 import { MemoryKite } from '../support/memory-kite';
 import { RecordingTarget } from '../support/recording-target';
@@ -66,11 +66,12 @@ function kiteRecord(icc: string): SimRecord {
 async function flipBack(
   name: string,
   interrupt: (handle: WorkflowHandle) => Promise<void>,
-  resume: (group: string, handle: WorkflowHandle) => Promise<{ handle: WorkflowHandle; cycles: number }>
+  resume: (group: string, handle: WorkflowHandle) => Promise<{ handle: WorkflowHandle; cycles: number }>,
+  config: Partial<GroupConfig> = {}
 ): Promise<void> {
   const group = uniqueName(name);
   const iccs = kite.addSims(group, 30, Math.floor(Math.random() * 1e6));
-  const handle = await harness.start(group);
+  const handle = await harness.start(group, config);
   await harness.waitForCycles(handle, 1);
   const changed = iccs.slice(0, 20);
   const original = new Map(changed.map((icc) => [icc, kite.sims.get(icc)!.alias]));
@@ -107,6 +108,28 @@ test('flip-back across disable and enable: every SIM at the target equals Kite',
       return { handle, cycles: cyclesCompleted + 1 };
     }
   );
+});
+
+test('flip-back across disable, continue-as-new and enable: every SIM at the target equals Kite', async () => {
+  let firstRun = '';
+  await flipBack(
+    'flip-can',
+    async (handle) => {
+      const latest = harness.client.workflow.getHandle(handle.workflowId);
+      firstRun = (await latest.describe()).runId;
+      // The cancelled cycle is the run's second: the run continues as new before it waits for enable.
+      await handle.signal(disableSignal);
+      await waitUntil(async () => (await latest.describe()).runId !== firstRun, 'the run continued as new');
+    },
+    async (_group, handle) => {
+      const latest = harness.client.workflow.getHandle(handle.workflowId);
+      const { cyclesCompleted } = await latest.query(statusQuery);
+      await latest.signal(enableSignal);
+      return { handle: latest, cycles: cyclesCompleted + 1 };
+    },
+    { maxCyclesPerRun: 2 }
+  );
+  expect(firstRun).not.toBe('');
 });
 
 test('flip-back across stop and start: every SIM at the target equals Kite', async () => {
