@@ -9,7 +9,7 @@ export const AWS_DEFAULTS = {
   requestsPerSecond: 50,
   burst: 1,
   thingsPerSecond: 10,
-  maxAttempts: 3,
+  maxAttempts: 1,
   timeoutMs: 10_000,
 } as const;
 
@@ -57,7 +57,11 @@ export const awsTargetSchema = strictSettings({
   burst: intIn(1, 100_000).default(AWS_DEFAULTS.burst),
   /** CreateThing calls per second; AWS allows 15 TPS per account. @default 10 */
   thingsPerSecond: intIn(1, 1000).default(AWS_DEFAULTS.thingsPerSecond),
-  /** Attempts per request, including the SDK's own retries on 429 and 5xx, 1..10. @default 3 */
+  /**
+   * Attempts per request within one publish call, the SDK's own retries on 429 and 5xx included, 1..10. Each try
+   * more multiplies Temporal's attempts of the publish activity, which already retry the SIM (after AWS's
+   * Retry-After). @default 1: the publish activity and Temporal are the one retry layer
+   */
   maxAttempts: intIn(1, 10).default(AWS_DEFAULTS.maxAttempts),
   /** Per-request timeout in ms, 100..300000. @default 10000 */
   timeoutMs: intIn(100, 300_000).default(AWS_DEFAULTS.timeoutMs),

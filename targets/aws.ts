@@ -28,7 +28,7 @@ const THING_NAME = /^[a-zA-Z0-9:_-]{1,128}$/;
 const THING_ATTRIBUTES = ['iccid', 'imei', 'alias'] as const;
 const ATTRIBUTE_VALUE_FORBIDDEN = /[^a-zA-Z0-9_.,@/:#=[\]-]/g;
 const KNOWN_THINGS_MAX = 100_000;
-/** Used when AWS throttles without a Retry-After: the SDK has already backed off for a second or two. */
+/** The next attempt's delay when AWS throttles without a Retry-After (the SDK's throttling backoff starts at 0.5 s). */
 const DEFAULT_THROTTLE_MS = 2_000;
 
 export interface AwsTargetDeps {

@@ -6,7 +6,7 @@ import { commonTargetShape, intIn, text, url } from './schema';
 export const WEBHOOK_DEFAULTS = {
   batchSize: 500,
   timeoutMs: 10_000,
-  maxAttempts: 5,
+  maxAttempts: 1,
   maxRetryDelayMs: 30_000,
   concurrency: 2,
   requestsPerSecond: 10,
@@ -23,7 +23,11 @@ export const webhookTargetSchema = strictSettings({
   batchSize: intIn(1, 10_000).default(WEBHOOK_DEFAULTS.batchSize),
   /** Timeout of one POST, in ms. @default 10000 */
   timeoutMs: intIn(100, 300_000).default(WEBHOOK_DEFAULTS.timeoutMs),
-  /** Attempts per batch on 429, 5xx and network errors, including the first. @default 5 */
+  /**
+   * POSTs of a batch within one publish call on 429, 5xx and network errors, the first included. Each try more
+   * multiplies Temporal's attempts of the publish activity, which already retry the batch's SIMs (after the
+   * receiver's Retry-After). @default 1: the publish activity and Temporal are the one retry layer
+   */
   maxAttempts: intIn(1, 20).default(WEBHOOK_DEFAULTS.maxAttempts),
   /** Longest Retry-After (or backoff) honoured in place; longer ones end the attempt as `throttled`. @default 30000 */
   maxRetryDelayMs: intIn(0, 600_000).default(WEBHOOK_DEFAULTS.maxRetryDelayMs),

@@ -16,10 +16,12 @@
  * already processed (delivery is at least once). The timestamp is signed with the body so that an old body
  * cannot be replayed under a fresh timestamp.
  *
- * Answers: 2xx accepts the whole batch. 429, 5xx, 408 and network errors are retried up to `maxAttempts`,
- * waiting as long as `Retry-After` says (seconds or an HTTP date) or an exponential backoff; a wait longer than
- * `maxRetryDelayMs` ends the attempt as `throttled`/`retryable` so the caller reschedules instead of blocking.
- * Any other status (400, 401, 404, 413, a redirect...) fails the whole batch as permanent.
+ * Answers: 2xx accepts the whole batch. 429, 5xx, 408 and network errors make the batch `throttled` (with the
+ * receiver's Retry-After, seconds or an HTTP date) or `retryable`: the publish activity fails the attempt and
+ * Temporal retries it after that delay, so by default a batch is POSTed once per attempt (`maxAttempts` allows
+ * more tries within a call, each waiting for Retry-After or a backoff up to `maxRetryDelayMs`). A 429 also pauses
+ * the URL's shared budget for Retry-After, so every worker's batches wait. Any other status (400, 401, 404, 413, a
+ * redirect...) fails the whole batch as permanent.
  */
 import { createHmac, randomUUID } from 'node:crypto';
 import { mapPool } from '../shared/concurrency';
@@ -104,6 +106,7 @@ export class WebhookTarget implements Target {
         return batch.map(abortedOutcome);
       }
       last = await this.post(body, deliveryId, signal);
+      if (last.kind === 'retry' && last.throttled) await this.rate.pause(last.retryAfterMs ?? backoffMs(attempt));
       if (last.kind !== 'retry' || attempt === this.config.maxAttempts) break;
       const delay = last.retryAfterMs ?? backoffMs(attempt - 1);
       if (delay > this.config.maxRetryDelayMs) break;

@@ -194,6 +194,21 @@ describe('AWS IoT target (moto)', () => {
     }
     const shadowRequests = () => proxy.seen.filter((r) => /\/shadow/.test(r.path)).length;
 
+    it('by default sends a shadow update once per call: a 429 or a 503 is left to the next attempt', async () => {
+      failShadowRequests(2, 429, { 'retry-after': '3' });
+      const target = awsTarget({}, proxy.url);
+      const record = sampleRecord();
+
+      expect(await target.publish([fullItem(record)])).toEqual([
+        { iccid: record.iccid, status: 'throttled', retryAfterMs: 3000, reason: expect.stringMatching(/429/) },
+      ]);
+      expect(shadowRequests()).toBe(1);
+      expect(await target.publish([fullItem(record)])).toMatchObject([{ status: 'throttled' }]);
+      expect(shadowRequests()).toBe(2);
+      expect(await target.publish([fullItem(record)])).toEqual([ok(record.iccid)]);
+      expect(shadowRequests()).toBe(3);
+    });
+
     it('succeeds when a 429 clears within the SDK retries', async () => {
       failShadowRequests(1, 429);
       const record = sampleRecord();

@@ -46,7 +46,8 @@ describe('parseTargetConfig', () => {
       retain: true,
       protocolVersion: 4,
     });
-    expect(parseTargetConfig(webhook, 'w')).toMatchObject({ batchSize: 500, maxAttempts: 5, timeoutMs: 10_000 });
+    // One try per call: the publish activity and Temporal are the retry layer.
+    expect(parseTargetConfig(webhook, 'w')).toMatchObject({ batchSize: 500, maxAttempts: 1, timeoutMs: 10_000 });
     expect(parseTargetConfig({ type: 'null' }, 'n')).toEqual({
       type: 'null',
       name: 'n',

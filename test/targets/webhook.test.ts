@@ -110,11 +110,27 @@ describe('webhook target', () => {
     );
   });
 
-  it('honours Retry-After on 429 before retrying, and keeps the delivery id', async () => {
+  it('by default POSTs a batch once per call: a 5xx or a 429 is left to the next attempt, after Retry-After', async () => {
+    answers = [{ status: 503 }, { status: 429, headers: { 'retry-after': '1' } }];
+    const target = webhook();
+    const item = fullItem(sampleRecord());
+
+    expect(await target.publish([item])).toEqual([{ iccid: item.iccid, status: 'retryable', reason: expect.stringMatching(/503/) }]); // prettier-ignore
+    expect(await target.publish([item])).toEqual([
+      { iccid: item.iccid, status: 'throttled', retryAfterMs: 1000, reason: expect.stringMatching(/429/) },
+    ]);
+    expect(deliveries).toHaveLength(2);
+    // The 429 paused the URL's budget: the next call, even at once, waits for the Retry-After.
+    expect(await target.publish([item])).toEqual([{ iccid: item.iccid, status: 'ok' }]);
+    expect(deliveries).toHaveLength(3);
+    expect(deliveries[2].at - deliveries[1].at).toBeGreaterThanOrEqual(950);
+  });
+
+  it('with maxAttempts > 1, honours Retry-After on 429 before retrying, and keeps the delivery id', async () => {
     answers = [{ status: 429, headers: { 'retry-after': '1' } }];
     const item = fullItem(sampleRecord());
 
-    expect(await webhook().publish([item])).toEqual([{ iccid: item.iccid, status: 'ok' }]);
+    expect(await webhook({ maxAttempts: 2 }).publish([item])).toEqual([{ iccid: item.iccid, status: 'ok' }]);
     expect(deliveries).toHaveLength(2);
     expect(deliveries[1].at - deliveries[0].at).toBeGreaterThanOrEqual(990);
     expect(deliveries[1].body.deliveryId).toBe(deliveries[0].body.deliveryId);
@@ -135,7 +151,7 @@ describe('webhook target', () => {
     answers = [{ status: 429, headers: { 'retry-after': '120' } }];
     const items = [fullItem(sampleRecord()), fullItem(sampleRecord())];
 
-    const outcomes = await webhook({ maxRetryDelayMs: 5000 }).publish(items);
+    const outcomes = await webhook({ maxAttempts: 3, maxRetryDelayMs: 5000 }).publish(items);
     expect(outcomes).toEqual(
       items.map((i) => ({ iccid: i.iccid, status: 'throttled', retryAfterMs: 120_000, reason: expect.any(String) }))
     );
