@@ -1,3 +1,5 @@
+import { randomUUID } from 'node:crypto';
+import { setTimeout } from 'node:timers/promises';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { mapPool } from '../shared/concurrency';
 import { throwIfCancelled, whileNotCancelled } from './cancellation';
@@ -6,6 +8,7 @@ import type { Logger } from '../shared/log';
 import { canonicalJson } from '../record';
 import type { Entry, StateStore } from '../state/store';
 import { KiteApiError, mapSim, type KitePresence, type KiteSim } from '../kite';
+import type { SweepChunk, SweepHeader } from '../state/sweeps';
 import { groupSimsOf, unusableEntries } from './group-sims';
 import { isAccountWide, kiteFailure, type KiteSource } from './kite-source';
 import type { CycleRef, FetchResult } from './types';
@@ -17,13 +20,31 @@ export interface FetchDeps {
   /** Presence requests in flight at once; the Kite client's rate budget still applies. @default 8 */
   presenceConcurrency?: number;
   onProgress?: (group: string, fetched: number) => void;
+  /**
+   * A group sharing its Kite account's inventory sweeps reuses a finished sweep that began after its previous
+   * fetch began, but never one older than this. @default 3600000 (1 hour)
+   */
+  sweepMaxAgeMs?: number;
+  /**
+   * The sweep lock's lifetime; the sweeper renews it while it pages, and another group's fetch takes the sweep
+   * over (resuming at its cursor) once it expired. @default 15000
+   */
+  sweepLockTtlMs?: number;
 }
+
+export const DEFAULT_SWEEP_MAX_AGE_MS = 3_600_000;
+export const DEFAULT_SWEEP_LOCK_TTL_MS = 15_000;
+/** A group is staged by an account's sweeps for at least this long after its fetch last asked for one. */
+const MIN_SWEEP_REGISTRATION_MS = 30 * 60_000;
 
 interface FetchCheckpoint {
   phase: 'fetch';
   done: number;
+  /** The listing's next page index; with a shared sweep, the chunks of the sweep's partition staged so far. */
   cursor: number;
   counts: FetchResult;
+  /** With a shared sweep: this fetch's lock token, and the sweep whose partition the cycle took. */
+  sweep?: { token: string; id?: number };
 }
 
 interface Connectivity {
@@ -77,55 +98,217 @@ export function createFetchActivity(deps: FetchDeps) {
       await deps.store.dropStaging(group, cycle);
       await deps.store.dropStaging(group, cycle - 1);
     }
-    let checkpoint: FetchCheckpoint = {
-      phase: 'fetch',
-      done: counts.seen,
-      cursor: resumed?.cursor ?? 0,
-      counts: structuredClone(counts),
+    const run: FetchRun = {
+      group,
+      cycle,
+      counts,
+      checkpoint: {
+        phase: 'fetch',
+        done: counts.seen,
+        cursor: resumed?.cursor ?? 0,
+        counts: structuredClone(counts),
+        sweep: resumed?.sweep,
+      },
+      beat: () => ctx.heartbeat(run.checkpoint),
+      keepAlive: () => undefined,
+      call: { signal: ctx.cancellationSignal, onWaiting: () => run.keepAlive(), newPresenceFailures: 0 },
     };
-    const beat = () => ctx.heartbeat(checkpoint);
     // Presence reads may take minutes for a page at Kite's rate budget, and one slow Kite request may outlast the
     // heartbeat timeout: keep heartbeating the last checkpoint while waiting, at most once a second. Every
     // heartbeat is serialised and handed to the SDK core; one per presence read cost a 100k-SIM first sync about
     // a fifth of its CPU (BENCHMARKS.md). Each page's new checkpoint is always sent.
     let lastBeat = 0;
-    const keepAlive = () => {
+    run.keepAlive = () => {
       const now = Date.now();
       if (now - lastBeat < 1_000) return;
       lastBeat = now;
-      beat();
+      run.beat();
     };
-    const call: FetchCall = { signal: ctx.cancellationSignal, onWaiting: keepAlive, newPresenceFailures: 0 };
-    const listed = await deps.store.lastListed(group);
-    // Paging ceiling: a Kite that never stops paging (new ICCs on every page) fails instead of looping.
-    const maxSims = listed === undefined ? undefined : Math.max(2 * listed, listed + MIN_LISTING_HEADROOM);
     if (ctx.info.attempt > 1) {
       deps.logger.warn('fetch resumed after a failed attempt (a worker crash, a heartbeat timeout or a Kite fault)', {
         activity: ctx.info.activityType,
         group,
         cycle,
         attempt: ctx.info.attempt,
-        cursor: checkpoint.cursor,
+        cursor: run.checkpoint.cursor,
       });
     }
+    const account = deps.kite.sweepAccount?.(group);
     try {
-      await whileNotCancelled(async () => {
-        for await (const page of deps.kite.pages(group, checkpoint.cursor, { ...call, maxSims })) {
-          counts.seen += page.sims.length;
-          await stageGroupPage(deps, group, cycle, page.sims, page.startIndex, counts, call);
-          checkpoint = { phase: 'fetch', done: counts.seen, cursor: page.nextIndex, counts: structuredClone(counts) };
-          beat();
-          deps.onProgress?.(group, page.sims.length);
-          throwIfCancelled();
-        }
-      });
+      await whileNotCancelled(() => (account ? fetchFromSweep(deps, run, account) : fetchOwnListing(deps, run)));
     } catch (err) {
       throw withProgress(err, counts.seen);
     }
-    await deps.store.recordListed(group, checkpoint.cursor);
     deps.logger.info('fetched group snapshot', { group, cycle, ...counts });
     return counts;
   };
+}
+
+/** One fetch attempt: its group and cycle, counts, checkpoint and Kite call options. */
+interface FetchRun {
+  group: string;
+  cycle: number;
+  counts: FetchResult;
+  checkpoint: FetchCheckpoint;
+  /** Heartbeats the checkpoint now. */
+  beat: () => void;
+  /** Heartbeats the checkpoint at most once a second (while waiting on Kite or on another group's sweep). */
+  keepAlive: () => void;
+  call: FetchCall;
+}
+
+/** The group's own listing of the inventory (a Kite search configured for the group, or no shared sweeps). */
+async function fetchOwnListing(deps: FetchDeps, run: FetchRun): Promise<void> {
+  const { group, cycle, counts } = run;
+  const listed = await deps.store.lastListed(group);
+  // Paging ceiling: a Kite that never stops paging (new ICCs on every page) fails instead of looping.
+  const maxSims = listed === undefined ? undefined : Math.max(2 * listed, listed + MIN_LISTING_HEADROOM);
+  for await (const page of deps.kite.pages(group, run.checkpoint.cursor, { ...run.call, maxSims })) {
+    counts.seen += page.sims.length;
+    await stageGroupPage(deps, group, cycle, page.sims, (i) => page.startIndex + i, counts, run.call);
+    run.checkpoint = { phase: 'fetch', done: counts.seen, cursor: page.nextIndex, counts: structuredClone(counts) };
+    run.beat();
+    deps.onProgress?.(group, page.sims.length);
+    throwIfCancelled();
+  }
+  await deps.store.recordListed(group, run.checkpoint.cursor);
+}
+
+/**
+ * The group's members from a sweep of its Kite account shared with the account's other groups: the newest
+ * finished sweep that began no earlier than this group's previous fetch (nor longer ago than sweepMaxAgeMs), or
+ * else one this fetch waits for or runs itself. Then each of its pages' members is staged like a listing's page;
+ * the checkpoint's cursor counts the partition's chunks.
+ */
+async function fetchFromSweep(deps: FetchDeps, run: FetchRun, account: string): Promise<void> {
+  const { group, cycle } = run;
+  const sweeps = deps.store.sweeps;
+  const header = await takeSweep(deps, run, account);
+  if (run.checkpoint.sweep?.id !== header.id) {
+    // A fresh start, or the sweep this attempt's checkpoint read from is gone: stage the cycle from this one.
+    if (run.checkpoint.sweep?.id !== undefined) await deps.store.dropStaging(group, cycle);
+    Object.assign(run.counts, emptyCounts());
+    run.checkpoint = { ...run.checkpoint, cursor: 0, sweep: { ...run.checkpoint.sweep!, id: header.id } };
+  }
+  const { counts } = run;
+  counts.seen = header.seen;
+  const total = await sweeps.chunkCount(account, group, cycle);
+  for (let chunk = run.checkpoint.cursor; chunk < total; chunk++) {
+    const [json] = await sweeps.chunks(account, group, cycle, chunk, 1);
+    if (json === undefined) throw new Error(`the inventory sweep ${header.id} of group ${group} vanished; retrying`);
+    const members = JSON.parse(json) as [position: number, sim: KiteSim][];
+    const sims = members.map(([, sim]) => sim);
+    await stageGroupPage(deps, group, cycle, sims, (i) => members[i][0], counts, run.call);
+    run.checkpoint = {
+      phase: 'fetch',
+      done: counts.seen,
+      cursor: chunk + 1,
+      counts: structuredClone(counts),
+      sweep: run.checkpoint.sweep,
+    };
+    run.beat();
+    throwIfCancelled();
+  }
+  await sweeps.dropTaken(account, group, cycle);
+}
+
+/** How often a fetch waiting for another group's sweep looks again. */
+const SWEEP_POLL_MS = 250;
+
+/** Takes the cycle's sweep partition: reuses a young enough one, waits for a running sweep, or sweeps itself. */
+async function takeSweep(deps: FetchDeps, run: FetchRun, account: string): Promise<SweepHeader> {
+  const { group, cycle } = run;
+  const sweeps = deps.store.sweeps;
+  const started = await deps.store.fetchStarted(group, cycle, Date.now());
+  const maxAge = deps.sweepMaxAgeMs ?? DEFAULT_SWEEP_MAX_AGE_MS;
+  const minStartedAt = Math.max(started.previous ?? started.current, started.current - maxAge);
+  // Registered groups are staged by every sweep until they have missed about three of their intervals.
+  const interval = started.previous === undefined ? 0 : started.current - started.previous;
+  const registration = Math.max(3 * interval, MIN_SWEEP_REGISTRATION_MS);
+  const token = (run.checkpoint.sweep ??= { token: randomUUID() }).token;
+  let waitingSince: number | undefined;
+  for (;;) {
+    throwIfCancelled();
+    const header = await sweeps.take(account, group, cycle, minStartedAt);
+    if (header) return header;
+    await sweeps.register(account, group, Date.now() + registration);
+    if (await sweeps.acquire(account, token, lockTtl(deps))) {
+      // The sweep it waited for may have finished between the look above and the lock: take it rather than
+      // sweep again.
+      const finished = await sweeps.take(account, group, cycle, minStartedAt);
+      if (finished) {
+        await sweeps.release(account, token);
+        return finished;
+      }
+      await sweep(deps, run, account, token);
+      continue;
+    }
+    if (waitingSince === undefined) {
+      waitingSince = Date.now();
+      deps.logger.debug("waiting for the Kite account's inventory sweep run by another group", { group, cycle });
+    }
+    run.keepAlive();
+    await setTimeout(SWEEP_POLL_MS, undefined, { signal: run.call.signal });
+  }
+}
+
+function lockTtl(deps: FetchDeps): number {
+  return deps.sweepLockTtlMs ?? DEFAULT_SWEEP_LOCK_TTL_MS;
+}
+
+/**
+ * Runs (or resumes, after a sweeper that died) the account's sweep while holding its lock: every page's members
+ * of each staged group are appended to that group's partition with the cursor, in one script that checks the
+ * lock. Returns when the sweep is finished or the lock was lost (another fetch took over); a Kite failure
+ * releases the lock, so that a waiting group takes over at once (and meets the failure itself).
+ */
+async function sweep(deps: FetchDeps, run: FetchRun, account: string, token: string): Promise<void> {
+  const sweeps = deps.store.sweeps;
+  const ttl = lockTtl(deps);
+  const renewal = setInterval(() => void sweeps.renew(account, token, ttl).catch(() => undefined), ttl / 3);
+  try {
+    let state = await sweeps.state(account);
+    if (!state || state.done) {
+      state = await sweeps.begin(account, token, ttl, run.group, Date.now());
+      if (!state) return;
+      deps.logger.info("sweeping the Kite account's inventory for its groups", {
+        group: run.group,
+        sweep: state.id,
+        groups: state.groups.length,
+      });
+    } else {
+      deps.logger.info("resuming the Kite account's inventory sweep", { group: run.group, sweep: state.id });
+    }
+    const groups = new Set(state.groups);
+    const listed = state.listed;
+    const maxSims = listed === undefined ? undefined : Math.max(2 * listed, listed + MIN_LISTING_HEADROOM);
+    for await (const page of deps.kite.pages(run.group, state.cursor, { ...run.call, maxSims })) {
+      const members = new Map<string, [number, KiteSim][]>();
+      page.sims.forEach((sim, i) => {
+        const group = sim !== null && typeof sim === 'object' ? sim.supervisionGroup : undefined;
+        if (typeof group !== 'string' || !groups.has(group)) return;
+        if (!members.has(group)) members.set(group, []);
+        members.get(group)!.push([page.startIndex + i, sim]);
+      });
+      const chunks: SweepChunk[] = [...members].map(([group, list]) => [group, JSON.stringify(list)]);
+      const kept = await sweeps.append(account, token, ttl, {
+        cursor: page.nextIndex,
+        listed: page.sims.length,
+        chunks,
+      });
+      if (!kept) return;
+      deps.onProgress?.(run.group, page.sims.length);
+      run.keepAlive();
+      throwIfCancelled();
+    }
+    const done = await sweeps.state(account);
+    if (done) await sweeps.finish(account, token, done, Date.now());
+  } catch (err) {
+    await sweeps.release(account, token).catch(() => undefined);
+    throw err;
+  } finally {
+    clearInterval(renewal);
+  }
 }
 
 /** A failed fetch says how far it got: the operator sees whether Kite answered at all. */
@@ -146,12 +329,13 @@ async function stageGroupPage(
   group: string,
   cycle: number,
   sims: KiteSim[],
-  startIndex: number,
+  positionOf: (i: number) => number,
   counts: FetchResult,
   call: FetchCall
 ): Promise<void> {
   const { kite, store } = deps;
-  const { members, unusable } = groupSimsOf(sims, startIndex, group, kite.filterOf(group));
+  const { members, unusable } = groupSimsOf(sims, 0, group, kite.filterOf(group));
+  for (const u of unusable) u.index = positionOf(u.index);
   const invalid = unusableEntries(
     unusable,
     await store.lastKnownIccs(

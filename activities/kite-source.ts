@@ -29,6 +29,12 @@ export interface KiteSource {
   presence(icc: string, call?: CallOptions): Promise<KitePresence | undefined>;
   /** How the group's membership is decided: `supervisionGroup`, or a Kite search configured for the group. */
   filterOf(group: string): GroupFilter;
+  /**
+   * The Kite account the group's listing reads (the account's rate-budget peer, `kiteAccountPeer`), when the
+   * group shares that account's inventory sweeps with its other groups; undefined for a group with a Kite search
+   * of its own, which lists only its SIMs. Absent: every group lists the inventory itself.
+   */
+  sweepAccount?(group: string): string | undefined;
 }
 
 export interface ListingCall extends Pick<CallOptions, 'signal' | 'onWaiting'> {
@@ -55,11 +61,14 @@ export function kiteFailure(err: unknown): unknown {
 
 /**
  * Kite clients behind the fetch activity's seam. Groups whose membership is a Kite search get a client of their
- * own (the search parameters go with every list request); the others share one and filter by `supervisionGroup`.
+ * own (the search parameters go with every list request); the others share one and filter by `supervisionGroup`,
+ * and, given the `account`, share its inventory sweeps (one listing per interval for all of them).
  */
 export function kiteSourceFromClients(
   clientFor: (filter: GroupFilter) => KiteClient,
-  groupFilters: Record<string, GroupFilter> = {}
+  groupFilters: Record<string, GroupFilter> = {},
+  /** The Kite account (`kiteAccountPeer`): groups filtered by `supervisionGroup` share its sweeps. @default none */
+  account?: string
 ): KiteSource & { close(): void } {
   const clients = new Map<string, KiteClient>();
   const filterOf = (group: string): GroupFilter => groupFilters[group] ?? { type: 'supervisionGroup' };
@@ -81,6 +90,7 @@ export function kiteSourceFromClients(
     },
     presence: (icc, call) => client('').getPresence(icc, call),
     filterOf,
+    sweepAccount: (group) => (account && filterOf(group).type === 'supervisionGroup' ? account : undefined),
     close: () => clients.forEach((c) => c.close()),
   };
 }

@@ -12,7 +12,8 @@
  *   pub:<target>      HASH iccid → canonical record JSON          what the target holds (last acknowledged)
  *   pending:<target>  HASH iccid → canonical patch JSON           changes not yet acknowledged
  *   fail:<target>     HASH iccid → {reason, patch, at}            permanent failures, retried when the patch changes
- *   meta              HASH listed → SIMs in the last complete inventory listing (the paging ceiling)
+ *   meta              HASH listed → SIMs in the last complete inventory listing (the paging ceiling),
+ *                          fetchStart → {cycle, at, prev}: when the fetch of the last cycle (and the one before) began
  *   sent:<target>     HASH iccid → canonical patch JSON           handed to the target, not yet acknowledged: what
  *                                                                  the target holds for these keys is unknown
  *   counters:<target> HASH iccid → epoch ms                       when the SIM's daily counters last went out (the
@@ -24,6 +25,7 @@ import type Redis from 'ioredis';
 import { FailureType } from '../shared/failures';
 import { groupNameError } from '../shared/group-name';
 import { scanKeys, type RedisClient } from './redis';
+import { InventorySweeps } from './sweeps';
 
 export interface StateStoreOptions {
   /** First segment of every key. @default 'cc' */
@@ -212,6 +214,8 @@ export class StateStore {
   private readonly ttl: number;
   private readonly auditEntries: number;
   private readonly auditMaxAgeMs: number;
+  /** Inventory sweeps shared by the groups of one Kite account (state/sweeps.ts), under the same prefix. */
+  readonly sweeps: InventorySweeps;
 
   /** @param redis one server or a Cluster (`connectRedis` in state/redis.ts) */
   constructor(redis: RedisClient, options: StateStoreOptions = {}) {
@@ -220,6 +224,7 @@ export class StateStore {
     this.ttl = options.stagingTtlSeconds ?? 86_400;
     this.auditEntries = options.auditEntriesPerSim ?? 10;
     this.auditMaxAgeMs = (options.auditMaxAgeDays ?? 7) * 86_400_000;
+    this.sweeps = new InventorySweeps(redis, { prefix: this.prefix, ttlSeconds: this.ttl });
     if (!this.redis.ccCommitAudited) {
       redis.defineCommand('ccCommitAudited', { numberOfKeys: 5, lua: COMMIT_SCRIPT });
       redis.defineCommand('ccFailAudited', { numberOfKeys: 4, lua: FAIL_SCRIPT });
@@ -251,6 +256,19 @@ export class StateStore {
   /** Records how many SIMs a complete listing of Kite's inventory held (the next listing's paging ceiling). */
   async recordListed(group: string, count: number): Promise<void> {
     await this.redis.hset(this.keys(group).meta, 'listed', String(count));
+  }
+
+  /**
+   * Records that the group's fetch of `cycle` started at `now` (a retried attempt keeps the first start), and
+   * returns when it started and when the fetch of the cycle before started (undefined for the group's first).
+   */
+  async fetchStarted(group: string, cycle: number, now: number): Promise<{ current: number; previous?: number }> {
+    const meta = this.keys(group).meta;
+    const stored = await this.redis.hget(meta, 'fetchStart');
+    const last = stored ? (JSON.parse(stored) as { cycle: number; at: number; prev?: number }) : undefined;
+    if (last?.cycle === cycle) return { current: last.at, previous: last.prev };
+    await this.redis.hset(meta, 'fetchStart', JSON.stringify({ cycle, at: now, prev: last?.at }));
+    return { current: now, previous: last?.at };
   }
 
   /**

@@ -56,7 +56,8 @@ export async function startWorker(
     onUnavailable: (key, error) =>
       logger.warn('Redis unavailable for a rate budget; waiting', { key, error: error.message }),
   });
-  const kiteBudget = budgets.rate(kiteAccountPeer({ baseUrl: config.kite.baseUrl, ...tls }), {
+  const kiteAccount = kiteAccountPeer({ baseUrl: config.kite.baseUrl, ...tls });
+  const kiteBudget = budgets.rate(kiteAccount, {
     perSecond: config.kite.requestsPerSecond,
     burst: config.kite.requestsBurst,
   });
@@ -72,7 +73,8 @@ export async function startWorker(
         logger: logger.child({ component: 'kite-client' }),
         ...tls,
       }),
-    config.kite.groupFilters
+    config.kite.groupFilters,
+    kiteAccount
   );
   const targets = new Map<string, ConfiguredTarget>(
     Object.values(config.targets).map((t) => [

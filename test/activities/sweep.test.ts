@@ -1,0 +1,154 @@
+/**
+ * Fast tier: groups of one Kite account share its inventory sweeps. The fetch activity runs as a plain function in
+ * a MockActivityEnvironment on the test Redis, over an in-memory inventory that counts its list pages. The full
+ * stack (worker processes, the simulator's request counts, SIGKILL mid-sweep) is in test/sync/sweep.test.ts.
+ */
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { createActivities, type FetchResult } from '../../activities';
+import type { KitePage } from '../../kite';
+import { createLogger } from '../../shared/log';
+import { uniqueName } from '../setup/stack';
+import { MemoryKite } from '../support/memory-kite';
+import { testStore } from '../support/test-store';
+
+const { store } = testStore('sweep');
+
+/** An inventory of one account that counts the list pages served and may hold each page back until released. */
+class SharedKite extends MemoryKite {
+  pagesServed = 0;
+  /** While set, each page waits for it. */
+  gate: Promise<void> | undefined;
+  constructor(
+    pageSize: number,
+    private readonly account: string
+  ) {
+    super(pageSize);
+  }
+  override async *pages(group: string, fromIndex: number): AsyncIterable<KitePage> {
+    for await (const page of super.pages(group, fromIndex)) {
+      await this.gate;
+      this.pagesServed++;
+      yield page;
+    }
+  }
+  sweepAccount(): string {
+    return this.account;
+  }
+}
+
+function setup() {
+  const kite = new SharedKite(10, uniqueName('acct'));
+  const groups = [uniqueName('ga'), uniqueName('gb'), uniqueName('gc')];
+  groups.forEach((group, g) => kite.addSims(group, 15, 100 * g));
+  kite.addSims('someone-else', 12, 900);
+  const acts = createActivities({
+    store,
+    kite,
+    targets: new Map(),
+    logger: createLogger({}, { level: 'error' }),
+    sweepLockTtlMs: 1_000,
+  });
+  return { kite, groups, acts };
+}
+
+const iccsOf = (kite: MemoryKite, group: string) =>
+  [...kite.sims.values()].filter((sim) => sim.supervisionGroup === group).map((sim) => sim.icc as string);
+
+const fetchIn = (
+  env: MockActivityEnvironment,
+  acts: ReturnType<typeof createActivities>,
+  group: string,
+  cycle: number
+) => env.run(acts.fetchSnapshot, { group, cycle }) as Promise<FetchResult>;
+
+test('three groups of one account: one sweep per round of cycles, each group staged with its own members', async () => {
+  const { kite, groups, acts } = setup();
+  const pagesPerSweep = Math.ceil((3 * 15 + 12) / 10);
+  // Round 1: each group's first fetch. Groups register as they come, so up to one sweep per group at worst.
+  for (const group of groups) {
+    const result = await fetchIn(new MockActivityEnvironment(), acts, group, 1);
+    expect(result).toMatchObject({ seen: 57, inGroup: 15, invalid: 0 });
+    expect(await store.snapshotCount(group, 1)).toBe(15);
+  }
+  // Rounds 2 and 3, concurrently: one sweep each, whoever runs it.
+  for (const cycle of [2, 3]) {
+    const before = kite.pagesServed;
+    const results = await Promise.all(groups.map((g) => fetchIn(new MockActivityEnvironment(), acts, g, cycle)));
+    for (const result of results) expect(result).toMatchObject({ seen: 57, inGroup: 15 });
+    expect(kite.pagesServed - before).toBe(pagesPerSweep);
+    for (const group of groups) {
+      const staged = await store.snapshotRecords(group, cycle, iccsOf(kite, group));
+      expect(staged.every((json) => json !== null)).toBe(true);
+    }
+  }
+});
+
+test('a change in Kite reaches every group that reads the sweep after it', async () => {
+  const { kite, groups, acts } = setup();
+  for (const group of groups) await fetchIn(new MockActivityEnvironment(), acts, group, 1);
+  const icc = iccsOf(kite, groups[2])[3];
+  kite.update(icc, { alias: 'renamed' });
+  await Promise.all(groups.map((g) => fetchIn(new MockActivityEnvironment(), acts, g, 2)));
+  const [record] = await store.snapshotRecords(groups[2], 2, [icc]);
+  expect(JSON.parse(record!)).toMatchObject({ alias: 'renamed' });
+});
+
+test('a group waits for the sweep another group runs, heartbeating, and a cancelled waiter stops', async () => {
+  const { kite, groups, acts } = setup();
+  for (const group of groups) await fetchIn(new MockActivityEnvironment(), acts, group, 1);
+  // The last of round 1 swept for all three; the first two take that sweep in their cycle 2: none is left.
+  for (const group of groups.slice(0, 2)) await fetchIn(new MockActivityEnvironment(), acts, group, 2);
+  const before = kite.pagesServed;
+  let open!: () => void;
+  kite.gate = new Promise<void>((resolve) => (open = resolve));
+  const sweeper = fetchIn(new MockActivityEnvironment(), acts, groups[1], 3);
+  await new Promise((r) => setTimeout(r, 200));
+  const waiterEnv = new MockActivityEnvironment();
+  const beats: unknown[] = [];
+  waiterEnv.on('heartbeat', (d) => beats.push(d));
+  const waiter = fetchIn(waiterEnv, acts, groups[2], 2);
+  const cancelledEnv = new MockActivityEnvironment();
+  const cancelled = fetchIn(cancelledEnv, acts, groups[0], 3);
+  await new Promise((r) => setTimeout(r, 1_500));
+  expect(beats.length).toBeGreaterThan(0); // the waiter heartbeats while it waits
+  cancelledEnv.cancel();
+  await expect(cancelled).rejects.toThrow();
+  open();
+  kite.gate = undefined;
+  const [a, b] = await Promise.all([sweeper, waiter]);
+  expect(a.inGroup).toBe(15);
+  expect(b.inGroup).toBe(15);
+  expect(kite.pagesServed - before).toBe(Math.ceil(57 / 10));
+});
+
+test('a sweeper that dies mid-sweep: its lock expires and a waiting group finishes the sweep from its cursor', async () => {
+  const { kite, groups, acts } = setup();
+  for (const group of groups) await fetchIn(new MockActivityEnvironment(), acts, group, 1);
+  // A sweeper that appended two pages and died (a SIGKILLed worker): its lock lives until it expires.
+  const account = kite.sweepAccount();
+  const all = [...kite.sims.values()];
+  expect(await store.sweeps.acquire(account, 'dead-worker', 1_000)).toBe(true);
+  const state = (await store.sweeps.begin(account, 'dead-worker', 1_000, groups[0], Date.now()))!;
+  expect(state.groups).toEqual(expect.arrayContaining(groups));
+  for (const start of [0, 10]) {
+    const members = groups.map((g) => [
+      g,
+      JSON.stringify(
+        all
+          .slice(start, start + 10)
+          .map((sim, i) => [start + i, sim])
+          .filter(([, sim]) => (sim as { supervisionGroup: string }).supervisionGroup === g)
+      ),
+    ]) as [string, string][];
+    const chunks = members.filter(([, json]) => json !== '[]');
+    expect(await store.sweeps.append(account, 'dead-worker', 1_000, { cursor: start + 10, listed: 10, chunks })).toBe(
+      true
+    );
+  }
+  const before = kite.pagesServed;
+  const results = await Promise.all(groups.map((g) => fetchIn(new MockActivityEnvironment(), acts, g, 2)));
+  for (const result of results) expect(result).toMatchObject({ seen: 57, inGroup: 15 });
+  // The sweep was taken over at its cursor: the two pages the dead sweeper appended were not listed again.
+  expect(kite.pagesServed - before).toBe(Math.ceil(57 / 10) - 2);
+  for (const group of groups) expect(await store.snapshotCount(group, 2)).toBe(15);
+});
