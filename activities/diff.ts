@@ -1,7 +1,15 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
-import type { PublishPolicy, SimRecord } from '../record';
+import { createHash } from 'node:crypto';
+import type { DetectedEvent, EventBaseline, EventPolicy, PublishPolicy, SimEvent, SimRecord } from '../record';
 import type { Logger } from '../shared/log';
-import { applyPublishPolicy, canonicalJson, diffRecords, withUncertainKeys, type SimPatch } from '../record';
+import {
+  applyPublishPolicy,
+  canonicalJson,
+  detectEvents,
+  diffRecords,
+  withUncertainKeys,
+  type SimPatch,
+} from '../record';
 import { FailureType } from '../shared/failures';
 import type { Entry, StateStore, TargetLookup } from '../state/store';
 import type { DiffInput, DiffResult } from './types';
@@ -29,11 +37,14 @@ export interface DiffDeps {
  * recomputed from published + snapshot + uncertain.
  */
 export function createDiffActivity(deps: DiffDeps) {
-  return async function diffSnapshot({ group, cycle, targets, policy }: DiffInput): Promise<DiffResult> {
+  return async function diffSnapshot({ group, cycle, targets, policy, events }: DiffInput): Promise<DiffResult> {
     const { store } = deps;
     const result: DiffResult = { left: 0, targets: {} };
     for (const target of targets) result.targets[target] = { changed: 0, stillFailing: 0, held: 0 };
     const pendingNonEmpty = await Promise.all(targets.map((t) => store.hasPending(group, t)));
+    const eventsOn = !!events?.types?.length;
+    if (!eventsOn) await store.dropEventBaselines(group);
+    const joining = eventsOn && (await store.eventsBaselined(group));
     let done = 0;
     for await (const entries of store.scanSnapshot(group, cycle, deps.batchSize ?? 1000)) {
       const lookups = await store.lookups(
@@ -46,10 +57,15 @@ export function createDiffActivity(deps: DiffDeps) {
           diffTarget(store, { group, target, policy }, entries, lookups[t], pendingNonEmpty[t], result)
         )
       );
+      if (eventsOn)
+        result.events = (result.events ?? 0) + (await queueEvents(store, group, targets, entries, events!, joining));
       done += entries.length;
       Context.current().heartbeat({ phase: 'diff', done });
     }
-    result.left = await forgetLeavers(deps, group, cycle, targets);
+    const left = await forgetLeavers(deps, group, cycle, targets, eventsOn ? events : undefined);
+    result.left = left.count;
+    if (eventsOn) result.events = (result.events ?? 0) + left.events;
+    if (eventsOn && !joining) await store.markEventsBaselined(group);
     for (const target of targets) deps.onDiff?.(group, target, result.targets[target].changed);
     deps.logger.info('diffed group snapshot', { group, cycle, ...result });
     return result;
@@ -101,8 +117,64 @@ async function diffTarget(
   await store.writePending(group, target, sets, deletes, { iccids: countersReleased, at: now });
 }
 
+/**
+ * Detects the batch's connectivity events against each SIM's baseline, and queues them for every target with
+ * the new baselines in one atomic step: a diff retried after it sees no change twice. Returns how many events.
+ */
+async function queueEvents(
+  store: StateStore,
+  group: string,
+  targets: string[],
+  entries: Entry[],
+  policy: EventPolicy,
+  joining: boolean
+): Promise<number> {
+  const baselines = await store.eventBaselines(
+    group,
+    entries.map(([iccid]) => iccid)
+  );
+  const at = Date.now();
+  const sims: { iccid: string; baseline: string | null; events: string[] }[] = [];
+  let count = 0;
+  entries.forEach(([iccid, json], i) => {
+    const before = baselines[i] ? (JSON.parse(baselines[i]!) as EventBaseline) : undefined;
+    const record = JSON.parse(json) as SimRecord;
+    const detected = detectEvents(before, record, policy, { group, joined: joining });
+    const baseline = JSON.stringify(detected.baseline);
+    if (baseline === baselines[i] && !detected.events.length) return;
+    const events = detected.events.map((e) => JSON.stringify(simEvent(group, record, e, at)));
+    count += events.length;
+    sims.push({ iccid, baseline, events });
+  });
+  await store.queueEvents(group, targets, sims);
+  return count;
+}
+
+/** A detected event with its SIM, time and id: the id is a digest of what it says, the same on every delivery. */
+export function simEvent(
+  group: string,
+  sim: Pick<SimRecord, 'iccid' | 'alias' | 'imei'>,
+  event: DetectedEvent,
+  at: number
+): SimEvent {
+  const id = createHash('sha256')
+    .update([group, sim.iccid, event.type, JSON.stringify(event.before), JSON.stringify(event.after), at].join('\0'))
+    .digest('hex')
+    .slice(0, 32);
+  const out: SimEvent = { id, type: event.type, group, iccid: sim.iccid, before: event.before, after: event.after, at };
+  if (sim.alias !== undefined) out.alias = sim.alias;
+  if (sim.imei !== undefined) out.imei = sim.imei;
+  return out;
+}
+
 /** SIMs known from earlier cycles that are neither in the snapshot nor among the group's invalid SIMs. */
-async function forgetLeavers(deps: DiffDeps, group: string, cycle: number, targets: string[]): Promise<number> {
+async function forgetLeavers(
+  deps: DiffDeps,
+  group: string,
+  cycle: number,
+  targets: string[],
+  events?: EventPolicy
+): Promise<{ count: number; events: number }> {
   const { store } = deps;
   const known = await store.knownCount(group);
   const leavers = await store.leavers(group, cycle, deps.batchSize ?? 1000);
@@ -119,6 +191,32 @@ async function forgetLeavers(deps: DiffDeps, group: string, cycle: number, targe
       FailureType.SuspiciousInventoryDrop
     );
   }
-  for (let i = 0; i < leavers.length; i += 1000) await store.forget(group, targets, leavers.slice(i, i + 1000));
-  return leavers.length;
+  let queued = 0;
+  for (let i = 0; i < leavers.length; i += 1000) {
+    const batch = leavers.slice(i, i + 1000);
+    if (events?.types?.includes('leftGroup')) queued += await queueLeftGroup(store, group, targets, batch);
+    await store.forget(group, targets, batch);
+  }
+  return { count: leavers.length, events: queued };
+}
+
+/**
+ * Queues a `leftGroup` event per leaver for every target, named by what the first target holding it last had.
+ * Only leavers with an event baseline: queueing drops it atomically, so a diff retried after this says it once.
+ */
+async function queueLeftGroup(store: StateStore, group: string, targets: string[], iccids: string[]): Promise<number> {
+  const [baselines, ...held] = await Promise.all([
+    store.eventBaselines(group, iccids),
+    ...targets.map((t) => store.publishedRecords(group, t, iccids)),
+  ]);
+  const at = Date.now();
+  const sims = iccids.flatMap((iccid, i) => {
+    if (baselines[i] === null) return [];
+    const json = held.map((records) => records[i]).find((r) => r !== null);
+    const record: Pick<SimRecord, 'iccid' | 'alias' | 'imei'> = json ? (JSON.parse(json) as SimRecord) : { iccid };
+    const event = simEvent(group, record, { type: 'leftGroup', before: group, after: null }, at);
+    return [{ iccid, baseline: null, events: [JSON.stringify(event)] }];
+  });
+  await store.queueEvents(group, targets, sims);
+  return sims.length;
 }

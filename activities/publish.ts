@@ -1,12 +1,12 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { throwIfCancelled, whileNotCancelled } from './cancellation';
-import type { SimPatch, SimRecord } from '../record';
+import type { SimEvent, SimPatch, SimRecord } from '../record';
 import { FailureType } from '../shared/failures';
 import { redact, type Logger } from '../shared/log';
 import { applyPatch, canonicalJson } from '../record';
 import type { CommitItem, Entry, FailureItem, StateStore } from '../state/store';
 import { DEFAULT_DEVICE_ID_TEMPLATE, deviceIdFor } from '../targets/device-id';
-import type { PublishItem, PublishOutcome, Target } from '../targets/target';
+import type { EventItem, PublishItem, PublishOutcome, Target } from '../targets/target';
 import type { PublishInput, PublishResult } from './types';
 
 export interface ConfiguredTarget {
@@ -47,6 +47,8 @@ interface PublishProgress {
   throttled: number;
   /** SIMs handed to the target and not yet answered. */
   inFlight: number;
+  /** Connectivity events acknowledged in this cycle so far, over all attempts. */
+  eventsSent?: number;
 }
 
 /** Heartbeat at most this often on the timer, however long the heartbeat timeout. */
@@ -95,6 +97,7 @@ export function createPublishActivity(deps: PublishDeps) {
       failed: before?.failed ?? 0,
       throttled: before?.throttled ?? 0,
       inFlight: 0,
+      eventsSent: before?.eventsSent ?? 0,
     };
     const send = (entries: Entry[]) =>
       sendBatch(deps, group, name, configured, entries, counts, ctx.cancellationSignal);
@@ -106,6 +109,7 @@ export function createPublishActivity(deps: PublishDeps) {
         failed: counts.failed,
         throttled: counts.throttled,
         inFlight: counts.inFlight,
+        eventsSent: counts.eventsSent,
       } satisfies PublishProgress);
 
     heartbeat(); // progress shows `publish` at once, before the first batch is acknowledged
@@ -131,6 +135,10 @@ export function createPublishActivity(deps: PublishDeps) {
           heartbeat();
         })
       );
+      // Events after the records: a consumer reading an event finds the state it speaks of already there.
+      await whileNotCancelled(async () => {
+        retry = mergeRetry(retry, await sendEvents(deps, group, name, configured, counts, ctx.cancellationSignal));
+      });
     } finally {
       clearInterval(timer);
     }
@@ -145,9 +153,18 @@ export function createPublishActivity(deps: PublishDeps) {
       });
     }
     const failing = await deps.store.failingCount(group, name);
-    const { published, failed, throttled } = counts;
-    deps.logger.info('published changes', { group, target: name, published, failed, throttled, failing, pending });
-    return { published, failed, throttled, failing, pending };
+    const { published, failed, throttled, eventsSent } = counts;
+    deps.logger.info('published changes', {
+      group,
+      target: name,
+      published,
+      failed,
+      throttled,
+      failing,
+      pending,
+      eventsSent,
+    });
+    return { published, failed, throttled, failing, pending, ...(eventsSent ? { eventsSent } : {}) };
   };
 }
 
@@ -248,6 +265,84 @@ async function sendBatch(
   counts.published += committed;
   counts.failed += failed;
   return retry;
+}
+
+/**
+ * Sends the target's queued connectivity events, a batch at a time; drops each SIM's events once the target
+ * acknowledged them, or refused them for good (logged: events are not retried forever). A crash before the
+ * drop sends them again with the same ids: at least once, duplicates only for the SIMs in flight.
+ */
+async function sendEvents(
+  deps: PublishDeps,
+  group: string,
+  name: string,
+  { target, deviceIdTemplate }: ConfiguredTarget,
+  counts: { throttled: number; eventsSent: number },
+  signal: AbortSignal
+): Promise<Retry> {
+  const retry: Retry = { entries: [], delayMs: 0, reason: '' };
+  const seen = new Set<string>();
+  for await (const page of deps.store.scanEvents(group, name, deps.batchSize ?? 500)) {
+    throwIfCancelled();
+    const entries = page.filter(([iccid]) => !seen.has(iccid) && seen.add(iccid));
+    const sent = new Map(entries);
+    const done: Entry[] = [];
+    const items: EventItem[] = [];
+    for (const [iccid, json] of entries) {
+      const events = JSON.parse(json) as SimEvent[];
+      const last = events[events.length - 1];
+      try {
+        const deviceId = deviceIdFor(deviceIdTemplate ?? DEFAULT_DEVICE_ID_TEMPLATE, {
+          iccid,
+          alias: last?.alias,
+          imei: last?.imei,
+        });
+        items.push({ iccid, deviceId, events });
+      } catch (err) {
+        deps.logger.warn('events dropped: no device id', {
+          group,
+          target: name,
+          iccid,
+          reason: (err as Error).message,
+        });
+        done.push([iccid, json]);
+      }
+    }
+    const outcomes = target.publishEvents
+      ? await publishEventsSafely(target, items, signal, group)
+      : items.map((i): PublishOutcome => ({ iccid: i.iccid, status: 'ok' })); // a target without events drops them
+    let acknowledged = 0;
+    for (const outcome of outcomes) {
+      const json = sent.get(outcome.iccid);
+      if (json === undefined) continue;
+      if (outcome.status === 'ok' || outcome.status === 'permanent') {
+        done.push([outcome.iccid, json]);
+        if (outcome.status === 'ok') acknowledged += (JSON.parse(json) as unknown[]).length;
+        else deps.logger.warn('events refused by the target, dropped', { group, target: name, reason: outcome.reason });
+      } else {
+        retry.entries.push([outcome.iccid, json]);
+        retry.reason = outcome.reason;
+        if (outcome.status === 'throttled') {
+          counts.throttled++;
+          retry.delayMs = Math.max(retry.delayMs, outcome.retryAfterMs);
+        }
+      }
+    }
+    await deps.store.commitEvents(group, name, done);
+    counts.eventsSent += acknowledged;
+  }
+  return retry;
+}
+
+async function publishEventsSafely(target: Target, items: EventItem[], signal: AbortSignal, group: string) {
+  if (!items.length) return [];
+  try {
+    return await target.publishEvents!(items, signal, { group });
+  } catch (err) {
+    if (signal.aborted) throw err;
+    const reason = `target ${target.name} failed to take events: ${redact((err as Error).message)}`;
+    return items.map((i): PublishOutcome => ({ iccid: i.iccid, status: 'retryable', reason }));
+  }
 }
 
 /** A target that throws instead of reporting outcomes has failed every item transiently. */

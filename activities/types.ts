@@ -1,5 +1,5 @@
 /** Inputs and results of the sync activities: keys and counts only, never SIM data (claim check in Redis). */
-import type { PublishPolicy } from '../record';
+import type { EventPolicy, PublishPolicy } from '../record';
 
 export interface CycleRef {
   group: string;
@@ -35,6 +35,8 @@ export interface DiffInput extends CycleRef {
   targets: string[];
   /** The group's publish policy (which changes wait). @default every field's default, see PublishPolicy */
   policy?: PublishPolicy;
+  /** The group's connectivity events (which types, the spike rule). @default off */
+  events?: EventPolicy;
 }
 
 export interface DiffResult {
@@ -45,6 +47,8 @@ export interface DiffResult {
    * whose only changes (daily counters) the publish policy holds for a later cycle.
    */
   targets: Record<string, { changed: number; stillFailing: number; held?: number }>;
+  /** Connectivity events detected and queued for every target (absent while the group's events are off). */
+  events?: number;
 }
 
 export interface PublishInput extends CycleRef {
@@ -62,4 +66,6 @@ export interface PublishResult {
   failing: number;
   /** SIMs still waiting for the target after this attempt, read from Redis (0 when the attempt succeeds). */
   pending?: number;
+  /** Connectivity events the target acknowledged in this cycle, over all attempts. */
+  eventsSent?: number;
 }

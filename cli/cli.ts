@@ -6,7 +6,13 @@
  * command, add one entry to COMMANDS.
  */
 import { Option } from 'commander';
-import { configPatchError, MAX_INTERVAL_MS, MIN_INTERVAL_MS } from '../workflows/definitions';
+import {
+  configPatchError,
+  EVENT_TYPES,
+  MAX_INTERVAL_MS,
+  MIN_INTERVAL_MS,
+  type EventType,
+} from '../workflows/definitions';
 import { DEFAULT_INTERVAL_MS, DEFAULT_TARGETS, resyncGroup, setEnabled, startGroup, stopGroup } from './commands';
 import { formatDuration, parseDuration } from '../shared/durations';
 import { usageError } from './errors';
@@ -44,6 +50,18 @@ function targets(value: string, previous: string[] | undefined): string[] {
   return all;
 }
 
+function eventTypes(value: string): EventType[] {
+  const words = value
+    .split(',')
+    .map((t) => t.trim())
+    .filter(Boolean);
+  if (words.length === 1 && words[0] === 'all') return [...EVENT_TYPES];
+  if (words.length === 1 && words[0] === 'none') return [];
+  const problem = configPatchError({ events: { types: words as EventType[] } });
+  if (problem) throw usageError(`--events: ${problem}`);
+  return words as EventType[];
+}
+
 const jsonOption = () => new Option('--json', 'print JSON instead of text');
 
 /** Every `kite-cc` command. */
@@ -66,9 +84,14 @@ export const COMMANDS: CliCommand[] = [
         '--counters-min-interval <duration>',
         "least time between publishes of a SIM's daily counters alone, e.g. 15m (default), 0s for every change"
       ).argParser(duration('counters-min-interval')),
+      new Option(
+        '--events <types>',
+        `connectivity events to send: a comma list of ${EVENT_TYPES.join(', ')}; all; or none (the default)`
+      ).argParser(eventTypes),
     ],
     async run(ctx, { group, options }) {
       await startGroup(ctx, {
+        eventTypes: options.events as EventType[] | undefined,
         group: group!,
         targets: options.target as string[] | undefined,
         intervalMs: options.interval as number | undefined,

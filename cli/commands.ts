@@ -18,6 +18,7 @@ import {
   workflowIdForGroup,
   WORKFLOW_TYPE,
   type ConfigPatch,
+  type EventType,
   type GroupConfig,
   type GroupStatus,
   type GroupWorkflowInput,
@@ -118,6 +119,8 @@ export interface StartOptions {
   disabled?: boolean;
   /** The publish policy's `countersMinIntervalMs`; left out keeps the group's. */
   countersMinIntervalMs?: number;
+  /** The connectivity event types to send (empty: none); left out keeps the group's. */
+  eventTypes?: EventType[];
 }
 
 async function isRunning(ctx: CommandContext, group: string): Promise<boolean> {
@@ -141,6 +144,7 @@ export async function startGroup(ctx: CommandContext, options: StartOptions): Pr
   if (options.countersMinIntervalMs !== undefined) {
     patch.publishPolicy = { countersMinIntervalMs: options.countersMinIntervalMs };
   }
+  if (options.eventTypes !== undefined) patch.events = { types: options.eventTypes };
   const config: GroupConfig = {
     group,
     enabled: !options.disabled,

@@ -13,3 +13,14 @@ export {
   type PolicyDecision,
   type PublishPolicy,
 } from './publish-policy';
+export {
+  detectEvents,
+  EVENT_DEFAULTS,
+  EVENT_TYPES,
+  eventPolicyError,
+  type DetectedEvent,
+  type EventBaseline,
+  type EventPolicy,
+  type EventType,
+  type SimEvent,
+} from './events';

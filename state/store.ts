@@ -13,13 +13,17 @@
  *   pending:<target>  HASH iccid → canonical patch JSON           changes not yet acknowledged
  *   fail:<target>     HASH iccid → {reason, patch, at}            permanent failures, retried when the patch changes
  *   meta              HASH listed → SIMs in the last complete inventory listing (the paging ceiling),
- *                          fetchStart → {cycle, at, prev}: when the fetch of the last cycle (and the one before) began
+ *                          fetchStart → {cycle, at, prev}: when the fetch of the last cycle (and the one before) began,
+ *                          events → 1 once a diff with events on completed (later SIMs are joining the group)
  *   sent:<target>     HASH iccid → canonical patch JSON           handed to the target, not yet acknowledged: what
  *                                                                  the target holds for these keys is unknown
  *   counters:<target> HASH iccid → epoch ms                       when the SIM's daily counters last went out (the
  *                                                                  publish policy holds them in between)
  *   audit             HASH iccid → JSON lines, newest first        the SIM's audit trail: publishes and failures per
  *                                                                  target, at most N entries of at most D days
+ *   evbase            HASH iccid → EventBaseline JSON             what the event detection last saw of the SIM
+ *                                                                  (record/events.ts), while the group has events on
+ *   events:<target>   HASH iccid → JSON array of SimEvent         events not yet acknowledged by the target
  */
 import type Redis from 'ioredis';
 import { FailureType } from '../shared/failures';
@@ -181,6 +185,46 @@ for i = 3, #ARGV, 4 do
 end
 return n`;
 
+/**
+ * Atomically, per batch: records each SIM's new event baseline (deleted when empty) and appends its events to
+ * every target's queue. KEYS: evbase, then events:<target> per target. ARGV: (iccid, baseline JSON or '',
+ * events as comma-joined JSON objects or '') per SIM.
+ */
+const QUEUE_EVENTS_SCRIPT = `
+for i = 1, #ARGV, 3 do
+  if ARGV[i + 1] == '' then redis.call('HDEL', KEYS[1], ARGV[i]) else redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+  if ARGV[i + 2] ~= '' then
+    for k = 2, #KEYS do
+      local old = redis.call('HGET', KEYS[k], ARGV[i])
+      if old then
+        redis.call('HSET', KEYS[k], ARGV[i], string.sub(old, 1, -2) .. ',' .. ARGV[i + 2] .. ']')
+      else
+        redis.call('HSET', KEYS[k], ARGV[i], '[' .. ARGV[i + 2] .. ']')
+      end
+    end
+  end
+end
+return 1`;
+
+/**
+ * Atomically, per SIM: drops the events the target acknowledged. If more were queued after them meanwhile, only
+ * the acknowledged ones go. KEYS: events:<target>. ARGV: (iccid, the events JSON array as sent) per SIM.
+ */
+const COMMIT_EVENTS_SCRIPT = `
+local n = 0
+for i = 1, #ARGV, 2 do
+  local current = redis.call('HGET', KEYS[1], ARGV[i])
+  local sent = ARGV[i + 1]
+  if current == sent then
+    redis.call('HDEL', KEYS[1], ARGV[i])
+    n = n + 1
+  elseif current and string.sub(current, 1, #sent - 1) .. ']' == sent and string.sub(current, #sent, #sent) == ',' then
+    redis.call('HSET', KEYS[1], ARGV[i], '[' .. string.sub(current, #sent + 1))
+    n = n + 1
+  end
+end
+return n`;
+
 /** The fields (ARGV) present in neither hash: existence checks only, no values cross the wire. */
 const ABSENT_SCRIPT = `
 local out = {}
@@ -202,6 +246,8 @@ type ScriptedRedis = RedisClient & {
     ...args: string[]
   ): Promise<number>;
   ccFailAudited(pending: string, fail: string, sent: string, audit: string, ...args: string[]): Promise<number>;
+  ccQueueEvents(numKeys: number, ...keysAndArgs: string[]): Promise<number>;
+  ccCommitEvents(events: string, ...args: string[]): Promise<number>;
 };
 
 /**
@@ -229,6 +275,8 @@ export class StateStore {
       redis.defineCommand('ccCommitAudited', { numberOfKeys: 5, lua: COMMIT_SCRIPT });
       redis.defineCommand('ccFailAudited', { numberOfKeys: 4, lua: FAIL_SCRIPT });
       redis.defineCommand('ccAbsent', { numberOfKeys: 2, lua: ABSENT_SCRIPT });
+      redis.defineCommand('ccQueueEvents', { lua: QUEUE_EVENTS_SCRIPT }); // KEYS: 1 + one per target
+      redis.defineCommand('ccCommitEvents', { numberOfKeys: 1, lua: COMMIT_EVENTS_SCRIPT });
     }
   }
 
@@ -399,6 +447,61 @@ export class StateStore {
     return [...leavers];
   }
 
+  // --- events (record/events.ts) ---
+
+  /** The SIMs' event baselines (JSON), null for SIMs without one. */
+  async eventBaselines(group: string, iccids: string[]): Promise<(string | null)[]> {
+    return this.hmget(this.keys(group).eventBaselines, iccids);
+  }
+
+  /** Whether a diff with events on has completed for the group: its SIMs have baselines, new ones are joining. */
+  async eventsBaselined(group: string): Promise<boolean> {
+    return (await this.redis.hget(this.keys(group).meta, 'events')) === '1';
+  }
+
+  /** Records that a diff with events on completed for the group (see `eventsBaselined`). */
+  async markEventsBaselined(group: string): Promise<void> {
+    await this.redis.hset(this.keys(group).meta, 'events', '1');
+  }
+
+  /** Events are off for the group: forget what detection saw, so turning them on again starts afresh. */
+  async dropEventBaselines(group: string): Promise<void> {
+    const keys = this.keys(group);
+    await this.redis.pipeline().hdel(keys.meta, 'events').unlink(keys.eventBaselines).exec();
+  }
+
+  /**
+   * Atomically for the batch: records each SIM's new baseline (null deletes it) and queues its events (JSON
+   * objects) for every target. A diff that dies before this call sees the same changes again; after it, none.
+   */
+  async queueEvents(
+    group: string,
+    targets: string[],
+    sims: { iccid: string; baseline: string | null; events: string[] }[]
+  ): Promise<void> {
+    if (!sims.length) return;
+    const keys = this.keys(group);
+    const eventKeys = targets.map((t) => keys.events(t));
+    const args = sims.flatMap((s) => [s.iccid, s.baseline ?? '', s.events.join(',')]);
+    await this.redis.ccQueueEvents(1 + eventKeys.length, keys.eventBaselines, ...eventKeys, ...args);
+  }
+
+  /** Pages through a target's queued events: `[iccid, JSON array of events]`. */
+  scanEvents(group: string, target: string, count = 1000): AsyncGenerator<Entry[]> {
+    return this.scan(this.keys(group).events(target), count);
+  }
+
+  /** How many SIMs have events the target has not acknowledged. */
+  async eventsPendingCount(group: string, target: string): Promise<number> {
+    return this.redis.hlen(this.keys(group).events(target));
+  }
+
+  /** Drops events the target acknowledged (or refused for good), per SIM as sent. Returns how many SIMs. */
+  async commitEvents(group: string, target: string, sent: Entry[]): Promise<number> {
+    if (!sent.length) return 0;
+    return this.redis.ccCommitEvents(this.keys(group).events(target), ...sent.flat());
+  }
+
   /** Forgets SIMs that left the group, for every target: a SIM that joins again is published in full. */
   async forget(group: string, targets: string[], iccids: string[]): Promise<void> {
     if (!iccids.length) return;
@@ -411,6 +514,7 @@ export class StateStore {
     if (identities.length) pipeline.hdel(keys.identities, ...identities);
     pipeline.hdel(keys.connectivity, ...iccids);
     pipeline.hdel(keys.audit, ...iccids);
+    pipeline.hdel(keys.eventBaselines, ...iccids);
     for (const target of targets) {
       pipeline.hdel(keys.published(target), ...iccids);
       pipeline.hdel(keys.pending(target), ...iccids);
@@ -607,6 +711,8 @@ export class StateStore {
       countersSentAt: (target: string) => `${base}counters:${target}`,
       audit: `${base}audit`,
       meta: `${base}meta`,
+      eventBaselines: `${base}evbase`,
+      events: (target: string) => `${base}events:${target}`,
     };
   }
 

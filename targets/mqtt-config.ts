@@ -9,6 +9,7 @@ import { commonTargetShape, flag, intIn, matching, pem, text, url } from './sche
 export const MQTT_DEFAULTS = {
   stateTopicTemplate: 'kite/{group}/{iccid}/reported',
   changesTopicTemplate: 'kite/{group}/{iccid}/changes',
+  eventsTopicTemplate: 'kite/{group}/{iccid}/events',
   retain: true,
   protocolVersion: 4,
   concurrency: 20,
@@ -63,6 +64,12 @@ export const mqttTargetSchema = strictSettings({
    * @default 'kite/{group}/{iccid}/changes'
    */
   changesTopicTemplate: topicTemplate(MQTT_DEFAULTS.changesTopicTemplate),
+  /**
+   * Topic of a SIM's connectivity events (when the group has events on): one JSON message per event, QoS 1, never
+   * retained. Same placeholders; must differ from the other two templates.
+   * @default 'kite/{group}/{iccid}/events'
+   */
+  eventsTopicTemplate: topicTemplate(MQTT_DEFAULTS.eventsTopicTemplate),
   /** Retain the state messages, so that a late subscriber gets each SIM's state. @default true */
   retain: flag().default(MQTT_DEFAULTS.retain),
   /** MQTT protocol version: 4 (3.1.1) or 5. @default 4 */
@@ -88,6 +95,16 @@ export const mqttTargetSchema = strictSettings({
       code: 'custom',
       path: ['changesTopicTemplate'],
       message: 'must differ from stateTopicTemplate, or patches would overwrite the retained state',
+    });
+  }
+  if (
+    config.eventsTopicTemplate === config.stateTopicTemplate ||
+    config.eventsTopicTemplate === config.changesTopicTemplate
+  ) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['eventsTopicTemplate'],
+      message: 'must differ from stateTopicTemplate and changesTopicTemplate, so that events are not read as state',
     });
   }
 });

@@ -4,7 +4,8 @@
  *   retained message is always the state, and a subscriber joining at any time gets every SIM's full record;
  * - on `changesTopicTemplate`, not retained: the patch (changed keys, `null` for a key that disappeared; the
  *   whole record on a first publish), for consumers that react to changes.
- * A SIM is acknowledged once the broker has acknowledged both; a retry sends both again.
+ * A SIM is acknowledged once the broker has acknowledged both; a retry sends both again. Connectivity events go
+ * to `eventsTopicTemplate`, one QoS 1 message per event, not retained.
  *
  * One connection per target, opened on the first publish and reopened after a loss. Automatic reconnection is
  * off on purpose: a QoS 1 message left unacknowledged would be re-sent after a reconnect, possibly after a newer
@@ -16,7 +17,14 @@ import { mapPoolByKey } from '../shared/concurrency';
 import { localBudgets, peerId, type Budgets, type RateBudget } from '../shared/limits';
 import { createLogger, redact, scrub, type Logger } from '../shared/log';
 import type { MqttTargetConfig } from './mqtt-config';
-import { abortedOutcome, type PublishContext, type PublishItem, type PublishOutcome, type Target } from './target';
+import {
+  abortedOutcome,
+  type EventItem,
+  type PublishContext,
+  type PublishItem,
+  type PublishOutcome,
+  type Target,
+} from './target';
 
 export interface MqttTargetDeps {
   logger?: Logger;
@@ -77,11 +85,38 @@ export class MqttTarget implements Target {
     );
   }
 
-  /** The SIM's state and changes topics, or a permanent outcome when a template cannot be filled safely. */
+  /** Each event as one QoS 1 message, not retained, on the SIM's events topic; ok once all were acknowledged. */
+  async publishEvents(items: EventItem[], signal?: AbortSignal, context?: PublishContext): Promise<PublishOutcome[]> {
+    const topics = items.map((item) => this.topicsFor(item, context, true));
+    let connection: Connection;
+    try {
+      connection = await this.connect();
+    } catch (err) {
+      const reason = this.clean(`cannot connect to MQTT broker ${this.broker}: ${(err as Error).message}`);
+      return items.map((item, i) => topics[i].outcome ?? { iccid: item.iccid, status: 'retryable', reason });
+    }
+    return mapPoolByKey(
+      items.map((item, i) => ({ item, ...topics[i] })),
+      (w) => w.events ?? w.item.iccid,
+      Math.max(1, Math.floor(this.config.concurrency / 2)),
+      ({ item, events, outcome }) =>
+        outcome
+          ? Promise.resolve(outcome)
+          : this.send(
+              connection,
+              item,
+              item.events.map((event) => ({ topic: events!, payload: JSON.stringify(event), retain: false })),
+              signal
+            )
+    );
+  }
+
+  /** The SIM's state and changes topics (or events topic), or a permanent outcome when a template cannot be filled. */
   private topicsFor(
-    item: PublishItem,
-    context?: PublishContext
-  ): { state?: string; changes?: string; outcome?: PublishOutcome } {
+    item: Pick<PublishItem, 'iccid' | 'deviceId'>,
+    context?: PublishContext,
+    forEvents = false
+  ): { state?: string; changes?: string; events?: string; outcome?: PublishOutcome } {
     const values: Record<string, string | undefined> = {
       group: context?.group,
       iccid: item.iccid,
@@ -96,34 +131,50 @@ export class MqttTarget implements Target {
         else if (TOPIC_VALUE_FORBIDDEN.test(value)) problem ??= `{${field}} value '${value}' contains /, +, # or NUL`;
         return value ?? '';
       });
-    const state = fill(this.config.stateTopicTemplate);
-    const changes = fill(this.config.changesTopicTemplate);
-    return problem ? { outcome: { iccid: item.iccid, status: 'permanent', reason: problem } } : { state, changes };
+    const topics = forEvents
+      ? { events: fill(this.config.eventsTopicTemplate) }
+      : { state: fill(this.config.stateTopicTemplate), changes: fill(this.config.changesTopicTemplate) };
+    return problem ? { outcome: { iccid: item.iccid, status: 'permanent', reason: problem } } : topics;
   }
 
   /** Sends the SIM's state (retained) and its patch; ok once the broker acknowledged both. */
-  private async publishOne(
+  private publishOne(
     connection: Connection,
     item: PublishItem,
     stateTopic: string,
     changesTopic: string,
     signal?: AbortSignal
   ): Promise<PublishOutcome> {
+    return this.send(
+      connection,
+      item,
+      [
+        { topic: stateTopic, payload: JSON.stringify(item.state), retain: this.config.retain },
+        { topic: changesTopic, payload: JSON.stringify(item.patch), retain: false },
+      ],
+      signal
+    );
+  }
+
+  /** Sends one SIM's messages at QoS 1; ok once the broker acknowledged every one. */
+  private async send(
+    connection: Connection,
+    item: { iccid: string },
+    messages: { topic: string; payload: string; retain: boolean }[],
+    signal?: AbortSignal
+  ): Promise<PublishOutcome> {
     try {
-      await this.rate.take(2, signal);
+      await this.rate.take(messages.length, signal);
     } catch {
       return abortedOutcome(item);
     }
     if (!connection.client.connected) return this.retryable(item, 'connection to the broker was lost');
     const properties = this.config.protocolVersion === 5 ? { contentType: 'application/json' } : undefined;
-    const sent = Promise.all([
-      connection.client.publishAsync(stateTopic, JSON.stringify(item.state), {
-        qos: 1,
-        retain: this.config.retain,
-        properties,
-      }),
-      connection.client.publishAsync(changesTopic, JSON.stringify(item.patch), { qos: 1, retain: false, properties }),
-    ]);
+    const sent = Promise.all(
+      messages.map(({ topic, payload, retain }) =>
+        connection.client.publishAsync(topic, payload, { qos: 1, retain, properties })
+      )
+    );
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new PubackTimeout()), this.config.timeoutMs);
@@ -141,7 +192,7 @@ export class MqttTarget implements Target {
     }
   }
 
-  private retryable(item: PublishItem, why: string): PublishOutcome {
+  private retryable(item: { iccid: string }, why: string): PublishOutcome {
     return { iccid: item.iccid, status: 'retryable', reason: this.clean(`MQTT publish to ${this.broker}: ${why}`) };
   }
 

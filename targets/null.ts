@@ -3,7 +3,7 @@
  */
 import type { NullTargetConfig } from './null-config';
 import { sleepUnlessAborted } from '../shared/limits';
-import type { PublishContext, PublishItem, PublishOutcome, Target } from './target';
+import type { EventItem, PublishContext, PublishItem, PublishOutcome, Target } from './target';
 
 export interface NullTargetCounters {
   /** publish() calls. */
@@ -18,6 +18,8 @@ export interface NullTargetCounters {
   nullKeys: number;
   /** Items per group, for calls that passed a context. */
   byGroup: Record<string, number>;
+  /** Connectivity events received. */
+  events: number;
 }
 
 export class NullTarget implements Target {
@@ -35,6 +37,11 @@ export class NullTarget implements Target {
         return items.map((i) => ({ iccid: i.iccid, status: 'retryable', reason: 'publish cancelled' }));
     }
     this.count(items, context);
+    return items.map((i) => ({ iccid: i.iccid, status: 'ok' }));
+  }
+
+  async publishEvents(items: EventItem[]): Promise<PublishOutcome[]> {
+    for (const item of items) this.counts.events += item.events.length;
     return items.map((i) => ({ iccid: i.iccid, status: 'ok' }));
   }
 
@@ -64,7 +71,7 @@ export class NullTarget implements Target {
 }
 
 function emptyCounters(): NullTargetCounters {
-  return { calls: 0, items: 0, fullItems: 0, keys: 0, nullKeys: 0, byGroup: {} };
+  return { calls: 0, items: 0, fullItems: 0, keys: 0, nullKeys: 0, byGroup: {}, events: 0 };
 }
 
 export function createNullTarget(config: Pick<NullTargetConfig, 'name' | 'latencyMs'>): NullTarget {

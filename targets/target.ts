@@ -1,4 +1,4 @@
-import type { SimPatch, SimRecord } from '../record';
+import type { SimEvent, SimPatch, SimRecord } from '../record';
 
 /** One SIM's change, ready to send. */
 export interface PublishItem {
@@ -11,6 +11,14 @@ export interface PublishItem {
   full: boolean;
   /** The SIM's whole record as the target holds it once this patch is applied (what a state topic carries). */
   state: SimRecord;
+}
+
+/** One SIM's connectivity events, oldest first, ready to send (record/events.ts). */
+export interface EventItem {
+  iccid: string;
+  /** The cloud identity, from the target's `deviceIdTemplate` and the SIM's identity when the event was seen. */
+  deviceId: string;
+  events: SimEvent[];
 }
 
 /** The result for one SIM. Every item passed to `publish` gets exactly one outcome. */
@@ -42,6 +50,11 @@ export interface Target {
    */
   readonly itemsPerSecond?: number;
   publish(items: PublishItem[], signal?: AbortSignal, context?: PublishContext): Promise<PublishOutcome[]>;
+  /**
+   * Sends SIMs' connectivity events as events, never as state (one outcome per item, all of a SIM's events
+   * acknowledged or none). A target without it drops the events queued for it.
+   */
+  publishEvents?(items: EventItem[], signal?: AbortSignal, context?: PublishContext): Promise<PublishOutcome[]>;
   close(): Promise<void>;
 }
 

@@ -4,6 +4,8 @@
  * Request: `POST <url>`, `Content-Type: application/json`, body
  * `{"target":"<name>","group":"<group>","deliveryId":"<uuid>","items":[{"iccid","deviceId","full","patch"}]}`
  * (`patch` as the connector's contract: changed keys, `null` for a removed key, every key when `full`).
+ * Connectivity events go in their own POSTs, `items` empty and `events: [{id, type, group, iccid, deviceId,
+ * before, after, at, …}]` (record/events.ts); a receiver drops an event id it already handled.
  *
  * Headers:
  * - `X-Kite-Timestamp`: Unix time in seconds when this attempt was signed.
@@ -36,7 +38,14 @@ import {
 } from '../shared/limits';
 import { createLogger, redact, scrub, type Logger } from '../shared/log';
 import type { WebhookTargetConfig } from './webhook-config';
-import { abortedOutcome, type PublishContext, type PublishItem, type PublishOutcome, type Target } from './target';
+import {
+  abortedOutcome,
+  type EventItem,
+  type PublishContext,
+  type PublishItem,
+  type PublishOutcome,
+  type Target,
+} from './target';
 
 export const SIGNATURE_HEADER = 'x-kite-signature';
 export const TIMESTAMP_HEADER = 'x-kite-timestamp';
@@ -82,21 +91,52 @@ export class WebhookTarget implements Target {
   }
 
   async publish(items: PublishItem[], signal?: AbortSignal, context?: PublishContext): Promise<PublishOutcome[]> {
-    const batches: PublishItem[][] = [];
+    return this.inBatches(
+      items,
+      signal,
+      (batch) => ({
+        items: batch.map(({ iccid, deviceId, full, patch }) => ({ iccid, deviceId, full, patch })),
+      }),
+      context
+    );
+  }
+
+  /** Connectivity events: the same signed POST with `items` empty and the SIMs' events, oldest first, in `events`. */
+  async publishEvents(items: EventItem[], signal?: AbortSignal, context?: PublishContext): Promise<PublishOutcome[]> {
+    return this.inBatches(
+      items,
+      signal,
+      (batch) => ({
+        items: [],
+        events: batch.flatMap(({ deviceId, events }) => events.map((event) => ({ ...event, deviceId }))),
+      }),
+      context
+    );
+  }
+
+  private async inBatches<T extends { iccid: string }>(
+    items: T[],
+    signal: AbortSignal | undefined,
+    content: (batch: T[]) => Record<string, unknown>,
+    context?: PublishContext
+  ): Promise<PublishOutcome[]> {
+    const batches: T[][] = [];
     for (let i = 0; i < items.length; i += this.config.batchSize)
       batches.push(items.slice(i, i + this.config.batchSize));
-    const results = await mapPool(batches, this.config.concurrency, (batch) => this.sendBatch(batch, signal, context));
+    const results = await mapPool(batches, this.config.concurrency, (batch) =>
+      this.sendBatch(batch, content(batch), signal, context)
+    );
     return results.flat();
   }
 
-  private async sendBatch(batch: PublishItem[], signal?: AbortSignal, context?: PublishContext) {
+  private async sendBatch(
+    batch: { iccid: string }[],
+    content: Record<string, unknown>,
+    signal?: AbortSignal,
+    context?: PublishContext
+  ) {
     const deliveryId = randomUUID();
-    const body = JSON.stringify({
-      target: this.name,
-      group: context?.group,
-      deliveryId,
-      items: batch.map(({ iccid, deviceId, full, patch }) => ({ iccid, deviceId, full, patch })),
-    });
+    const body = JSON.stringify({ target: this.name, group: context?.group, deliveryId, ...content });
     let last: Attempt = { kind: 'retry', throttled: false, why: 'not attempted' };
     for (let attempt = 1; attempt <= this.config.maxAttempts; attempt++) {
       if (signal?.aborted) return batch.map(abortedOutcome);
@@ -116,7 +156,7 @@ export class WebhookTarget implements Target {
     return this.outcomes(batch, last, deliveryId);
   }
 
-  private outcomes(batch: PublishItem[], result: Attempt, deliveryId: string): PublishOutcome[] {
+  private outcomes(batch: { iccid: string }[], result: Attempt, deliveryId: string): PublishOutcome[] {
     if (result.kind === 'ok') return batch.map((i) => ({ iccid: i.iccid, status: 'ok' }));
     const reason = this.clean(`webhook ${this.host} (delivery ${deliveryId}): ${result.why}`);
     this.log.warn('webhook batch failed', { host: this.host, deliveryId, items: batch.length, reason });

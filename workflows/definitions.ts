@@ -3,8 +3,11 @@
  * and the client, so it depends on @temporalio/workflow and types only.
  */
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import { EVENT_TYPES, eventPolicyError, type EventPolicy } from '../record/events';
 import { publishPolicyError, type PublishPolicy } from '../record/publish-policy';
 
+export type { EventPolicy, EventType } from '../record/events';
+export { EVENT_TYPES };
 export type { PublishPolicy } from '../record/publish-policy';
 
 export const WORKFLOW_TYPE = 'groupSyncWorkflow';
@@ -31,10 +34,21 @@ export interface GroupConfig {
    * @default {} (every field's default, see PublishPolicy)
    */
   publishPolicy?: PublishPolicy;
+  /**
+   * Connectivity events (imeiChanged, presenceLost, …, see record/events.ts) sent to every target as events:
+   * which types, and the usage-spike rule.
+   * @default {} (off)
+   */
+  events?: EventPolicy;
 }
 
-/** What `configure` may change. Absent fields stay as they are; `publishPolicy` fields merge into the current ones. */
-export type ConfigPatch = Partial<Pick<GroupConfig, 'intervalMs' | 'targets' | 'maxCyclesPerRun' | 'publishPolicy'>>;
+/**
+ * What `configure` may change. Absent fields stay as they are; `publishPolicy` and `events` fields merge into the
+ * current ones.
+ */
+export type ConfigPatch = Partial<
+  Pick<GroupConfig, 'intervalMs' | 'targets' | 'maxCyclesPerRun' | 'publishPolicy' | 'events'>
+>;
 
 /** Counts of one target's publish step. */
 export interface TargetCounts {
@@ -67,7 +81,9 @@ export interface CycleSummary {
    * Per target: SIMs with a change, SIMs whose only changes (daily counters) the publish policy held for a later
    * cycle, and how publishing went.
    */
-  targets: Record<string, TargetCounts & { changed: number; held?: number; error?: string }>;
+  targets: Record<string, TargetCounts & { changed: number; held?: number; eventsSent?: number; error?: string }>;
+  /** Connectivity events detected this cycle (absent while the group's events are off). */
+  events?: number;
   /** `completed` when every step and target succeeded; `cancelled` when the group was disabled mid-cycle. */
   outcome?: 'completed' | 'failed' | 'cancelled';
   /** Why the cycle failed, after Temporal's retries. */
@@ -178,6 +194,11 @@ export function configPatchError(patch: ConfigPatch): string | undefined {
       return 'publishPolicy must be an object';
     const problem = publishPolicyError(patch.publishPolicy);
     if (problem) return `publishPolicy.${problem}`;
+  }
+  if (patch.events !== undefined) {
+    if (typeof patch.events !== 'object' || patch.events === null) return 'events must be an object';
+    const problem = eventPolicyError(patch.events);
+    if (problem) return `events.${problem}`;
   }
   return undefined;
 }

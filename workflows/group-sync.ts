@@ -169,9 +169,10 @@ class GroupSync {
   }
 
   private configure(patch: ConfigPatch): GroupConfig {
-    const { publishPolicy, ...rest } = patch;
+    const { publishPolicy, events, ...rest } = patch;
     Object.assign(this.config, rest);
     if (publishPolicy) this.config.publishPolicy = { ...this.config.publishPolicy, ...publishPolicy };
+    if (events) this.config.events = { ...this.config.events, ...events };
     this.configVersion++;
     this.publishState();
     return { ...this.config };
@@ -275,9 +276,10 @@ async function runCycle(config: GroupConfig, status: GroupStatus): Promise<Cycle
     showDetails(status);
     const diffed = await activities.diffSnapshot.executeWithOptions(
       { summary: `diff group ${group} against ${targets.join(', ')} (cycle ${cycle})` },
-      [{ group, cycle, targets, policy: config.publishPolicy }]
+      [{ group, cycle, targets, policy: config.publishPolicy, events: config.events }]
     );
     summary.left = diffed.left;
+    if (diffed.events !== undefined) summary.events = diffed.events;
 
     status.phase = 'publish';
     showDetails(status);
@@ -293,10 +295,11 @@ async function runCycle(config: GroupConfig, status: GroupStatus): Promise<Cycle
       const changed = diffed.targets[target].changed;
       const result = results[i];
       if (result.status === 'fulfilled') {
-        const { published, failed, throttled, failing } = result.value;
+        const { published, failed, throttled, failing, eventsSent } = result.value;
         // Pending as Redis holds it (older workers did not say: then what this attempt's counts leave).
         const pending = result.value.pending ?? Math.max(0, changed - published - failed);
         summary.targets[target] = { changed, held: diffed.targets[target].held, published, failed, throttled, pending };
+        if (eventsSent) summary.targets[target].eventsSent = eventsSent;
         status.failingSims[target] = failing;
       } else {
         const held = diffed.targets[target].held;

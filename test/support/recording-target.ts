@@ -1,6 +1,6 @@
 /** A target that remembers what it received and can be told to fail chosen SIMs: the publishing rule's witness. */
-import type { SimPatch } from '../../record';
-import type { PublishItem, PublishOutcome, Target } from '../../targets/target';
+import type { SimEvent, SimPatch } from '../../record';
+import type { EventItem, PublishItem, PublishOutcome, Target } from '../../targets/target';
 
 export class RecordingTarget implements Target {
   /** Every patch received, per ICCID, in order. */
@@ -9,6 +9,10 @@ export class RecordingTarget implements Target {
   readonly rejected = new Set<string>();
   readonly throttled = new Set<string>();
   calls = 0;
+  /** Every connectivity event received, in order (duplicates included), with the device id it was sent for. */
+  readonly events: (SimEvent & { deviceId: string })[] = [];
+  /** Fail every events call as retryable while true. */
+  eventsDown = false;
   /** Delay of each publish call, to stretch a cycle out in time. */
   delayMs = 0;
 
@@ -27,6 +31,19 @@ export class RecordingTarget implements Target {
       this.received.set(item.iccid, list);
       return { iccid: item.iccid, status: 'ok' };
     });
+  }
+
+  async publishEvents(items: EventItem[]): Promise<PublishOutcome[]> {
+    if (this.eventsDown) {
+      return items.map((i) => ({ iccid: i.iccid, status: 'retryable', reason: 'events down by test' }));
+    }
+    for (const item of items) for (const e of item.events) this.events.push({ ...e, deviceId: item.deviceId });
+    return items.map((i) => ({ iccid: i.iccid, status: 'ok' }));
+  }
+
+  /** Events received since the last call; resets. */
+  drainEvents(): (SimEvent & { deviceId: string })[] {
+    return this.events.splice(0);
   }
 
   /** Patches received since the last call, per ICCID; resets. */

@@ -209,6 +209,7 @@ describe('null target', () => {
       fullItems: 1,
       keys: Object.keys(record).length + 2,
       nullKeys: 1,
+      events: 0,
       byGroup: { g1: 2 },
     });
     target.reset();

@@ -5,7 +5,9 @@
 import net from 'node:net';
 import mqtt, { type IPublishPacket, type MqttClient } from 'mqtt';
 import { parseTargetConfig, type MqttTargetConfig } from '../../targets/config';
+import type { SimEvent } from '../../record';
 import { MqttTarget } from '../../targets/mqtt';
+import type { EventItem } from '../../targets/target';
 import { freePort, startMosquitto, stop } from '../setup/processes';
 import { testStack, uniqueName } from '../setup/stack';
 import { fullItem, merged, patchItem, quietLogger, sampleRecord } from './fixtures';
@@ -101,6 +103,41 @@ describe('MQTT target (Mosquitto)', () => {
     expect(Object.values(state.payload as object)).not.toContain(null);
     expect(later.messages).toHaveLength(1); // the changes topic keeps nothing for a late subscriber
     await clearRetained([stateOf(a.iccid), stateOf(b.iccid)]);
+  });
+
+  it('sends each connectivity event as one QoS 1 message, not retained, on the events topic', async () => {
+    const group = uniqueName('grp');
+    const target = mqttTarget();
+    const sub = await subscriber(`kite/${group}/+/events`);
+    const event = (iccid: string, type: SimEvent['type']): SimEvent => ({
+      id: `${iccid}-${type}`,
+      type,
+      group,
+      iccid,
+      before: 'a',
+      after: 'b',
+      at: 1_764_000_000_000,
+    });
+    const items: EventItem[] = [
+      { iccid: '11', deviceId: '11', events: [event('11', 'imeiChanged'), event('11', 'countryChanged')] },
+      { iccid: '22', deviceId: '22', events: [event('22', 'presenceLost')] },
+    ];
+    expect(await target.publishEvents(items, undefined, { group })).toEqual([
+      { iccid: '11', status: 'ok' },
+      { iccid: '22', status: 'ok' },
+    ]);
+    const got = await sub.waitFor(3);
+    expect(got.map(({ topic, payload, qos, retain }) => ({ topic, payload, qos, retain }))).toEqual(
+      expect.arrayContaining([
+        { topic: `kite/${group}/11/events`, payload: event('11', 'imeiChanged'), qos: 1, retain: false },
+        { topic: `kite/${group}/11/events`, payload: event('11', 'countryChanged'), qos: 1, retain: false },
+        { topic: `kite/${group}/22/events`, payload: event('22', 'presenceLost'), qos: 1, retain: false },
+      ])
+    );
+    // Not retained: a late subscriber's first message is one published after it subscribed.
+    const late = await subscriber(`kite/${group}/+/events`);
+    await late.client.publishAsync(`kite/${group}/sentinel/events`, '{}', { qos: 1 });
+    expect((await late.waitFor(1)).map((m) => m.topic)).toEqual([`kite/${group}/sentinel/events`]);
   });
 
   it('keeps several changes of one SIM in a call in order, so the retained state is the newest', async () => {

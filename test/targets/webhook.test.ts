@@ -7,7 +7,8 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { parseTargetConfig, type WebhookTargetConfig } from '../../targets/config';
 import { parseRetryAfter } from '../../shared/limits';
-import type { PublishItem } from '../../targets/target';
+import type { SimEvent } from '../../record';
+import type { EventItem, PublishItem } from '../../targets/target';
 import { WebhookTarget } from '../../targets/webhook';
 import { freePort } from '../setup/processes';
 import { fullItem, patchItem, quietLogger, sampleRecord } from './fixtures';
@@ -18,7 +19,7 @@ interface Delivery {
   at: number;
   headers: http.IncomingHttpHeaders;
   raw: string;
-  body: { target: string; group?: string; deliveryId: string; items: PublishItem[] };
+  body: { target: string; group?: string; deliveryId: string; items: PublishItem[]; events?: unknown[] };
   signatureValid: boolean;
 }
 
@@ -108,6 +109,33 @@ describe('webhook target', () => {
     expect(verify({ ...d.headers, 'x-kite-timestamp': String(Number(d.headers['x-kite-timestamp']) + 1) }, d.raw)).toBe(
       false
     );
+  });
+
+  it('posts connectivity events as an events array, signed like every batch, items empty', async () => {
+    const event = (iccid: string, type: SimEvent['type']): SimEvent => ({
+      id: `${iccid}-${type}`,
+      type,
+      group: 'fleet-a',
+      iccid,
+      before: 'a',
+      after: 'b',
+      at: 1_764_000_000_000,
+    });
+    const items: EventItem[] = [
+      { iccid: '1', deviceId: 'dev-1', events: [event('1', 'imeiChanged'), event('1', 'operatorChanged')] },
+      { iccid: '2', deviceId: 'dev-2', events: [event('2', 'leftGroup')] },
+    ];
+    expect(await webhook({ batchSize: 1 }).publishEvents(items, undefined, { group: 'fleet-a' })).toEqual([
+      { iccid: '1', status: 'ok' },
+      { iccid: '2', status: 'ok' },
+    ]);
+    expect(deliveries).toHaveLength(2);
+    expect(deliveries.every((d) => d.signatureValid && d.body.items.length === 0)).toBe(true);
+    expect(deliveries.flatMap((d) => d.body.events)).toEqual([
+      { ...event('1', 'imeiChanged'), deviceId: 'dev-1' },
+      { ...event('1', 'operatorChanged'), deviceId: 'dev-1' },
+      { ...event('2', 'leftGroup'), deviceId: 'dev-2' },
+    ]);
   });
 
   it('by default POSTs a batch once per call: a 5xx or a 429 is left to the next attempt, after Retry-After', async () => {
