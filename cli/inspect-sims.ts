@@ -91,7 +91,8 @@ export async function showSim(ctx: CommandContext, env: Env, group: string, icci
   return withStore(env, async (store) => {
     const { targets, snapshotCycles } = await groupTargets(ctx, store, group);
     const state = await store.simState(group, iccid, snapshotCycles, targets);
-    const known = state.snapshot || state.audit.length || Object.values(state.targets).some((t) => t.published);
+    const known =
+      state.snapshot || state.rejected || state.audit.length || Object.values(state.targets).some((t) => t.published);
     const anything = known || Object.values(state.targets).some((t) => t.pending || t.failure);
     if (!anything) {
       throw new CliError(
@@ -111,6 +112,12 @@ export async function showSim(ctx: CommandContext, env: Env, group: string, icci
     }
     const out = ctx.io.out;
     out(`SIM ${iccid} in group ${group}`);
+    if (state.rejected) {
+      out(
+        `rejected by the fetch of cycle ${state.rejected.cycle}: ${state.rejected.reason} ` +
+          "(Kite's entry for it cannot be published; its targets keep what they hold)"
+      );
+    }
     if (state.snapshot) {
       out(`record (snapshot of cycle ${state.snapshot.cycle}):`);
       for (const [key, value] of Object.entries(JSON.parse(state.snapshot.record) as Record<string, unknown>))

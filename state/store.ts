@@ -103,6 +103,11 @@ export interface TargetLookup {
 export interface SimState {
   /** The SIM's record in the newest snapshot that holds it. */
   snapshot?: { cycle: number; record: string };
+  /**
+   * Why the newest fetch that saw the SIM could not map it (`bad-icc`, `bad-date:activationDate`, …), when that
+   * fetch is newer than `snapshot`: its targets keep what they hold.
+   */
+  rejected?: { cycle: number; reason: string };
   targets: Record<
     string,
     {
@@ -658,6 +663,7 @@ export class StateStore {
     const keys = this.keys(group);
     const pipeline = this.redis.pipeline();
     for (const cycle of cycles) pipeline.hget(keys.snapshot(cycle), iccid);
+    for (const cycle of cycles) pipeline.hget(keys.invalid(cycle), iccid);
     for (const t of targets) {
       pipeline.hget(keys.published(t), iccid);
       pipeline.hget(keys.pending(t), iccid);
@@ -669,10 +675,15 @@ export class StateStore {
       return value as string | null;
     });
     const snapshotIndex = cycles.findIndex((_, i) => replies[i] !== null);
+    const rejectedIndex = cycles.findIndex((_, i) => replies[cycles.length + i] !== null);
     const state: SimState = { targets: {}, audit: await this.auditTrail(group, iccid) };
     if (snapshotIndex >= 0) state.snapshot = { cycle: cycles[snapshotIndex], record: replies[snapshotIndex]! };
+    if (rejectedIndex >= 0 && (snapshotIndex < 0 || rejectedIndex < snapshotIndex)) {
+      state.rejected = { cycle: cycles[rejectedIndex], reason: replies[cycles.length + rejectedIndex]! };
+    }
+    const base = 2 * cycles.length;
     targets.forEach((t, i) => {
-      const [published, pending, failure, sent] = replies.slice(cycles.length + 4 * i, cycles.length + 4 * i + 4);
+      const [published, pending, failure, sent] = replies.slice(base + 4 * i, base + 4 * i + 4);
       state.targets[t] = { published, pending, failure: parseFailure(failure), inFlight: sent };
     });
     return state;

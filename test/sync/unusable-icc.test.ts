@@ -5,7 +5,9 @@
  */
 import { kiteSourceFromClients } from '../../activities/kite-source';
 import type { KiteSimulator } from '../../simulator';
+import { runCli } from '../../cli/cli';
 import { syncNowSignal } from '../../workflows/definitions';
+import { testStack } from '../setup/stack';
 import { clientOf, simulator } from '../kite/helpers';
 import { RecordingTarget } from '../support/recording-target';
 import { startSyncHarness, type SyncHarness } from '../support/sync-harness';
@@ -26,6 +28,23 @@ afterAll(async () => {
   await harness?.close();
   await sim?.close();
 });
+
+/** `kite-cc sim <group> <iccid>` on this harness's workflow and Redis state: what it prints. */
+async function simCommand(icc: string): Promise<string> {
+  let stdout = '';
+  const code = await runCli(['sim', GROUP, icc], {
+    env: {
+      KITE_TEMPORAL_ADDRESS: testStack.temporalAddress,
+      KITE_TASK_QUEUE: harness.taskQueue,
+      KITE_REDIS_URL: testStack.redisUrl,
+      KITE_REDIS_PREFIX: harness.prefix,
+    },
+    stdout: { write: (t: string) => (stdout += t), isTTY: false },
+    stderr: { write: () => undefined },
+  });
+  expect(code).toBe(0);
+  return stdout;
+}
 
 test('SIMs whose ICC became unusable are counted under their last known ICC, not forgotten, and resume with a patch', async () => {
   const iccs = sim.control.iccs(GROUP);
@@ -50,6 +69,10 @@ test('SIMs whose ICC became unusable are counted under their last known ICC, not
   expect([...cloud.drain().keys()]).toEqual([iccs[4]]);
   const invalid = await harness.redis.hgetall(`${harness.prefix}:{${GROUP}}:invalid:2`);
   expect(Object.keys(invalid).sort()).toEqual(iccs.slice(0, 4).sort());
+  // The operator sees which SIM went bad, and that its targets still hold it.
+  const shown = await simCommand(iccs[2]);
+  expect(shown).toMatch(/^rejected by the fetch of cycle 2: bad-icc/m);
+  expect(shown).toMatch(/^ {2}holds: \{.*"iccid":"\d+"/m);
 
   for (const icc of iccs.slice(0, 4)) sim.control.resetSim(icc);
   sim.control.setSim(iccs[0], { alias: 'renamed-after-repair' });
