@@ -35,7 +35,8 @@ export const awsTargetSchema = strictSettings({
   /**
    * Data-plane (shadow) endpoint. Production should use the account's own ATS endpoint
    * (`aws iot describe-endpoint --endpoint-type iot:Data-ATS`), e.g. `https://abc123-ats.iot.eu-west-1.amazonaws.com`.
-   * @default the SDK's regional default `https://data-ats.iot.<region>.amazonaws.com`
+   * Checked at worker start: its region must be `region`, and DescribeEndpoint must agree (else exit 2).
+   * @default the account's own, from DescribeEndpoint (`iot:Data-ATS`) at worker start
    */
   endpoint: url(['https:', 'http:']).optional(),
   /** Control-plane (registry, CreateThing) endpoint. @default the SDK's regional default */

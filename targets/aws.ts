@@ -14,6 +14,7 @@ import { mapPoolByKey } from '../shared/concurrency';
 import { localBudgets, parseRetryAfter, peerId, type Budgets, type RateBudget } from '../shared/limits';
 import { createLogger, redact, scrub, type Logger } from '../shared/log';
 import type { AwsTargetConfig } from './aws-config';
+import { resolveAwsEndpoint } from './aws-endpoint';
 import { abortedOutcome, type PublishItem, type PublishOutcome, type Target } from './target';
 
 /**
@@ -64,13 +65,14 @@ interface AwsErrorLike {
 export class AwsIotTarget implements Target {
   readonly name: string;
   private readonly iot: IoTClient;
-  private readonly data: IoTDataPlaneClient;
+  private data: IoTDataPlaneClient;
   readonly itemsPerSecond: number;
   private readonly knownThings = new BoundedSet(KNOWN_THINGS_MAX);
   private readonly shadowRate: RateBudget;
   private readonly thingRate: RateBudget;
   private readonly log: Logger;
   private readonly secrets: string[];
+  private readonly common: ConstructorParameters<typeof IoTDataPlaneClient>[0] & object;
 
   constructor(
     private readonly config: AwsTargetConfig,
@@ -85,6 +87,7 @@ export class AwsIotTarget implements Target {
       maxAttempts: config.maxAttempts,
       requestHandler: { requestTimeout: config.timeoutMs, connectionTimeout: config.timeoutMs },
     };
+    this.common = common;
     this.iot = new IoTClient({ ...common, endpoint: config.controlEndpoint });
     this.data = new IoTDataPlaneClient({ ...common, endpoint: config.endpoint });
     // A first publish passes CreateThing's budget, usually the tighter one.
@@ -97,6 +100,19 @@ export class AwsIotTarget implements Target {
     this.thingRate = budgets.rate(`${account}:create-thing`, { perSecond: config.thingsPerSecond });
     const c = config.credentials;
     this.secrets = [c?.secretAccessKey, c?.sessionToken].filter((s): s is string => !!s);
+  }
+
+  /**
+   * At worker start: an endpoint of another region than `region`, or a shadow endpoint DescribeEndpoint
+   * disagrees with, is a ConfigError naming the setting; without `endpoint`, the account's own is used.
+   */
+  async ready(signal?: AbortSignal): Promise<void> {
+    const endpoint = await resolveAwsEndpoint(this.config, this.iot, signal);
+    if (endpoint && endpoint !== this.config.endpoint) {
+      this.data.destroy();
+      this.data = new IoTDataPlaneClient({ ...this.common, endpoint });
+      this.log.info('using the account’s shadow endpoint from DescribeEndpoint', { region: this.config.region });
+    }
   }
 
   async publish(items: PublishItem[], signal?: AbortSignal): Promise<PublishOutcome[]> {

@@ -51,6 +51,11 @@ export interface Target {
   readonly itemsPerSecond?: number;
   publish(items: PublishItem[], signal?: AbortSignal, context?: PublishContext): Promise<PublishOutcome[]>;
   /**
+   * Checks the configuration against the peer once, at worker start (e.g. an endpoint of another region);
+   * throws ConfigError naming the setting. @default none
+   */
+  ready?(signal?: AbortSignal): Promise<void>;
+  /**
    * Sends SIMs' connectivity events as events, never as state (one outcome per item, all of a SIM's events
    * acknowledged or none). A target without it drops the events queued for it.
    */

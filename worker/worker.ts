@@ -91,6 +91,8 @@ export async function startWorker(
     redis.disconnect();
   };
   try {
+    // A target configured against the wrong peer (an AWS endpoint of another region) stops the worker here.
+    await Promise.all([...targets.values()].map(({ target }) => target.ready?.()));
     const connection = await NativeConnection.connect({
       address: config.temporal.address,
       ...temporalSecurity(config.temporal),
