@@ -14,7 +14,7 @@
 import type { Registry } from 'azure-iothub';
 import { SharedAccessSignature } from 'azure-iothub';
 import { createLogger, type Logger } from '../../shared/log';
-import type { PublishContext, PublishItem, PublishOutcome, Target } from '../target';
+import type { EventItem, PublishContext, PublishItem, PublishOutcome, Target } from '../target';
 import { azureBudgets, parseServiceConnectionString, type AzureTargetConfig, type ServiceCredentials } from './config';
 import { DailyMessageBudget } from './daily-budget';
 import { classifyServiceError, type Failure } from './errors';
@@ -48,9 +48,9 @@ export interface AzureTargetDeps {
   throttleSignals?: ThrottleSignalOptions;
 }
 
-/** An item with its position in the `publish` call, so outcomes come back in order. */
+/** An item (a record patch, or a SIM's events) with its position in the call, so outcomes come back in order. */
 interface Entry {
-  item: PublishItem;
+  item: PublishItem | EventItem;
   index: number;
 }
 
@@ -159,6 +159,22 @@ class AzureIotHubTarget implements Target {
   }
 
   async publish(items: PublishItem[], signal?: AbortSignal, _context?: PublishContext): Promise<PublishOutcome[]> {
+    return this.deliver(items, signal);
+  }
+
+  /**
+   * Each event as one device-to-cloud message of the SIM's identity (module or device), with the application
+   * property `kiteEvent=<type>` for IoT Hub message routing, `$.mid` its id, JSON content; billed like any message.
+   */
+  async publishEvents(items: EventItem[], signal?: AbortSignal): Promise<PublishOutcome[]> {
+    if (this.config.mode === 'tags') {
+      const reason = "mode 'tags' has no device connection to send events on; use mode 'module' or 'reported'";
+      return items.map((item) => ({ iccid: item.iccid, status: 'permanent', reason }));
+    }
+    return this.deliver(items, signal);
+  }
+
+  private async deliver(items: (PublishItem | EventItem)[], signal?: AbortSignal): Promise<PublishOutcome[]> {
     const outcomes: PublishOutcome[] = new Array(items.length);
     if (this.closed || signal?.aborted) {
       const reason = this.closed ? 'target closed' : 'aborted';
@@ -178,7 +194,9 @@ class AzureIotHubTarget implements Target {
         return fill(items, outcomes, { kind: 'throttled', reason: paused.reason, retryAfterMs: paused.retryAfterMs });
       }
     }
-    const firsts = [...groups].filter(([, entries]) => entries.some((e) => e.item.full)).map(([id]) => id);
+    const firsts = [...groups]
+      .filter(([, entries]) => entries.some((e) => 'full' in e.item && e.item.full))
+      .map(([id]) => id);
     const ensured = await this.identities.ensure(firsts, signal);
     if ([...ensured.values()].some((f) => f.quotaExceeded)) {
       const spent = this.daily.exhaust();
@@ -285,13 +303,21 @@ class AzureIotHubTarget implements Target {
       if (paused)
         this.log.warn('azure CONNACKs are slow: the hub is shaping traffic', { connackMs: session.connackMs });
       for (let i = 0; i < entries.length; i++) {
+        const item = entries[i].item;
+        if ('events' in item) {
+          const failure = await this.sendEvents(deviceId, session, item);
+          if (failure) return { next: i, failure };
+          outcomes[entries[i].index] = { iccid: item.iccid, status: 'ok' };
+          this.connectionBudget.succeeded();
+          continue;
+        }
         const notAdmitted = await this.admit(this.twinBudget, 'twin update', signal);
         if (notAdmitted) return { next: i, failure: notAdmitted };
-        const body = JSON.stringify(entries[i].item.patch);
+        const body = JSON.stringify(item.patch);
         const spent = await this.daily.spend(billedMessages(Buffer.byteLength(body), this.messageChunkBytes));
         if (!spent.ok)
           return { next: i, failure: { kind: 'throttled', reason: spent.reason, retryAfterMs: spent.retryAfterMs } };
-        const sent = await session.patchReported(entries[i].item.patch);
+        const sent = await session.patchReported(item.patch);
         if (!sent.ok) return { next: i, failure: await this.sessionFailure(deviceId, sent.failure) };
         outcomes[entries[i].index] = { iccid: entries[i].item.iccid, status: 'ok' };
         this.twinBudget.succeeded();
@@ -301,6 +327,19 @@ class AzureIotHubTarget implements Target {
     } finally {
       await session.close();
     }
+  }
+
+  /** One SIM's events, each a device-to-cloud message within the daily budget; the first failure stops. */
+  private async sendEvents(deviceId: string, session: TwinSession, item: EventItem): Promise<Failure | undefined> {
+    for (const event of item.events) {
+      const body = JSON.stringify(event);
+      const spent = await this.daily.spend(billedMessages(Buffer.byteLength(body), this.messageChunkBytes));
+      if (!spent.ok) return { kind: 'throttled', reason: spent.reason, retryAfterMs: spent.retryAfterMs };
+      const properties = { kiteEvent: event.type, '$.mid': event.id, '$.ct': 'application/json', '$.ce': 'utf-8' };
+      const sent = await session.sendEvent(body, properties);
+      if (!sent.ok) return this.sessionFailure(deviceId, sent.failure);
+    }
+    return undefined;
   }
 
   /** Back-end-only mode: PATCH /twins/{id} with the tags, in order; creates a missing device once. */
@@ -316,7 +355,7 @@ class AzureIotHubTarget implements Target {
       if (notAdmitted) return { next: i, failure: notAdmitted };
       try {
         // '*' is the SDK's "any etag": the connector is the only writer of these tags.
-        await this.registry.updateTwin(deviceId, { tags: entries[i].item.patch }, '*');
+        await this.registry.updateTwin(deviceId, { tags: (entries[i].item as PublishItem).patch }, '*'); // tags mode sends no events
       } catch (err) {
         const failure = await this.serviceFailure(err, 'twin tags patch');
         if (failure.status === 404 && !created) {
@@ -403,12 +442,12 @@ class AzureIotHubTarget implements Target {
   }
 }
 
-function fill(items: PublishItem[], outcomes: PublishOutcome[], failure: Failure): PublishOutcome[] {
+function fill(items: { iccid: string }[], outcomes: PublishOutcome[], failure: Failure): PublishOutcome[] {
   items.forEach((item, i) => (outcomes[i] ??= toOutcome(item.iccid, failure)));
   return outcomes;
 }
 
-function groupByDevice(items: PublishItem[]): Map<string, Entry[]> {
+function groupByDevice(items: (PublishItem | EventItem)[]): Map<string, Entry[]> {
   const groups = new Map<string, Entry[]>();
   items.forEach((item, index) => {
     const group = groups.get(item.deviceId);

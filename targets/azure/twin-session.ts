@@ -192,6 +192,26 @@ export class TwinSession {
     return { ok: false, failure: { kind: kindOfStatus(status), reason: `twin patch: status ${status}`, status } };
   }
 
+  /**
+   * Sends one device-to-cloud message (QoS 1: the PUBACK is the hub's acceptance) on the identity's events topic,
+   * with `properties` in its property bag (application properties, and system ones such as `$.ct`, `$.mid`).
+   */
+  async sendEvent(body: string, properties: Record<string, string>): Promise<Step<void>> {
+    if (this.failure) return { ok: false, failure: this.failure };
+    const { deviceId, moduleId } = this.opts;
+    const base = moduleId ? `devices/${deviceId}/modules/${moduleId}` : `devices/${deviceId}`;
+    const bag = Object.entries(properties)
+      .map(([key, value]) => `${encodeURIComponent(key).replace(/%24/g, '$')}=${encodeURIComponent(value)}`)
+      .join('&');
+    const sent = await this.guard(
+      'device-to-cloud message',
+      this.client.publishAsync(`${base}/messages/events/${bag}`, body, { qos: 1 })
+    );
+    if (!sent.ok) return sent;
+    this.answered = true;
+    return { ok: true, value: undefined };
+  }
+
   /** Races `work` against a close by the hub, an abort and the timeout. */
   private guard<T>(operation: string, work: Promise<T>): Promise<Step<T>> {
     if (this.failure) return Promise.resolve({ ok: false, failure: this.failure });

@@ -18,14 +18,21 @@ import type { AddressInfo, Server } from 'node:net';
 import { nextUtcMidnight } from '../../targets/azure/tiers';
 import { makeLocalhostCert } from './certs';
 import { HubClock, HubLimiter, type HubLimitOptions, type ThrottleClass } from './limits';
-import { ConnectionCounter, TwinBroker, type ConnectRefusal, type TwinFault, type TwinLogEntry } from './mqtt';
+import {
+  ConnectionCounter,
+  TwinBroker,
+  type ConnectRefusal,
+  type TwinFault,
+  type TwinLogEntry,
+  type D2cMessage,
+} from './mqtt';
 import { RealDevice } from './real-device';
 import { HubRegistry, identityKey, type DeviceIdentity, type ModuleIdentity, type TwinDocument } from './registry';
 import { createRestHandler, type BulkFault, type RestFault, type RestLogEntry } from './rest';
 import { DEFAULT_POLICIES, type AccessPolicy, type Permission } from './sas';
 
 export type { BulkFault, RestFault, RestLogEntry } from './rest';
-export type { ConnectRefusal, TwinFault, TwinLogEntry } from './mqtt';
+export type { ConnectRefusal, TwinFault, TwinLogEntry, D2cMessage } from './mqtt';
 export type { DeviceIdentity, ModuleIdentity, TwinDocument } from './registry';
 export type { HubLimitOptions, Latency, ThrottleClass } from './limits';
 export type { Permission } from './sas';
@@ -61,6 +68,8 @@ export class AzureIotHubDouble {
   readonly restLog: RestLogEntry[] = [];
   /** Every twin request over MQTT, with the status answered. */
   readonly twinLog: TwinLogEntry[] = [];
+  /** Device-to-cloud messages the hub accepted, in order. */
+  readonly d2c: D2cMessage[] = [];
   /** Connection attempts that ended without a usable session, and why. */
   readonly refusedConnections: { identity: string; why: ConnectRefusal }[] = [];
   /** Requests or connections refused for a bad SAS, username, key or missing permission. */
@@ -114,7 +123,7 @@ export class AzureIotHubDouble {
     const hosts = [this.hubHost];
     const onRefused = (identity: string, why: ConnectRefusal) => void this.refusedConnections.push({ identity, why });
     const broker = new TwinBroker(
-      { ...shared, hosts, faults: this.twinFaults, twinLog: this.twinLog, onRefused },
+      { ...shared, hosts, faults: this.twinFaults, twinLog: this.twinLog, d2c: this.d2c, onRefused },
       this.counter
     );
     this.mqtt = tls.createServer({ key, cert }, broker.handle);

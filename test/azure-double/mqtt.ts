@@ -13,6 +13,8 @@
  * - Limits: new connections, twin reads and twin updates are throttled per hub (closing the connection, or
  *   delaying the CONNACK / response, as the test chose); twin GETs, PATCHes and telemetry are billed, and past
  *   the daily quota a CONNECT is accepted and then closed.
+ * - Device-to-cloud messages (`devices/{id}[/modules/{m}]/messages/events/{property bag}`, QoS 0 or 1) are billed
+ *   in 4 KB chunks and recorded with their properties; one over 256 KB closes the connection.
  * - Twin error statuses and dropped connections can be injected.
  *
  * Why not aedes: aedes 1.x is ESM-only, and jest (CommonJS, no --experimental-vm-modules) cannot load it in the
@@ -47,6 +49,19 @@ export interface TwinLogEntry {
   billed?: number;
 }
 
+/** A device-to-cloud message the hub accepted: its identity, application and system properties, and body. */
+export interface D2cMessage {
+  deviceId: string;
+  moduleId?: string;
+  /** From the topic's property bag (`devices/{id}/messages/events/{bag}`), URL-decoded: `$.`-keys are system ones. */
+  properties: Record<string, string>;
+  body: string;
+  billed: number;
+}
+
+/** IoT Hub's largest device-to-cloud message. */
+export const D2C_MAX_BYTES = 256 * 1024;
+
 /** Why a connection attempt ended without an accepted session. */
 export type ConnectRefusal = 'auth' | 'disabled' | 'throttled' | 'quota';
 
@@ -58,6 +73,8 @@ export interface MqttContext {
   limiter: HubLimiter;
   faults: TwinFault[];
   twinLog: TwinLogEntry[];
+  /** Device-to-cloud messages accepted, in order. */
+  d2c: D2cMessage[];
   onAuthFailure(): void;
   onRefused(identity: string, why: ConnectRefusal): void;
 }
@@ -283,8 +300,16 @@ export class TwinBroker {
       if (match) this.log(conn, match[1] as 'GET' | 'PATCH', 'quota');
       return conn.drop();
     }
+    // Too large a message is refused by closing the connection: no PUBACK, the device sees it unacknowledged.
+    if (telemetry && packet.payload.length > D2C_MAX_BYTES) return conn.drop();
     if (packet.qos === 1) conn.send({ cmd: 'puback', messageId: packet.messageId });
-    if (telemetry) return void this.ctx.limiter.bill(packet.payload.length);
+    if (telemetry) {
+      const billed = this.ctx.limiter.bill(packet.payload.length);
+      const properties = Object.fromEntries(new URLSearchParams(packet.topic.slice(events.length)));
+      const message: D2cMessage = { deviceId: conn.deviceId, properties, body: packet.payload.toString(), billed };
+      if (conn.moduleId) message.moduleId = conn.moduleId;
+      return void this.ctx.d2c.push(message);
+    }
     if (match) return this.onTwinRequest(conn, match, packet);
   }
 

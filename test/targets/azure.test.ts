@@ -7,7 +7,8 @@ import { AzureIotHubDouble } from '../azure-double';
 import { createAzureTarget, parseAzureTargetConfig } from '../../targets/azure';
 import { azureBudgets } from '../../targets/azure/config';
 import { applyPatch } from '../../record';
-import type { PublishItem, PublishOutcome, Target } from '../../targets/target';
+import type { SimEvent } from '../../record';
+import type { EventItem, PublishItem, PublishOutcome, Target } from '../../targets/target';
 import { createLogger } from '../../shared/log';
 
 let hub: AzureIotHubDouble;
@@ -298,6 +299,59 @@ describe('tags mode', () => {
     hub.failRest({ op: 'twin', times: 1 });
     expect((await publish(t, [item(id, { alias: 'a' }, false)]))[0]).toMatchObject({ status: 'throttled' });
     expect(hub.twin(id)!.tags).toEqual({ iccid: id });
+  });
+});
+
+describe('connectivity events', () => {
+  const event = (iccid: string, type: SimEvent['type'], after: string = 'b'): SimEvent => ({
+    id: `${iccid}-${type}`,
+    type,
+    group: 'fleet',
+    iccid,
+    before: 'a',
+    after,
+    at: 1_764_000_000_000,
+  });
+
+  test("each event is one billed device-to-cloud message of the SIM's module, with kiteEvent=<type> to route on", async () => {
+    const t = anyTarget();
+    const id = newId();
+    expect(await publish(t, [item(id, { iccid: id, imei: '356938035643809' })])).toEqual([{ iccid: id, status: 'ok' }]);
+    const events: EventItem[] = [
+      { iccid: id, deviceId: id, events: [event(id, 'imeiChanged'), event(id, 'countryChanged')] },
+    ];
+    expect(await t.publishEvents!(events)).toEqual([{ iccid: id, status: 'ok' }]);
+    const received = hub.d2c.filter((m) => m.deviceId === id);
+    expect(received).toEqual(
+      events[0].events.map((e) => ({
+        deviceId: id,
+        moduleId: 'kite',
+        properties: { kiteEvent: e.type, '$.mid': e.id, '$.ct': 'application/json', '$.ce': 'utf-8' },
+        body: JSON.stringify(e),
+        billed: 1,
+      }))
+    );
+  });
+
+  test('a message over 256 KB is refused by the hub (connection closed, no acknowledgement): not ok', async () => {
+    const t = anyTarget();
+    const id = newId();
+    await publish(t, [item(id, { iccid: id })]);
+    const [outcome] = await t.publishEvents!([
+      { iccid: id, deviceId: id, events: [event(id, 'imeiChanged', 'x'.repeat(300_000))] },
+    ]);
+    expect(outcome.status).not.toBe('ok');
+    expect(hub.d2c.filter((m) => m.deviceId === id)).toEqual([]);
+  });
+
+  test('tags mode has no device connection: events are refused for good, with what to change', async () => {
+    const t = anyTarget({ mode: 'tags' });
+    const id = newId();
+    const [outcome] = await t.publishEvents!([{ iccid: id, deviceId: id, events: [event(id, 'imeiChanged')] }]);
+    expect(outcome).toMatchObject({
+      status: 'permanent',
+      reason: expect.stringMatching(/use mode 'module' or 'reported'/),
+    });
   });
 });
 
