@@ -19,8 +19,9 @@
  *                                                                  the target holds for these keys is unknown
  *   counters:<target> HASH iccid → epoch ms                       when the SIM's daily counters last went out (the
  *                                                                  publish policy holds them in between)
- *   audit             HASH iccid → JSON lines, newest first        the SIM's audit trail: publishes and failures per
- *                                                                  target, at most N entries of at most D days
+ *   audit             HASH iccid → lines, newest first             the SIM's audit trail: publishes and failures per
+ *                                                                  target, at most N entries of at most D days; one
+ *                                                                  compact JSON array a line (state/audit-format.ts)
  *   evbase            HASH iccid → EventBaseline JSON             what the event detection last saw of the SIM
  *                                                                  (record/events.ts), while the group has events on
  *   events:<target>   HASH iccid → JSON array of SimEvent         events not yet acknowledged by the target
@@ -30,6 +31,17 @@ import { FailureType } from '../shared/failures';
 import { groupNameError } from '../shared/group-name';
 import { scanKeys, type RedisClient } from './redis';
 import { InventorySweeps } from './sweeps';
+import {
+  AUDIT_AT_LUA,
+  AuditKind,
+  compactPatch,
+  entryHead,
+  failureLine,
+  parseAuditLine,
+  type AuditEntry,
+} from './audit-format';
+
+export type { AuditEntry } from './audit-format';
 
 export interface StateStoreOptions {
   /** First segment of every key. @default 'cc' */
@@ -44,19 +56,6 @@ export interface StateStoreOptions {
   auditEntriesPerSim?: number;
   /** Audit trail: entries older than this many days are dropped. @default 7 */
   auditMaxAgeDays?: number;
-}
-
-/** One entry of a SIM's audit trail. */
-export interface AuditEntry {
-  /** When, epoch ms. */
-  at: number;
-  target: string;
-  /** The patch the target acknowledged (canonical JSON object), absent for a failure. */
-  published?: Record<string, unknown>;
-  /** Whether `published` was the whole record (the target did not hold the SIM before). */
-  full?: boolean;
-  /** Why the target refused the SIM (a permanent failure). */
-  failed?: string;
 }
 
 export type Entry = [field: string, value: string];
@@ -131,10 +130,10 @@ export class InvalidGroupNameError extends Error {
 }
 
 /**
- * Lua: prepends ENTRY to the SIM's audit lines, keeping at most MAX entries none older than CUTOFF. Entries start
- * with `{"at":<ms>`, newest first, so the first too old one ends the walk.
+ * Lua: prepends ENTRY to the SIM's audit lines, keeping at most MAX entries none older than CUTOFF. Newest first,
+ * so the first too old one ends the walk.
  */
-const AUDIT_LUA = `
+const AUDIT_LUA = `${AUDIT_AT_LUA}
 local function audit(key, iccid, entry, max, cutoff)
   if max <= 0 then return end
   local out = {entry}
@@ -142,7 +141,7 @@ local function audit(key, iccid, entry, max, cutoff)
   if old then
     for line in string.gmatch(old, '[^\\n]+') do
       if #out >= max then break end
-      local at = tonumber(string.match(line, '^{"at":(%d+)'))
+      local at = audit_at(line)
       if not at or at < cutoff then break end
       out[#out + 1] = line
     end
@@ -153,19 +152,20 @@ end`;
 /**
  * Atomically, per SIM: if pending still holds the patch we sent, record the merged state, drop the pending, the
  * failure and the in-flight mark (the target's state is certain again), and add the publish to the audit trail.
- * KEYS: pub, pending, fail, sent, audit. ARGV: max entries, cutoff, now, target, then (iccid, patch, merged) per SIM.
+ * KEYS: pub, pending, fail, sent, audit. ARGV: max entries, cutoff, the entry heads of a full publish and of a
+ * patch, then (iccid, patch, merged, patch as the trail stores it) per SIM.
  */
 const COMMIT_SCRIPT = `${AUDIT_LUA}
-local max, cutoff, head = tonumber(ARGV[1]), tonumber(ARGV[2]), '{"at":' .. ARGV[3] .. ',"target":"' .. ARGV[4] .. '"'
+local max, cutoff, fullHead, patchHead = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local n = 0
-for i = 5, #ARGV, 3 do
+for i = 5, #ARGV, 4 do
   if redis.call('HGET', KEYS[2], ARGV[i]) == ARGV[i + 1] then
     local full = redis.call('HEXISTS', KEYS[1], ARGV[i]) == 0
     redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 2])
     redis.call('HDEL', KEYS[2], ARGV[i])
     redis.call('HDEL', KEYS[3], ARGV[i])
     redis.call('HDEL', KEYS[4], ARGV[i])
-    audit(KEYS[5], ARGV[i], head .. ',"published":' .. ARGV[i + 1] .. (full and ',"full":true}' or '}'), max, cutoff)
+    audit(KEYS[5], ARGV[i], (full and fullHead or patchHead) .. ARGV[i + 3] .. ']', max, cutoff)
     n = n + 1
   end
 end
@@ -564,7 +564,8 @@ export class StateStore {
   async commitPublished(group: string, target: string, items: CommitItem[]): Promise<number> {
     if (!items.length) return 0;
     const keys = this.keys(group);
-    const args = items.flatMap((i) => [i.iccid, i.patch, i.merged]);
+    const trail = this.auditEntries > 0;
+    const args = items.flatMap((i) => [i.iccid, i.patch, i.merged, trail ? compactPatch(i.patch) : '']);
     const now = Date.now();
     return this.redis.ccCommitAudited(
       keys.published(target),
@@ -574,8 +575,8 @@ export class StateStore {
       keys.audit,
       String(this.auditEntries),
       String(now - this.auditMaxAgeMs),
-      String(now),
-      target,
+      entryHead(now, AuditKind.full, target),
+      entryHead(now, AuditKind.patch, target),
       ...args
     );
   }
@@ -587,8 +588,7 @@ export class StateStore {
     const at = Date.now();
     const args = items.flatMap((i) => {
       const failure: StoredFailure = { reason: i.reason, patch: i.patch, at };
-      const entry: AuditEntry = { at, target, failed: i.reason };
-      return [i.iccid, i.patch, JSON.stringify(failure), JSON.stringify(entry)];
+      return [i.iccid, i.patch, JSON.stringify(failure), failureLine(at, target, i.reason)];
     });
     return this.redis.ccFailAudited(
       keys.pending(target),
@@ -607,9 +607,8 @@ export class StateStore {
     const cutoff = Date.now() - this.auditMaxAgeMs;
     return (lines ?? '')
       .split('\n')
-      .filter(Boolean)
-      .map((line) => JSON.parse(line) as AuditEntry)
-      .filter((entry) => entry.at >= cutoff)
+      .map(parseAuditLine)
+      .filter((entry): entry is AuditEntry => entry !== undefined && entry.at >= cutoff)
       .slice(0, this.auditEntries);
   }
 

@@ -3,6 +3,8 @@
  * migration), the group name is checked before it becomes a hash tag, and the domain reads mean what they say.
  */
 import { scanKeys } from '../../state/redis';
+import { RECORD_KEYS } from '../../record';
+import { KEY_CODES } from '../../state/audit-format';
 import { InvalidGroupNameError, StateStore } from '../../state/store';
 import { uniqueName } from '../setup/stack';
 import { testStore } from '../support/test-store';
@@ -139,4 +141,70 @@ test('audit entries older than the maximum age are dropped, on write and on read
   expect(await new StateStore(redis, { prefix }).auditTrail(group, '1')).toEqual([
     { at: expect.any(Number), target: 'mqtt', published: { alias: 'new' }, full: true },
   ]);
+});
+
+test('the audit trail is stored compactly: short keys and a short head, and reads back exactly', async () => {
+  const group = uniqueName('audit-compact');
+  const base = `${prefix}:{${group}}:`;
+  const record = {
+    iccid: '8934071100000000001',
+    alias: 'meter "7"\nfloor 2',
+    imei: '356938035643809',
+    commsModModel: 'BG96',
+    commsModManufacturer: 'Quectel',
+    lifeCycleStatus: 'ACTIVE',
+    activationDate: 1764500000000,
+    country: 'ES',
+    operator: 'Movistar',
+    apn: 'm2m.movistar.es',
+    ip: '10.1.2.3',
+    presenceLevel: 'IP_SESSION',
+    event: 'PDP_CONTEXT_ACTIVATED',
+    timestamp: 1764500001234,
+    Latitude: 40.4168,
+    Longitude: -3.7038,
+    dailyVoice: 0,
+    dailySMS: 2,
+    dailyData: 1234.5,
+  };
+  const patch = JSON.stringify(record);
+  await store.writePending(group, 'mqtt', [['1', patch]], []);
+  await store.commitPublished(group, 'mqtt', [{ iccid: '1', patch, merged: patch }]);
+  const odd = '{"dailyData":null,"x":1,"5":"five"}'; // a removed key, and keys the code table does not know
+  await store.writePending(group, 'mqtt', [['1', odd]], []);
+  await store.commitPublished(group, 'mqtt', [{ iccid: '1', patch: odd, merged: patch }]);
+
+  expect(await store.auditTrail(group, '1')).toEqual([
+    { at: expect.any(Number), target: 'mqtt', published: { dailyData: null, x: 1, 5: 'five' } },
+    { at: expect.any(Number), target: 'mqtt', published: record, full: true },
+  ]);
+  const [fullLine] = (await redis.hget(`${base}audit`, '1'))!.split('\n').reverse();
+  // The old form was the record itself plus {"at":…,"target":…,"published":…,"full":true}: 62 bytes more.
+  expect(fullLine.length).toBeLessThan(0.7 * (patch.length + 62));
+});
+
+test('audit lines written before the compact form are still read, kept and aged', async () => {
+  const group = uniqueName('audit-legacy');
+  const base = `${prefix}:{${group}}:`;
+  const recent = Date.now() - 60_000;
+  await redis.hset(
+    `${base}audit`,
+    '1',
+    [
+      `{"at":${recent},"target":"hook","failed":"HTTP 400"}`,
+      `{"at":${recent - 1},"target":"hook","published":{"alias":"a"},"full":true}`,
+    ].join('\n')
+  );
+  await store.writePending(group, 'hook', [['1', '{"alias":"b"}']], []);
+  await store.commitPublished(group, 'hook', [{ iccid: '1', patch: '{"alias":"b"}', merged: '{"alias":"b"}' }]);
+  expect(await store.auditTrail(group, '1')).toEqual([
+    { at: expect.any(Number), target: 'hook', published: { alias: 'b' }, full: true },
+    { at: recent, target: 'hook', failed: 'HTTP 400' },
+    { at: recent - 1, target: 'hook', published: { alias: 'a' }, full: true },
+  ]);
+});
+
+test("the audit trail's key codes are persisted: the record's keys, in the record's order, then only appended", () => {
+  expect(KEY_CODES.slice(0, RECORD_KEYS.length)).toEqual([...RECORD_KEYS]);
+  expect(KEY_CODES.length).toBeLessThanOrEqual(36); // one base-36 character each
 });
