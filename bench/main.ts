@@ -4,6 +4,8 @@
  * design side by side (runs.ts). Prints one table against the goals (report.ts); `scripts/bench.sh` starts the
  * stack around it.
  *   node -r @swc-node/register bench/main.ts [--sims N] [--small N] [--profile] [--out FILE]
+ *     --ours-only          only the worker's three cycles on the big group (the scale run: --sims 1000000)
+ *     --groups N           N groups on one Kite account instead (--group-sims M SIMs each, default 10,000)
  */
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -11,9 +13,10 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Client, Connection } from '@temporalio/client';
 import { bundleWorkflowCode, DefaultLogger, Runtime } from '@temporalio/worker';
-import { connectRedis } from '../state/redis';
-import { ROOT, startSimulator, stopAll } from './processes';
-import { profileReport, resultsTable } from './report';
+import { connectRedis, type RedisClient } from '../state/redis';
+import { ROOT, startSimulator, stopAll, type SimulatorProcess } from './processes';
+import { profileReport, resultsTable, scaleTable } from './report';
+import { groupNames, groupsTable, runGroups } from './groups';
 import { azureTable, runAzure, type AzureRun } from './azure';
 import { dropPrefix, log, REDIS_URL, runFloor, runNaive, runOurs, TEMPORAL, warm } from './runs';
 
@@ -29,9 +32,14 @@ async function main(): Promise<void> {
       out: { type: 'string' },
       'azure-sims': { type: 'string', default: '10000' },
       'azure-only': { type: 'boolean', default: false },
+      'ours-only': { type: 'boolean', default: false },
+      groups: { type: 'string' },
+      'group-sims': { type: 'string', default: '10000' },
     },
   });
   if (values['azure-only']) return azureOnly(Number(values['azure-sims']), values.profile);
+  if (values.groups !== undefined) return groupsOnly(Number(values.groups), Number(values['group-sims']));
+  if (values['ours-only']) return oursOnly(Number(values.sims), values.out);
   const sims = Number(values.sims);
   const small = Number(values.small);
   if (!(sims >= 100 && small >= 100)) throw new Error('--sims and --small must be at least 100');
@@ -82,11 +90,7 @@ async function main(): Promise<void> {
       await new Promise((r) => setTimeout(r, 500));
       process.stdout.write(profileReport(profileDir));
     }
-    const saved = {
-      runId,
-      machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version },
-      ...results,
-    };
+    const saved = { runId, machine: machine(), ...results };
     writeFileSync(values.out ?? path.join(dataDir, `results-${runId}.json`), JSON.stringify(saved, null, 2));
   } finally {
     redis.disconnect();
@@ -95,6 +99,73 @@ async function main(): Promise<void> {
     smallSim.close();
     await stopAll();
   }
+}
+
+/** Runs `body` with a Temporal client, Redis and a prebuilt workflow bundle, and cleans up after it. */
+async function withStack<T>(
+  runId: string,
+  sims: SimulatorProcess[],
+  body: (ctx: { client: Client; redis: RedisClient; bundle: string }) => Promise<T>
+): Promise<T> {
+  const dataDir = path.join(ROOT, '.data/bench');
+  const connection = await Connection.connect({ address: TEMPORAL });
+  const redis = connectRedis(REDIS_URL);
+  const bundle = path.join(dataDir, `workflow-bundle-${runId}.js`);
+  try {
+    for (const sim of sims) log(`warm-up: ${await warm(sim)} ms`);
+    mkdirSync(dataDir, { recursive: true });
+    writeFileSync(
+      bundle,
+      (await bundleWorkflowCode({ workflowsPath: require.resolve('../workflows'), logger: sdkQuiet })).code
+    );
+    return await body({ client: new Client({ connection }), redis, bundle });
+  } finally {
+    rmSync(bundle, { force: true });
+    await dropPrefix(redis, `bench-${runId}`);
+    redis.disconnect();
+    await connection.close();
+    for (const sim of sims) sim.close();
+    await stopAll();
+  }
+}
+
+const machine = () => ({
+  cpus: os.cpus().length,
+  cpu: os.cpus()[0]?.model,
+  node: process.version,
+  loadAverage: os.loadavg(),
+});
+
+/** `--ours-only`: the worker's three cycles on one big group, nothing else (the 1,000,000-SIM scale run). */
+async function oursOnly(sims: number, out?: string): Promise<void> {
+  const runId = Date.now().toString(36);
+  const dataDir = path.join(ROOT, '.data/bench');
+  log(`Temporal ${TEMPORAL}, Redis ${REDIS_URL}; ${sims} SIMs, the worker only; load average ${os.loadavg()[0]}`);
+  const sim = await startSimulator('bench-big', sims, path.join(dataDir, 'certs'));
+  const loadBefore = os.loadavg();
+  const big = await withStack(runId, [sim], ({ client, redis, bundle }) =>
+    runOurs(client, redis, sim, 'bench-big', sims, runId, bundle)
+  );
+  process.stdout.write(`\n${scaleTable(big)}\n`);
+  const saved = { runId, machine: machine(), loadBefore, loadAfter: os.loadavg(), big };
+  writeFileSync(out ?? path.join(dataDir, `results-scale-${runId}.json`), JSON.stringify(saved, null, 2));
+}
+
+/** `--groups N`: N groups of `simsPerGroup` SIMs on one Kite account, all due at once. */
+async function groupsOnly(n: number, simsPerGroup: number): Promise<void> {
+  if (!(n >= 1 && simsPerGroup >= 1)) throw new Error('--groups and --group-sims must be at least 1');
+  const runId = Date.now().toString(36);
+  const dataDir = path.join(ROOT, '.data/bench');
+  const groups = groupNames(n);
+  log(`Temporal ${TEMPORAL}, Redis ${REDIS_URL}; ${n} groups of ${simsPerGroup} SIMs on one account`);
+  const sim = await startSimulator(groups, simsPerGroup, path.join(dataDir, 'certs'));
+  const loadBefore = os.loadavg();
+  const run = await withStack(runId, [sim], ({ client, bundle }) =>
+    runGroups(client, sim, groups, simsPerGroup, runId, bundle)
+  );
+  process.stdout.write(`\n${groupsTable(run)}\n`);
+  const saved = { runId, machine: machine(), loadBefore, loadAfter: os.loadavg(), groups: run };
+  writeFileSync(path.join(dataDir, `results-groups-${runId}.json`), JSON.stringify(saved, null, 2));
 }
 
 /** `--azure-only`: the Azure section alone (it needs no 100,000-SIM run). */

@@ -86,11 +86,20 @@ export interface SimulatorProcess extends Child {
   close(): void;
 }
 
-/** The simulator (simulator/cli.ts) with one group of `sims` SIMs and a frozen clock (`--tick 0`). */
-export async function startSimulator(group: string, sims: number, certDir: string): Promise<SimulatorProcess> {
-  const args = ['--groups', group, '--sims', String(sims), '--port', '0', '--tick', '0', '--cert-dir', certDir];
+/**
+ * The simulator (simulator/cli.ts): one Kite account whose inventory holds `sims` SIMs in each of `groups`, with a
+ * frozen clock (`--tick 0`).
+ */
+export async function startSimulator(
+  groups: string | string[],
+  sims: number,
+  certDir: string
+): Promise<SimulatorProcess> {
+  const names = [groups].flat().join(',');
+  const args = ['--groups', names, '--sims', String(sims), '--port', '0', '--tick', '0', '--cert-dir', certDir];
   const c = spawnNode('simulator/cli.ts', args, {});
-  await waitFor(c, 'Kite simulator', (out) => out.includes('"baseUrl"'), 120_000);
+  // A million SIMs take minutes to generate on a loaded machine.
+  await waitFor(c, 'Kite simulator', (out) => out.includes('"baseUrl"'), Math.max(120_000, sims * 0.6));
   const line = c
     .output()
     .split('\n')

@@ -17,6 +17,14 @@ export const GOALS = {
   historyEventsPerCycle: 'constant',
 } as const;
 
+/** The scale goals of issue 15 at 1,000,000 SIMs (`--ours-only --sims 1000000`); the peak RSS goal is GOALS'. */
+export const SCALE_GOALS = {
+  /** Redis memory of the group's keys after three cycles, per SIM. */
+  redisBytesPerSim: 900,
+  /** History events per cycle, as at 2,000 and 100,000 SIMs. */
+  historyEventsPerCycle: '24–25',
+} as const;
+
 /** Everything the runs measured. */
 export interface BenchResults {
   sims: number;
@@ -145,4 +153,62 @@ export function profileReport(profileDir: string): string {
     for (const f of frames) text += `  ${fmt(f.share * 100, 1).padStart(5)}%  ${f.frame}\n`;
   }
   return text;
+}
+
+/** The scale run (`--ours-only`): our three cycles on one big group, against the scale goals of issue 15. */
+export function scaleTable(big: OurRun): string {
+  const [first, noChange, changed] = big.cycles;
+  const redisTotal = Object.values(big.redisBytes).reduce((a, b) => a + b, 0);
+  const perSim = (bytes: number) => fmt(bytes / big.sims);
+  const families = Object.entries(big.redisBytes)
+    .sort((a, b) => b[1] - a[1])
+    .map(([k, v]) => `${k} ${perSim(v)}`)
+    .join(', ');
+  const stages = (s: Record<string, number>) =>
+    `fetch ${sec(s.fetchSnapshot)}, diff ${sec(s.diffSnapshot)}, publish ${sec(s.publishChanges)}`;
+  const pass = (ok: boolean) => (ok ? 'pass' : 'MISS');
+  const rows: string[][] = [
+    ['measure', 'goal', 'measured', 'result'],
+    [
+      `First full sync, ${fmt(big.sims)} SIMs`,
+      '',
+      `${fmt(big.sims / (first.cycleMs / 1000))} SIM/s (${sec(first.cycleMs)}; ${stages(first.stages)})`,
+      '',
+    ],
+    ['No-change cycle', '', `${sec(noChange.cycleMs)} (${stages(noChange.stages)})`, ''],
+    [
+      `1% changed cycle (${fmt(changed.published)} SIMs)`,
+      '',
+      `${sec(changed.cycleMs)} (${stages(changed.stages)})`,
+      '',
+    ],
+    [
+      'Peak worker RSS (VmHWM)',
+      `≤ ${GOALS.peakRssMb} MB`,
+      `${fmt(big.peakRssMb)} MB`,
+      pass(big.peakRssMb <= GOALS.peakRssMb),
+    ],
+    [
+      'Redis memory per SIM',
+      `≤ ${fmt(SCALE_GOALS.redisBytesPerSim)} B`,
+      `${perSim(redisTotal)} B (${families})`,
+      pass(redisTotal / big.sims <= SCALE_GOALS.redisBytesPerSim),
+    ],
+    [
+      'History events per cycle (1st/2nd/3rd)',
+      SCALE_GOALS.historyEventsPerCycle,
+      big.cycles.map((c) => c.events).join('/'),
+      pass(big.cycles.every((c) => c.events >= 24 && c.events <= 25)),
+    ],
+    [
+      'CPU during first sync',
+      '',
+      `worker ${fmt(big.cpu.workerS, 1)} s, simulator ${fmt(big.cpu.simulatorS, 1)} s in ${fmt(big.cpu.wallS, 1)} s`,
+      '',
+    ],
+    ['Worker start-up (not in cycle times)', '', sec(big.startupMs), ''],
+  ];
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  const line = (r: string[]) => `| ${r.map((c, i) => c.padEnd(widths[i])).join(' | ')} |`;
+  return [line(rows[0]), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...rows.slice(1).map(line)].join('\n');
 }

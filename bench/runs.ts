@@ -96,7 +96,7 @@ export async function changeSims(sim: SimulatorProcess, group: string, fraction:
   return chosen.length;
 }
 
-async function redisUsage(redis: RedisClient, prefix: string, group: string): Promise<Record<string, number>> {
+export async function redisUsage(redis: RedisClient, prefix: string, group: string): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
   const keys: string[] = [];
   for await (const batch of scanKeys(redis, `${prefix}:{${group}}:*`, 1000)) keys.push(...batch);
@@ -133,6 +133,25 @@ export async function waitForCycle(handle: WorkflowHandle, cycles: number, timeo
   }
 }
 
+/** The worker's configuration (environment) for a bench run: a null target, no Kite budget, no metrics. */
+export function workerEnv(sim: SimulatorProcess, taskQueue: string, prefix: string, bundle: string) {
+  return {
+    KITE_TEMPORAL_ADDRESS: TEMPORAL,
+    KITE_TASK_QUEUE: taskQueue,
+    KITE_REDIS_URL: REDIS_URL,
+    KITE_REDIS_PREFIX: prefix,
+    KITE_API_URL: sim.info.baseUrl,
+    KITE_CA_FILE: sim.info.ca,
+    KITE_CERT_FILE: sim.info.clientCert,
+    KITE_KEY_FILE: sim.info.clientKey,
+    KITE_REQUESTS_PER_SECOND: '0',
+    KITE_TARGETS: TARGETS,
+    KITE_METRICS_ADDRESS: 'off',
+    KITE_LOG_LEVEL: 'info',
+    KITE_WORKFLOW_BUNDLE: bundle,
+  };
+}
+
 /** Our design: the real worker process and the group workflow, three cycles (first, no change, 1% changed). */
 export async function runOurs(
   client: Client,
@@ -146,24 +165,7 @@ export async function runOurs(
 ): Promise<OurRun> {
   const prefix = `bench-${runId}`;
   const taskQueue = `bench-${runId}-${group}`;
-  const worker = await startBenchWorker(
-    {
-      KITE_TEMPORAL_ADDRESS: TEMPORAL,
-      KITE_TASK_QUEUE: taskQueue,
-      KITE_REDIS_URL: REDIS_URL,
-      KITE_REDIS_PREFIX: prefix,
-      KITE_API_URL: sim.info.baseUrl,
-      KITE_CA_FILE: sim.info.ca,
-      KITE_CERT_FILE: sim.info.clientCert,
-      KITE_KEY_FILE: sim.info.clientKey,
-      KITE_REQUESTS_PER_SECOND: '0',
-      KITE_TARGETS: TARGETS,
-      KITE_METRICS_ADDRESS: 'off',
-      KITE_LOG_LEVEL: 'info',
-      KITE_WORKFLOW_BUNDLE: bundle,
-    },
-    profileDir
-  );
+  const worker = await startBenchWorker(workerEnv(sim, taskQueue, prefix, bundle), profileDir);
   log(`${group}: worker started in ${worker.startupMs} ms`);
   const result: OurRun = {
     sims,
