@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # The scale benchmark (issue #7): sets up, starts its own local stack on its own ports (or reuses one already
 # listening there), runs bench/main.ts, and stops only what it started.
-#   bench.sh [--sims N] [--small N] [--profile] [--out FILE]
-# Ports: KITE_BENCH_TEMPORAL_PORT (27233), KITE_BENCH_REDIS_PORT (26379); Redis DB KITE_BENCH_REDIS_DB (9).
+#   bench.sh [--sims N] [--small N] [--profile] [--out FILE] [--ours-only] [--groups N [--group-sims M]]
+# Ports: KITE_BENCH_TEMPORAL_PORT (27233), KITE_BENCH_UI_PORT (28233), KITE_BENCH_REDIS_PORT (26379),
+# KITE_BENCH_MQTT_PORT (21883); Redis DB KITE_BENCH_REDIS_DB (9). Runs on other ports keep their stack's data, pid
+# files and logs apart (.data/bench/stack-<Temporal port>), so two runs on one machine never stop each other's.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-export KITE_DATA_DIR="$ROOT/.data/bench"
 export KITE_TEMPORAL_PORT="${KITE_BENCH_TEMPORAL_PORT:-27233}"
 export KITE_UI_PORT="${KITE_BENCH_UI_PORT:-28233}"
 export KITE_REDIS_PORT="${KITE_BENCH_REDIS_PORT:-26379}"
 export KITE_MQTT_PORT="${KITE_BENCH_MQTT_PORT:-21883}"
+export KITE_DATA_DIR="$ROOT/.data/bench/stack-$KITE_TEMPORAL_PORT"
 
 bash "$ROOT/scripts/setup.sh"
 started=0
