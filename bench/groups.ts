@@ -54,7 +54,7 @@ export async function runGroups(
   const inventory = groups.length * simsPerGroup;
   const sweepPages = Math.floor(inventory / pageSize) + 1 + (inventory % pageSize ? 1 : 0);
   const requests = async () => ((await sim.control('GET', 'info')) as SimInfo).stats.requests;
-  const timeout = Math.max(120_000, inventory * 3);
+  const timeout = Math.max(300_000, inventory * 20); // a bound, not a wait (see runOurs)
   const handles: WorkflowHandle[] = [];
   try {
     const round = async (cycle: number, kick: () => Promise<void>): Promise<GroupsRound> => {
