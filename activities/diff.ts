@@ -1,4 +1,4 @@
-import { ApplicationFailure, Context } from '@temporalio/activity';
+import { Context } from '@temporalio/activity';
 import { createHash } from 'node:crypto';
 import type { DetectedEvent, EventBaseline, EventPolicy, PublishPolicy, SimEvent, SimRecord } from '../record';
 import type { Logger } from '../shared/log';
@@ -10,17 +10,17 @@ import {
   withUncertainKeys,
   type SimPatch,
 } from '../record';
-import { FailureType } from '../shared/failures';
 import type { Entry, StateStore, TargetLookup } from '../state/store';
-import type { DiffInput, DiffResult } from './types';
+import type { DiffInput, DiffResult, InventoryDrop } from './types';
 
 export interface DiffDeps {
   store: StateStore;
   logger: Logger;
   /**
-   * Refuse a cycle in which more than this fraction of the group's known SIMs disappeared, whatever the group's
-   * size, rather than forgetting them and republishing them in full later: a truncated inventory looks the same.
-   * @default 0.5
+   * Hold a cycle in which more than this fraction of the group's known SIMs disappeared, whatever the group's size,
+   * until the operator approves the drop (`kite-cc accept-drop`), rather than forgetting them and republishing them
+   * in full later: a truncated inventory looks the same. A group's own `maxLeaveFraction` takes precedence.
+   * @default 0.5 (KITE_MAX_LEAVE_FRACTION)
    */
   maxLeaveFraction?: number;
   /** SIMs compared per Redis round trip. @default 1000 */
@@ -33,19 +33,34 @@ export interface DiffDeps {
  * whole record for a SIM new to the target, changed keys (null for removed ones) otherwise, nothing when equal.
  * A SIM whose last patch was handed to the target but never acknowledged is uncertain: every key of that patch
  * is sent again with its current value, even when the snapshot equals what was acknowledged (the target may
- * hold the unacknowledged values). SIMs that left the group are forgotten. Idempotent: pending is always
- * recomputed from published + snapshot + uncertain.
+ * hold the unacknowledged values). SIMs that left the group are forgotten; when too many left at once, nothing
+ * is written and the result's `drop` holds the cycle until the operator approves it. Idempotent: pending is
+ * always recomputed from published + snapshot + uncertain.
  */
 export function createDiffActivity(deps: DiffDeps) {
-  return async function diffSnapshot({ group, cycle, targets, policy, events }: DiffInput): Promise<DiffResult> {
+  return async function diffSnapshot({
+    group,
+    cycle,
+    targets,
+    policy,
+    events,
+    ...limits
+  }: DiffInput): Promise<DiffResult> {
     const { store } = deps;
     const result: DiffResult = { left: 0, targets: {} };
     for (const target of targets) result.targets[target] = { changed: 0, stillFailing: 0, held: 0 };
+    // Checked before anything is written: a held cycle leaves pending and the counters' times as they were.
+    const { leavers, drop } = await findLeavers(deps, group, cycle, limits);
+    if (drop) {
+      deps.logger.warn('inventory drop held for approval', { group, cycle, ...drop });
+      return { ...result, drop };
+    }
     const pendingNonEmpty = await Promise.all(targets.map((t) => store.hasPending(group, t)));
     const eventsOn = !!events?.types?.length;
     if (!eventsOn) await store.dropEventBaselines(group);
     const joining = eventsOn && (await store.eventsBaselined(group));
     let done = 0;
+    const now = Date.now();
     for await (const entries of store.scanSnapshot(group, cycle, deps.batchSize ?? 1000)) {
       const lookups = await store.lookups(
         group,
@@ -54,7 +69,7 @@ export function createDiffActivity(deps: DiffDeps) {
       );
       await Promise.all(
         targets.map((target, t) =>
-          diffTarget(store, { group, target, policy }, entries, lookups[t], pendingNonEmpty[t], result)
+          diffTarget(store, { group, target, policy, now }, entries, lookups[t], pendingNonEmpty[t], result)
         )
       );
       if (eventsOn)
@@ -62,7 +77,7 @@ export function createDiffActivity(deps: DiffDeps) {
       done += entries.length;
       Context.current().heartbeat({ phase: 'diff', done });
     }
-    const left = await forgetLeavers(deps, group, cycle, targets, eventsOn ? events : undefined);
+    const left = await forgetLeavers(store, group, targets, leavers, eventsOn ? events : undefined);
     result.left = left.count;
     if (eventsOn) result.events = (result.events ?? 0) + left.events;
     if (eventsOn && !joining) await store.markEventsBaselined(group);
@@ -72,48 +87,67 @@ export function createDiffActivity(deps: DiffDeps) {
   };
 }
 
+/** What the diff does with one SIM for one target. */
+export type SimDecision =
+  | { send: false; why: 'equal' | 'held' | 'stillFailing'; countersReleased?: false }
+  | { send: true; patch: string; full: boolean; countersReleased: boolean };
+
+/**
+ * The diff's rule for the SIM at `i` of a lookup: its patch (canonical JSON), or why nothing goes out. Pure; the
+ * diff and the preview share it, so a preview counts exactly what a cycle would publish.
+ */
+export function decideSim(
+  json: string,
+  lookup: TargetLookup,
+  i: number,
+  policy: PublishPolicy | undefined,
+  now: number
+): SimDecision {
+  const { published, failures, uncertain, countersSentAt } = lookup;
+  const unsure = uncertain[i];
+  if (published[i] === json && !unsure) return { send: false, why: 'equal' };
+  const before = published[i] ? (JSON.parse(published[i]!) as SimRecord) : undefined;
+  const next = JSON.parse(json) as SimRecord;
+  let patch = diffRecords(before, next);
+  let countersReleased = false;
+  if (unsure) {
+    patch = withUncertainKeys(patch, JSON.parse(unsure) as SimPatch, next); // resent whole: never held
+  } else if (patch) {
+    const decision = applyPublishPolicy(before, patch, policy, countersSentAt[i], now);
+    countersReleased = decision.countersReleased;
+    patch = decision.send;
+    if (!patch) return { send: false, why: 'held' };
+  }
+  if (!patch) return { send: false, why: 'equal' };
+  const patchJson = canonicalJson(patch);
+  if (failures[i]?.patch === patchJson) return { send: false, why: 'stillFailing' };
+  return { send: true, patch: patchJson, full: !before, countersReleased };
+}
+
 async function diffTarget(
   store: StateStore,
-  { group, target, policy }: { group: string; target: string; policy?: PublishPolicy },
+  { group, target, policy, now }: { group: string; target: string; policy?: PublishPolicy; now: number },
   entries: Entry[],
-  { published, failures, uncertain, countersSentAt }: TargetLookup,
+  lookup: TargetLookup,
   clearStale: boolean,
   result: DiffResult
 ): Promise<void> {
   const sets: Entry[] = [];
   const deletes: string[] = [];
-  const now = Date.now();
   const countersReleased: string[] = [];
+  const counts = result.targets[target];
   entries.forEach(([iccid, json], i) => {
-    const unsure = uncertain[i];
-    if (published[i] === json && !unsure) {
-      if (clearStale) deletes.push(iccid);
-      return;
-    }
-    const before = published[i] ? (JSON.parse(published[i]!) as SimRecord) : undefined;
-    const next = JSON.parse(json) as SimRecord;
-    let patch = diffRecords(before, next);
-    if (unsure) {
-      patch = withUncertainKeys(patch, JSON.parse(unsure) as SimPatch, next); // resent whole: never held
-    } else if (patch) {
-      const decision = applyPublishPolicy(before, patch, policy, countersSentAt[i], now);
+    const decision = decideSim(json, lookup, i, policy, now);
+    if (decision.send) {
       if (decision.countersReleased) countersReleased.push(iccid);
-      patch = decision.send;
-      if (!patch) result.targets[target].held = (result.targets[target].held ?? 0) + 1;
-    }
-    if (!patch) {
-      if (clearStale) deletes.push(iccid);
+      sets.push([iccid, decision.patch]);
       return;
     }
-    const patchJson = canonicalJson(patch);
-    if (failures[i]?.patch === patchJson) {
-      result.targets[target].stillFailing++;
-      if (clearStale) deletes.push(iccid);
-      return;
-    }
-    sets.push([iccid, patchJson]);
+    if (decision.why === 'held') counts.held = (counts.held ?? 0) + 1;
+    if (decision.why === 'stillFailing') counts.stillFailing++;
+    if (clearStale) deletes.push(iccid);
   });
-  result.targets[target].changed += sets.length;
+  counts.changed += sets.length;
   await store.writePending(group, target, sets, deletes, { iccids: countersReleased, at: now });
 }
 
@@ -167,30 +201,14 @@ export function simEvent(
   return out;
 }
 
-/** SIMs known from earlier cycles that are neither in the snapshot nor among the group's invalid SIMs. */
+/** Forgets the leavers for every target, queueing their `leftGroup` events first when the group has them on. */
 async function forgetLeavers(
-  deps: DiffDeps,
+  store: StateStore,
   group: string,
-  cycle: number,
   targets: string[],
+  leavers: string[],
   events?: EventPolicy
 ): Promise<{ count: number; events: number }> {
-  const { store } = deps;
-  const known = await store.knownCount(group);
-  const leavers = await store.leavers(group, cycle, deps.batchSize ?? 1000);
-  const maxFraction = deps.maxLeaveFraction ?? 0.5;
-  if (leavers.length > 0 && leavers.length > known * maxFraction) {
-    const listed = await store.snapshotCount(group, cycle);
-    const answer =
-      listed === 0
-        ? "Kite's inventory held none of the group's SIMs"
-        : `Kite's inventory held ${listed} of the group's SIMs`;
-    throw ApplicationFailure.nonRetryable(
-      `${leavers.length} of ${known} known SIMs of group ${group} are missing from Kite's inventory this cycle (${answer}); ` +
-        `refusing to forget them (limit ${Math.round(maxFraction * 100)}% of the group). If they really left the group, raise KITE_MAX_LEAVE_FRACTION.`,
-      FailureType.SuspiciousInventoryDrop
-    );
-  }
   let queued = 0;
   for (let i = 0; i < leavers.length; i += 1000) {
     const batch = leavers.slice(i, i + 1000);
@@ -219,4 +237,26 @@ async function queueLeftGroup(store: StateStore, group: string, targets: string[
   });
   await store.queueEvents(group, targets, sims);
   return sims.length;
+}
+
+/**
+ * SIMs known from earlier cycles that are neither in the snapshot nor among the group's invalid SIMs, and the drop
+ * that holds the cycle: more of them than `maxLeaveFraction` of the known SIMs, whatever the group's size, unless
+ * the operator approved at least that many (`approvedDrop`). A truncated inventory looks the same as real
+ * leavers, and forgetting them would republish them in full later.
+ */
+export async function findLeavers(
+  deps: Pick<DiffDeps, 'store' | 'maxLeaveFraction' | 'batchSize'>,
+  group: string,
+  cycle: number,
+  limits: Pick<DiffInput, 'maxLeaveFraction' | 'approvedDrop'>
+): Promise<{ leavers: string[]; known: number; drop?: InventoryDrop }> {
+  const { store } = deps;
+  const known = await store.knownCount(group);
+  const leavers = await store.leavers(group, cycle, deps.batchSize ?? 1000);
+  const maxLeaveFraction = limits.maxLeaveFraction ?? deps.maxLeaveFraction ?? 0.5;
+  const approved = limits.approvedDrop !== undefined && leavers.length <= limits.approvedDrop;
+  if (leavers.length === 0 || leavers.length <= known * maxLeaveFraction || approved) return { leavers, known };
+  const listed = await store.snapshotCount(group, cycle);
+  return { leavers, known, drop: { missing: leavers.length, known, listed, maxLeaveFraction } };
 }

@@ -4,6 +4,7 @@
  */
 import { createDiffActivity, type DiffDeps } from './diff';
 import { createFetchActivity, type FetchDeps } from './fetch';
+import { createPreviewActivity } from './preview';
 import { createPublishActivity, type PublishDeps } from './publish';
 import { createResyncActivity } from './resync';
 
@@ -15,6 +16,7 @@ export function createActivities(deps: ActivityDeps) {
     diffSnapshot: createDiffActivity(deps),
     publishChanges: createPublishActivity(deps),
     resyncSims: createResyncActivity(deps),
+    previewChanges: createPreviewActivity(deps),
   };
 }
 

@@ -37,6 +37,25 @@ export interface DiffInput extends CycleRef {
   policy?: PublishPolicy;
   /** The group's connectivity events (which types, the spike rule). @default off */
   events?: EventPolicy;
+  /**
+   * The group's limit: hold the cycle when more than this fraction of its known SIMs vanished at once.
+   * @default the worker's (KITE_MAX_LEAVE_FRACTION, 0.5)
+   */
+  maxLeaveFraction?: number;
+  /** The operator approved a drop of this many SIMs (`kite-cc accept-drop`): up to this many are forgotten. */
+  approvedDrop?: number;
+}
+
+/** Too many of a group's SIMs vanished from Kite's inventory at once: the cycle holds until the drop is approved. */
+export interface InventoryDrop {
+  /** Known SIMs missing from Kite's inventory this cycle. */
+  missing: number;
+  /** SIMs of the group known from earlier cycles. */
+  known: number;
+  /** SIMs of the group Kite's inventory held this cycle. */
+  listed: number;
+  /** The limit that was exceeded (a fraction of `known`). */
+  maxLeaveFraction: number;
 }
 
 export interface DiffResult {
@@ -49,6 +68,36 @@ export interface DiffResult {
   targets: Record<string, { changed: number; stillFailing: number; held?: number }>;
   /** Connectivity events detected and queued for every target (absent while the group's events are off). */
   events?: number;
+  /** Set when too many SIMs vanished: nothing was written or forgotten, and every count is 0. */
+  drop?: InventoryDrop;
+}
+
+/** `kite-cc preview`: a diff that writes nothing, on a snapshot staged for the preview. */
+export interface PreviewInput extends DiffInput {
+  /** SIMs whose patch is returned as a sample, per target (at most 10). @default 3 */
+  sampleSize?: number;
+}
+
+/** What one target would get from a cycle run now. */
+export interface TargetPreview {
+  /** SIMs that would be published. */
+  publish: number;
+  /** Of those, SIMs new to the target (their whole record). */
+  full: number;
+  /** SIMs whose only changes (daily counters) the publish policy would hold. */
+  held: number;
+  /** SIMs whose unchanged patch already failed permanently (not sent again). */
+  stillFailing: number;
+  /** Some of the SIMs that would be published, with their patch (`null`: a key that disappeared). */
+  sample: { iccid: string; full: boolean; patch: Record<string, unknown> }[];
+}
+
+export interface PreviewResult {
+  /** SIMs of the group known from earlier cycles and missing from Kite now: they would be forgotten. */
+  left: number;
+  /** Set when the cycle would hold for approval instead (the counts say what it would publish once approved). */
+  drop?: InventoryDrop;
+  targets: Record<string, TargetPreview>;
 }
 
 export interface PublishInput extends CycleRef {

@@ -18,6 +18,7 @@ import { formatDuration, parseDuration } from '../shared/durations';
 import { usageError } from './errors';
 import { listGroups, showGroupStatus } from './inspect';
 import { showFailures, showSim } from './inspect-sims';
+import { acceptDrop, previewGroup } from './preview';
 import { runProgram, type CliCommand, type CliRuntime } from './program';
 import { syncGroup } from './sync';
 
@@ -64,6 +65,27 @@ function eventTypes(value: string): EventType[] {
 
 const jsonOption = () => new Option('--json', 'print JSON instead of text');
 
+/** `--max-leave-fraction`: 0.8 or 80%. */
+function leaveFraction(value: string): number {
+  const fraction = value.endsWith('%') ? Number(value.slice(0, -1)) / 100 : Number(value);
+  const problem = value.trim() === '' ? 'empty' : configPatchError({ maxLeaveFraction: fraction });
+  if (problem)
+    throw usageError(
+      `--max-leave-fraction ${JSON.stringify(value)}: use a fraction from 0 to 1 or a percentage, e.g. 0.5 or 50%`
+    );
+  return fraction;
+}
+
+/** A whole number from `min`, for counts. */
+function count(flag: string, min: number, max = Number.MAX_SAFE_INTEGER) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!/^\d+$/.test(value) || n < min || n > max)
+      throw usageError(`--${flag} must be a whole number from ${min} to ${max}, got ${JSON.stringify(value)}`);
+    return n;
+  };
+}
+
 /** Every `kite-cc` command. */
 export const COMMANDS: CliCommand[] = [
   {
@@ -88,10 +110,15 @@ export const COMMANDS: CliCommand[] = [
         '--events <types>',
         `connectivity events to send: a comma list of ${EVENT_TYPES.join(', ')}; all; or none (the default)`
       ).argParser(eventTypes),
+      new Option(
+        '--max-leave-fraction <fraction>',
+        "hold a cycle in which more of the group's SIMs vanished from Kite, until `accept-drop` (default the worker's, 0.5)"
+      ).argParser(leaveFraction),
     ],
     async run(ctx, { group, options }) {
       await startGroup(ctx, {
         eventTypes: options.events as EventType[] | undefined,
+        maxLeaveFraction: options.maxLeaveFraction as number | undefined,
         group: group!,
         targets: options.target as string[] | undefined,
         intervalMs: options.interval as number | undefined,
@@ -189,6 +216,48 @@ export const COMMANDS: CliCommand[] = [
         sims: options.sims as string[] | undefined,
         now: Boolean(options.now),
       }).then(() => undefined),
+  },
+  {
+    usage: 'preview <group>',
+    summary: 'Dry run: what a cycle run now would publish per target, with sample patches; sends nothing.',
+    description:
+      "Dry run of a cycle in the group's workflow: fetches Kite's inventory and applies the diff's rule (publish " +
+      'policy included), then prints per target how many SIMs a cycle run now would publish, with a sample of their ' +
+      'patches, and any inventory drop that would hold it. Nothing is sent, written as pending, or recorded as ' +
+      'published; a running cycle is not disturbed. Works while the group is OFF (start a new group with --disabled ' +
+      'to preview it before it publishes anything). Needs a worker.',
+    options: [
+      new Option('--sample <n>', 'SIMs whose patch is shown per target (default 3, at most 10)').argParser(
+        count('sample', 0, 10)
+      ),
+      new Option('--timeout <duration>', 'give up waiting after this long (default 15m)').argParser(
+        duration('timeout')
+      ),
+      jsonOption(),
+    ],
+    run: (ctx, { group, options }) =>
+      previewGroup(ctx, group!, {
+        sample: options.sample as number | undefined,
+        timeoutMs: options.timeout as number | undefined,
+        json: Boolean(options.json),
+      }).then(() => undefined),
+  },
+  {
+    usage: 'accept-drop <group>',
+    summary: 'Approve the inventory drop the group holds on: the next cycle forgets the missing SIMs.',
+    description:
+      "When more of a group's SIMs vanished from Kite at once than its limit (--max-leave-fraction), the group " +
+      'holds (status shows "N of M SIMs missing") while its cycles re-check Kite; if the SIMs come back, the hold ' +
+      'ends by itself. accept-drop approves the drop: the next cycle (at once while ON) forgets up to that many ' +
+      'missing SIMs and publishes again. It approves the count status shows now, or --missing <n>; the workflow ' +
+      "refuses a count other than its current drop's. Needs a worker.",
+    options: [
+      new Option('--missing <n>', "the count of missing SIMs being approved (default: the current drop's)").argParser(
+        count('missing', 1)
+      ),
+    ],
+    run: (ctx, { group, options }) =>
+      acceptDrop(ctx, group!, { missing: options.missing as number | undefined }).then(() => undefined),
   },
   {
     usage: 'stop <group>',

@@ -121,6 +121,8 @@ export interface StartOptions {
   countersMinIntervalMs?: number;
   /** The connectivity event types to send (empty: none); left out keeps the group's. */
   eventTypes?: EventType[];
+  /** The group's `maxLeaveFraction`; left out keeps the group's. */
+  maxLeaveFraction?: number;
 }
 
 async function isRunning(ctx: CommandContext, group: string): Promise<boolean> {
@@ -141,6 +143,7 @@ export async function startGroup(ctx: CommandContext, options: StartOptions): Pr
   const patch: ConfigPatch = {};
   if (options.targets) patch.targets = options.targets;
   if (options.intervalMs !== undefined) patch.intervalMs = options.intervalMs;
+  if (options.maxLeaveFraction !== undefined) patch.maxLeaveFraction = options.maxLeaveFraction;
   if (options.countersMinIntervalMs !== undefined) {
     patch.publishPolicy = { countersMinIntervalMs: options.countersMinIntervalMs };
   }

@@ -1,5 +1,6 @@
 /** Text the CLI prints: Web UI links, tables, status blocks and progress lines. */
 import type { ActivityProgress, CycleSummary, GroupStatus } from '../workflows/definitions';
+import { dropHoldText } from '../workflows/details';
 import { WORKFLOW_TYPE, workflowIdForGroup } from '../workflows/definitions';
 import type { ClientSettings } from './connection';
 import { formatDuration } from '../shared/durations';
@@ -92,6 +93,8 @@ export function statusLines(
   const failing = Object.entries(status.failingSims).filter(([, n]) => n > 0);
   rows.push(['failing SIMs', failing.length ? failing.map(([t, n]) => `${t}: ${n}`).join(', ') : '0']);
   retrying.forEach((line, i) => rows.push([i ? '' : 'retrying', line]));
+  const hold = status.dropHold;
+  if (hold) rows.push(['held', `since ${relativeTime(hold.since, now)}: ${dropHoldText(group, hold)}`]);
   if (status.lastError) rows.push(['last error', status.lastError]);
   rows.push(['web UI', workflowUrl(settings, group)]);
   const width = Math.max(...rows.map(([label]) => label.length));

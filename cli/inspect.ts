@@ -85,6 +85,8 @@ export async function collectGroups(ctx: CommandContext, concurrency = 4): Promi
 }
 
 function lastCycleCell(status: GroupStatus | undefined, now: number): string {
+  const hold = status?.dropHold;
+  if (hold) return `HELD: ${hold.missing} of ${hold.known} SIMs missing (kite-cc accept-drop ${status.config.group})`;
   const cycle = status?.lastCycle;
   if (!cycle) return '-';
   const published = Object.values(cycle.targets).reduce((n, t) => n + t.published, 0);

@@ -110,7 +110,7 @@ export async function syncGroup(ctx: CommandContext, group: string, options: Syn
     ctx.io.out(`cycle ${first}`);
     rest.forEach((line) => ctx.io.out(`  ${line}`));
   }
-  if (cycle?.outcome === 'failed' || cycle?.outcome === 'cancelled') {
+  if (cycle?.outcome === 'failed' || cycle?.outcome === 'cancelled' || cycle?.outcome === 'held') {
     throw new CliError(`group ${group}'s cycle #${cycle.cycle} ${cycle.outcome}: ${cycle.error ?? 'no reason given'}`);
   }
   return after;

@@ -5,6 +5,7 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import { EVENT_TYPES, eventPolicyError, type EventPolicy } from '../record/events';
 import { publishPolicyError, type PublishPolicy } from '../record/publish-policy';
+import type { FetchResult, InventoryDrop, PreviewResult } from '../activities/types';
 
 export type { EventPolicy, EventType } from '../record/events';
 export { EVENT_TYPES };
@@ -40,6 +41,12 @@ export interface GroupConfig {
    * @default {} (off)
    */
   events?: EventPolicy;
+  /**
+   * A cycle in which more than this fraction of the group's known SIMs vanished from Kite holds until the drop is
+   * approved (`acceptDrop`); 0 holds on any drop, 1 never holds.
+   * @default the worker's KITE_MAX_LEAVE_FRACTION (0.5)
+   */
+  maxLeaveFraction?: number;
 }
 
 /**
@@ -47,7 +54,7 @@ export interface GroupConfig {
  * current ones.
  */
 export type ConfigPatch = Partial<
-  Pick<GroupConfig, 'intervalMs' | 'targets' | 'maxCyclesPerRun' | 'publishPolicy' | 'events'>
+  Pick<GroupConfig, 'intervalMs' | 'targets' | 'maxCyclesPerRun' | 'publishPolicy' | 'events' | 'maxLeaveFraction'>
 >;
 
 /** Counts of one target's publish step. */
@@ -84,8 +91,11 @@ export interface CycleSummary {
   targets: Record<string, TargetCounts & { changed: number; held?: number; eventsSent?: number; error?: string }>;
   /** Connectivity events detected this cycle (absent while the group's events are off). */
   events?: number;
-  /** `completed` when every step and target succeeded; `cancelled` when the group was disabled mid-cycle. */
-  outcome?: 'completed' | 'failed' | 'cancelled';
+  /**
+   * `completed` when every step and target succeeded; `cancelled` when the group was disabled mid-cycle; `held`
+   * when too many SIMs vanished from Kite and nothing was published (see GroupStatus.dropHold).
+   */
+  outcome?: 'completed' | 'failed' | 'cancelled' | 'held';
   /** Why the cycle failed, after Temporal's retries. */
   error?: string;
   /** An activity ran out of attempts (e.g. a worker crashing again and again): the next cycle starts at once. */
@@ -106,6 +116,20 @@ export interface GroupStatus {
   failingSims: Record<string, number>;
   /** The last cycle's error, if it failed after retries. */
   lastError?: string;
+  /** Set while the group holds because too many SIMs vanished from Kite, until they return or the drop is approved. */
+  dropHold?: DropHold;
+}
+
+export type { InventoryDrop } from '../activities/types';
+
+/** A group holding for approval of an inventory drop. */
+export interface DropHold extends InventoryDrop {
+  /** The cycle that found the drop last. */
+  cycle: number;
+  /** When the group started holding, epoch ms. */
+  since: number;
+  /** The count the operator approved (`acceptDrop`): the next cycle forgets up to this many missing SIMs. */
+  approved?: number;
 }
 
 /** Carried across continue-as-new. */
@@ -116,6 +140,7 @@ export interface GroupWorkflowInput {
   failingSims?: Record<string, number>;
   /** A `syncNow` received while the previous run was ending. */
   syncRequested?: boolean;
+  dropHold?: DropHold;
 }
 
 /** Turn Cloud Monitoring ON: cycles run every interval. */
@@ -144,6 +169,55 @@ export interface ResyncRequest {
  * how many SIMs it queued.
  */
 export const resyncUpdate = defineUpdate<Record<string, number>, [ResyncRequest]>('resync');
+
+/** `acceptDrop`: the count of missing SIMs the operator approves (the count of the group's current hold). */
+export interface DropApproval {
+  missing: number;
+}
+
+/**
+ * Approve the inventory drop the group holds on: the next cycle (at once while ON) forgets up to `missing` SIMs
+ * that vanished from Kite. Refused when the group holds no drop, or holds one of another count. Returns the hold.
+ */
+export const acceptDropUpdate = defineUpdate<DropHold, [DropApproval]>('acceptDrop');
+
+/** Why approving `approval` is refused, or undefined. Pure: the workflow's validator and the CLI share it. */
+export function dropApprovalError(
+  group: string,
+  hold: DropHold | undefined,
+  approval: DropApproval
+): string | undefined {
+  if (!Number.isInteger(approval?.missing) || approval.missing < 1)
+    return 'missing must be a positive whole count of SIMs';
+  if (!hold) return `group ${group} holds no inventory drop: there is nothing to approve`;
+  if (approval.missing !== hold.missing) {
+    return (
+      `group ${group} holds a drop of ${hold.missing} of ${hold.known} SIMs missing, not ${approval.missing}: ` +
+      `check \`kite-cc status ${group}\` and approve the count it shows`
+    );
+  }
+  return undefined;
+}
+
+/** `preview`: how many SIMs' patches to show per target. */
+export interface PreviewRequest {
+  /** @default 3, at most 10 */
+  sample?: number;
+}
+
+/**
+ * What a cycle run now would do, found by the cycle's own fetch and diff rule without sending or recording
+ * anything: Kite's counts, SIMs that would leave, a drop that would hold the cycle, and per target the SIMs that
+ * would be published with a sample of their patches.
+ */
+export interface GroupPreview extends PreviewResult, Omit<FetchResult, 'presenceFetched'> {
+  group: string;
+  /** Cloud Monitoring ON: a cycle publishes this at the next interval (OFF: nothing until `enable`). */
+  enabled: boolean;
+}
+
+/** Dry run of a cycle: fetch and diff, nothing sent or recorded as published. Safe while a cycle runs. */
+export const previewUpdate = defineUpdate<GroupPreview, [PreviewRequest]>('preview');
 
 /** Heartbeat details of the fetch/diff/publish activities: also what `kite-cc sync --wait` shows. */
 export interface ActivityProgress {
@@ -188,6 +262,12 @@ export function configPatchError(patch: ConfigPatch): string | undefined {
   }
   if (patch.maxCyclesPerRun !== undefined && (!Number.isInteger(patch.maxCyclesPerRun) || patch.maxCyclesPerRun < 1)) {
     return `maxCyclesPerRun must be a positive integer, got ${patch.maxCyclesPerRun}`;
+  }
+  if (
+    patch.maxLeaveFraction !== undefined &&
+    (typeof patch.maxLeaveFraction !== 'number' || !(patch.maxLeaveFraction >= 0 && patch.maxLeaveFraction <= 1))
+  ) {
+    return `maxLeaveFraction must be a number from 0 to 1, got ${patch.maxLeaveFraction}`;
   }
   if (patch.publishPolicy !== undefined) {
     if (typeof patch.publishPolicy !== 'object' || patch.publishPolicy === null)

@@ -4,7 +4,7 @@
  * workflow, the CLI and tests share them; safe in workflow code.
  */
 import { formatDuration } from '../shared/durations';
-import type { CycleSummary, GroupConfig, GroupStatus } from './definitions';
+import type { CycleSummary, DropHold, GroupConfig, GroupStatus } from './definitions';
 
 /** The one-line summary a run carries from its start: `Kite group fleet-a → azure, aws, every 5m`. */
 export function groupSummary(config: Pick<GroupConfig, 'group' | 'targets' | 'intervalMs'>): string {
@@ -31,6 +31,19 @@ export function presenceErrorsLine(cycle: Pick<CycleSummary, 'presenceErrors'>):
 }
 
 /**
+ * The hold of a drop, in the words `status`, `list`, the Web UI and the held cycle's error share:
+ * `12 of 20 SIMs missing from Kite's inventory (it listed 8 of the group; limit 50%); approve with
+ * \`kite-cc accept-drop fleet-a\` …`.
+ */
+export function dropHoldText(group: string, hold: DropHold): string {
+  const missing =
+    `${hold.missing} of ${hold.known} SIMs missing from Kite's inventory ` +
+    `(it listed ${hold.listed} of the group; limit ${Math.round(hold.maxLeaveFraction * 100)}%)`;
+  if (hold.approved !== undefined) return `${missing}; approved: the next cycle forgets up to ${hold.approved} of them`;
+  return `${missing}; approve with \`kite-cc accept-drop ${group}\` (the SIMs are forgotten), or wait: if they come back, the hold ends by itself`;
+}
+
+/**
  * The group's live status as Markdown: ON/OFF, what runs now and when the next sync is, the last cycle's counts
  * per target, failing SIMs, and any pause (`pause`, e.g. a drop waiting for approval).
  */
@@ -45,6 +58,8 @@ export function groupDetails(status: GroupStatus, pause?: string): string {
   const failing = Object.values(status.failingSims).reduce((n, v) => n + v, 0);
   lines.push('', `**Failing SIMs:** ${failing}${failing ? ' (see `kite-cc failures ' + config.group + '`)' : ''}`);
   if (pause) lines.push('', `**Paused:** ${pause}`);
+  if (status.dropHold)
+    lines.push('', `**Held since ${utc(status.dropHold.since)}:** ${dropHoldText(config.group, status.dropHold)}`);
   const cycle = status.lastCycle;
   if (!cycle) lines.push('', '**Last cycle:** none yet');
   else {

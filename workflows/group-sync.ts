@@ -24,23 +24,31 @@ import {
 import type { SyncActivities } from '../activities';
 import { FailureType, NON_RETRYABLE_FAILURES } from '../shared/failures';
 import {
+  acceptDropUpdate,
   configPatchError,
   configureUpdate,
+  dropApprovalError,
   disableSignal,
   enableSignal,
   groupNameError,
   innermostMessage,
+  previewUpdate,
   resyncUpdate,
   statusQuery,
   syncNowSignal,
   type ConfigPatch,
   type CycleSummary,
+  type DropApproval,
+  type DropHold,
   type GroupConfig,
   type GroupStatus,
+  type InventoryDrop,
+  type GroupPreview,
   type GroupWorkflowInput,
+  type PreviewRequest,
   type ResyncRequest,
 } from './definitions';
-import { groupDetails } from './details';
+import { dropHoldText, groupDetails } from './details';
 import { groupVisibility } from './search-attributes';
 
 export const DEFAULT_MAX_CYCLES_PER_RUN = 100;
@@ -62,6 +70,9 @@ const activities = proxyActivities<SyncActivities>({
     nonRetryableErrorTypes: [...NON_RETRYABLE_FAILURES],
   },
 });
+
+/** The staging cycle number of previews: cycles count from 1 and drop their predecessor's staging, never this. */
+export const PREVIEW_CYCLE = -1;
 
 /** Patch id: a cycle whose activity ran out of attempts is followed by the next cycle at once. */
 const RETRY_AFTER_EXHAUSTED_ATTEMPTS = 'retry-cycle-after-exhausted-attempts';
@@ -93,6 +104,7 @@ class GroupSync {
       cyclesCompleted: input.cyclesCompleted ?? 0,
       lastCycle: input.lastCycle,
       failingSims: { ...input.failingSims },
+      dropHold: input.dropHold,
     };
     this.syncRequested = input.syncRequested ?? input.lastCycle === undefined;
   }
@@ -110,6 +122,13 @@ class GroupSync {
       },
     });
     setHandler(statusQuery, () => ({ ...this.status, config: { ...this.config } }));
+    setHandler(acceptDropUpdate, (approval) => this.acceptDrop(approval), {
+      validator: (approval) => {
+        const problem = dropApprovalError(this.config.group, this.status.dropHold, approval);
+        if (problem) throw new Error(problem);
+      },
+    });
+    setHandler(previewUpdate, (request) => this.preview(request));
     setHandler(resyncUpdate, (request) => this.resync(request), {
       validator: (request) => {
         const unknown = (request.targets ?? []).filter((t: string) => !this.config.targets.includes(t));
@@ -168,6 +187,42 @@ class GroupSync {
     return queued;
   }
 
+  /** The next cycle (at once while ON) forgets up to the approved count of missing SIMs. */
+  private acceptDrop({ missing }: DropApproval): DropHold {
+    const hold = (this.status.dropHold = { ...this.status.dropHold!, approved: missing });
+    this.syncRequested = true;
+    showDetails(this.status);
+    return hold;
+  }
+
+  private previewing = false;
+
+  /**
+   * Fetch and the diff's rule, nothing written: the fetch stages under the cycle number PREVIEW_CYCLE, apart from
+   * every cycle's staging, so a preview may run beside a cycle; previews run one at a time.
+   */
+  private async preview(request: PreviewRequest): Promise<GroupPreview> {
+    await condition(() => !this.previewing);
+    this.previewing = true;
+    try {
+      const { group, publishPolicy: policy, maxLeaveFraction } = this.config;
+      const targets = [...this.config.targets];
+      const ref = { group, cycle: PREVIEW_CYCLE };
+      const { presenceFetched: _, ...fetched } = await activities.fetchSnapshot.executeWithOptions(
+        { summary: `preview: fetch Kite inventory for group ${group}` },
+        [ref]
+      );
+      const approvedDrop = this.status.dropHold?.approved;
+      const previewed = await activities.previewChanges.executeWithOptions(
+        { summary: `preview: diff group ${group} against ${targets.join(', ')} (nothing written)` },
+        [{ ...ref, targets, policy, maxLeaveFraction, approvedDrop, sampleSize: request?.sample }]
+      );
+      return { group, enabled: this.config.enabled, ...fetched, ...previewed };
+    } finally {
+      this.previewing = false;
+    }
+  }
+
   private configure(patch: ConfigPatch): GroupConfig {
     const { publishPolicy, events, ...rest } = patch;
     Object.assign(this.config, rest);
@@ -192,8 +247,15 @@ class GroupSync {
   }
 
   private carriedOver(): GroupWorkflowInput {
-    const { cyclesCompleted, lastCycle, failingSims } = this.status;
-    return { config: this.config, cyclesCompleted, lastCycle, failingSims, syncRequested: this.syncRequested };
+    const { cyclesCompleted, lastCycle, failingSims, dropHold } = this.status;
+    return {
+      config: this.config,
+      cyclesCompleted,
+      lastCycle,
+      failingSims,
+      syncRequested: this.syncRequested,
+      dropHold,
+    };
   }
 
   /**
@@ -274,12 +336,15 @@ async function runCycle(config: GroupConfig, status: GroupStatus): Promise<Cycle
 
     status.phase = 'diff';
     showDetails(status);
+    const limits = { maxLeaveFraction: config.maxLeaveFraction, approvedDrop: status.dropHold?.approved };
     const diffed = await activities.diffSnapshot.executeWithOptions(
       { summary: `diff group ${group} against ${targets.join(', ')} (cycle ${cycle})` },
-      [{ group, cycle, targets, policy: config.publishPolicy, events: config.events }]
+      [{ group, cycle, targets, policy: config.publishPolicy, events: config.events, ...limits }]
     );
     summary.left = diffed.left;
     if (diffed.events !== undefined) summary.events = diffed.events;
+    status.dropHold = diffed.drop && holdFor(diffed.drop, cycle, status.dropHold, limits.approvedDrop);
+    if (status.dropHold) throw new DropHeld(dropHoldText(group, status.dropHold));
 
     status.phase = 'publish';
     showDetails(status);
@@ -316,6 +381,12 @@ async function runCycle(config: GroupConfig, status: GroupStatus): Promise<Cycle
     summary.outcome = 'completed';
     status.lastError = undefined;
   } catch (err) {
+    if (err instanceof DropHeld) {
+      summary.outcome = 'held';
+      summary.error = err.message;
+      status.lastError = undefined;
+      return finish(summary, group);
+    }
     const cancelled = isCancellation(err) || CancellationScope.current().consideredCancelled;
     summary.outcome = cancelled ? 'cancelled' : 'failed';
     summary.error = cancelled ? 'group disabled during the cycle' : innermostMessage(err);
@@ -329,10 +400,32 @@ async function runCycle(config: GroupConfig, status: GroupStatus): Promise<Cycle
   } finally {
     status.phase = 'idle';
   }
+  return finish(summary, group);
+}
+
+function finish(summary: CycleSummary, group: string): CycleSummary {
   summary.finishedAt = Date.now();
   // The workflow's meter reaches the worker's Prometheus endpoint and stays silent during replay.
   metricMeter
     .createHistogram('kite_cc_cycle_duration', 'int', 'ms', 'Duration of a sync cycle')
     .record(summary.finishedAt - summary.startedAt, { group });
   return summary;
+}
+
+/** A cycle's diff found too many SIMs missing: nothing is published until they return or the drop is approved. */
+class DropHeld extends Error {}
+
+/**
+ * The hold after a diff found `drop` (the diff had `passed`, an approval that did not cover it). It keeps its start
+ * time; an approval given while this cycle ran, after its diff started, still counts if it covers the drop, and
+ * the cycle it asked for runs next.
+ */
+function holdFor(drop: InventoryDrop, cycle: number, before: DropHold | undefined, passed: number | undefined) {
+  const lateApproval = before?.approved === passed ? undefined : before?.approved;
+  return {
+    ...drop,
+    cycle,
+    since: before?.since ?? Date.now(),
+    approved: lateApproval !== undefined && drop.missing <= lateApproval ? lateApproval : undefined,
+  };
 }

@@ -142,17 +142,98 @@ describe('diff', () => {
     expect(await store.publishedRecords(group, 'cloud', [iccs[9], iccs[8]])).toEqual([null, expect.any(String)]);
   });
 
-  test('refuses, without retry, a cycle in which most known SIMs vanished', async () => {
+  test('holds a cycle in which most known SIMs vanished: nothing written or forgotten until approved', async () => {
     const { group, kite, acts } = setup();
     const iccs = kite.addSims(group, 10);
     await cycle(acts, group, 1, ['cloud']);
+    kite.update(iccs[9], { alias: 'changed' });
     for (const icc of iccs.slice(0, 6)) kite.sims.delete(icc);
     await run(acts.fetchSnapshot, { group, cycle: 2 });
-    await expect(run(acts.diffSnapshot, { group, cycle: 2, targets: ['cloud'] })).rejects.toMatchObject({
-      type: 'SuspiciousInventoryDrop',
-      nonRetryable: true,
-    });
+    const drop = { missing: 6, known: 10, listed: 4, maxLeaveFraction: 0.5 };
+    const held = await run(acts.diffSnapshot, { group, cycle: 2, targets: ['cloud'] });
+    expect(held).toEqual({ left: 0, targets: { cloud: { changed: 0, stillFailing: 0, held: 0 } }, drop });
     expect(await store.knownCount(group)).toBe(10); // nothing was forgotten
+    expect(await store.hasPending(group, 'cloud')).toBe(false); // nor the change of iccs[9] written
+    // The group's own limit, or an approval of fewer SIMs than are missing, does not release it...
+    expect((await run(acts.diffSnapshot, { group, cycle: 2, targets: ['cloud'], approvedDrop: 5 })).drop).toEqual(drop);
+    const strict = await run(acts.diffSnapshot, { group, cycle: 2, targets: ['cloud'], maxLeaveFraction: 0.6 });
+    expect(strict.drop).toBeUndefined(); // 6 of 10 is within 60 %
+    expect(strict.left).toBe(6);
+    expect(await store.knownCount(group)).toBe(4);
+  });
+
+  test('an approved drop is forgotten, and the rest diffed as usual', async () => {
+    const { group, kite, acts } = setup();
+    const iccs = kite.addSims(group, 10);
+    await cycle(acts, group, 1, ['cloud']);
+    kite.update(iccs[9], { alias: 'changed' });
+    for (const icc of iccs.slice(0, 8)) kite.sims.delete(icc);
+    await run(acts.fetchSnapshot, { group, cycle: 2 });
+    const zero = await run(acts.diffSnapshot, { group, cycle: 2, targets: ['cloud'], maxLeaveFraction: 0 });
+    expect(zero.drop).toMatchObject({ missing: 8, maxLeaveFraction: 0 });
+    const approved = await run(acts.diffSnapshot, { group, cycle: 2, targets: ['cloud'], approvedDrop: 8 });
+    expect(approved).toEqual({ left: 8, targets: { cloud: { changed: 1, stillFailing: 0, held: 0 } } });
+    expect(await store.knownCount(group)).toBe(2);
+  });
+});
+
+describe('preview', () => {
+  test('counts what a cycle would publish per target, with samples, and writes nothing', async () => {
+    const cloud = new RecordingTarget('cloud');
+    const { group, kite, acts } = setup({ targets: [cloud, new RecordingTarget('backup')] });
+    const iccs = kite.addSims(group, 12);
+    await cycle(acts, group, 1, ['cloud']);
+    kite.update(iccs[0], { alias: 'renamed' });
+    kite.update(iccs[1], { consumptionDaily: { voice: { value: 0 }, sms: { value: 2 }, data: { value: 4096 } } });
+    kite.sims.delete(iccs[11]);
+    const before = await store.simState(group, iccs[0], [1], ['cloud', 'backup']);
+    await run(acts.fetchSnapshot, { group, cycle: -1 });
+    const preview = await run(acts.previewChanges, {
+      group,
+      cycle: -1,
+      targets: ['cloud', 'backup'],
+      sampleSize: 2,
+    });
+    expect(preview).toEqual({
+      left: 1,
+      targets: {
+        // iccs[1]'s counters alone changed: held by the default policy (15 min).
+        cloud: {
+          publish: 1,
+          full: 0,
+          held: 1,
+          stillFailing: 0,
+          sample: [{ iccid: iccs[0], full: false, patch: { alias: 'renamed' } }],
+        },
+        backup: { publish: 11, full: 11, held: 0, stillFailing: 0, sample: expect.any(Array) },
+      },
+    });
+    expect(preview.targets.backup.sample).toHaveLength(2);
+    expect(Object.keys(preview.targets.backup.sample[0].patch).length).toBeGreaterThan(10);
+    // Nothing written: no pending, nothing forgotten, the cycle's snapshot as it was, the preview's staging gone.
+    expect(await store.hasPending(group, 'cloud')).toBe(false);
+    expect(await store.hasPending(group, 'backup')).toBe(false);
+    expect(await store.knownCount(group)).toBe(12);
+    expect(await store.snapshotCount(group, 1)).toBe(12);
+    expect(await store.snapshotCount(group, -1)).toBe(0);
+    expect(await store.simState(group, iccs[0], [1], ['cloud', 'backup'])).toEqual(before);
+    // The cycle that follows publishes exactly what the preview counted.
+    const { diffed } = await cycle(acts, group, 2, ['cloud', 'backup']);
+    expect(diffed.targets).toEqual({
+      cloud: { changed: 1, stillFailing: 0, held: 1 },
+      backup: { changed: 11, stillFailing: 0, held: 0 },
+    });
+  });
+
+  test('reports a drop that would hold the cycle', async () => {
+    const { group, kite, acts } = setup();
+    const iccs = kite.addSims(group, 4);
+    await cycle(acts, group, 1, ['cloud']);
+    for (const icc of iccs.slice(0, 3)) kite.sims.delete(icc);
+    await run(acts.fetchSnapshot, { group, cycle: -1 });
+    const preview = await run(acts.previewChanges, { group, cycle: -1, targets: ['cloud'] });
+    expect(preview).toMatchObject({ left: 3, drop: { missing: 3, known: 4, listed: 1, maxLeaveFraction: 0.5 } });
+    expect(await store.knownCount(group)).toBe(4);
   });
 });
 

@@ -78,7 +78,7 @@ test.each<FaultKind>(['empty-200', 'no-content', 'error-200', 'short-page'])(
   }
 );
 
-test('a small group vanishing from the inventory is refused, not forgotten, and the refusal says why', async () => {
+test('a small group vanishing from the inventory is held, not forgotten, and the hold says why', async () => {
   const group = 'vanish';
   const iccs = sim.control.iccs(group);
   const handle = await harness.start(group);
@@ -86,14 +86,16 @@ test('a small group vanishing from the inventory is refused, not forgotten, and 
   cloud.drain();
   sim.control.moveToGroup(iccs, null);
   await handle.signal(syncNowSignal);
-  const refused = await harness.waitForCycles(handle, 2);
-  expect(refused.lastCycle).toMatchObject({ outcome: 'failed', inGroup: 0 });
-  expect(refused.lastError).toMatch(/50 of 50 known SIMs .* missing .*held none of the group's SIMs.*refusing/);
+  const held = await harness.waitForCycles(handle, 2);
+  expect(held.lastCycle).toMatchObject({ outcome: 'held', inGroup: 0 });
+  expect(held.dropHold).toMatchObject({ missing: 50, known: 50, listed: 0 });
+  expect(held.lastCycle?.error).toMatch(/^50 of 50 SIMs missing from Kite's inventory \(it listed 0 of the group/);
 
   sim.control.moveToGroup(iccs, group);
   await handle.signal(syncNowSignal);
   const back = await harness.waitForCycles(handle, 3);
   expect(back.lastCycle).toMatchObject({ outcome: 'completed', inGroup: SIMS, left: 0 });
+  expect(back.dropHold).toBeUndefined(); // the SIMs came back: the hold ended by itself
   expect(cloud.drain().size).toBe(0); // still known: nothing is republished in full
   await handle.terminate();
 });

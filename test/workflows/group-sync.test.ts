@@ -12,11 +12,13 @@ import { WorkflowFailedError, WorkflowUpdateFailedError, type WorkflowHandle } f
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, Worker } from '@temporalio/worker';
 import type { SyncActivities } from '../../activities';
-import type { DiffInput, FetchResult, PublishInput } from '../../activities/types';
+import type { DiffInput, FetchResult, InventoryDrop, PublishInput } from '../../activities/types';
 import {
+  acceptDropUpdate,
   configureUpdate,
   disableSignal,
   enableSignal,
+  previewUpdate,
   statusQuery,
   syncNowSignal,
   workflowIdForGroup,
@@ -24,6 +26,7 @@ import {
   type GroupStatus,
 } from '../../workflows/definitions';
 import { groupSyncWorkflow } from '../../workflows';
+import { PREVIEW_CYCLE } from '../../workflows/group-sync';
 import { groupVisibility, KITE_SYNC_STATE } from '../../workflows/search-attributes';
 import { testStack, uniqueName } from '../setup/stack';
 import { waitUntil } from '../support/wait-until';
@@ -32,6 +35,8 @@ import { waitUntil } from '../support/wait-until';
 interface Behaviour {
   fetch?: (ctx: Context) => Promise<FetchResult>;
   publish?: (input: PublishInput) => Promise<Awaited<ReturnType<SyncActivities['publishChanges']>>>;
+  /** The diff's inventory drop, given its input; none when unset or undefined. */
+  drop?: (input: DiffInput) => InventoryDrop | undefined;
 }
 
 const behaviours = new Map<string, Behaviour>();
@@ -55,9 +60,12 @@ const mockActivities: SyncActivities = {
     record(group, `fetch:${cycle}`);
     return (await behaviours.get(group)?.fetch?.(Context.current())) ?? fetched;
   },
-  async diffSnapshot({ group, cycle, targets }: DiffInput) {
-    record(group, `diff:${cycle}`);
-    return { left: 0, targets: Object.fromEntries(targets.map((t) => [t, { changed: 2, stillFailing: 0 }])) };
+  async diffSnapshot(input: DiffInput) {
+    const { group, cycle, targets } = input;
+    record(group, `diff:${cycle}${input.approvedDrop ? `:approved=${input.approvedDrop}` : ''}`);
+    const drop = behaviours.get(group)?.drop?.(input);
+    const changed = drop ? 0 : 2;
+    return { left: 0, targets: Object.fromEntries(targets.map((t) => [t, { changed, stillFailing: 0 }])), drop };
   },
   async publishChanges(input: PublishInput) {
     record(input.group, `publish:${input.cycle}:${input.target}`);
@@ -67,6 +75,11 @@ const mockActivities: SyncActivities = {
   async resyncSims({ group, targets }) {
     record(group, 'resync');
     return Object.fromEntries(targets.map((t) => [t, 0]));
+  },
+  async previewChanges({ group, cycle, targets }) {
+    record(group, `preview:${cycle}`);
+    const none = { publish: 0, full: 0, held: 0, stillFailing: 0, sample: [] };
+    return { left: 0, targets: Object.fromEntries(targets.map((t) => [t, none])) };
   },
 };
 
@@ -291,4 +304,81 @@ test('a group name that cannot be a Redis hash tag fails the workflow before it 
   expect(failure).toBeInstanceOf(WorkflowFailedError);
   expect((failure as WorkflowFailedError).cause).toMatchObject({ type: 'InvalidGroupName' });
   expect(callNames(group)).toBeUndefined();
+});
+
+test('a drop holds the group, visibly, until approved by its count; the hold survives continue-as-new', async () => {
+  const group = uniqueName('wf-drop');
+  const drop: InventoryDrop = { missing: 6, known: 10, listed: 4, maxLeaveFraction: 0.5 };
+  behaviours.set(group, { drop: (input) => ((input.approvedDrop ?? 0) >= drop.missing ? undefined : drop) });
+  const { handle } = await start({ group, maxCyclesPerRun: 2 });
+  const held = await waitForCycles(handle, 1);
+  expect(held.dropHold).toEqual({ ...drop, cycle: 1, since: expect.any(Number) });
+  expect(held.lastCycle).toMatchObject({ outcome: 'held', error: expect.stringContaining('6 of 10 SIMs missing') });
+  expect(held.lastError).toBeUndefined();
+  expect(callNames(group)).toEqual(['fetch:1', 'diff:1']); // nothing published
+  const metadata = await handle.query<{ currentDetails: string }>('__temporal_workflow_metadata');
+  expect(metadata.currentDetails).toContain(
+    `6 of 10 SIMs missing from Kite's inventory (it listed 4 of the group; limit 50%); approve with \`kite-cc accept-drop ${group}\``
+  );
+
+  // Another count than the drop's is refused; the next cycle re-checks Kite and holds again.
+  const wrong = await handle.executeUpdate(acceptDropUpdate, { args: [{ missing: 5 }] }).catch((e: unknown) => e);
+  expect(wrong).toBeInstanceOf(WorkflowUpdateFailedError);
+  expect((wrong as Error & { cause: Error }).cause.message).toBe(
+    `group ${group} holds a drop of 6 of 10 SIMs missing, not 5: check \`kite-cc status ${group}\` and approve the count it shows`
+  );
+  await handle.signal(syncNowSignal);
+  const again = await waitForCycles(handle, 2);
+  expect(again.dropHold).toEqual({ ...drop, cycle: 2, since: held.dropHold!.since });
+
+  // Continued as new after 2 cycles: the hold came along; the approval runs a cycle at once, which forgets them.
+  const next = env.client.workflow.getHandle(handle.workflowId);
+  await waitUntil(async () => (await next.describe()).runId !== handle.firstExecutionRunId, 'continued as new');
+  expect((await next.query(statusQuery)).dropHold).toEqual(again.dropHold);
+  const approved = await next.executeUpdate(acceptDropUpdate, { args: [{ missing: 6 }] });
+  expect(approved).toMatchObject({ missing: 6, approved: 6 });
+  const done = await waitForCycles(next, 3);
+  expect(done.dropHold).toBeUndefined();
+  expect(done.lastCycle).toMatchObject({ outcome: 'completed', targets: { cloud: { published: 2 } } });
+  expect(callNames(group)).toContain('diff:3:approved=6');
+  const none = await next.executeUpdate(acceptDropUpdate, { args: [{ missing: 6 }] }).catch((e: Error) => e);
+  expect((none as Error & { cause: Error }).cause.message).toBe(
+    `group ${group} holds no inventory drop: there is nothing to approve`
+  );
+  await next.terminate();
+});
+
+test('a hold ends by itself when the SIMs come back', async () => {
+  const group = uniqueName('wf-back');
+  let missing = true;
+  behaviours.set(group, {
+    drop: () => (missing ? { missing: 3, known: 4, listed: 1, maxLeaveFraction: 0.5 } : undefined),
+  });
+  const { handle } = await start({ group });
+  expect((await waitForCycles(handle, 1)).dropHold).toMatchObject({ missing: 3 });
+  missing = false;
+  await handle.signal(syncNowSignal);
+  const status = await waitForCycles(handle, 2);
+  expect(status.dropHold).toBeUndefined();
+  expect(status.lastCycle?.outcome).toBe('completed');
+  const metadata = await handle.query<{ currentDetails: string }>('__temporal_workflow_metadata');
+  expect(metadata.currentDetails).not.toContain('SIMs missing');
+  await handle.terminate();
+});
+
+test('preview runs fetch and the preview diff on the preview staging cycle, beside the cycles', async () => {
+  const { group, handle } = await start();
+  await waitForCycles(handle, 1);
+  const preview = await handle.executeUpdate(previewUpdate, { args: [{ sample: 2 }] });
+  expect(preview).toMatchObject({
+    group,
+    enabled: true,
+    seen: 3,
+    inGroup: 2,
+    left: 0,
+    targets: { cloud: { publish: 0 } },
+  });
+  expect(callNames(group)!.slice(-2)).toEqual([`fetch:${PREVIEW_CYCLE}`, `preview:${PREVIEW_CYCLE}`]);
+  expect((await handle.query(statusQuery)).cyclesCompleted).toBe(1); // not a cycle
+  await handle.terminate();
 });
