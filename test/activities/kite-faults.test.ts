@@ -1,7 +1,7 @@
 /**
  * Fast tier: which Kite faults fail the fetch and which stay with one SIM. One SIM's failed presence read is
  * counted and the fetch goes on; a presence service failing for every SIM, Kite unreachable or the certificate
- * refused fail it; an inventory holding none of the group's SIMs is refused by the diff, not taken as leavers.
+ * refused fail it; an inventory holding none of the group's SIMs holds the diff for approval, not taken as leavers.
  */
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createActivities } from '../../activities';
@@ -81,7 +81,7 @@ test.each([
   await expect(run(acts.fetchSnapshot, { group, cycle: 1 })).rejects.toMatchObject(expected);
 });
 
-test('an inventory holding none of the known SIMs is refused, whatever the group size, and forgets nothing', async () => {
+test('an inventory holding none of the known SIMs holds the cycle, whatever the group size, and forgets nothing', async () => {
   const { group, kite, acts } = setup();
   kite.addSims(group, 3);
   await run(acts.fetchSnapshot, { group, cycle: 1 });
@@ -89,10 +89,7 @@ test('an inventory holding none of the known SIMs is refused, whatever the group
   kite.sims.clear(); // Kite answers an empty list
   const fetched = await run(acts.fetchSnapshot, { group, cycle: 2 });
   expect(fetched).toMatchObject({ seen: 0, inGroup: 0 });
-  await expect(run(acts.diffSnapshot, { group, cycle: 2, targets: ['cloud'] })).rejects.toMatchObject({
-    type: 'SuspiciousInventoryDrop',
-    nonRetryable: true,
-    message: expect.stringMatching(/3 of 3 known SIMs .*held none of the group's SIMs/),
-  });
+  const diffed = await run(acts.diffSnapshot, { group, cycle: 2, targets: ['cloud'] });
+  expect(diffed.drop).toEqual({ missing: 3, known: 3, listed: 0, maxLeaveFraction: 0.5 });
   expect(await store.knownCount(group)).toBe(3);
 });

@@ -55,6 +55,10 @@ beforeAll(async () => {
     async resyncSims({ targets }) {
       return Object.fromEntries(targets.map((t) => [t, 0]));
     },
+    async previewChanges({ targets }) {
+      const none = { publish: 0, full: 0, held: 0, stillFailing: 0, sample: [] };
+      return { left: 0, targets: Object.fromEntries(targets.map((t) => [t, none])) };
+    },
   };
   const bundle = await bundleWorkflowCode({
     workflowsPath: require.resolve('../../workflows'),
