@@ -11,6 +11,7 @@ export const AWS_DEFAULTS = {
   thingsPerSecond: 10,
   maxAttempts: 1,
   timeoutMs: 10_000,
+  eventsTopicTemplate: 'kite/{group}/{iccid}/events',
 } as const;
 
 /** Static AWS credentials. Secret: never logged, never echoed in errors. */
@@ -47,6 +48,14 @@ export const awsTargetSchema = strictSettings({
    * Named shadow to write, `[$a-zA-Z0-9:_-]{1,64}`. Each named shadow has its own 8 KB limit.
    * @default undefined: the classic (unnamed) shadow
    */
+  /**
+   * MQTT topic of a SIM's connectivity events (iot-data Publish, QoS 1, one message per event). Placeholders
+   * `{group}`, `{iccid}`, `{deviceId}`; no wildcards, not starting with `$`.
+   * @default 'kite/{group}/{iccid}/events'
+   */
+  eventsTopicTemplate: matching(/^(?!\$)[^+#\0]{1,256}$/, 'an MQTT topic without + or #, not starting with $')
+    .refine((t) => /\{(iccid|deviceId)\}/.test(t), 'must contain {iccid} or {deviceId}')
+    .default(AWS_DEFAULTS.eventsTopicTemplate),
   shadowName: matching(/^[$a-zA-Z0-9:_-]{1,64}$/, '[$a-zA-Z0-9:_-]{1,64}').optional(),
   /** Register each SIM as a thing (CreateThing, identity fields as attributes) before its first shadow update. @default true */
   createThings: flag().default(AWS_DEFAULTS.createThings),

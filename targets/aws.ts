@@ -9,13 +9,20 @@
  * start for every SIM: CreateThing is limited to 15 TPS per account, so a restart would crawl.
  */
 import { CreateThingCommand, IoTClient } from '@aws-sdk/client-iot';
-import { IoTDataPlaneClient, UpdateThingShadowCommand } from '@aws-sdk/client-iot-data-plane';
+import { IoTDataPlaneClient, PublishCommand, UpdateThingShadowCommand } from '@aws-sdk/client-iot-data-plane';
 import { mapPoolByKey } from '../shared/concurrency';
 import { localBudgets, parseRetryAfter, peerId, type Budgets, type RateBudget } from '../shared/limits';
 import { createLogger, redact, scrub, type Logger } from '../shared/log';
 import type { AwsTargetConfig } from './aws-config';
 import { resolveAwsEndpoint } from './aws-endpoint';
-import { abortedOutcome, type PublishItem, type PublishOutcome, type Target } from './target';
+import {
+  abortedOutcome,
+  type EventItem,
+  type PublishContext,
+  type PublishItem,
+  type PublishOutcome,
+  type Target,
+} from './target';
 
 /**
  * AWS counts 8 KB over the desired + reported state of the *stored, merged* document, metadata excluded. The
@@ -129,6 +136,40 @@ export class AwsIotTarget implements Target {
     return outcomes;
   }
 
+  /** Each event as one iot-data Publish (QoS 1) on the SIM's events topic; ok once AWS accepted them all. */
+  async publishEvents(items: EventItem[], signal?: AbortSignal, context?: PublishContext): Promise<PublishOutcome[]> {
+    return mapPoolByKey(
+      items,
+      (item) => item.deviceId,
+      this.config.concurrency,
+      async (item) => {
+        const values: Record<string, string | undefined> = {
+          group: context?.group,
+          iccid: item.iccid,
+          deviceId: item.deviceId,
+        };
+        let problem: string | undefined;
+        const topic = this.config.eventsTopicTemplate.replace(/\{(\w+)\}/g, (_, field: string) => {
+          const value = values[field];
+          if (!value || /[/+#\0]/.test(value)) problem ??= `events topic: {${field}} is empty or holds /, +, # or NUL`;
+          return value ?? '';
+        });
+        if (problem) return permanent(item, problem);
+        try {
+          for (const event of item.events) {
+            if (signal?.aborted) return abortedOutcome(item);
+            await this.shadowRate.take(1, signal);
+            const payload = new TextEncoder().encode(JSON.stringify(event));
+            await this.data.send(new PublishCommand({ topic, qos: 1, payload }), { abortSignal: signal });
+          }
+          return { iccid: item.iccid, status: 'ok' };
+        } catch (err) {
+          return this.outcomeFor(item, withOperation(err, 'Publish') as AwsErrorLike, signal);
+        }
+      }
+    );
+  }
+
   private async publishOne(item: PublishItem, signal?: AbortSignal): Promise<PublishOutcome> {
     if (signal?.aborted) return abortedOutcome(item);
     const thing = item.deviceId;
@@ -184,7 +225,11 @@ export class AwsIotTarget implements Target {
   }
 
   /** Maps an error that survived the SDK's own retries to an outcome. */
-  private outcomeFor(item: PublishItem, err: AwsErrorLike, signal?: AbortSignal): PublishOutcome {
+  private outcomeFor(
+    item: { iccid: string; deviceId: string },
+    err: AwsErrorLike,
+    signal?: AbortSignal
+  ): PublishOutcome {
     if (signal?.aborted) return abortedOutcome(item);
     const status = err.$metadata?.httpStatusCode;
     const name = err.name ?? 'Error';
@@ -223,7 +268,7 @@ export class AwsIotTarget implements Target {
   }
 }
 
-function permanent(item: PublishItem, reason: string): PublishOutcome {
+function permanent(item: { iccid: string }, reason: string): PublishOutcome {
   return { iccid: item.iccid, status: 'permanent', reason };
 }
 

@@ -11,6 +11,8 @@ import { parseTargetConfig, type AwsTargetConfig } from '../../targets/config';
 import type { PublishOutcome } from '../../targets/target';
 import { startMoto, type MotoServer } from '../setup/moto';
 import { isShadowRequest, startFaultProxy, type FaultProxy } from './fault-proxy';
+import type { SimEvent } from '../../record';
+import type { EventItem } from '../../targets/target';
 import { startStrictAwsPeer, type StrictAwsPeer } from './strict-aws';
 import { fullItem, merged, nextIccid, patchItem, quietLogger, sampleRecord } from './fixtures';
 
@@ -242,6 +244,30 @@ describe('AWS IoT target (moto)', () => {
       proxy = await startFaultProxy(strict.url);
     });
     afterEach(() => proxy.close());
+
+    it('publishes each connectivity event with iot-data Publish, QoS 1, on kite/{group}/{iccid}/events', async () => {
+      const target = awsTarget({}, proxy.url);
+      const iccid = nextIccid();
+      const event = (type: SimEvent['type']): SimEvent => ({
+        id: `${iccid}-${type}`,
+        type,
+        group: 'fleet',
+        iccid,
+        before: 'a',
+        after: 'b',
+        at: 1_764_000_000_000,
+      });
+      const items: EventItem[] = [{ iccid, deviceId: iccid, events: [event('imeiChanged'), event('leftGroup')] }];
+      expect(await target.publishEvents(items, undefined, { group: 'fleet' })).toEqual([ok(iccid)]);
+      const publishes = proxy.seen.filter((r) => r.path.startsWith('/topics/'));
+      expect(publishes).toHaveLength(2);
+      for (const r of publishes) {
+        expect(r.method).toBe('POST');
+        const url = new URL(r.path, 'http://x');
+        expect(decodeURIComponent(url.pathname)).toBe(`/topics/kite/fleet/${iccid}/events`);
+        expect(url.searchParams.get('qos')).toBe('1');
+      }
+    });
 
     /** Answers the first `n` shadow requests with `status`, forwards the rest to moto. */
     function failShadowRequests(n: number, status: number, headers?: Record<string, string>) {
