@@ -35,7 +35,13 @@ interface Retry {
   entries: Entry[];
   delayMs: number;
   reason: string;
+  /** Of `entries`, those the target refused because it is paused as a whole, until `pausedUntil`. */
+  paused: number;
+  pausedUntil: number;
+  pauseReason: string;
 }
+
+const NO_RETRY: Retry = { entries: [], delayMs: 0, reason: '', paused: 0, pausedUntil: 0, pauseReason: '' };
 
 /** The heartbeat details: progress for `kite-cc sync --wait`, and the cycle's counts for the next attempt. */
 interface PublishProgress {
@@ -126,7 +132,7 @@ export function createPublishActivity(deps: PublishDeps) {
     }
     const timeoutMs = ctx.info.heartbeatTimeoutMs || 3 * MAX_BEAT_INTERVAL_MS;
     const timer = setInterval(heartbeat, Math.min(MAX_BEAT_INTERVAL_MS, Math.floor(timeoutMs / 3)));
-    let retry: Retry = { entries: [], delayMs: 0, reason: '' };
+    let retry: Retry = NO_RETRY;
     try {
       await whileNotCancelled(() =>
         sendEachPendingOnce(deps, group, name, batchSizeFor(configured.target, options), async (entries) => {
@@ -144,6 +150,17 @@ export function createPublishActivity(deps: PublishDeps) {
     }
     heartbeat(); // the counts so far reach the next attempt, if this one fails
     const pending = await deps.store.pendingCount(group, name);
+    // The target is paused as a whole (e.g. a daily quota, until 00:00 UTC), and that is all that is left: the
+    // step ends with the changes pending and says until when, instead of retrying for hours and holding the
+    // group's other targets back. The next cycle tries again; the target itself refuses cheaply until then.
+    const pausedUntil = retry.entries.length && retry.paused === retry.entries.length ? retry.pausedUntil : 0;
+    if (pausedUntil) {
+      const failing = await deps.store.failingCount(group, name);
+      const { published, failed, throttled, eventsSent } = counts;
+      const pause = { pausedUntil, pauseReason: retry.pauseReason };
+      deps.logger.warn('target paused: changes stay pending', { group, target: name, pending, ...pause });
+      return { published, failed, throttled, failing, pending, ...(eventsSent ? { eventsSent } : {}), ...pause };
+    }
     if (retry.entries.length) {
       throw ApplicationFailure.create({
         message: `${retry.entries.length} SIMs not yet acknowledged by target ${name}: ${retry.reason}`,
@@ -242,7 +259,7 @@ async function sendBatch(
 
   const patches = new Map(entries);
   const commits: CommitItem[] = [];
-  const retry: Retry = { entries: [], delayMs: 0, reason: '' };
+  const retry: Retry = { ...NO_RETRY, entries: [] };
   for (const outcome of outcomes) {
     const patch = patches.get(outcome.iccid);
     if (patch === undefined) continue;
@@ -254,6 +271,11 @@ async function sendBatch(
       if (outcome.status === 'throttled') {
         counts.throttled++;
         retry.delayMs = Math.max(retry.delayMs, outcome.retryAfterMs);
+        if (outcome.pausedUntil) {
+          retry.paused++;
+          retry.pausedUntil = Math.max(retry.pausedUntil, outcome.pausedUntil);
+          retry.pauseReason = outcome.reason;
+        }
       }
     }
   }
@@ -280,7 +302,7 @@ async function sendEvents(
   counts: { throttled: number; eventsSent: number },
   signal: AbortSignal
 ): Promise<Retry> {
-  const retry: Retry = { entries: [], delayMs: 0, reason: '' };
+  const retry: Retry = { ...NO_RETRY, entries: [] };
   const seen = new Set<string>();
   for await (const page of deps.store.scanEvents(group, name, deps.batchSize ?? 500)) {
     throwIfCancelled();
@@ -362,5 +384,8 @@ function mergeRetry(a: Retry, b: Retry): Retry {
     entries: a.entries.concat(b.entries),
     delayMs: Math.max(a.delayMs, b.delayMs),
     reason: b.reason || a.reason,
+    paused: a.paused + b.paused,
+    pausedUntil: Math.max(a.pausedUntil, b.pausedUntil),
+    pauseReason: b.pauseReason || a.pauseReason,
   };
 }

@@ -117,4 +117,8 @@ export interface PublishResult {
   pending?: number;
   /** Connectivity events the target acknowledged in this cycle, over all attempts. */
   eventsSent?: number;
+  /** The target is paused as a whole until this epoch ms (e.g. its daily quota is spent); the changes stay pending. */
+  pausedUntil?: number;
+  /** Why it is paused, as the target said. */
+  pauseReason?: string;
 }

@@ -4,7 +4,7 @@ import { dropHoldText } from '../workflows/details';
 import { WORKFLOW_TYPE, workflowIdForGroup } from '../workflows/definitions';
 import type { ClientSettings } from './connection';
 import { formatDuration } from '../shared/durations';
-import { presenceErrorCount, presenceErrorsLine } from '../workflows/details';
+import { presenceErrorCount, presenceErrorsLine, targetPauseLines } from '../workflows/details';
 
 type UiSettings = Pick<ClientSettings, 'webUiUrl' | 'namespace'>;
 
@@ -92,6 +92,7 @@ export function statusLines(
   rows.push(['last cycle', cycle[0]], ...cycle.slice(1).map((l): [string, string] => ['', l]));
   const failing = Object.entries(status.failingSims).filter(([, n]) => n > 0);
   rows.push(['failing SIMs', failing.length ? failing.map(([t, n]) => `${t}: ${n}`).join(', ') : '0']);
+  targetPauseLines(status, now).forEach((line, i) => rows.push([i ? '' : 'paused', line]));
   retrying.forEach((line, i) => rows.push([i ? '' : 'retrying', line]));
   const hold = status.dropHold;
   if (hold) rows.push(['held', `since ${relativeTime(hold.since, now)}: ${dropHoldText(group, hold)}`]);

@@ -21,6 +21,8 @@ export interface GroupReport {
   error?: string;
   /** Activities of the running cycle that Temporal is retrying, with their last error (`status` only). */
   retrying?: string[];
+  /** Targets paused as a whole until a time, e.g. a spent daily quota (`status` only): ISO time and why. */
+  paused?: Record<string, { until: string; reason?: string }>;
   webUiUrl: string;
   runsUrl: string;
 }
@@ -42,12 +44,21 @@ export async function showGroupStatus(ctx: CommandContext, group: string, json: 
     state: description.typedSearchAttributes.get(KITE_SYNC_STATE),
     status,
     retrying,
+    paused: pausedTargets(status, Date.now()),
     webUiUrl: workflowUrl(ctx.settings, group),
     runsUrl: groupRunsUrl(ctx.settings, group),
   };
   if (json) ctx.io.out(JSON.stringify(report, null, 2));
   else statusLines(group, status, ctx.settings, Date.now(), retrying).forEach((line) => ctx.io.out(line));
   return report;
+}
+
+function pausedTargets(status: GroupStatus, now: number): GroupReport['paused'] {
+  const paused: NonNullable<GroupReport['paused']> = {};
+  for (const [target, t] of Object.entries(status.lastCycle?.targets ?? {}))
+    if (t.pausedUntil && t.pausedUntil > now)
+      paused[target] = { until: new Date(t.pausedUntil).toISOString(), reason: t.pauseReason };
+  return paused;
 }
 
 async function reportFor(ctx: CommandContext, info: WorkflowExecutionInfo): Promise<GroupReport> {

@@ -26,8 +26,12 @@ export type PublishOutcome =
   | { iccid: string; status: 'ok' }
   /** Transient: network error, 5xx, dropped connection. Retry later. */
   | { iccid: string; status: 'retryable'; reason: string }
-  /** The cloud asked us to slow down; retry after the delay. */
-  | { iccid: string; status: 'throttled'; retryAfterMs: number; reason: string }
+  /**
+   * The cloud asked us to slow down; retry after the delay. `pausedUntil` (epoch ms): the whole target is paused
+   * until then (e.g. its daily message quota is spent until 00:00 UTC); the publish step stops for this cycle,
+   * the changes stay pending, and status and metrics show the pause.
+   */
+  | { iccid: string; status: 'throttled'; retryAfterMs: number; reason: string; pausedUntil?: number }
   /** Will not succeed by retrying: bad request, too large, forbidden. Recorded and skipped. */
   | { iccid: string; status: 'permanent'; reason: string };
 

@@ -12,6 +12,10 @@
  * | `kite_cc_cycle_duration` | histogram, ms | group |
  * | `kite_cc_target_latency` | histogram, ms | target |
  * | `kite_cc_target_throttles` | counter | target |
+ * | `kite_cc_target_paused_until` | gauge, Unix seconds (0: not paused) | group, target |
+ *
+ * `kite_cc_target_paused_until` is when a target paused as a whole resumes (e.g. its daily message quota, at
+ * 00:00 UTC): set by each publish call the target refuses for a pause, back to 0 by one it accepts.
  */
 import type { MetricMeter } from '@temporalio/common';
 import { DefaultLogger, makeTelemetryFilterString, Runtime, type LogLevel as SdkLogLevel } from '@temporalio/worker';
@@ -27,6 +31,7 @@ export const METRIC_NAMES = {
   cycleDuration: 'kite_cc_cycle_duration',
   targetLatency: 'kite_cc_target_latency',
   targetThrottles: 'kite_cc_target_throttles',
+  targetPausedUntil: 'kite_cc_target_paused_until',
 } as const;
 
 /** Histogram buckets in ms: a cycle takes seconds to many minutes; one target call, milliseconds to seconds. */
@@ -44,6 +49,8 @@ export interface ConnectorMetrics {
   cycleDuration(group: string, ms: number): void;
   targetLatency(target: string, ms: number): void;
   targetThrottles(target: string, n: number): void;
+  /** When the target's pause ends (epoch ms), 0 when it is not paused. */
+  targetPausedUntil(group: string, target: string, epochMs: number): void;
 }
 
 /** Creates the connector's metrics on `meter` (the Runtime's, an activity context's, or a test double). */
@@ -68,6 +75,12 @@ export function createConnectorMetrics(meter: MetricMeter): ConnectorMetrics {
   let cycle: ReturnType<typeof histogram> | undefined;
   const latency = histogram(METRIC_NAMES.targetLatency, 'Duration of one publish call to a target');
   const throttles = counter(METRIC_NAMES.targetThrottles, 'sims', 'SIMs the target throttled');
+  const pausedUntil = meter.createGauge(
+    METRIC_NAMES.targetPausedUntil,
+    'int',
+    's',
+    'When a target paused as a whole resumes (Unix time; 0: not paused), e.g. a daily quota at 00:00 UTC'
+  );
   return {
     simsFetched: (group, n) => fetched(n, { group }),
     simsChanged: (group, target, n) => changed(n, { group, target }),
@@ -77,6 +90,8 @@ export function createConnectorMetrics(meter: MetricMeter): ConnectorMetrics {
       (cycle ??= histogram(METRIC_NAMES.cycleDuration, 'Duration of a sync cycle'))(ms, { group }),
     targetLatency: (target, ms) => latency(ms, { target }),
     targetThrottles: (target, n) => throttles(n, { target }),
+    targetPausedUntil: (group, target, epochMs) =>
+      pausedUntil.set(Math.max(0, Math.round(epochMs / 1000)), { group, target }),
   };
 }
 
@@ -98,6 +113,9 @@ export function metricsHooks(metrics: ConnectorMetrics) {
       metrics.simsFailed(group, target, count('permanent') + count('retryable'));
       metrics.targetThrottles(target, count('throttled'));
       metrics.targetLatency(target, ms);
+      const paused = Math.max(0, ...outcomes.map((o) => (o.status === 'throttled' && o.pausedUntil) || 0));
+      if (paused) metrics.targetPausedUntil(group, target, paused);
+      else if (count('ok')) metrics.targetPausedUntil(group, target, 0);
     },
   };
 }

@@ -65,6 +65,14 @@ export interface TargetCounts {
   throttled: number;
 }
 
+/** A target paused as a whole when the cycle published (e.g. its daily message quota spent until 00:00 UTC). */
+export interface TargetPause {
+  /** Epoch ms when the pause ends; the target's changes stay pending until a cycle after it. */
+  pausedUntil?: number;
+  /** Why, as the target said. */
+  pauseReason?: string;
+}
+
 /** A compact summary of one sync cycle: counts and times, never SIM data. */
 export interface CycleSummary {
   cycle: number;
@@ -88,7 +96,10 @@ export interface CycleSummary {
    * Per target: SIMs with a change, SIMs whose only changes (daily counters) the publish policy held for a later
    * cycle, and how publishing went.
    */
-  targets: Record<string, TargetCounts & { changed: number; held?: number; eventsSent?: number; error?: string }>;
+  targets: Record<
+    string,
+    TargetCounts & { changed: number; held?: number; eventsSent?: number; error?: string } & TargetPause
+  >;
   /** Connectivity events detected this cycle (absent while the group's events are off). */
   events?: number;
   /**

@@ -44,8 +44,20 @@ export function dropHoldText(group: string, hold: DropHold): string {
 }
 
 /**
+ * Targets the last cycle found paused as a whole (e.g. a daily message quota spent until 00:00 UTC), one line
+ * each: `azure until 2026-12-01 00:00 UTC (why)`. With `now`, only pauses that have not ended yet.
+ */
+export function targetPauseLines(status: Pick<GroupStatus, 'lastCycle'>, now?: number): string[] {
+  return Object.entries(status.lastCycle?.targets ?? {}).flatMap(([target, t]) =>
+    t.pausedUntil && (now === undefined || t.pausedUntil > now)
+      ? [`${target} until ${utc(t.pausedUntil)}${t.pauseReason ? ` (${t.pauseReason})` : ''}`]
+      : []
+  );
+}
+
+/**
  * The group's live status as Markdown: ON/OFF, what runs now and when the next sync is, the last cycle's counts
- * per target, failing SIMs, and any pause (`pause`, e.g. a drop waiting for approval).
+ * per target, failing SIMs, any pause (`pause`, e.g. a drop waiting for approval) and targets paused until a time.
  */
 export function groupDetails(status: GroupStatus, pause?: string): string {
   const { config } = status;
@@ -60,6 +72,7 @@ export function groupDetails(status: GroupStatus, pause?: string): string {
   if (pause) lines.push('', `**Paused:** ${pause}`);
   if (status.dropHold)
     lines.push('', `**Held since ${utc(status.dropHold.since)}:** ${dropHoldText(config.group, status.dropHold)}`);
+  for (const line of targetPauseLines(status)) lines.push('', `**Target paused:** ${line}; its changes stay pending`);
   const cycle = status.lastCycle;
   if (!cycle) lines.push('', '**Last cycle:** none yet');
   else {

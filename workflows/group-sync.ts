@@ -360,11 +360,12 @@ async function runCycle(config: GroupConfig, status: GroupStatus): Promise<Cycle
       const changed = diffed.targets[target].changed;
       const result = results[i];
       if (result.status === 'fulfilled') {
-        const { published, failed, throttled, failing, eventsSent } = result.value;
+        const { published, failed, throttled, failing, eventsSent, pausedUntil, pauseReason } = result.value;
         // Pending as Redis holds it (older workers did not say: then what this attempt's counts leave).
         const pending = result.value.pending ?? Math.max(0, changed - published - failed);
         summary.targets[target] = { changed, held: diffed.targets[target].held, published, failed, throttled, pending };
         if (eventsSent) summary.targets[target].eventsSent = eventsSent;
+        if (pausedUntil) Object.assign(summary.targets[target], { pausedUntil, pauseReason });
         status.failingSims[target] = failing;
       } else {
         const held = diffed.targets[target].held;

@@ -7,7 +7,10 @@
 import type { DailyBudget } from '../../shared/limits';
 import { nextUtcMidnight } from './tiers';
 
-export type Spend = { ok: true } | { ok: false; retryAfterMs: number; reason: string };
+export type Spend =
+  | { ok: true }
+  /** `pausedUntil`: spent until then (00:00 UTC); absent when the budget could not be checked. */
+  | { ok: false; retryAfterMs: number; reason: string; pausedUntil?: number };
 
 export class DailyMessageBudget {
   /** Until when this worker knows the budget or the hub's quota to be spent. */
@@ -45,6 +48,7 @@ export class DailyMessageBudget {
     const until = new Date(this.pausedUntil).toISOString();
     return {
       ok: false,
+      pausedUntil: this.pausedUntil,
       retryAfterMs: this.pausedUntil - now,
       reason: `daily message budget of hub ${this.hub} spent (${this.limit} messages): paused until ${until}`,
     };

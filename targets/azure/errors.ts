@@ -18,6 +18,8 @@ export interface Failure {
   dropped?: boolean;
   /** The hub's daily message quota is exceeded (403002 IotHubQuotaExceeded): nothing works until 00:00 UTC. */
   quotaExceeded?: boolean;
+  /** For `throttled`: the whole target is paused until this epoch ms (the daily budget, until 00:00 UTC). */
+  pausedUntil?: number;
 }
 
 const STATUS_BY_NAME: Record<string, number> = {

@@ -16,7 +16,7 @@ import { SharedAccessSignature } from 'azure-iothub';
 import { createLogger, type Logger } from '../../shared/log';
 import type { EventItem, PublishContext, PublishItem, PublishOutcome, Target } from '../target';
 import { azureBudgets, parseServiceConnectionString, type AzureTargetConfig, type ServiceCredentials } from './config';
-import { DailyMessageBudget } from './daily-budget';
+import { DailyMessageBudget, type Spend } from './daily-budget';
 import { classifyServiceError, type Failure } from './errors';
 import { ThrottleSignals, type ThrottleSignalOptions } from './hub-signals';
 import { Identities, invalidDeviceId } from './identity';
@@ -72,6 +72,7 @@ function toOutcome(iccid: string, failure: Failure): PublishOutcome {
       status: 'throttled',
       retryAfterMs: failure.retryAfterMs ?? DEFAULT_THROTTLE_MS,
       reason: failure.reason,
+      ...(failure.pausedUntil ? { pausedUntil: failure.pausedUntil } : {}),
     };
   }
   return { iccid, status: failure.kind, reason: failure.reason };
@@ -191,7 +192,7 @@ class AzureIotHubTarget implements Target {
     if (this.config.mode !== 'tags') {
       const paused = this.daily.paused();
       if (paused && !paused.ok) {
-        return fill(items, outcomes, { kind: 'throttled', reason: paused.reason, retryAfterMs: paused.retryAfterMs });
+        return fill(items, outcomes, spentFailure(paused));
       }
     }
     const firsts = [...groups]
@@ -200,8 +201,7 @@ class AzureIotHubTarget implements Target {
     const ensured = await this.identities.ensure(firsts, signal);
     if ([...ensured.values()].some((f) => f.quotaExceeded)) {
       const spent = this.daily.exhaust();
-      if (!spent.ok)
-        return fill(items, outcomes, { kind: 'throttled', reason: spent.reason, retryAfterMs: spent.retryAfterMs });
+      if (!spent.ok) return fill(items, outcomes, spentFailure(spent));
     }
     await Promise.all(
       [...groups].map(([deviceId, entries]) => {
@@ -315,8 +315,7 @@ class AzureIotHubTarget implements Target {
         if (notAdmitted) return { next: i, failure: notAdmitted };
         const body = JSON.stringify(item.patch);
         const spent = await this.daily.spend(billedMessages(Buffer.byteLength(body), this.messageChunkBytes));
-        if (!spent.ok)
-          return { next: i, failure: { kind: 'throttled', reason: spent.reason, retryAfterMs: spent.retryAfterMs } };
+        if (!spent.ok) return { next: i, failure: spentFailure(spent) };
         const sent = await session.patchReported(item.patch);
         if (!sent.ok) return { next: i, failure: await this.sessionFailure(deviceId, sent.failure) };
         outcomes[entries[i].index] = { iccid: entries[i].item.iccid, status: 'ok' };
@@ -334,7 +333,7 @@ class AzureIotHubTarget implements Target {
     for (const event of item.events) {
       const body = JSON.stringify(event);
       const spent = await this.daily.spend(billedMessages(Buffer.byteLength(body), this.messageChunkBytes));
-      if (!spent.ok) return { kind: 'throttled', reason: spent.reason, retryAfterMs: spent.retryAfterMs };
+      if (!spent.ok) return spentFailure(spent);
       const properties = { kiteEvent: event.type, '$.mid': event.id, '$.ct': 'application/json', '$.ce': 'utf-8' };
       const sent = await session.sendEvent(body, properties);
       if (!sent.ok) return this.sessionFailure(deviceId, sent.failure);
@@ -388,7 +387,7 @@ class AzureIotHubTarget implements Target {
   private async sessionFailure(deviceId: string, failure: SessionFailure): Promise<Failure> {
     if (failure.closedAfterConnect && (await this.quotaExceeded(deviceId))) {
       const spent = this.daily.exhaust();
-      if (!spent.ok) return { kind: 'throttled', reason: spent.reason, retryAfterMs: spent.retryAfterMs };
+      if (!spent.ok) return spentFailure(spent);
     }
     if (failure.status === 429) {
       const ms = this.twinBudget.throttled(failure.retryAfterMs);
@@ -426,7 +425,7 @@ class AzureIotHubTarget implements Target {
     let failure = classifyServiceError(err, operation);
     if (failure.quotaExceeded) {
       const spent = this.daily.exhaust();
-      if (!spent.ok) return { kind: 'throttled', reason: spent.reason, retryAfterMs: spent.retryAfterMs };
+      if (!spent.ok) return spentFailure(spent);
     }
     if (failure.kind === 'throttled')
       failure = { ...failure, retryAfterMs: this.twinBudget.throttled(failure.retryAfterMs) };
@@ -440,6 +439,12 @@ class AzureIotHubTarget implements Target {
     this.closed = true;
     this.service.close();
   }
+}
+
+/** The daily budget said no: throttled, and paused until 00:00 UTC when it is spent. */
+function spentFailure(spent: Exclude<Spend, { ok: true }>): Failure {
+  const { reason, retryAfterMs, pausedUntil } = spent;
+  return { kind: 'throttled', reason, retryAfterMs, ...(pausedUntil ? { pausedUntil } : {}) };
 }
 
 function fill(items: { iccid: string }[], outcomes: PublishOutcome[], failure: Failure): PublishOutcome[] {

@@ -7,7 +7,7 @@ import { NativeConnection, Worker } from '@temporalio/worker';
 import type Redis from 'ioredis';
 import { createActivities } from '../../activities';
 import type { KiteSource } from '../../activities/kite-source';
-import type { ConfiguredTarget } from '../../activities/publish';
+import type { ConfiguredTarget, PublishDeps } from '../../activities/publish';
 import { createLogger } from '../../shared/log';
 import { StateStore } from '../../state/store';
 import type { Target } from '../../targets/target';
@@ -39,6 +39,8 @@ export async function startSyncHarness(options: {
   batchSize?: number;
   /** @default the shared test server */
   temporalAddress?: string;
+  /** Told each target call's outcomes, as the worker's metrics are. @default none */
+  onOutcomes?: PublishDeps['onOutcomes'];
 }): Promise<SyncHarness> {
   const redis = testRedis();
   const prefix = uniqueName('cc');
@@ -55,6 +57,7 @@ export async function startSyncHarness(options: {
     targets,
     logger: createLogger({}, { level: 'warn' }),
     batchSize: options.batchSize ?? 50,
+    onOutcomes: options.onOutcomes,
   });
   const startWorker = async () => {
     const worker = await Worker.create({

@@ -1,0 +1,122 @@
+/**
+ * An Azure hub whose daily message quota is spent, on the real stack: the real workflow and activities on the
+ * test Temporal server, the Azure target against the IoT Hub double, `kite-cc status` in-process. The target
+ * pauses until 00:00 UTC (of the double's clock, which the test moves to the next UTC day); the cycle completes
+ * with the changes pending instead of retrying for hours, and `status` (text and JSON), the Web UI's current
+ * details and the metrics say until when. The next UTC day publishes the rest, nothing lost.
+ */
+import type { MetricMeter, MetricTags } from '@temporalio/common';
+import { runCli } from '../../cli/cli';
+import { createLogger } from '../../shared/log';
+import { createAzureTarget, parseAzureTargetConfig } from '../../targets/azure';
+import { nextUtcMidnight } from '../../targets/azure/tiers';
+import { createConnectorMetrics, metricsHooks, METRIC_NAMES } from '../../worker/metrics';
+import { syncNowSignal } from '../../workflows/definitions';
+import { AzureIotHubDouble } from '../azure-double';
+import { testStack, uniqueName } from '../setup/stack';
+import { MemoryKite } from '../support/memory-kite';
+import { startSyncHarness, type SyncHarness } from '../support/sync-harness';
+
+/** A metric meter that remembers the last value of each gauge series, as Prometheus would scrape it. */
+function recordingMeter(): { meter: MetricMeter; gauge(name: string, tags: MetricTags): number | undefined } {
+  const gauges = new Map<string, number>();
+  const key = (name: string, tags: MetricTags) => `${name}${JSON.stringify(tags)}`;
+  const ignore = () => ({ add: () => undefined, record: () => undefined, set: () => undefined });
+  const meter = {
+    createCounter: ignore,
+    createHistogram: ignore,
+    createUpDownCounter: ignore,
+    createGauge: (name: string) => ({
+      set: (value: number, tags: MetricTags = {}) => gauges.set(key(name, tags), value),
+    }),
+    withTags: () => meter,
+  } as unknown as MetricMeter;
+  return { meter, gauge: (name, tags) => gauges.get(key(name, tags)) };
+}
+
+const detailsOf = async (handle: { query<R>(name: string): Promise<R> }) =>
+  (await handle.query<{ currentDetails?: string }>('__temporal_workflow_metadata')).currentDetails ?? '';
+
+let hub: AzureIotHubDouble;
+let harness: SyncHarness;
+const kite = new MemoryKite();
+const metrics = recordingMeter();
+
+beforeAll(async () => {
+  // 3 billed messages a day: three SIMs' first records fit, the other two wait for the next UTC day.
+  hub = await AzureIotHubDouble.start({ limits: { dailyMessages: 3 } });
+  const config = parseAzureTargetConfig(
+    {
+      connectionString: hub.serviceConnectionString,
+      serviceUrl: hub.serviceUrl,
+      deviceHost: hub.deviceHost,
+      ca: hub.ca,
+      maxConnections: 1,
+    },
+    'azure'
+  );
+  const target = createAzureTarget(config, {
+    logger: createLogger({}, { level: 'error' }),
+    now: () => hub.clock.now(),
+  });
+  harness = await startSyncHarness({
+    kite,
+    targets: [target],
+    onOutcomes: metricsHooks(createConnectorMetrics(metrics.meter)).onOutcomes,
+  });
+}, 60_000);
+afterAll(async () => {
+  await harness?.close();
+  await hub?.stop();
+});
+
+async function status(group: string, json = false): Promise<string> {
+  let stdout = '';
+  const code = await runCli(['status', group, ...(json ? ['--json'] : [])], {
+    env: { KITE_TEMPORAL_ADDRESS: testStack.temporalAddress, KITE_TASK_QUEUE: harness.taskQueue },
+    stdout: { write: (t: string) => (stdout += t), isTTY: false },
+    stderr: { write: () => undefined },
+  });
+  expect(code).toBe(0);
+  return stdout;
+}
+
+test('a spent daily quota pauses the target until 00:00 UTC; status, details and metrics say so; the next day publishes the rest', async () => {
+  const group = uniqueName('quota');
+  const iccs = kite.addSims(group, 5);
+  const handle = await harness.start(group);
+  const first = await harness.waitForCycles(handle, 1, 90_000);
+
+  // The cycle completes (it does not retry until midnight): 3 published, 2 pending, paused until 00:00 UTC.
+  const midnight = nextUtcMidnight(hub.clock.now());
+  const midnightText = new Date(midnight).toISOString().slice(0, 10) + ' 00:00:00 UTC';
+  expect(first.lastCycle).toMatchObject({ outcome: 'completed' });
+  expect(first.lastCycle!.targets.azure).toMatchObject({ published: 3, pending: 2, pausedUntil: midnight });
+  expect(first.lastCycle!.targets.azure.pauseReason).toMatch(/daily message budget of hub localhost spent/);
+
+  const text = await status(group);
+  expect(text).toMatch(new RegExp(`^paused +azure until ${midnightText} \\(daily message budget`, 'm'));
+  const report = JSON.parse(await status(group, true)) as { paused: Record<string, { until: string }> };
+  expect(report.paused).toEqual({ azure: expect.objectContaining({ until: new Date(midnight).toISOString() }) });
+  expect(await detailsOf(handle)).toContain(`**Target paused:** azure until ${midnightText}`);
+  expect(metrics.gauge(METRIC_NAMES.targetPausedUntil, { group, target: 'azure' })).toBe(midnight / 1000);
+
+  // Still the same day: a cycle sends nothing and stays paused.
+  const billed = hub.billedMessagesTotal;
+  await handle.signal(syncNowSignal);
+  const second = await harness.waitForCycles(handle, 2, 60_000);
+  expect(second.lastCycle!.targets.azure).toMatchObject({ published: 0, pending: 2, pausedUntil: midnight });
+  expect(hub.billedMessagesTotal).toBe(billed);
+
+  // The next UTC day: the rest goes out, the pause is gone everywhere, nothing was lost.
+  hub.advanceToNextUtcDay();
+  await handle.signal(syncNowSignal);
+  const third = await harness.waitForCycles(handle, 3, 60_000);
+  expect(third.lastCycle!.targets.azure).toMatchObject({ published: 2, pending: 0 });
+  expect(third.lastCycle!.targets.azure.pausedUntil).toBeUndefined();
+  expect(await status(group)).not.toMatch(/^paused/m);
+  expect(JSON.parse(await status(group, true))).toMatchObject({ paused: {} });
+  expect(await detailsOf(handle)).not.toContain('Target paused');
+  expect(metrics.gauge(METRIC_NAMES.targetPausedUntil, { group, target: 'azure' })).toBe(0);
+  for (const icc of iccs) expect(hub.reported(icc, 'kite')).toMatchObject({ iccid: icc });
+}, 240_000);
