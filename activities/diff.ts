@@ -10,7 +10,7 @@ import {
   withUncertainKeys,
   type SimPatch,
 } from '../record';
-import type { Entry, StateStore, TargetLookup } from '../state/store';
+import { KEPT, type Entry, type StateStore, type TargetLookup } from '../state/store';
 import type { DiffInput, DiffResult, InventoryDrop } from './types';
 
 export interface DiffDeps {
@@ -59,9 +59,22 @@ export function createDiffActivity(deps: DiffDeps) {
     const eventsOn = !!events?.types?.length;
     if (!eventsOn) await store.dropEventBaselines(group);
     const joining = eventsOn && (await store.eventsBaselined(group));
+    // Settled SIMs the fetch passed by (KEPT) need no diff, unless a target is new since the settled marks were
+    // recorded: then their record is what a target that had them settled holds.
+    const settledFor = (await store.settledFor(group)) ?? [];
+    const anchor = settledFor[0];
+    // So does a first diff with events on: every SIM gets its event baseline.
+    const newTargets = targets.some((t) => !settledFor.includes(t)) || (eventsOn && !joining);
     let done = 0;
     const now = Date.now();
-    for await (const entries of store.scanSnapshot(group, cycle, deps.batchSize ?? 1000)) {
+    for await (const staged of store.scanSnapshot(group, cycle, deps.batchSize ?? 1000)) {
+      const entries = staged.filter(([, json]) => json !== KEPT);
+      const kept = staged.filter(([, json]) => json === KEPT).map(([iccid]) => iccid);
+      const unsettled = new Set<string>();
+      if (kept.length && newTargets) {
+        const records = anchor ? await store.publishedRecords(group, anchor, kept) : kept.map(() => null);
+        kept.forEach((iccid, i) => (records[i] === null ? unsettled.add(iccid) : entries.push([iccid, records[i]!])));
+      }
       const lookups = await store.lookups(
         group,
         targets,
@@ -69,14 +82,17 @@ export function createDiffActivity(deps: DiffDeps) {
       );
       await Promise.all(
         targets.map((target, t) =>
-          diffTarget(store, { group, target, policy, now }, entries, lookups[t], pendingNonEmpty[t], result)
+          diffTarget(store, { group, target, policy, now }, entries, lookups[t], pendingNonEmpty[t], result, unsettled)
         )
       );
+      const settled = entries.filter(([iccid]) => !unsettled.has(iccid)).map(([iccid]) => iccid);
+      await store.recordSettled(group, settled, [...unsettled]);
       if (eventsOn)
         result.events = (result.events ?? 0) + (await queueEvents(store, group, targets, entries, events!, joining));
-      done += entries.length;
+      done += staged.length;
       Context.current().heartbeat({ phase: 'diff', done });
     }
+    await store.recordSettledFor(group, targets);
     const left = await forgetLeavers(store, group, targets, leavers, eventsOn ? events : undefined);
     result.left = left.count;
     if (eventsOn) result.events = (result.events ?? 0) + left.events;
@@ -130,13 +146,16 @@ async function diffTarget(
   entries: Entry[],
   lookup: TargetLookup,
   clearStale: boolean,
-  result: DiffResult
+  result: DiffResult,
+  /** Gets the SIMs this target does not hold exactly as staged (a patch to send, held or failing). */
+  unsettled: Set<string>
 ): Promise<void> {
   const sets: Entry[] = [];
   const deletes: string[] = [];
   const countersReleased: string[] = [];
   const counts = result.targets[target];
   entries.forEach(([iccid, json], i) => {
+    if (lookup.published[i] !== json || lookup.uncertain[i]) unsettled.add(iccid);
     const decision = decideSim(json, lookup, i, policy, now);
     if (decision.send) {
       if (decision.countersReleased) countersReleased.push(iccid);

@@ -7,7 +7,7 @@ import { FailureType } from '../shared/failures';
 import type { Logger } from '../shared/log';
 import { canonicalJson } from '../record';
 import type { Entry, StateStore } from '../state/store';
-import { KiteApiError, mapSim, type KitePresence, type KiteSim } from '../kite';
+import { KiteApiError, mapSim, simHash, type KitePresence, type KiteSim } from '../kite';
 import type { SweepChunk, SweepHeader } from '../state/sweeps';
 import { groupSimsOf, unusableEntries } from './group-sims';
 import { isAccountWide, kiteFailure, type KiteSource } from './kite-source';
@@ -30,6 +30,11 @@ export interface FetchDeps {
    * over (resuming at its cursor) once it expired. @default 15000
    */
   sweepLockTtlMs?: number;
+  /**
+   * Skip settled SIMs whose Kite entry did not change (staged as KEPT, not mapped nor diffed). Off: every SIM of
+   * the group is mapped and staged with its record each cycle. @default true
+   */
+  skipUnchanged?: boolean;
 }
 
 export const DEFAULT_SWEEP_MAX_AGE_MS = 3_600_000;
@@ -55,6 +60,8 @@ interface Connectivity {
   e?: string;
   /** What identifies the SIM besides its ICC (simIdentity), recorded in the store's `ids` too. */
   i?: string;
+  /** The hash of the SIM's Kite entry (simHash) that last made a good record with a good presence. */
+  r?: string;
 }
 
 const emptyCounts = (): FetchResult => ({
@@ -334,7 +341,9 @@ async function stageGroupPage(
   call: FetchCall
 ): Promise<void> {
   const { kite, store } = deps;
-  const { members, unusable } = groupSimsOf(sims, 0, group, kite.filterOf(group));
+  const grouped = groupSimsOf(sims, 0, group, kite.filterOf(group));
+  const { unusable } = grouped;
+  let { members } = grouped;
   for (const u of unusable) u.index = positionOf(u.index);
   const invalid = unusableEntries(
     unusable,
@@ -344,11 +353,32 @@ async function stageGroupPage(
     )
   );
   if (invalid.length) deps.logger.warn('SIMs of the group with an unusable ICC in Kite are kept under their last known ICC', { group, cycle, sims: invalid.slice(0, 10).map(([icc]) => icc), count: invalid.length }); // prettier-ignore
-  const known = await store.knownConnectivity(
-    group,
-    members.map((m) => m.icc)
-  );
-  const previous = known.map((json) => (json ? (JSON.parse(json) as Connectivity) : undefined));
+  const all = members;
+  const [known, settled] = await Promise.all([
+    store.knownConnectivity(
+      group,
+      all.map((m) => m.icc)
+    ),
+    deps.skipUnchanged === false
+      ? all.map(() => false)
+      : store.settledSims(
+          group,
+          all.map((m) => m.icc)
+        ),
+  ]);
+  // A settled SIM (every target holds its record, nothing held or in flight) whose Kite entry hashes as last time
+  // is neither mapped nor staged with a record nor diffed: it is staged as KEPT, so the diff knows it stayed.
+  const hashes = all.map((m) => simHash(m.sim));
+  const kept: string[] = [];
+  const fresh: number[] = [];
+  known.forEach((json, i) => {
+    const was = json ? (JSON.parse(json) as Connectivity) : undefined;
+    if (settled[i] && was?.r === hashes[i] && was.e === undefined) kept.push(all[i].icc);
+    else fresh.push(i);
+  });
+  members = fresh.map((i) => all[i]);
+  const memberHashes = fresh.map((i) => hashes[i]);
+  const previous = fresh.map((i) => (known[i] ? (JSON.parse(known[i]) as Connectivity) : undefined));
   const stale = members.map((m, i) => previous[i]?.h !== m.hints);
   const read = await mapPool(members, deps.presenceConcurrency ?? 8, (m, i) =>
     stale[i]
@@ -370,15 +400,18 @@ async function stageGroupPage(
     // A presence is cached only when it made a good record: a rejected one is read again next cycle.
     // Its identity is recorded with it, so that the SIM keeps its place should Kite send its ICC unusable.
     const was = previous[i];
+    // The entry's hash is recorded only with a good record and presence: anything else is looked at next cycle.
+    const hash = mapped.ok && !error ? memberHashes[i] : undefined;
     const next: Connectivity | undefined = error
       ? { ...was, e: error }
       : stale[i] && mapped.ok
         ? { h: m.hints, p: presence }
-        : was && was.i !== m.identity
+        : was && (was.i !== m.identity || was.r !== hash)
           ? { ...was }
           : undefined;
     if (!next) return;
     next.i = m.identity;
+    next.r = hash;
     connectivity.push([m.icc, JSON.stringify(next)]);
     if (m.identity !== was?.i) {
       if (was?.i) droppedIdentities.push(was.i);
@@ -387,8 +420,17 @@ async function stageGroupPage(
   });
   for (const [, reason] of invalid) counts.invalidReasons[reason] = (counts.invalidReasons[reason] ?? 0) + 1;
   counts.invalid += invalid.length;
-  counts.inGroup += records.length;
-  await store.stagePage(group, cycle, { records, connectivity, invalid, identities, droppedIdentities });
+  counts.inGroup += records.length + kept.length;
+  const unsettled = members.map((m) => m.icc);
+  await store.stagePage(group, cycle, {
+    records,
+    connectivity,
+    invalid,
+    identities,
+    droppedIdentities,
+    kept,
+    unsettled,
+  });
 }
 
 /**

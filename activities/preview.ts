@@ -1,6 +1,6 @@
 import { Context } from '@temporalio/activity';
 import type { Logger } from '../shared/log';
-import type { StateStore } from '../state/store';
+import { KEPT, type StateStore } from '../state/store';
 import { decideSim, findLeavers, type DiffDeps } from './diff';
 import type { PreviewInput, PreviewResult } from './types';
 
@@ -30,7 +30,9 @@ export function createPreviewActivity(deps: PreviewDeps) {
     if (drop) result.drop = drop;
     const now = Date.now();
     let done = 0;
-    for await (const entries of store.scanSnapshot(group, cycle, deps.batchSize ?? 1000)) {
+    for await (const staged of store.scanSnapshot(group, cycle, deps.batchSize ?? 1000)) {
+      // Settled SIMs whose Kite entry did not change (KEPT) would send nothing.
+      const entries = staged.filter(([, json]) => json !== KEPT);
       const lookups = await store.lookups(
         group,
         targets,

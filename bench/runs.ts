@@ -273,7 +273,14 @@ export async function runNaive(
   const kiteClient = kiteClientFor(sim);
   const target = createNullTarget({ name: 'null', latencyMs: 0 });
   const targets = new Map([['null', { target }]]);
-  const acts = createActivities({ store, kite: kiteSourceFromClients(() => kiteClient), targets, logger: quiet });
+  // The naive design re-reads every SIM's staged record: its fetch stages them all (no skipping of unchanged SIMs).
+  const acts = createActivities({
+    store,
+    kite: kiteSourceFromClients(() => kiteClient),
+    targets,
+    logger: quiet,
+    skipUnchanged: false,
+  });
   const connection = await NativeConnection.connect({ address: TEMPORAL });
   const taskQueue = `bench-naive-${runId}`;
   try {

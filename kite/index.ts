@@ -22,6 +22,7 @@ export {
   isInGroup,
   simIcc,
   simIdentity,
+  simHash,
   MAX_STRING_LENGTH,
   MAX_DAILY,
   type MapResult,

@@ -207,6 +207,15 @@ export function connectivityHints(sim: KiteSim): string {
   return hash53(canonical).toString(36);
 }
 
+/**
+ * A compact hash of a SIM's whole Kite entry (11 characters at most): the fetch activity skips a SIM whose entry
+ * hashes as last time (and whose targets hold its record). A collision (about 1 in 2^53 per change) would delay
+ * that SIM's change until its next one.
+ */
+export function simHash(sim: KiteSim): string {
+  return hash53(JSON.stringify(sim) ?? '').toString(36);
+}
+
 /** cyrb53: a fast 53-bit string hash; a collision (odds about 1 in 2^53 per change) would delay one presence refresh. */
 function hash53(text: string): number {
   let h1 = 0xdeadbeef;

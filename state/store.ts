@@ -12,6 +12,9 @@
  *   pub:<target>      HASH iccid → canonical record JSON          what the target holds (last acknowledged)
  *   pending:<target>  HASH iccid → canonical patch JSON           changes not yet acknowledged
  *   fail:<target>     HASH iccid → {reason, patch, at}            permanent failures, retried when the patch changes
+ *   settled           HASH iccid → '1'                           SIMs every target holds exactly as staged, nothing
+ *                                                                  held or in flight: the fetch skips them while
+ *                                                                  their Kite entry (conn's r) is unchanged
  *   meta              HASH listed → SIMs in the last complete inventory listing (the paging ceiling),
  *                          fetchStart → {cycle, at, prev}: when the fetch of the last cycle (and the one before) began,
  *                          events → 1 once a diff with events on completed (later SIMs are joining the group)
@@ -59,6 +62,12 @@ export interface StateStoreOptions {
 }
 
 export type Entry = [field: string, value: string];
+
+/**
+ * A snapshot's value for a settled SIM whose Kite entry did not change: it is in the group (not a leaver), and
+ * every target already holds its record, so the diff passes it by (unless a target is new: see settledFor).
+ */
+export const KEPT = '=';
 
 export interface CommitItem {
   iccid: string;
@@ -338,18 +347,54 @@ export class StateStore {
       invalid: Entry[];
       identities?: Entry[];
       droppedIdentities?: string[];
+      /** Settled SIMs whose Kite entry did not change: staged as KEPT, neither mapped nor diffed. */
+      kept?: string[];
+      /** SIMs staged with a record: no longer settled until the diff finds every target holding it. */
+      unsettled?: string[];
     }
   ): Promise<void> {
     const keys = this.keys(group);
-    const pipeline = this.redis.pipeline();
+    // One transaction: a SIM's new entry hash (in conn) never lands without its settled mark going.
+    const pipeline = this.redis.multi();
     const snapshot = keys.snapshot(cycle);
     const invalid = keys.invalid(cycle);
+    if (page.unsettled?.length) pipeline.hdel(keys.settled, ...page.unsettled);
+    if (page.kept?.length)
+      pipeline.hset(snapshot, ...page.kept.flatMap((iccid) => [iccid, KEPT])).expire(snapshot, this.ttl);
     if (page.records.length) pipeline.hset(snapshot, ...page.records.flat()).expire(snapshot, this.ttl);
     if (page.invalid.length) pipeline.hset(invalid, ...page.invalid.flat()).expire(invalid, this.ttl);
     if (page.connectivity.length) pipeline.hset(keys.connectivity, ...page.connectivity.flat());
     if (page.droppedIdentities?.length) pipeline.hdel(keys.identities, ...page.droppedIdentities);
     if (page.identities?.length) pipeline.hset(keys.identities, ...page.identities.flat());
     await execOrThrow(pipeline);
+  }
+
+  /** Which of `iccids` are settled (every target holds their record, nothing held or in flight). */
+  async settledSims(group: string, iccids: string[]): Promise<boolean[]> {
+    return (await this.hmget(this.keys(group).settled, iccids)).map((v) => v !== null);
+  }
+
+  /**
+   * The diff's verdict on staged SIMs: `settled` ones are held by every target exactly as staged (nothing held or
+   * in flight); the fetch may skip them while their Kite entry does not change. One round trip.
+   */
+  async recordSettled(group: string, settled: string[], unsettled: string[]): Promise<void> {
+    const keys = this.keys(group);
+    const pipeline = this.redis.pipeline();
+    if (settled.length) pipeline.hset(keys.settled, ...settled.flatMap((iccid) => [iccid, '1']));
+    if (unsettled.length) pipeline.hdel(keys.settled, ...unsettled);
+    await execOrThrow(pipeline);
+  }
+
+  /** Records the targets the settled marks hold for (after a diff over all of the group's SIMs). */
+  async recordSettledFor(group: string, targets: string[]): Promise<void> {
+    await this.redis.hset(this.keys(group).meta, 'settledFor', JSON.stringify([...targets].sort()));
+  }
+
+  /** The targets the settled marks were last recorded for; undefined before the first. */
+  async settledFor(group: string): Promise<string[] | undefined> {
+    const json = await this.redis.hget(this.keys(group).meta, 'settledFor');
+    return json ? (JSON.parse(json) as string[]) : undefined;
   }
 
   /** Drops a cycle's staging; a cycle's fetch starts from nothing. */
@@ -518,6 +563,7 @@ export class StateStore {
     const pipeline = this.redis.pipeline();
     if (identities.length) pipeline.hdel(keys.identities, ...identities);
     pipeline.hdel(keys.connectivity, ...iccids);
+    pipeline.hdel(keys.settled, ...iccids);
     pipeline.hdel(keys.audit, ...iccids);
     pipeline.hdel(keys.eventBaselines, ...iccids);
     for (const target of targets) {
@@ -624,6 +670,7 @@ export class StateStore {
         .pipeline()
         .hdel(keys.published(target), ...iccids)
         .hdel(keys.failures(target), ...iccids)
+        .hdel(keys.settled, ...iccids)
         .exec()) as [Error | null, number][];
       if (errPub || errFail) throw errPub ?? errFail;
       return pub;
@@ -631,7 +678,7 @@ export class StateStore {
     const [[err, count]] = (await this.redis
       .pipeline()
       .hlen(keys.published(target))
-      .unlink(keys.published(target), keys.failures(target))
+      .unlink(keys.published(target), keys.failures(target), keys.settled)
       .exec()) as [Error | null, number][];
     if (err) throw err;
     return count;
@@ -673,7 +720,7 @@ export class StateStore {
       if (err) throw err;
       return value as string | null;
     });
-    const snapshotIndex = cycles.findIndex((_, i) => replies[i] !== null);
+    const snapshotIndex = cycles.findIndex((_, i) => replies[i] !== null && replies[i] !== KEPT);
     const rejectedIndex = cycles.findIndex((_, i) => replies[cycles.length + i] !== null);
     const state: SimState = { targets: {}, audit: await this.auditTrail(group, iccid) };
     if (snapshotIndex >= 0) state.snapshot = { cycle: cycles[snapshotIndex], record: replies[snapshotIndex]! };
@@ -713,6 +760,7 @@ export class StateStore {
       snapshot: (cycle: number) => `${base}snap:${cycle}`,
       invalid: (cycle: number) => `${base}invalid:${cycle}`,
       connectivity: `${base}conn`,
+      settled: `${base}settled`,
       identities: `${base}ids`,
       published: (target: string) => `${base}pub:${target}`,
       pending: (target: string) => `${base}pending:${target}`,

@@ -1,0 +1,139 @@
+/**
+ * Fast tier: a settled SIM (every target holds its record, nothing held or in flight) whose Kite entry did not change
+ * is neither mapped nor staged with a record nor diffed, and yet joins, leaves, changes, held counters, uncertain
+ * patches, a new target and a resync all still reach the targets. Activities as plain functions on the test Redis.
+ */
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { createActivities, type SyncActivities } from '../../activities';
+import type { ConfiguredTarget } from '../../activities/publish';
+import { createLogger } from '../../shared/log';
+import { applyPatch, type SimRecord } from '../../record';
+import { KEPT } from '../../state/store';
+import { uniqueName } from '../setup/stack';
+import { MemoryKite } from '../support/memory-kite';
+import { RecordingTarget } from '../support/recording-target';
+import { testStore } from '../support/test-store';
+
+const { store } = testStore('skip');
+
+function setup(names = ['cloud', 'other']) {
+  const group = uniqueName('g');
+  const kite = new MemoryKite(10);
+  const targets = names.map((name) => new RecordingTarget(name));
+  const acts = createActivities({
+    store,
+    kite,
+    targets: new Map<string, ConfiguredTarget>(targets.map((target) => [target.name, { target }])),
+    logger: createLogger({}, { level: 'error' }),
+  });
+  return { group, kite, acts, targets };
+}
+
+const run = <A extends unknown[], R>(fn: (...args: A) => Promise<R>, ...args: A): Promise<R> =>
+  new MockActivityEnvironment().run(fn, ...args) as Promise<R>;
+
+async function cycle(acts: SyncActivities, group: string, n: number, targets: string[], policy = {}) {
+  const fetched = await run(acts.fetchSnapshot, { group, cycle: n });
+  const diffed = await run(acts.diffSnapshot, { group, cycle: n, targets, policy });
+  const published = await Promise.all(targets.map((target) => run(acts.publishChanges, { group, cycle: n, target })));
+  return { fetched, diffed, published };
+}
+
+/** What the target holds for the SIM: every patch it received, applied in order. */
+function stateOf(target: RecordingTarget, icc: string): SimRecord | undefined {
+  return (target.received.get(icc) ?? []).reduce<SimRecord | undefined>(
+    (state, { patch }) => applyPatch(state, patch),
+    undefined
+  );
+}
+
+async function keptOf(group: string, n: number, iccs: string[]) {
+  return (await store.snapshotRecords(group, n, iccs)).filter((json) => json === KEPT).length;
+}
+
+test('unchanged settled SIMs are kept, not staged; a change, a join and a leave still reach every target', async () => {
+  const { group, kite, acts, targets } = setup();
+  const iccs = kite.addSims(group, 30);
+  await cycle(acts, group, 1, ['cloud', 'other']);
+  // Cycle 2 finds every target holding every record: the SIMs become settled.
+  const second = await cycle(acts, group, 2, ['cloud', 'other']);
+  expect(second.diffed.targets.cloud.changed).toBe(0);
+  const third = await cycle(acts, group, 3, ['cloud', 'other']);
+  expect(third.fetched).toMatchObject({ inGroup: 30, presenceFetched: 0 });
+  expect(await keptOf(group, 3, iccs)).toBe(30);
+
+  kite.update(iccs[4], { alias: 'renamed' });
+  kite.update(iccs[5], { supervisionGroup: 'elsewhere' });
+  const [joined] = kite.addSims(group, 1, 500);
+  const fourth = await cycle(acts, group, 4, ['cloud', 'other']);
+  expect(fourth.fetched.inGroup).toBe(30);
+  expect(await keptOf(group, 4, iccs)).toBe(28); // all but the renamed SIM and the leaver
+  expect(fourth.diffed.left).toBe(1);
+  for (const target of targets) {
+    expect(stateOf(target, iccs[4])).toMatchObject({ alias: 'renamed' });
+    expect(target.received.has(joined)).toBe(true);
+  }
+  expect(await store.publishedRecords(group, 'cloud', [iccs[5]])).toEqual([null]);
+});
+
+test('a held counter change goes out once allowed although the SIM no longer changes in Kite', async () => {
+  const { group, kite, acts, targets } = setup(['cloud']);
+  const iccs = kite.addSims(group, 3);
+  const policy = { countersMinIntervalMs: 1_500 };
+  await cycle(acts, group, 1, ['cloud'], policy);
+  await cycle(acts, group, 2, ['cloud'], policy);
+  const base = kite.sims.get(iccs[0])!;
+  kite.update(iccs[0], { consumptionDaily: { ...base.consumptionDaily, data: { value: 9_999 } } });
+  const held = await cycle(acts, group, 3, ['cloud'], policy);
+  expect(held.diffed.targets.cloud.held).toBe(1);
+  // Kite no longer changes; the hold expires.
+  await new Promise((r) => setTimeout(r, 1_600));
+  await cycle(acts, group, 4, ['cloud'], policy);
+  expect(stateOf(targets[0], iccs[0])).toMatchObject({ dailyData: expect.any(Number) });
+  const [published] = await store.publishedRecords(group, 'cloud', [iccs[0]]);
+  const [cycle4] = await store.snapshotRecords(group, 4, [iccs[0]]);
+  expect(cycle4).not.toBe(KEPT);
+  expect(published).toBe(cycle4);
+});
+
+test('a patch left in flight by a crash is re-sent although the SIM did not change', async () => {
+  const { group, kite, acts, targets } = setup(['cloud']);
+  const iccs = kite.addSims(group, 3);
+  await cycle(acts, group, 1, ['cloud']);
+  await cycle(acts, group, 2, ['cloud']);
+  // The publish of a change handed the patch to the target and died before the commit.
+  kite.update(iccs[1], { alias: 'in-flight' });
+  await run(acts.fetchSnapshot, { group, cycle: 3 });
+  await run(acts.diffSnapshot, { group, cycle: 3, targets: ['cloud'] });
+  const [patch] = (await store.snapshotRecords(group, 3, [iccs[1]])).map(() => JSON.stringify({ alias: 'in-flight' }));
+  await store.markSent(group, 'cloud', [[iccs[1], patch]]);
+  const before = targets[0].received.get(iccs[1])?.length ?? 0;
+  await cycle(acts, group, 4, ['cloud']);
+  expect(targets[0].received.get(iccs[1])!.length).toBeGreaterThan(before);
+  expect(stateOf(targets[0], iccs[1])).toMatchObject({ alias: 'in-flight' });
+});
+
+test('a target added to the group gets every record, settled SIMs included, in its first cycle', async () => {
+  const { group, kite, acts, targets } = setup(['cloud', 'other']);
+  const iccs = kite.addSims(group, 12);
+  await cycle(acts, group, 1, ['cloud']);
+  await cycle(acts, group, 2, ['cloud']);
+  await cycle(acts, group, 3, ['cloud']);
+  expect(await keptOf(group, 3, iccs)).toBe(12);
+  const added = await cycle(acts, group, 4, ['cloud', 'other']);
+  expect(added.diffed.targets.other.changed).toBe(12);
+  expect(added.diffed.targets.cloud.changed).toBe(0);
+  for (const icc of iccs) expect(stateOf(targets[1], icc)).toEqual(stateOf(targets[0], icc));
+});
+
+test('a resync republishes settled SIMs in full', async () => {
+  const { group, kite, acts, targets } = setup(['cloud']);
+  const iccs = kite.addSims(group, 5);
+  await cycle(acts, group, 1, ['cloud']);
+  await cycle(acts, group, 2, ['cloud']);
+  await run(acts.resyncSims, { group, targets: ['cloud'], sims: [iccs[2]] });
+  const before = targets[0].received.get(iccs[2])!.length;
+  const after = await cycle(acts, group, 3, ['cloud']);
+  expect(after.diffed.targets.cloud.changed).toBe(1);
+  expect(targets[0].received.get(iccs[2])!.length).toBe(before + 1);
+});
