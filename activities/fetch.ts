@@ -11,7 +11,7 @@ import { KiteApiError, mapSim, simHash, type KitePresence, type KiteSim } from '
 import type { SweepChunk, SweepHeader } from '../state/sweeps';
 import { groupSimsOf, unusableEntries } from './group-sims';
 import { isAccountWide, kiteFailure, type KiteSource } from './kite-source';
-import type { CycleRef, FetchResult } from './types';
+import type { FetchInput, FetchResult } from './types';
 
 export interface FetchDeps {
   store: StateStore;
@@ -97,7 +97,7 @@ export const PRESENCE_FAILURES_FOR_OUTAGE = 5;
  * and validates each SIM, and stages the snapshot in Redis. Resumes from its last heartbeat on retry.
  */
 export function createFetchActivity(deps: FetchDeps) {
-  return async function fetchSnapshot({ group, cycle }: CycleRef): Promise<FetchResult> {
+  return async function fetchSnapshot({ group, cycle, freshAfter }: FetchInput): Promise<FetchResult> {
     const ctx = Context.current();
     const resumed = ctx.info.heartbeatDetails as FetchCheckpoint | undefined;
     const counts = { ...emptyCounts(), ...resumed?.counts };
@@ -108,6 +108,7 @@ export function createFetchActivity(deps: FetchDeps) {
     const run: FetchRun = {
       group,
       cycle,
+      freshAfter,
       counts,
       checkpoint: {
         phase: 'fetch',
@@ -155,6 +156,8 @@ export function createFetchActivity(deps: FetchDeps) {
 interface FetchRun {
   group: string;
   cycle: number;
+  /** See FetchInput.freshAfter. */
+  freshAfter?: number;
   counts: FetchResult;
   checkpoint: FetchCheckpoint;
   /** Heartbeats the checkpoint now. */
@@ -228,7 +231,8 @@ async function takeSweep(deps: FetchDeps, run: FetchRun, account: string): Promi
   const sweeps = deps.store.sweeps;
   const started = await deps.store.fetchStarted(group, cycle, Date.now());
   const maxAge = deps.sweepMaxAgeMs ?? DEFAULT_SWEEP_MAX_AGE_MS;
-  const minStartedAt = Math.max(started.previous ?? started.current, started.current - maxAge);
+  // A cycle an operator asked for reads a sweep begun after the request, not one another group ran before it.
+  const minStartedAt = Math.max(started.previous ?? started.current, started.current - maxAge, run.freshAfter ?? 0);
   // Registered groups are staged by every sweep until they have missed about three of their intervals.
   const interval = started.previous === undefined ? 0 : started.current - started.previous;
   const registration = Math.max(3 * interval, MIN_SWEEP_REGISTRATION_MS);

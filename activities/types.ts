@@ -7,6 +7,15 @@ export interface CycleRef {
   cycle: number;
 }
 
+export interface FetchInput extends CycleRef {
+  /**
+   * When an operator asked for this cycle (syncNow, enable, resync --now), the workflow time of the request
+   * (epoch ms): a fetch sharing its Kite account's sweeps then reads a sweep begun at or after it, so the cycle
+   * shows Kite as it is now. @default undefined (any sweep begun after the group's previous fetch will do)
+   */
+  freshAfter?: number;
+}
+
 export interface FetchResult {
   /** SIMs read from Kite, all groups. */
   seen: number;

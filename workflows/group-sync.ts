@@ -91,6 +91,8 @@ class GroupSync {
   private readonly status: GroupStatus;
   /** The first run syncs at once; later runs keep the interval measured from the last cycle. */
   private syncRequested: boolean;
+  /** When an operator asked for the next cycle (workflow time): its fetch reads Kite as of then or later. */
+  private freshAfter: number | undefined;
   /** Bumped by `configure`, so a wait for the next cycle starts again with the new interval. */
   private configVersion = 0;
   private cycleScope: CancellationScope | undefined;
@@ -112,9 +114,7 @@ class GroupSync {
   setHandlers(): void {
     setHandler(enableSignal, () => this.setEnabled(true));
     setHandler(disableSignal, () => this.setEnabled(false));
-    setHandler(syncNowSignal, () => {
-      this.syncRequested = true;
-    });
+    setHandler(syncNowSignal, () => this.requestSync());
     setHandler(configureUpdate, (patch) => this.configure(patch), {
       validator: (patch) => {
         const problem = configPatchError(patch);
@@ -168,7 +168,7 @@ class GroupSync {
   private setEnabled(enabled: boolean): void {
     if (this.config.enabled === enabled) return;
     this.config.enabled = enabled;
-    if (enabled) this.syncRequested = true;
+    if (enabled) this.requestSync();
     else this.cycleScope?.cancel();
     this.publishState();
   }
@@ -183,14 +183,20 @@ class GroupSync {
       },
       [{ group: this.config.group, targets, sims: request.sims }]
     );
-    if (request.now) this.syncRequested = true;
+    if (request.now) this.requestSync();
     return queued;
+  }
+
+  /** An operator asked for a cycle now (syncNow, enable, resync --now, accept-drop). */
+  private requestSync(): void {
+    this.syncRequested = true;
+    this.freshAfter ??= Date.now();
   }
 
   /** The next cycle (at once while ON) forgets up to the approved count of missing SIMs. */
   private acceptDrop({ missing }: DropApproval): DropHold {
     const hold = (this.status.dropHold = { ...this.status.dropHold!, approved: missing });
-    this.syncRequested = true;
+    this.requestSync();
     showDetails(this.status);
     return hold;
   }
@@ -281,9 +287,11 @@ class GroupSync {
 
   private async cycle(): Promise<void> {
     this.syncRequested = false;
+    const freshAfter = this.freshAfter;
+    this.freshAfter = undefined;
     this.status.nextSyncAt = undefined;
     this.cycleScope = new CancellationScope();
-    const summary = await this.cycleScope.run(() => runCycle(this.config, this.status));
+    const summary = await this.cycleScope.run(() => runCycle(this.config, this.status, freshAfter));
     this.status.lastCycle = summary;
     this.cycleScope = undefined;
     this.status.cyclesCompleted++;
@@ -307,7 +315,7 @@ function ranOutOfAttempts(err: unknown): boolean {
 }
 
 /** One fetch → diff → publish cycle. Never throws: a failure is reported in the summary and retried next cycle. */
-async function runCycle(config: GroupConfig, status: GroupStatus): Promise<CycleSummary> {
+async function runCycle(config: GroupConfig, status: GroupStatus, freshAfter?: number): Promise<CycleSummary> {
   const { group } = config;
   const targets = [...config.targets];
   const cycle = status.cyclesCompleted + 1;
@@ -328,7 +336,7 @@ async function runCycle(config: GroupConfig, status: GroupStatus): Promise<Cycle
     showDetails(status);
     const fetched = await activities.fetchSnapshot.executeWithOptions(
       { summary: `fetch Kite inventory for group ${group} (cycle ${cycle})` },
-      [{ group, cycle }]
+      [{ group, cycle, ...(freshAfter !== undefined && { freshAfter }) }]
     );
     Object.assign(summary, { seen: fetched.seen, inGroup: fetched.inGroup, invalid: fetched.invalid });
     summary.invalidReasons = fetched.invalidReasons;

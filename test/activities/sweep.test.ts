@@ -93,6 +93,34 @@ test('a change in Kite reaches every group that reads the sweep after it', async
   expect(JSON.parse(record!)).toMatchObject({ alias: 'renamed' });
 });
 
+test('a cycle an operator asked for (freshAfter) reads a sweep begun after the request, not a younger one from before', async () => {
+  /** a sweeps first; b, not yet registered then, sweeps after it (staging a's members too); then a SIM of a changes. */
+  const sweptTwiceThenChanged = async () => {
+    const { kite, groups, acts } = setup();
+    const [a, b] = groups;
+    await fetchIn(new MockActivityEnvironment(), acts, a, 1);
+    await fetchIn(new MockActivityEnvironment(), acts, b, 1);
+    const icc = iccsOf(kite, a)[0];
+    kite.update(icc, { alias: 'renamed-after-the-sweeps' });
+    return { kite, acts, a, icc };
+  };
+  const aliasIn = async (group: string, cycle: number, icc: string) =>
+    (JSON.parse((await store.snapshotRecords(group, cycle, [icc]))[0]!) as { alias?: string }).alias;
+
+  // A timer cycle may reuse b's sweep: it began after a's previous fetch, although before the change.
+  const timer = await sweptTwiceThenChanged();
+  const pagesBefore = timer.kite.pagesServed;
+  await fetchIn(new MockActivityEnvironment(), timer.acts, timer.a, 2);
+  expect(timer.kite.pagesServed).toBe(pagesBefore);
+  expect(await aliasIn(timer.a, 2, timer.icc)).not.toBe('renamed-after-the-sweeps');
+
+  // syncNow: the fetch carries the request time, so it sweeps again and sees the change.
+  const asked = await sweptTwiceThenChanged();
+  const input = { group: asked.a, cycle: 2, freshAfter: Date.now() };
+  await new MockActivityEnvironment().run(asked.acts.fetchSnapshot, input);
+  expect(await aliasIn(asked.a, 2, asked.icc)).toBe('renamed-after-the-sweeps');
+});
+
 test('a group waits for the sweep another group runs, heartbeating, and a cancelled waiter stops', async () => {
   const { kite, groups, acts } = setup();
   for (const group of groups) await fetchIn(new MockActivityEnvironment(), acts, group, 1);
