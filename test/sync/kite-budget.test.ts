@@ -92,8 +92,9 @@ test('three workers on one account stay within its budget: (near) no 429', async
   for (const s of statuses) expect(s.lastCycle).toMatchObject({ outcome: 'completed', inGroup: SIMS });
   const { admitted, limited, peakPerSecond: peak } = sim.control.stats().rateLimit;
   expect(admitted).toBeGreaterThanOrEqual(groups.length * (SIMS + 1)); // a page and the presence reads per group
-  // Near 0: a request delayed on a loaded machine, followed by one on time, can arrive 2 intervals early.
-  expect(limited).toBeLessThanOrEqual(2);
+  // Near 0: on a loaded machine requests taken from the shared bucket in step can reach the simulator bunched (a
+  // main run saw 3). Three unshared budgets would see about two thirds of their requests refused.
+  expect(limited).toBeLessThanOrEqual(Math.max(3, Math.ceil(0.05 * admitted)));
   expect(peak).toBeLessThanOrEqual(BUDGET + 2); // the rate plus the simulator's burst: never 3 × the budget
   expect(peakPerSecond(sim.control.requestLog())).toBe(peak);
   // Every worker fetched its group: the budget held although three processes spent it at once.
