@@ -119,7 +119,8 @@ export async function showSim(ctx: CommandContext, env: Env, group: string, icci
       );
     }
     if (state.snapshot) {
-      out(`record (snapshot of cycle ${state.snapshot.cycle}):`);
+      const unchanged = state.snapshot.unchanged ? ', unchanged in Kite: as its targets hold it' : '';
+      out(`record (snapshot of cycle ${state.snapshot.cycle}${unchanged}):`);
       for (const [key, value] of Object.entries(JSON.parse(state.snapshot.record) as Record<string, unknown>))
         out(`  ${key}: ${JSON.stringify(value)}`);
     } else out('record: not in the current snapshot (the SIM left the group, or a fetch is under way)');

@@ -109,8 +109,11 @@ export interface TargetLookup {
 
 /** What the store holds about one SIM (`kite-cc sim`). JSON strings as stored, null where absent. */
 export interface SimState {
-  /** The SIM's record in the newest snapshot that holds it. */
-  snapshot?: { cycle: number; record: string };
+  /**
+   * The SIM's record in the newest snapshot that holds it. `unchanged`: that snapshot kept the SIM without mapping
+   * it (its Kite entry did not change and every target held its record), so the record is the one the targets hold.
+   */
+  snapshot?: { cycle: number; record: string; unchanged?: true };
   /**
    * Why the newest fetch that saw the SIM could not map it (`bad-icc`, `bad-date:activationDate`, …), when that
    * fetch is newer than `snapshot`: its targets keep what they hold.
@@ -720,14 +723,20 @@ export class StateStore {
       if (err) throw err;
       return value as string | null;
     });
-    const snapshotIndex = cycles.findIndex((_, i) => replies[i] !== null && replies[i] !== KEPT);
+    const snapshotIndex = cycles.findIndex((_, i) => replies[i] !== null);
     const rejectedIndex = cycles.findIndex((_, i) => replies[cycles.length + i] !== null);
     const state: SimState = { targets: {}, audit: await this.auditTrail(group, iccid) };
-    if (snapshotIndex >= 0) state.snapshot = { cycle: cycles[snapshotIndex], record: replies[snapshotIndex]! };
+    const base = 2 * cycles.length;
+    if (snapshotIndex >= 0 && replies[snapshotIndex] !== KEPT) {
+      state.snapshot = { cycle: cycles[snapshotIndex], record: replies[snapshotIndex]! };
+    } else if (snapshotIndex >= 0) {
+      // Kept means settled: every target held exactly the record when the snapshot was staged.
+      const held = targets.map((_, i) => replies[base + 4 * i]).find((published) => published !== null);
+      if (held) state.snapshot = { cycle: cycles[snapshotIndex], record: held, unchanged: true };
+    }
     if (rejectedIndex >= 0 && (snapshotIndex < 0 || rejectedIndex < snapshotIndex)) {
       state.rejected = { cycle: cycles[rejectedIndex], reason: replies[cycles.length + rejectedIndex]! };
     }
-    const base = 2 * cycles.length;
     targets.forEach((t, i) => {
       const [published, pending, failure, sent] = replies.slice(base + 4 * i, base + 4 * i + 4);
       state.targets[t] = { published, pending, failure: parseFailure(failure), inFlight: sent };

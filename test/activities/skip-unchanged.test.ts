@@ -61,6 +61,10 @@ test('unchanged settled SIMs are kept, not staged; a change, a join and a leave 
   const third = await cycle(acts, group, 3, ['cloud', 'other']);
   expect(third.fetched).toMatchObject({ inGroup: 30, presenceFetched: 0 });
   expect(await keptOf(group, 3, iccs)).toBe(30);
+  // kite-cc sim still shows a kept SIM's record: the one every target holds.
+  const shown = await store.simState(group, iccs[0], [3, 2], ['cloud', 'other']);
+  expect(shown.snapshot).toMatchObject({ cycle: 3, unchanged: true });
+  expect(JSON.parse(shown.snapshot!.record)).toEqual(stateOf(targets[0], iccs[0]));
 
   kite.update(iccs[4], { alias: 'renamed' });
   kite.update(iccs[5], { supervisionGroup: 'elsewhere' });
