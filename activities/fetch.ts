@@ -141,7 +141,9 @@ export function createFetchActivity(deps: FetchDeps) {
         cursor: run.checkpoint.cursor,
       });
     }
-    const account = deps.kite.sweepAccount?.(group);
+    // A preview (a negative cycle: kite-cc preview) lists Kite itself: taking the group's share of a shared sweep
+    // would leave its next real cycle without one, and a preview should see Kite as it is now.
+    const account = cycle >= 0 ? deps.kite.sweepAccount?.(group) : undefined;
     try {
       await whileNotCancelled(() => (account ? fetchFromSweep(deps, run, account) : fetchOwnListing(deps, run)));
     } catch (err) {

@@ -121,6 +121,22 @@ test('a cycle an operator asked for (freshAfter) reads a sweep begun after the r
   expect(await aliasIn(asked.a, 2, asked.icc)).toBe('renamed-after-the-sweeps');
 });
 
+test("a preview (cycle -1) lists Kite itself and leaves the group's share of the sweep to its next cycle", async () => {
+  const { kite, groups, acts } = setup();
+  const [a, b] = groups;
+  for (const group of groups) await fetchIn(new MockActivityEnvironment(), acts, group, 1);
+  await fetchIn(new MockActivityEnvironment(), acts, b, 2); // sweeps, staging a's share too
+  const pagesPerListing = Math.ceil((3 * 15 + 12) / 10);
+
+  const beforePreview = kite.pagesServed;
+  expect(await fetchIn(new MockActivityEnvironment(), acts, a, -1)).toMatchObject({ inGroup: 15 });
+  expect(kite.pagesServed - beforePreview).toBe(pagesPerListing);
+
+  const beforeCycle = kite.pagesServed;
+  expect(await fetchIn(new MockActivityEnvironment(), acts, a, 2)).toMatchObject({ inGroup: 15 });
+  expect(kite.pagesServed).toBe(beforeCycle);
+});
+
 test('a group waits for the sweep another group runs, heartbeating, and a cancelled waiter stops', async () => {
   const { kite, groups, acts } = setup();
   for (const group of groups) await fetchIn(new MockActivityEnvironment(), acts, group, 1);
