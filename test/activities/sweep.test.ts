@@ -10,6 +10,7 @@ import { createLogger } from '../../shared/log';
 import { uniqueName } from '../setup/stack';
 import { MemoryKite } from '../support/memory-kite';
 import { testStore } from '../support/test-store';
+import { waitUntil } from '../support/wait-until';
 
 const { store } = testStore('sweep');
 
@@ -146,7 +147,8 @@ test('a group waits for the sweep another group runs, heartbeating, and a cancel
   let open!: () => void;
   kite.gate = new Promise<void>((resolve) => (open = resolve));
   const sweeper = fetchIn(new MockActivityEnvironment(), acts, groups[1], 3);
-  await new Promise((r) => setTimeout(r, 200));
+  // The sweeper holds the lock once its sweep has begun (it then waits at the gate for its first page).
+  await waitUntil(async () => (await store.sweeps.state(kite.sweepAccount()))?.done === false, 'the sweep began');
   const waiterEnv = new MockActivityEnvironment();
   const beats: unknown[] = [];
   waiterEnv.on('heartbeat', (d) => beats.push(d));
