@@ -7,6 +7,7 @@ import https from 'node:https';
 import { KiteApiError } from '../../kite';
 import type { KiteSimulator } from '../../simulator';
 import { TokenBucket } from '../../shared/limits';
+import { AccountBudgets } from '../../simulator/rate-limit';
 import { clientOf, simulator } from '../kite/helpers';
 
 const LIST = '/services/REST/GlobalM2M/Inventory/v13/r12/sim?startIndex=0&maxBatchSize=1';
@@ -100,5 +101,23 @@ describe('Kite simulator account budget', () => {
     expect(answers.map((a) => a.status)).toEqual(Array(10).fill(200));
     expect(Date.now() - started).toBeGreaterThanOrEqual(290);
     expect(sim.control.stats().rateLimit).toMatchObject({ perSecond: 0, limited: 0, admitted: 10 });
+  });
+});
+
+describe('the account budget at scale (in process, a fake clock)', () => {
+  test('the request log keeps the last 100,000 requests in order, and the peak per second is exact', () => {
+    let now = 0;
+    const budgets = new AccountBudgets({ perSecond: 0 }, () => now);
+    const total = 100_000 + 5;
+    for (let i = 0; i < total; i++) {
+      now = Math.floor(i / 10); // 10 requests per ms: 10,000 per second
+      budgets.take('account', `/r${i}`);
+    }
+    const log = budgets.requestLog();
+    expect(log).toHaveLength(100_000);
+    expect(log[0].path).toBe('/r5');
+    expect(log[log.length - 1].path).toBe(`/r${total - 1}`);
+    expect(log.every((entry, i) => i === 0 || entry.at >= log[i - 1].at)).toBe(true);
+    expect(budgets.snapshot().peakPerSecond).toBe(10_000);
   });
 });
