@@ -48,8 +48,11 @@ interface FetchCheckpoint {
   /** The listing's next page index; with a shared sweep, the chunks of the sweep's partition staged so far. */
   cursor: number;
   counts: FetchResult;
-  /** With a shared sweep: this fetch's lock token, and the sweep whose partition the cycle took. */
-  sweep?: { token: string; id?: number };
+  /**
+   * With a shared sweep: this fetch's lock token, and the sweep whose partition the cycle took; `own` when the
+   * group was the account's only reader and listed the inventory itself (then `cursor` is a page index).
+   */
+  sweep?: { token: string; id?: number; own?: boolean };
 }
 
 interface Connectivity {
@@ -178,7 +181,13 @@ async function fetchOwnListing(deps: FetchDeps, run: FetchRun): Promise<void> {
   for await (const page of deps.kite.pages(group, run.checkpoint.cursor, { ...run.call, maxSims })) {
     counts.seen += page.sims.length;
     await stageGroupPage(deps, group, cycle, page.sims, (i) => page.startIndex + i, counts, run.call);
-    run.checkpoint = { phase: 'fetch', done: counts.seen, cursor: page.nextIndex, counts: structuredClone(counts) };
+    run.checkpoint = {
+      phase: 'fetch',
+      done: counts.seen,
+      cursor: page.nextIndex,
+      counts: structuredClone(counts),
+      sweep: run.checkpoint.sweep,
+    };
     run.beat();
     deps.onProgress?.(group, page.sims.length);
     throwIfCancelled();
@@ -195,7 +204,16 @@ async function fetchOwnListing(deps: FetchDeps, run: FetchRun): Promise<void> {
 async function fetchFromSweep(deps: FetchDeps, run: FetchRun, account: string): Promise<void> {
   const { group, cycle } = run;
   const sweeps = deps.store.sweeps;
+  if (run.checkpoint.sweep?.own) return fetchOwnListing(deps, run);
   const header = await takeSweep(deps, run, account);
+  if (!header) {
+    // The account's only reader lists the inventory itself, as a group with its own search does: staging every
+    // page in Redis to read it back would only cost time. Its registration lets a second group's sweep include it.
+    if (run.checkpoint.sweep?.id !== undefined) await deps.store.dropStaging(group, cycle);
+    Object.assign(run.counts, emptyCounts());
+    run.checkpoint = { ...run.checkpoint, cursor: 0, sweep: { token: run.checkpoint.sweep!.token, own: true } };
+    return fetchOwnListing(deps, run);
+  }
   if (run.checkpoint.sweep?.id !== header.id) {
     // A fresh start, or the sweep this attempt's checkpoint read from is gone: stage the cycle from this one.
     if (run.checkpoint.sweep?.id !== undefined) await deps.store.dropStaging(group, cycle);
@@ -227,8 +245,11 @@ async function fetchFromSweep(deps: FetchDeps, run: FetchRun, account: string): 
 /** How often a fetch waiting for another group's sweep looks again. */
 const SWEEP_POLL_MS = 250;
 
-/** Takes the cycle's sweep partition: reuses a young enough one, waits for a running sweep, or sweeps itself. */
-async function takeSweep(deps: FetchDeps, run: FetchRun, account: string): Promise<SweepHeader> {
+/**
+ * Takes the cycle's sweep partition: reuses a young enough one, waits for a running sweep, or sweeps itself.
+ * Undefined when the group is the account's only reader and no sweep is running: it lists the inventory itself.
+ */
+async function takeSweep(deps: FetchDeps, run: FetchRun, account: string): Promise<SweepHeader | undefined> {
   const { group, cycle } = run;
   const sweeps = deps.store.sweeps;
   const started = await deps.store.fetchStarted(group, cycle, Date.now());
@@ -245,6 +266,13 @@ async function takeSweep(deps: FetchDeps, run: FetchRun, account: string): Promi
     const header = await sweeps.take(account, group, cycle, minStartedAt);
     if (header) return header;
     await sweeps.register(account, group, Date.now() + registration);
+    if (waitingSince === undefined && (await sweeps.readers(account, Date.now())).every((g) => g === group)) {
+      if (await sweeps.acquire(account, token, lockTtl(deps))) {
+        // No sweep is running either (the lock was free): nobody else needs this listing.
+        await sweeps.release(account, token);
+        return undefined;
+      }
+    }
     if (await sweeps.acquire(account, token, lockTtl(deps))) {
       // The sweep it waited for may have finished between the look above and the lock: take it rather than
       // sweep again.

@@ -174,6 +174,11 @@ export class InventorySweeps {
     await this.redis.pipeline().zadd(k.groups, expiresAt, group).expire(k.groups, this.ttl).exec();
   }
 
+  /** The groups registered as reading the account at `now` (their registration not expired). */
+  async readers(account: string, now: number): Promise<string[]> {
+    return this.redis.zrangebyscore(this.keys(account).groups, now, '+inf');
+  }
+
   /** The account's current or last sweep; undefined before the first. */
   async state(account: string): Promise<SweepState | undefined> {
     const s = await this.redis.hgetall(this.keys(account).state);

@@ -198,3 +198,34 @@ test('a sweeper that dies mid-sweep: its lock expires and a waiting group finish
   expect(kite.pagesServed - before).toBe(Math.ceil(57 / 10) - 2);
   for (const group of groups) expect(await store.snapshotCount(group, 2)).toBe(15);
 });
+
+test("the account's only reader lists Kite itself, resumes its own listing, and a second group's sweep includes it", async () => {
+  const { kite, groups, acts } = setup();
+  const [a, b] = groups;
+  const account = kite.sweepAccount();
+  const pagesPerListing = Math.ceil((3 * 15 + 12) / 10);
+
+  // Alone on the account: its pages go straight to its staging, no sweep is run or kept in Redis.
+  const first = new MockActivityEnvironment();
+  const beats: { cursor: number; sweep?: { own?: boolean } }[] = [];
+  first.on('heartbeat', (d) => beats.push(d));
+  expect(await fetchIn(first, acts, a, 1)).toMatchObject({ seen: 57, inGroup: 15 });
+  expect(kite.pagesServed).toBe(pagesPerListing);
+  expect(await store.sweeps.state(account)).toBeUndefined();
+
+  // A retried attempt resumes its own listing at the page it heartbeated, not at a sweep's chunk.
+  const afterTwoPages = beats.find((beat) => beat.cursor === 20);
+  expect(afterTwoPages?.sweep?.own).toBe(true);
+  const beforeRetry = kite.pagesServed;
+  const retried = new MockActivityEnvironment({ heartbeatDetails: afterTwoPages });
+  expect(await retried.run(acts.fetchSnapshot, { group: a, cycle: 1 })).toMatchObject({ seen: 57, inGroup: 15 });
+  expect(kite.pagesServed - beforeRetry).toBe(pagesPerListing - 2);
+  expect(await store.snapshotCount(a, 1)).toBe(15);
+
+  // A second group sweeps for both; the first group's next cycle takes its share without listing again.
+  await fetchIn(new MockActivityEnvironment(), acts, b, 1);
+  expect((await store.sweeps.state(account))?.groups).toEqual([a, b].sort());
+  const beforeShared = kite.pagesServed;
+  expect(await fetchIn(new MockActivityEnvironment(), acts, a, 2)).toMatchObject({ inGroup: 15 });
+  expect(kite.pagesServed).toBe(beforeShared);
+});
