@@ -38,11 +38,36 @@ export interface OurRun {
   bundleMs?: number;
   sims: number;
   startupMs: number;
-  cycles: { cycleMs: number; events: number; stages: Record<string, number>; published: number }[];
+  cycles: {
+    cycleMs: number;
+    events: number;
+    stages: Record<string, number>;
+    published: number;
+    /** Kite API requests the simulator served during the cycle. */
+    requests: KiteRequests;
+  }[];
   peakRssMb: number;
   cpu: { workerS: number; simulatorS: number; wallS: number };
   redisBytes: Record<string, number>;
 }
+
+/** Kite API requests counted by the simulator. */
+export interface KiteRequests {
+  list: number;
+  presence: number;
+}
+
+/** The simulator's request counters so far. */
+export async function kiteRequests(sim: SimulatorProcess): Promise<KiteRequests> {
+  const info = (await sim.control('GET', 'info')) as { stats: { requests: KiteRequests } };
+  return { list: info.stats.requests.list, presence: info.stats.requests.presence };
+}
+
+/** Requests between two readings of `kiteRequests`. */
+export const requestsSince = (before: KiteRequests, after: KiteRequests): KiteRequests => ({
+  list: after.list - before.list,
+  presence: after.presence - before.presence,
+});
 
 export function cpuSeconds(pid: number | undefined): number {
   try {
@@ -189,6 +214,7 @@ export async function runOurs(
     for (let cycle = 1; cycle <= 3; cycle++) {
       if (cycle === 3) log(`${group}: changed ${await changeSims(sim, group, 0.01, runId)} SIMs`);
       const cpu0 = [cpuSeconds(worker.child.pid), cpuSeconds(sim.child.pid), Date.now()];
+      const requests0 = await kiteRequests(sim);
       if (cycle > 1) await handle.signal(syncNowSignal);
       const status = await waitForCycle(handle as WorkflowHandle, cycle, timeout);
       if (cycle === 1) {
@@ -202,9 +228,13 @@ export async function runOurs(
       if (last.outcome !== 'completed') throw new Error(`${group} cycle ${cycle}: ${JSON.stringify(last)}`);
       const events = await historyOf(handle as WorkflowHandle);
       const figures = cycleFigures(events, lastRequest(events));
-      result.cycles.push({ ...figures, events: events.length - previous, published: last.targets.null.published });
+      const requests = requestsSince(requests0, await kiteRequests(sim));
+      const published = last.targets.null.published;
+      result.cycles.push({ ...figures, events: events.length - previous, published, requests });
       previous = events.length;
-      log(`${group}: cycle ${cycle} ${figures.cycleMs} ms, ${last.targets.null.published} published`);
+      log(
+        `${group}: cycle ${cycle} ${figures.cycleMs} ms, ${published} published, Kite requests ${JSON.stringify(requests)}`
+      );
     }
     result.redisBytes = await redisUsage(redis, prefix, group);
     result.peakRssMb = worker.peakRssMb() ?? NaN;
@@ -229,8 +259,14 @@ export async function runFloor(
   const kite = kiteSourceFromClients(() => client);
   const target = createNullTarget({ name: 'null', latencyMs: 0 });
   const acts = createActivities({ store, kite, targets: new Map([['null', { target }]]), logger: quiet });
-  const cycles: { totalMs: number; stages: Record<string, number>; cpu: { benchS: number; simulatorS: number } }[] = [];
+  const cycles: {
+    totalMs: number;
+    stages: Record<string, number>;
+    cpu: { benchS: number; simulatorS: number };
+    requests: KiteRequests;
+  }[] = [];
   for (let cycle = 1; cycle <= 2; cycle++) {
+    const requests0 = await kiteRequests(sim);
     const stages: Record<string, number> = {};
     // CPU of this process and of the simulator, to set beside the worker's: same work, without Temporal.
     const cpu0 = [process.cpuUsage(), cpuSeconds(sim.child.pid)] as const;
@@ -252,8 +288,11 @@ export async function runFloor(
     if (profiler) await profiler.stopInto(path.join(profileDir!, 'floor'));
     const { user, system } = process.cpuUsage(cpu0[0]);
     const cpu = { benchS: (user + system) / 1e6, simulatorS: cpuSeconds(sim.child.pid) - cpu0[1] };
-    cycles.push({ totalMs: performance.now() - started, stages, cpu });
-    log(`floor: cycle ${cycle} ${Math.round(cycles[cycle - 1].totalMs)} ms, ${target.counters().items} published`);
+    const totalMs = performance.now() - started;
+    cycles.push({ totalMs, stages, cpu, requests: requestsSince(requests0, await kiteRequests(sim)) });
+    log(
+      `floor: cycle ${cycle} ${Math.round(totalMs)} ms, ${target.counters().items} published, Kite requests ${JSON.stringify(cycles[cycle - 1].requests)}`
+    );
   }
   client.close();
   await dropPrefix(redis, prefix);
