@@ -29,9 +29,18 @@ export type PublishOutcome =
   /**
    * The cloud asked us to slow down; retry after the delay. `pausedUntil` (epoch ms): the whole target is paused
    * until then (e.g. its daily message quota is spent until 00:00 UTC); the publish step stops for this cycle,
-   * the changes stay pending, and status and metrics show the pause.
+   * the changes stay pending, and status and metrics show the pause. `pauseCause`: a short fixed name of what is
+   * spent, the `cause` label of the pause metric (e.g. `hub-quota`: the cloud's own quota; `daily-budget`: the
+   * connector's budget for it); the `reason` says it in words.
    */
-  | { iccid: string; status: 'throttled'; retryAfterMs: number; reason: string; pausedUntil?: number }
+  | {
+      iccid: string;
+      status: 'throttled';
+      retryAfterMs: number;
+      reason: string;
+      pausedUntil?: number;
+      pauseCause?: string;
+    }
   /** Will not succeed by retrying: bad request, too large, forbidden. Recorded and skipped. */
   | { iccid: string; status: 'permanent'; reason: string };
 

@@ -12,10 +12,12 @@
  * | `kite_cc_cycle_duration` | histogram, ms | group |
  * | `kite_cc_target_latency` | histogram, ms | target |
  * | `kite_cc_target_throttles` | counter | target |
- * | `kite_cc_target_paused_until` | gauge, Unix seconds (0: not paused) | group, target |
+ * | `kite_cc_target_paused_until` | gauge, Unix seconds (0: not paused) | group, target, cause |
  *
  * `kite_cc_target_paused_until` is when a target paused as a whole resumes (e.g. its daily message quota, at
- * 00:00 UTC): set by each publish call the target refuses for a pause, back to 0 by one it accepts.
+ * 00:00 UTC): set by each publish call the target refuses for a pause, back to 0 by one it accepts. `cause` says
+ * what is spent: `hub-quota` (Azure: the hub refused with 403002, its own daily quota), `daily-budget` (Azure:
+ * the connector's `dailyMessageBudget`), `other` for a target that does not say.
  */
 import type { MetricMeter } from '@temporalio/common';
 import { DefaultLogger, makeTelemetryFilterString, Runtime, type LogLevel as SdkLogLevel } from '@temporalio/worker';
@@ -49,8 +51,11 @@ export interface ConnectorMetrics {
   cycleDuration(group: string, ms: number): void;
   targetLatency(target: string, ms: number): void;
   targetThrottles(target: string, n: number): void;
-  /** When the target's pause ends (epoch ms), 0 when it is not paused. */
-  targetPausedUntil(group: string, target: string, epochMs: number): void;
+  /**
+   * When the target's pause ends (epoch ms), 0 when it is not paused; `cause` as the target names it (see the
+   * table above). Ending a pause sets every cause's series of the target back to 0.
+   */
+  targetPausedUntil(group: string, target: string, epochMs: number, cause?: string): void;
 }
 
 /** Creates the connector's metrics on `meter` (the Runtime's, an activity context's, or a test double). */
@@ -81,6 +86,8 @@ export function createConnectorMetrics(meter: MetricMeter): ConnectorMetrics {
     's',
     'When a target paused as a whole resumes (Unix time; 0: not paused), e.g. a daily quota at 00:00 UTC'
   );
+  /** Per group and target, the causes whose series are not 0. */
+  const pauseCauses = new Map<string, Set<string>>();
   return {
     simsFetched: (group, n) => fetched(n, { group }),
     simsChanged: (group, target, n) => changed(n, { group, target }),
@@ -90,8 +97,19 @@ export function createConnectorMetrics(meter: MetricMeter): ConnectorMetrics {
       (cycle ??= histogram(METRIC_NAMES.cycleDuration, 'Duration of a sync cycle'))(ms, { group }),
     targetLatency: (target, ms) => latency(ms, { target }),
     targetThrottles: (target, n) => throttles(n, { target }),
-    targetPausedUntil: (group, target, epochMs) =>
-      pausedUntil.set(Math.max(0, Math.round(epochMs / 1000)), { group, target }),
+    targetPausedUntil: (group, target, epochMs, cause = 'other') => {
+      const key = JSON.stringify([group, target]);
+      const seen = pauseCauses.get(key) ?? new Set<string>();
+      pauseCauses.set(key, seen);
+      const seconds = Math.max(0, Math.round(epochMs / 1000));
+      // One cause at a time: a pause for another cause, or the end of the pause, zeroes the other series.
+      for (const other of seen) if (!seconds || other !== cause) pausedUntil.set(0, { group, target, cause: other });
+      seen.clear();
+      if (seconds) {
+        seen.add(cause);
+        pausedUntil.set(seconds, { group, target, cause });
+      }
+    },
   };
 }
 
@@ -113,8 +131,11 @@ export function metricsHooks(metrics: ConnectorMetrics) {
       metrics.simsFailed(group, target, count('permanent') + count('retryable'));
       metrics.targetThrottles(target, count('throttled'));
       metrics.targetLatency(target, ms);
-      const paused = Math.max(0, ...outcomes.map((o) => (o.status === 'throttled' && o.pausedUntil) || 0));
-      if (paused) metrics.targetPausedUntil(group, target, paused);
+      let pause: { until: number; cause?: string } | undefined;
+      for (const o of outcomes)
+        if (o.status === 'throttled' && o.pausedUntil && o.pausedUntil > (pause?.until ?? 0))
+          pause = { until: o.pausedUntil, cause: o.pauseCause };
+      if (pause) metrics.targetPausedUntil(group, target, pause.until, pause.cause);
       else if (count('ok')) metrics.targetPausedUntil(group, target, 0);
     },
   };

@@ -4,6 +4,7 @@
  * key or SAS can never travel in a reason.
  */
 import { redact } from '../../shared/log';
+import type { DailyPauseCause } from './daily-budget';
 
 export type FailureKind = 'retryable' | 'throttled' | 'permanent';
 
@@ -20,6 +21,8 @@ export interface Failure {
   quotaExceeded?: boolean;
   /** For `throttled`: the whole target is paused until this epoch ms (the daily budget, until 00:00 UTC). */
   pausedUntil?: number;
+  /** With `pausedUntil`: what is spent, the hub's quota or the connector's budget (see `DailyPauseCause`). */
+  pauseCause?: DailyPauseCause;
 }
 
 const STATUS_BY_NAME: Record<string, number> = {
@@ -59,6 +62,19 @@ export function hubErrorCode(body: unknown): string | undefined {
     return undefined;
   }
   return undefined;
+}
+
+/** The text of an IoT Hub error body after its `ErrorCode:<code>;`, shortened to 200 characters; undefined if none. */
+export function hubErrorText(body: unknown): string | undefined {
+  if (typeof body !== 'string' || !body) return undefined;
+  try {
+    const message = (JSON.parse(body) as { Message?: unknown }).Message;
+    if (typeof message !== 'string') return undefined;
+    const text = message.replace(/^ErrorCode:[A-Za-z0-9]+;?/, '').trim();
+    return text ? text.slice(0, 200) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function retryAfterMs(headers: Record<string, unknown> | undefined): number | undefined {

@@ -9,12 +9,14 @@
  * - `tags` mode: nothing here (the twin PATCH needs no identity lookup).
  * Later publishes need no lookup at all: device tokens are signed with the policy key. Only when a connection
  * is refused does `diagnose` look the identity up (missing, disabled, or a policy without DeviceConnect).
- * Device ids are validated before any registry call; a bulk 400 without a result falls back to one at a time.
+ * Device ids are validated before any registry call. A bulk 400 with a result fails the devices it names (with the
+ * hub's code and words) and the others are created; one without a result (or naming none of the call's devices)
+ * falls back to one device at a time, so one bad entry cannot fail the rest.
  */
 import { randomBytes } from 'node:crypto';
 import type { Registry } from 'azure-iothub';
-import type { Logger } from '../../shared/log';
-import { classifyServiceError, type Failure } from './errors';
+import { redact, type Logger } from '../../shared/log';
+import { classifyServiceError, hubErrorText, type Failure } from './errors';
 import { sleepUnlessAborted } from '../../shared/limits';
 import { budgetReason, type HubBudget } from './rate';
 import { IDENTITY_ID } from './tiers';
@@ -270,25 +272,33 @@ export class Identities {
         return r.failure.kind === 'permanent' ? undefined : r.failure;
       }
     } else result = r.value as BulkResult;
-    const errors = new Map((result.errors ?? []).map((e) => [e.deviceId, String(e.errorCode)]));
+    const errors = new Map((result.errors ?? []).map((e) => [e.deviceId, e]));
+    // Failed, yet no device of the call named: which ones were created is unknown, so each on its own (an
+    // existing one answers 409).
+    if (!result.isSuccessful && !chunk.some((id) => errors.has(id)))
+      return this.createOneByOne(chunk, failures, existing, signal);
     for (const id of chunk) {
-      const code = errors.get(id);
-      if (!code) continue;
+      const error = errors.get(id);
+      if (!error) continue;
+      const code = String(error.errorCode);
       if (/DeviceAlreadyExists|409/.test(code)) existing.push(id);
-      else failures.set(id, { kind: 'permanent', reason: `bulk create: ${code}` });
+      else failures.set(id, { kind: 'permanent', reason: bulkReason(id, code, error.errorStatus) });
     }
     this.log.info('azure identities created', { requested: chunk.length, existing: existing.length });
     return undefined;
   }
 
-  /** After a bulk 400 without a result: each device on its own, so one bad entry cannot fail the others. */
+  /**
+   * After a bulk 400 without a usable result: each device on its own, so one bad entry cannot fail the others; a
+   * device the hub refuses alone (a 4xx) is a permanent failure with the hub's code.
+   */
   private async createOneByOne(
     chunk: string[],
     failures: Map<string, Failure>,
     existing: string[],
     signal?: AbortSignal
   ): Promise<Failure | undefined> {
-    this.log.warn('azure bulk create answered 400 without a result: creating one device at a time', {
+    this.log.warn('azure bulk create failed without naming its devices: creating one device at a time', {
       devices: chunk.length,
     });
     for (const deviceId of chunk) {
@@ -304,7 +314,14 @@ export class Identities {
         continue;
       }
       if (r.failure.status === 409) existing.push(deviceId);
-      else failures.set(deviceId, r.failure);
+      else if (r.failure.kind === 'permanent') {
+        const said = hubErrorText((r.error as { responseBody?: unknown } | undefined)?.responseBody);
+        const reason = redact(
+          `the hub refused to create device ${deviceId} (${r.failure.reason}${said ? `: ${JSON.stringify(said)}` : ''}); ` +
+            `fix the device id or the hub`
+        );
+        failures.set(deviceId, { ...r.failure, reason });
+      } else failures.set(deviceId, r.failure);
       if (r.failure.kind === 'throttled') return r.failure;
     }
     return undefined;
@@ -389,7 +406,15 @@ const PROBE_SIZE = 8;
 
 interface BulkResult {
   isSuccessful: boolean;
-  errors?: { deviceId: string; errorCode: unknown }[];
+  errors?: { deviceId: string; errorCode: unknown; errorStatus?: unknown }[];
+}
+
+/** A device the hub refused in a bulk create: its code and the hub's words (shortened, redacted). */
+function bulkReason(deviceId: string, code: string, status: unknown): string {
+  const said = typeof status === 'string' && status ? `: ${JSON.stringify(status.slice(0, 200))}` : '';
+  return redact(
+    `the hub refused to create device ${deviceId} (bulk create: ${code}${said}); fix the device id or the hub`
+  );
 }
 
 function newKey(): string {

@@ -73,6 +73,7 @@ function toOutcome(iccid: string, failure: Failure): PublishOutcome {
       retryAfterMs: failure.retryAfterMs ?? DEFAULT_THROTTLE_MS,
       reason: failure.reason,
       ...(failure.pausedUntil ? { pausedUntil: failure.pausedUntil } : {}),
+      ...(failure.pauseCause ? { pauseCause: failure.pauseCause } : {}),
     };
   }
   return { iccid, status: failure.kind, reason: failure.reason };
@@ -200,7 +201,7 @@ class AzureIotHubTarget implements Target {
       .map(([id]) => id);
     const ensured = await this.identities.ensure(firsts, signal);
     if ([...ensured.values()].some((f) => f.quotaExceeded)) {
-      const spent = this.daily.exhaust();
+      const spent = this.daily.exhaust('hub-quota');
       if (!spent.ok) return fill(items, outcomes, spentFailure(spent));
     }
     await Promise.all(
@@ -386,7 +387,7 @@ class AzureIotHubTarget implements Target {
   /** Classifies a device-side failure: throttling signals, quota, a 429 status. */
   private async sessionFailure(deviceId: string, failure: SessionFailure): Promise<Failure> {
     if (failure.closedAfterConnect && (await this.quotaExceeded(deviceId))) {
-      const spent = this.daily.exhaust();
+      const spent = this.daily.exhaust('hub-quota');
       if (!spent.ok) return spentFailure(spent);
     }
     if (failure.status === 429) {
@@ -424,7 +425,7 @@ class AzureIotHubTarget implements Target {
   private async serviceFailure(err: unknown, operation: string): Promise<Failure> {
     let failure = classifyServiceError(err, operation);
     if (failure.quotaExceeded) {
-      const spent = this.daily.exhaust();
+      const spent = this.daily.exhaust('hub-quota');
       if (!spent.ok) return spentFailure(spent);
     }
     if (failure.kind === 'throttled')
@@ -443,8 +444,8 @@ class AzureIotHubTarget implements Target {
 
 /** The daily budget said no: throttled, and paused until 00:00 UTC when it is spent. */
 function spentFailure(spent: Exclude<Spend, { ok: true }>): Failure {
-  const { reason, retryAfterMs, pausedUntil } = spent;
-  return { kind: 'throttled', reason, retryAfterMs, ...(pausedUntil ? { pausedUntil } : {}) };
+  const { reason, retryAfterMs, pausedUntil, pauseCause } = spent;
+  return { kind: 'throttled', reason, retryAfterMs, ...(pausedUntil ? { pausedUntil, pauseCause } : {}) };
 }
 
 function fill(items: { iccid: string }[], outcomes: PublishOutcome[], failure: Failure): PublishOutcome[] {

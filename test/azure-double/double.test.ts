@@ -361,6 +361,23 @@ describe('identities', () => {
     expect(without.status).toBe(400);
     expect(without.text).toContain('ErrorCode:ArgumentInvalid;');
     expect(hub.device(c)).toBeUndefined();
+    // A device the hub refuses: named in a bulk result while the others are created; alone, a 400.
+    const [d, e] = [newId(), newId()];
+    hub.refuseDevice(d, { code: 'ArgumentInvalid', text: 'refused' });
+    const named = await rest(
+      hub,
+      'POST',
+      '/devices',
+      [d, e].map((id) => ({ id, importMode: 'create' }))
+    );
+    expect(named).toMatchObject({
+      status: 400,
+      body: { isSuccessful: false, errors: [{ deviceId: d, errorCode: 'ArgumentInvalid', errorStatus: 'refused' }] },
+    });
+    expect([hub.device(d), hub.device(e)?.deviceId]).toEqual([undefined, e]);
+    const alone = await rest(hub, 'PUT', `/devices/${d}`, { deviceId: d });
+    expect(alone.status).toBe(400);
+    expect(alone.text).toContain('ErrorCode:ArgumentInvalid;refused');
   });
 
   test('a disabled device is refused and shows its status', async () => {

@@ -28,10 +28,10 @@ import {
 } from './mqtt';
 import { RealDevice } from './real-device';
 import { HubRegistry, identityKey, type DeviceIdentity, type ModuleIdentity, type TwinDocument } from './registry';
-import { createRestHandler, type BulkFault, type RestFault, type RestLogEntry } from './rest';
+import { createRestHandler, type BulkFault, type DeviceRefusal, type RestFault, type RestLogEntry } from './rest';
 import { DEFAULT_POLICIES, type AccessPolicy, type Permission } from './sas';
 
-export type { BulkFault, RestFault, RestLogEntry } from './rest';
+export type { BulkFault, DeviceRefusal, RestFault, RestLogEntry } from './rest';
 export type { ConnectRefusal, TwinFault, TwinLogEntry, D2cMessage } from './mqtt';
 export type { DeviceIdentity, ModuleIdentity, TwinDocument } from './registry';
 export type { HubLimitOptions, Latency, ThrottleClass } from './limits';
@@ -80,6 +80,7 @@ export class AzureIotHubDouble {
 
   private readonly restFaults: RestFault[] = [];
   private readonly bulkFaults: BulkFault[] = [];
+  private readonly refusedDevices = new Map<string, DeviceRefusal>();
   private readonly twinFaults: TwinFault[] = [];
   private readonly counter = new ConnectionCounter();
   private readonly realDevices: RealDevice[] = [];
@@ -116,6 +117,7 @@ export class AzureIotHubDouble {
       hubHost: this.hubHost,
       faults: this.restFaults,
       bulkFaults: this.bulkFaults,
+      refusedDevices: this.refusedDevices,
       log: this.restLog,
     });
     this.rest = https.createServer({ key, cert }, (req, res) => void handler(req, res));
@@ -160,6 +162,14 @@ export class AzureIotHubDouble {
     this.bulkFaults.push({ ...fault });
   }
 
+  /**
+   * The hub refuses to create `deviceId` (until `clearFaults`): a bulk `POST /devices` answers 400 with a result
+   * naming it while the call's other devices are created, as the hub does; a single create answers 400 `code`.
+   */
+  refuseDevice(deviceId: string, refusal: DeviceRefusal): void {
+    this.refusedDevices.set(deviceId, { ...refusal });
+  }
+
   /** The next `times` twin requests (PATCH by default) get `status` (0: the connection is dropped instead). */
   failTwin(fault: TwinFault): void {
     this.twinFaults.push({ ...fault });
@@ -173,6 +183,7 @@ export class AzureIotHubDouble {
   clearFaults(): void {
     this.restFaults.length = 0;
     this.bulkFaults.length = 0;
+    this.refusedDevices.clear();
     this.twinFaults.length = 0;
   }
 

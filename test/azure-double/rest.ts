@@ -37,6 +37,14 @@ export interface BulkFault {
   times: number;
 }
 
+/** Why the hub refuses to create a device (see `AzureIotHubDouble.refuseDevice`). */
+export interface DeviceRefusal {
+  /** The hub's error code, e.g. `ArgumentInvalid`. */
+  code: string;
+  /** The error text (a bulk result's `errorStatus`). */
+  text: string;
+}
+
 export interface RestLogEntry {
   method: string;
   path: string;
@@ -56,6 +64,8 @@ export interface RestContext {
   limiter: HubLimiter;
   faults: RestFault[];
   bulkFaults: BulkFault[];
+  /** Device ids the hub refuses to create, in a bulk call (named in its result) or alone (400). */
+  refusedDevices: ReadonlyMap<string, DeviceRefusal>;
   log: RestLogEntry[];
   onAuthFailure(): void;
 }
@@ -164,6 +174,8 @@ function putDevice(ctx: RestContext, id: string, body: unknown, ifMatch: string 
     if (body.status === 'enabled' || body.status === 'disabled') existing.status = body.status;
     return { status: 200, body: existing, etag: existing.etag };
   }
+  const refused = ctx.refusedDevices.get(id);
+  if (refused) throw new HttpError(400, refused.code, refused.text);
   const created = ctx.registry.create(id, body.authentication as never);
   return { status: 200, body: created, etag: created.etag };
 }
@@ -211,6 +223,9 @@ function bulk(ctx: RestContext, body: unknown): Route {
         errorCode: 'DeviceAlreadyExists',
         errorStatus: `A device with ID '${id}' is already registered.`,
       });
+    } else if (ctx.refusedDevices.has(id)) {
+      const { code, text } = ctx.refusedDevices.get(id)!;
+      errors.push({ deviceId: id, errorCode: code, errorStatus: text });
     } else {
       const device = ctx.registry.create(id, entry.authentication, isObject(entry.tags) ? entry.tags : undefined);
       if (entry.status === 'disabled') device.status = 'disabled';

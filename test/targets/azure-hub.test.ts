@@ -233,6 +233,9 @@ describe('daily message quota', () => {
     for (const o of out.slice(4)) {
       expect(o.status === 'throttled' && o.reason).toMatch(/paused until \d{4}-\d\d-\d\dT00:00:00/);
       expect(o.status === 'throttled' && o.retryAfterMs).toBeGreaterThan(0);
+      // The hub refused (its quota of 4), not the connector's own budget (400,000 by default): the pause says so.
+      expect(o).toMatchObject({ pauseCause: 'hub-quota' });
+      expect(o.status === 'throttled' && o.reason).toMatch(/403002 IotHubQuotaExceeded: the hub's own daily/);
     }
     // Until midnight nothing is sent: no connection, no registry call.
     const [rest, connections] = [hub.restLog.length, hub.acceptedCount('connection')];
@@ -252,6 +255,10 @@ describe('daily message quota', () => {
     const t = target(hub, { dailyMessageBudget: 2, maxConnections: 1 });
     const out = await t.publish(ids.map((id) => item(id, { iccid: id })));
     expect(statuses(out)).toEqual(['ok', 'ok', 'throttled']);
+    expect(out[2]).toMatchObject({ pauseCause: 'daily-budget' });
+    expect(out[2].status === 'throttled' && out[2].reason).toMatch(
+      /^the connector's daily message budget for hub localhost is spent \(dailyMessageBudget: 2 messages/
+    );
     expect(hub.billedMessagesToday()).toBe(2);
   });
 });
@@ -268,14 +275,70 @@ describe('identities', () => {
     expect(hub.restLog.slice(mark).some((e) => decodeURIComponent(e.path).includes('pump 7'))).toBe(false);
   });
 
-  test('a bulk 400 without a result falls back to one device at a time', async () => {
-    const hub = await startHub({ tier: 'S3' });
-    const ids = [newId(), newId(), newId()];
-    hub.failBulk({ resultBody: false, times: 1 });
-    const out = await target(hub).publish(ids.map((id) => item(id, { iccid: id })));
-    expect(statuses(out)).toEqual(['ok', 'ok', 'ok']);
-    expect(ids.every((id) => hub.device(id) && hub.module(id, 'kite'))).toBe(true);
-  });
+  /** The registry calls after `mark`: bulk creates with their answer, single creates by device id. */
+  const creates = (hub: AzureIotHubDouble, mark: number) =>
+    hub.restLog.slice(mark).flatMap((e) => {
+      if (e.method === 'POST' && e.path === '/devices') return [`bulk ${e.bulkSize} → ${e.status}`];
+      const single = /^\/devices\/([^/]+)$/.exec(e.path);
+      return e.method === 'PUT' && single ? [`create ${decodeURIComponent(single[1])} → ${e.status}`] : [];
+    });
+  const refusal = { code: 'ArgumentInvalid', text: 'injected: the hub will not create this device' };
+
+  test.each(['module', 'reported'])(
+    "%s mode: a bulk 400 with a result fails the devices it names, with the hub's reason; the others are created",
+    async (mode) => {
+      const hub = await startHub({ tier: 'S3' });
+      const [a, bad, c] = [newId(), newId(), newId()];
+      hub.refuseDevice(bad, refusal);
+      const mark = hub.restLog.length;
+      const out = await target(hub, { mode }).publish([a, bad, c].map((id) => item(id, { iccid: id })));
+      expect(statuses(out)).toEqual(['ok', 'permanent', 'ok']);
+      expect(out[1].status === 'permanent' && out[1].reason).toBe(
+        `the hub refused to create device ${bad} (bulk create: ArgumentInvalid: "${refusal.text}"); ` +
+          'fix the device id or the hub'
+      );
+      // One bulk call did it: the hub created the others in it, so no device is created on its own.
+      expect(creates(hub, mark)).toEqual(['bulk 3 → 400']);
+      expect(hub.device(bad)).toBeUndefined();
+      const twinOf = (id: string) => (mode === 'module' ? hub.reported(id, 'kite') : hub.reported(id));
+      for (const id of [a, c]) expect(twinOf(id)).toEqual({ iccid: id });
+    }
+  );
+
+  test.each(['module', 'reported'])(
+    '%s mode: a bulk 400 without a result falls back to one device at a time; the one the hub refuses fails alone',
+    async (mode) => {
+      const hub = await startHub({ tier: 'S3' });
+      const [a, bad, c] = [newId(), newId(), newId()];
+      hub.refuseDevice(bad, refusal);
+      hub.failBulk({ resultBody: false, times: 1 });
+      const mark = hub.restLog.length;
+      const out = await target(hub, { mode }).publish([a, bad, c].map((id) => item(id, { iccid: id })));
+      expect(statuses(out)).toEqual(['ok', 'permanent', 'ok']);
+      expect(out[1].status === 'permanent' && out[1].reason).toBe(
+        `the hub refused to create device ${bad} (device create: HTTP 400 ArgumentInvalid: "${refusal.text}"); ` +
+          'fix the device id or the hub'
+      );
+      expect(creates(hub, mark)).toEqual([
+        'bulk 3 → 400',
+        `create ${a} → 200`,
+        `create ${bad} → 400`,
+        `create ${c} → 200`,
+      ]);
+      expect(hub.device(bad)).toBeUndefined();
+      if (mode === 'reported') {
+        // Created one at a time, the connector's devices still carry its mark (so a restart does not refuse them).
+        for (const id of [a, c]) expect(hub.twin(id)!.tags).toMatchObject({ kiteConnector: expect.anything() });
+      }
+      const twinOf = (id: string) => (mode === 'module' ? hub.reported(id, 'kite') : hub.reported(id));
+      for (const id of [a, c]) expect(twinOf(id)).toEqual({ iccid: id });
+      // Nothing else was refused: the permanent failure stays the one device's.
+      expect(statuses(await target(hub, { mode }).publish([a, c].map((id) => item(id, { ip: '1' }, false))))).toEqual([
+        'ok',
+        'ok',
+      ]);
+    }
+  );
 
   test('a disabled device is a permanent failure with its reason', async () => {
     const hub = await startHub();
