@@ -4,6 +4,7 @@ import { parseDuration } from '../shared/durations';
 import { ok, type Simulator } from './api';
 import { readBody, send } from './http';
 import { breakSim, KiteFault, moveToGroup, resetSim, setSim, type BrokenKind } from './mutate';
+import type { SimulatorRateLimit } from './rate-limit';
 import type { SimulatorControl, SimulatorFaults } from './types';
 
 /** A duration for the simulator's options and control API: a number of ms, or text such as `500ms`, `5s`, `1h30m`. */
@@ -64,6 +65,8 @@ export class ControlHttp {
         return c.clearFaults();
       case 'GET faults':
         return this.sim.faults.snapshot();
+      case 'PUT rate-limit':
+        return c.setRateLimit(body as unknown as SimulatorRateLimit);
       default:
         throw new KiteFault(404, 'SVC.1006', `No control endpoint ${method} /_sim/${p.join('/')}`);
     }
@@ -96,6 +99,7 @@ export function makeControl(sim: Simulator): SimulatorControl {
     },
     setFaults: (f) => sim.faults.set(f),
     clearFaults: () => sim.faults.set({}),
+    setRateLimit: (limit) => sim.budgets.setLimit(limit),
     stats: () => ({
       requests: { ...sim.counts },
       faultsInjected: sim.faults.injected,

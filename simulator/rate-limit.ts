@@ -48,7 +48,7 @@ export class AccountBudgets {
   /** Times of the admitted requests; those before `windowStart` fell out of the last second. */
   private window: number[] = [];
   private windowStart = 0;
-  private readonly stats: RateLimitStats;
+  private readonly stats: RateLimitStats = { perSecond: 0, burst: 2, admitted: 0, limited: 0, peakPerSecond: 0 };
   /** A ring of the last LOG_MAX requests: once full, `oldest` is where the next entry goes. */
   private readonly entries: RequestLogEntry[] = [];
   private oldest = 0;
@@ -57,10 +57,20 @@ export class AccountBudgets {
     limit: SimulatorRateLimit = { perSecond: 0 },
     private readonly now: () => number = Date.now
   ) {
+    this.setLimit(limit);
+  }
+
+  /**
+   * Changes the budget from now on (e.g. a soak's first sync unlimited, then Kite's 4/s); the counts go on, and
+   * `peakPerSecond` starts again from the requests of the last second.
+   */
+  setLimit(limit: SimulatorRateLimit): void {
     const burst = limit.burst ?? 2;
     if (!(limit.perSecond >= 0)) throw new Error(`rateLimit.perSecond must be >= 0, got ${limit.perSecond}`);
     if (!(burst >= 1)) throw new Error(`rateLimit.burst must be >= 1, got ${burst}`);
-    this.stats = { perSecond: limit.perSecond, burst, admitted: 0, limited: 0, peakPerSecond: 0 };
+    const lastSecond = this.window.length - this.windowStart;
+    Object.assign(this.stats, { perSecond: limit.perSecond, burst, peakPerSecond: lastSecond });
+    this.tat.clear();
   }
 
   /** Admits one request of `account` (returns undefined) or refuses it (returns Retry-After in whole seconds, ≥ 1). */

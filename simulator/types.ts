@@ -115,6 +115,8 @@ export interface SimulatorControl {
   moveToGroup(iccs: string[], group: string | null): void;
   setFaults(faults: SimulatorFaults): void;
   clearFaults(): void;
+  /** Changes the account budget from now on (`{ perSecond: 0 }`: unlimited); see `rateLimit`. */
+  setRateLimit(limit: SimulatorRateLimit): void;
   stats(): SimulatorStats;
   /** The last API requests (at most 100,000) as the account budget judged them, oldest first. */
   requestLog(): RequestLogEntry[];

@@ -93,6 +93,21 @@ describe('Kite simulator account budget', () => {
     expect(error).toMatchObject({ code: 'POL.1005', status: 429, retryable: true, retryAfterSec: 1 });
   });
 
+  it('takes a new budget from the moment it is set: unlimited, then 1/s', async () => {
+    sim = await simulator({ groups: 1, simsPerGroup: 5 });
+    const unlimited = await Promise.all(Array.from({ length: 6 }, () => get(sim)));
+    expect(unlimited.map((a) => a.status)).toEqual(Array(6).fill(200));
+
+    sim.control.setRateLimit({ perSecond: 1, burst: 1 });
+    const limited = await Promise.all(Array.from({ length: 8 }, () => get(sim)));
+    const log = sim.control.requestLog().slice(6);
+    const seconds = (log[log.length - 1].at - log[0].at) / 1000;
+    const admitted = limited.filter((a) => a.status === 200).length;
+    expect(admitted).toBeGreaterThanOrEqual(1);
+    expect(admitted).toBeLessThanOrEqual(1 + Math.floor(seconds));
+    expect(sim.control.stats().rateLimit).toMatchObject({ perSecond: 1, burst: 1, admitted: 6 + admitted });
+  });
+
   it('delays every admitted request by the configured latency; the budget is unlimited by default', async () => {
     sim = await simulator({ groups: 1, simsPerGroup: 5, latencyMs: 300 });
     const started = Date.now();

@@ -2,7 +2,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { SimPatch, SimRecord } from '../../record';
-import { applyPatch } from '../../record';
+import { applyPatch, canonicalJson } from '../../record';
 
 export interface WebhookReceiver {
   url: string;
@@ -11,6 +11,10 @@ export interface WebhookReceiver {
   /** The state of each SIM after applying every patch received, in order. */
   state: Map<string, SimRecord>;
   total(): number;
+  /** When each POST arrived (epoch ms), in order. */
+  posts: number[];
+  /** Deliveries that left the SIM's merged state as it was (a re-sent patch the receiver already applied). */
+  noops: number;
   /** Delay before answering each POST, to stretch a publish out in time. */
   delayMs: number;
   close(): Promise<void>;
@@ -21,18 +25,24 @@ export async function startWebhookReceiver(delayMs = 0): Promise<WebhookReceiver
     deliveries: new Map<string, number>(),
     state: new Map<string, SimRecord>(),
     delayMs,
+    posts: [] as number[],
+    noops: 0,
   } as WebhookReceiver;
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
+      receiver.posts.push(Date.now());
       const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
         items: { iccid: string; patch: SimPatch }[];
       };
       setTimeout(() => {
         for (const { iccid, patch } of body.items) {
           receiver.deliveries.set(iccid, (receiver.deliveries.get(iccid) ?? 0) + 1);
-          receiver.state.set(iccid, applyPatch(receiver.state.get(iccid), patch));
+          const before = receiver.state.get(iccid);
+          const after = applyPatch(before, patch);
+          if (before && canonicalJson(before) === canonicalJson(after)) receiver.noops++;
+          receiver.state.set(iccid, after);
         }
         res.writeHead(204).end();
       }, receiver.delayMs);

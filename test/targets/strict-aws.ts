@@ -24,6 +24,7 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { isDeepStrictEqual } from 'node:util';
 
 export interface StrictAwsLimits {
   /** Bytes of `{"desired":…,"reported":…}` of the merged shadow. @default 8192 */
@@ -44,6 +45,13 @@ export interface StrictAwsPeer {
   url: string;
   /** What the front refused, by status: 413, 429, 409. */
   refused: { status: number; thing: string; why: string }[];
+  /**
+   * Shadow updates and CreateThing calls that moto accepted, when (epoch ms); `changed` says whether a shadow
+   * update changed the merged reported state (false: a patch the shadow already held, e.g. re-sent after a crash).
+   */
+  accepted: { at: number; kind: 'shadow-update' | 'create-thing'; thing: string; changed?: boolean }[];
+  /** Each thing's reported state, merged from the shadow updates moto accepted: what AWS would hold. */
+  reported: Map<string, unknown>;
   close(): Promise<void>;
 }
 
@@ -61,7 +69,7 @@ export async function startStrictAwsPeer(upstream: string, limits: StrictAwsLimi
   const recent = new Map<string, number[]>();
   /** Things registered by the front itself for a shadow update (AWS would have none in its registry). */
   const shadowOnly = new Set<string>();
-  const peer: StrictAwsPeer = { url: '', refused: [], close: async () => {} };
+  const peer: StrictAwsPeer = { url: '', refused: [], accepted: [], reported: new Map(), close: async () => {} };
 
   const forward = (req: http.IncomingMessage, method: string, path: string, body?: string): Promise<Answer> =>
     new Promise((resolve, reject) => {
@@ -114,6 +122,7 @@ export async function startStrictAwsPeer(upstream: string, limits: StrictAwsLimi
       }
       const stored = current.status === 200 ? (JSON.parse(current.body).state ?? {}) : {};
       const update = parseJson(body)?.state;
+      let reported: unknown = stored.reported;
       if (update && typeof update === 'object') {
         const merged = {
           desired: mergeState(stored.desired, update.desired),
@@ -123,8 +132,15 @@ export async function startStrictAwsPeer(upstream: string, limits: StrictAwsLimi
         if (size > maxBytes) {
           return refuse(res, 413, 'RequestEntityTooLargeException', thing, 'The payload exceeds the maximum size allowed'); // prettier-ignore
         }
+        reported = merged.reported;
       }
-      reply(res, await forward(req, 'POST', req.url!, body));
+      const answer = await forward(req, 'POST', req.url!, body);
+      if (answer.status === 200) {
+        const changed = !isDeepStrictEqual(stored.reported ?? {}, reported ?? {});
+        peer.accepted.push({ at: Date.now(), kind: 'shadow-update', thing, changed });
+        peer.reported.set(thing, reported);
+      }
+      reply(res, answer);
     } finally {
       inFlight.set(thing, (inFlight.get(thing) ?? 1) - 1);
     }
@@ -142,8 +158,13 @@ export async function startStrictAwsPeer(upstream: string, limits: StrictAwsLimi
   }
 
   async function createThing(req: http.IncomingMessage, res: http.ServerResponse, thing: string, body: string) {
+    const accepted = () => peer.accepted.push({ at: Date.now(), kind: 'create-thing', thing });
     const existing = await describe(req, thing);
-    if (existing.status !== 200) return reply(res, await register(req, thing, body));
+    if (existing.status !== 200) {
+      const answer = await register(req, thing, body);
+      if (answer.status === 200) accepted();
+      return reply(res, answer);
+    }
     const had = JSON.parse(existing.body) as { thingName: string; thingArn: string; thingId: string; attributes?: Record<string, string>; thingTypeName?: string }; // prettier-ignore
     const asked = parseJson(body) ?? {};
     const attributes = asked.attributePayload?.attributes ?? {};
@@ -151,6 +172,7 @@ export async function startStrictAwsPeer(upstream: string, limits: StrictAwsLimi
     if (shadowOnly.delete(thing)) {
       // AWS had no such thing in its registry: this is its creation. Set the attributes without moto's wipe.
       await forward(req, 'PATCH', `/things/${thing}`, JSON.stringify({ attributePayload: { attributes } }));
+      accepted();
       return reply(res, { status: 200, headers: { 'content-type': 'application/json' }, body: JSON.stringify(created) }); // prettier-ignore
     }
     const same =
@@ -162,6 +184,7 @@ export async function startStrictAwsPeer(upstream: string, limits: StrictAwsLimi
       res.writeHead(409, { 'content-type': 'application/json', 'x-amzn-errortype': 'ResourceAlreadyExistsException' });
       return void res.end(payload);
     }
+    accepted();
     reply(res, { status: 200, headers: { 'content-type': 'application/json' }, body: JSON.stringify(created) });
   }
 
