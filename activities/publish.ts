@@ -87,7 +87,7 @@ export function createPublishActivity(deps: PublishDeps) {
     inFlightBatches: deps.inFlightBatches ?? 4,
     batchMs: deps.batchMs ?? 5_000,
   };
-  return async function publishChanges({ group, target: name }: PublishInput): Promise<PublishResult> {
+  return async function publishChanges({ group, cycle, target: name }: PublishInput): Promise<PublishResult> {
     const configured = deps.targets.get(name);
     if (!configured) {
       const known = [...deps.targets.keys()].join(', ') || 'none';
@@ -96,6 +96,9 @@ export function createPublishActivity(deps: PublishDeps) {
         FailureType.UnknownTarget
       );
     }
+    // The cycle's diff is done once it publishes: nothing reads its snapshot any more (the next fetch stages its
+    // own), so it does not stay in Redis until then, a record per changed SIM and a marker per unchanged one.
+    await deps.store.dropSnapshot(group, cycle);
     const ctx = Context.current();
     const before = ctx.info.heartbeatDetails as Partial<PublishProgress> | undefined;
     const counts = {

@@ -121,18 +121,6 @@ export async function changeSims(sim: SimulatorProcess, group: string, fraction:
   return chosen.length;
 }
 
-export async function redisUsage(redis: RedisClient, prefix: string, group: string): Promise<Record<string, number>> {
-  const out: Record<string, number> = {};
-  const keys: string[] = [];
-  for await (const batch of scanKeys(redis, `${prefix}:{${group}}:*`, 1000)) keys.push(...batch);
-  for (const key of keys) {
-    const family = key.slice(`${prefix}:{${group}}:`.length).replace(/:\d+$/, '');
-    const bytes = Number(await redis.call('MEMORY', 'USAGE', key, 'SAMPLES', '0'));
-    out[family] = (out[family] ?? 0) + bytes;
-  }
-  return out;
-}
-
 export async function dropPrefix(redis: RedisClient, prefix: string): Promise<void> {
   // One key per UNLINK: a prefix spans groups, hence Cluster slots.
   for await (const keys of scanKeys(redis, `${prefix}:*`, 1000))
@@ -236,7 +224,7 @@ export async function runOurs(
         `${group}: cycle ${cycle} ${figures.cycleMs} ms, ${published} published, Kite requests ${JSON.stringify(requests)}`
       );
     }
-    result.redisBytes = await redisUsage(redis, prefix, group);
+    result.redisBytes = await new StateStore(redis, { prefix }).memoryByFamily(group);
     result.peakRssMb = worker.peakRssMb() ?? NaN;
   } finally {
     await handle.terminate('benchmark done').catch(() => undefined);

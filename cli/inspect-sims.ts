@@ -123,6 +123,9 @@ export async function showSim(ctx: CommandContext, env: Env, group: string, icci
       out(`record (snapshot of cycle ${state.snapshot.cycle}${unchanged}):`);
       for (const [key, value] of Object.entries(JSON.parse(state.snapshot.record) as Record<string, unknown>))
         out(`  ${key}: ${JSON.stringify(value)}`);
+    } else if (Object.values(state.targets).some((t) => t.published)) {
+      // A cycle's snapshot is dropped once diffed: the record is what the targets hold, with what is pending.
+      out('record: as its targets hold it, below (no cycle is being fetched or diffed now)');
     } else out('record: not in the current snapshot (the SIM left the group, or a fetch is under way)');
     for (const t of targets) {
       const s = state.targets[t];

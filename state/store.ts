@@ -3,7 +3,8 @@
  * `cc:{<group>}:…`, so one group's keys share a Redis Cluster slot: each Lua script, multi-key DEL/UNLINK and
  * pipeline below touches the keys of one group only, and must stay so (test/state/store.test.ts runs on a Cluster).
  *
- *   snap:<cycle>      HASH iccid → canonical record JSON          the cycle's staged snapshot (TTL)
+ *   snap:<cycle>      HASH iccid → canonical record JSON          the cycle's staged snapshot (TTL), from its fetch
+ *                          or KEPT                                 until its publish begins (dropSnapshot)
  *   invalid:<cycle>   HASH icc or #index → reason                 SIMs of the group that could not be mapped (TTL)
  *   conn              HASH iccid → {h: hints, p: presence,       connectivity hints and presence last fetched,
  *                                   i: identity}                   and what identifies the SIM besides its ICC
@@ -400,6 +401,14 @@ export class StateStore {
     return json ? (JSON.parse(json) as string[]) : undefined;
   }
 
+  /**
+   * Drops a cycle's snapshot once its diff is done (its publish begins): the next cycle's fetch stages its own.
+   * Its invalid SIMs stay until that fetch (or their TTL): `kite-cc sim` shows why a SIM was rejected.
+   */
+  async dropSnapshot(group: string, cycle: number): Promise<void> {
+    await this.redis.del(this.keys(group).snapshot(cycle));
+  }
+
   /** Drops a cycle's staging; a cycle's fetch starts from nothing. */
   async dropStaging(group: string, cycle: number): Promise<void> {
     const keys = this.keys(group);
@@ -705,6 +714,24 @@ export class StateStore {
       }
     }
     return { snapshotCycles: [...cycles].sort((a, b) => b - a), targets: [...targets].sort() };
+  }
+
+  /**
+   * Redis memory of the group's keys by family, in bytes (`MEMORY USAGE … SAMPLES 0`): `snap`, `pub:<target>`,
+   * `conn`, `audit`, …, a cycle's keys under their family without the cycle. For the bench and tests; SCANs the
+   * group's keys, one round trip per key.
+   */
+  async memoryByFamily(group: string): Promise<Record<string, number>> {
+    const { base } = this.keys(group);
+    const out: Record<string, number> = {};
+    for await (const keys of scanKeys(this.redis, `${base}*`)) {
+      for (const key of keys) {
+        const family = key.slice(base.length).replace(/:-?\d+$/, '');
+        const bytes = Number(await this.redis.call('MEMORY', 'USAGE', key, 'SAMPLES', '0'));
+        out[family] = (out[family] ?? 0) + bytes;
+      }
+    }
+    return out;
   }
 
   /** Everything the store holds about one SIM: its record in each snapshot cycle given, and per target its state. */

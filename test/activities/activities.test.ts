@@ -214,7 +214,7 @@ describe('preview', () => {
     expect(await store.hasPending(group, 'cloud')).toBe(false);
     expect(await store.hasPending(group, 'backup')).toBe(false);
     expect(await store.knownCount(group)).toBe(12);
-    expect(await store.snapshotCount(group, 1)).toBe(12);
+    expect(await store.snapshotCount(group, 1)).toBe(0); // dropped by the cycle's publish
     expect(await store.snapshotCount(group, -1)).toBe(0);
     expect(await store.simState(group, iccs[0], [1], ['cloud', 'backup'])).toEqual(before);
     // The cycle that follows publishes exactly what the preview counted.

@@ -32,10 +32,23 @@ function setup(names = ['cloud', 'other']) {
 const run = <A extends unknown[], R>(fn: (...args: A) => Promise<R>, ...args: A): Promise<R> =>
   new MockActivityEnvironment().run(fn, ...args) as Promise<R>;
 
-async function cycle(acts: SyncActivities, group: string, n: number, targets: string[], policy = {}) {
+/**
+ * One cycle; `beforePublish` looks at its snapshot, which the publish drops (a finished cycle keeps none: the
+ * snapshot is gone afterwards).
+ */
+async function cycle(
+  acts: SyncActivities,
+  group: string,
+  n: number,
+  targets: string[],
+  policy = {},
+  beforePublish?: () => Promise<void>
+) {
   const fetched = await run(acts.fetchSnapshot, { group, cycle: n });
   const diffed = await run(acts.diffSnapshot, { group, cycle: n, targets, policy });
+  await beforePublish?.();
   const published = await Promise.all(targets.map((target) => run(acts.publishChanges, { group, cycle: n, target })));
+  expect(await store.snapshotCount(group, n)).toBe(0);
   return { fetched, diffed, published };
 }
 
@@ -58,20 +71,26 @@ test('unchanged settled SIMs are kept, not staged; a change, a join and a leave 
   // Cycle 2 finds every target holding every record: the SIMs become settled.
   const second = await cycle(acts, group, 2, ['cloud', 'other']);
   expect(second.diffed.targets.cloud.changed).toBe(0);
-  const third = await cycle(acts, group, 3, ['cloud', 'other']);
+  let kept = 0;
+  let shown: Awaited<ReturnType<typeof store.simState>> | undefined;
+  const third = await cycle(acts, group, 3, ['cloud', 'other'], {}, async () => {
+    kept = await keptOf(group, 3, iccs);
+    shown = await store.simState(group, iccs[0], [3, 2], ['cloud', 'other']);
+  });
   expect(third.fetched).toMatchObject({ inGroup: 30, presenceFetched: 0 });
-  expect(await keptOf(group, 3, iccs)).toBe(30);
-  // kite-cc sim still shows a kept SIM's record: the one every target holds.
-  const shown = await store.simState(group, iccs[0], [3, 2], ['cloud', 'other']);
-  expect(shown.snapshot).toMatchObject({ cycle: 3, unchanged: true });
-  expect(JSON.parse(shown.snapshot!.record)).toEqual(stateOf(targets[0], iccs[0]));
+  expect(kept).toBe(30);
+  // kite-cc sim still shows a kept SIM's record while its cycle runs: the one every target holds.
+  expect(shown!.snapshot).toMatchObject({ cycle: 3, unchanged: true });
+  expect(JSON.parse(shown!.snapshot!.record)).toEqual(stateOf(targets[0], iccs[0]));
 
   kite.update(iccs[4], { alias: 'renamed' });
   kite.update(iccs[5], { supervisionGroup: 'elsewhere' });
   const [joined] = kite.addSims(group, 1, 500);
-  const fourth = await cycle(acts, group, 4, ['cloud', 'other']);
+  const fourth = await cycle(acts, group, 4, ['cloud', 'other'], {}, async () => {
+    kept = await keptOf(group, 4, iccs);
+  });
   expect(fourth.fetched.inGroup).toBe(30);
-  expect(await keptOf(group, 4, iccs)).toBe(28); // all but the renamed SIM and the leaver
+  expect(kept).toBe(28); // all but the renamed SIM and the leaver
   expect(fourth.diffed.left).toBe(1);
   for (const target of targets) {
     expect(stateOf(target, iccs[4])).toMatchObject({ alias: 'renamed' });
@@ -92,10 +111,12 @@ test('a held counter change goes out once allowed although the SIM no longer cha
   expect(held.diffed.targets.cloud.held).toBe(1);
   // Kite no longer changes; the hold expires.
   await new Promise((r) => setTimeout(r, 1_600));
-  await cycle(acts, group, 4, ['cloud'], policy);
+  let cycle4: string | null = null;
+  await cycle(acts, group, 4, ['cloud'], policy, async () => {
+    [cycle4] = await store.snapshotRecords(group, 4, [iccs[0]]);
+  });
   expect(stateOf(targets[0], iccs[0])).toMatchObject({ dailyData: expect.any(Number) });
   const [published] = await store.publishedRecords(group, 'cloud', [iccs[0]]);
-  const [cycle4] = await store.snapshotRecords(group, 4, [iccs[0]]);
   expect(cycle4).not.toBe(KEPT);
   expect(published).toBe(cycle4);
 });
@@ -122,8 +143,11 @@ test('a target added to the group gets every record, settled SIMs included, in i
   const iccs = kite.addSims(group, 12);
   await cycle(acts, group, 1, ['cloud']);
   await cycle(acts, group, 2, ['cloud']);
-  await cycle(acts, group, 3, ['cloud']);
-  expect(await keptOf(group, 3, iccs)).toBe(12);
+  let kept = 0;
+  await cycle(acts, group, 3, ['cloud'], {}, async () => {
+    kept = await keptOf(group, 3, iccs);
+  });
+  expect(kept).toBe(12);
   const added = await cycle(acts, group, 4, ['cloud', 'other']);
   expect(added.diffed.targets.other.changed).toBe(12);
   expect(added.diffed.targets.cloud.changed).toBe(0);

@@ -208,3 +208,20 @@ test("the audit trail's key codes are persisted: the record's keys, in the recor
   expect(KEY_CODES.slice(0, RECORD_KEYS.length)).toEqual([...RECORD_KEYS]);
   expect(KEY_CODES.length).toBeLessThanOrEqual(36); // one base-36 character each
 });
+
+test("a cycle's snapshot is dropped once diffed; memory per key family names each family once", async () => {
+  const group = uniqueName('families');
+  await store.stagePage(group, 3, {
+    records: [['1', '{"iccid":"1"}']],
+    connectivity: [['1', '{"h":"x"}']],
+    invalid: [['2', 'bad-icc']],
+  });
+  await store.writePending(group, 'hook', [['1', '{"iccid":"1"}']], []);
+  await store.commitPublished(group, 'hook', [{ iccid: '1', patch: '{"iccid":"1"}', merged: '{"iccid":"1"}' }]);
+  const families = await store.memoryByFamily(group);
+  expect(Object.keys(families).sort()).toEqual(['audit', 'conn', 'invalid', 'pub:hook', 'snap']);
+  for (const bytes of Object.values(families)) expect(bytes).toBeGreaterThan(0);
+  await store.dropSnapshot(group, 3);
+  expect(await store.snapshotCount(group, 3)).toBe(0);
+  expect(Object.keys(await store.memoryByFamily(group)).sort()).toEqual(['audit', 'conn', 'invalid', 'pub:hook']);
+});

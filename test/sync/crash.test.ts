@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { Client, Connection } from '@temporalio/client';
 import type Redis from 'ioredis';
 import { startKiteSimulator, type KiteSimulator } from '../../simulator';
+import { StateStore } from '../../state/store';
 import { statusQuery, workflowIdForGroup, type GroupConfig } from '../../workflows/definitions';
 import { groupSyncWorkflow } from '../../workflows';
 import { groupVisibility } from '../../workflows/search-attributes';
@@ -103,10 +104,10 @@ test('SIGKILL mid-publish: the cycle completes, nothing is lost, duplicates stay
   console.log(`crash test: ${deliveredBeforeCrash} SIMs delivered before SIGKILL, ${duplicates} delivered twice`);
   expect(duplicates).toBeLessThanOrEqual(BATCH * IN_FLIGHT);
 
-  const published = await redis.hgetall(`${prefix}:{${group}}:pub:hook`);
-  expect(Object.keys(published)).toHaveLength(SIMS);
-  for (const icc of iccs) expect(JSON.parse(published[icc])).toEqual(receiver.state.get(icc));
-  expect(await redis.hlen(`${prefix}:{${group}}:pending:hook`)).toBe(0);
+  const store = new StateStore(redis, { prefix });
+  const published = await store.publishedRecords(group, 'hook', iccs);
+  iccs.forEach((icc, i) => expect(JSON.parse(published[i]!)).toEqual(receiver.state.get(icc)));
+  expect(await store.pendingCount(group, 'hook')).toBe(0);
 
   // Secrets stay out of the workflow history and the worker's logs: the webhook key, Kite's client key.
   const history = JSON.stringify(await handle.fetchHistory());

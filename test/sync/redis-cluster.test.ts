@@ -7,6 +7,7 @@ import { Client, Connection } from '@temporalio/client';
 import type { Cluster } from 'ioredis';
 import { startKiteSimulator, type KiteSimulator } from '../../simulator';
 import { scanKeys } from '../../state/redis';
+import { StateStore } from '../../state/store';
 import { statusQuery, syncNowSignal, workflowIdForGroup, type GroupConfig } from '../../workflows/definitions';
 import { groupSyncWorkflow } from '../../workflows';
 import { KITE_GROUP } from '../../workflows/search-attributes';
@@ -120,10 +121,12 @@ test('a worker on a Redis Cluster publishes every SIM of two groups once, then o
 
   // What the webhook holds is what the store on the Cluster says it holds.
   for (const group of groups) {
-    const published = await cluster.hgetall(`${prefix}:{${group}}:pub:hook`);
-    expect(Object.keys(published)).toHaveLength(SIMS);
-    for (const [icc, record] of Object.entries(published)) expect(receiver.state.get(icc)).toEqual(JSON.parse(record));
-    expect(await cluster.hlen(`${prefix}:{${group}}:pending:hook`)).toBe(0);
+    const store = new StateStore(cluster, { prefix });
+    const iccs = sim.control.iccs(group);
+    expect(iccs).toHaveLength(SIMS);
+    const published = await store.publishedRecords(group, 'hook', iccs);
+    iccs.forEach((icc, i) => expect(receiver.state.get(icc)).toEqual(JSON.parse(published[i]!)));
+    expect(await store.pendingCount(group, 'hook')).toBe(0);
   }
   await Promise.all(handles.map((h) => h.terminate()));
 }, 400_000);
