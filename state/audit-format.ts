@@ -2,7 +2,10 @@
  * The audit trail's stored form (persisted data: `audit` in state/store.ts). One line per entry, newest first, each
  * line a JSON array `["<at, base 36>","<kind>","<target>",<what>]`:
  *
- *   kind `F`: the whole record was published (the target did not hold the SIM); `what` is the record
+ *   kind `R`: the whole record was published (the target did not hold the SIM); `what` is the record in the form
+ *             `pub:<target>` stores it (state/record-format.ts: values by position)
+ *   kind `F`: the same, written before kind `R` or for a full publish whose patch is not the record the target
+ *             now holds (it cleared keys); `what` is the record with short keys, as for `P`
  *   kind `P`: a patch was published; `what` is the patch
  *   kind `X`: the target refused the SIM for good; `what` is the reason (a JSON string)
  *
@@ -13,32 +16,9 @@
  *
  * Lines written before this format (`{"at":<ms>,"target":…,"published"|"failed":…,"full"?:…}`) are still read.
  */
+import { KEY_CODES, unpackRecord } from './record-format';
 
-/**
- * Persisted: the code of a key is its index here, in base 36. Append only; never reorder or remove (stored trails
- * would read back with other keys). The first 19 are the published record's keys (record/record.ts).
- */
-export const KEY_CODES: readonly string[] = [
-  'iccid',
-  'alias',
-  'imei',
-  'commsModModel',
-  'commsModManufacturer',
-  'lifeCycleStatus',
-  'activationDate',
-  'country',
-  'operator',
-  'apn',
-  'ip',
-  'presenceLevel',
-  'event',
-  'timestamp',
-  'Latitude',
-  'Longitude',
-  'dailyVoice',
-  'dailySMS',
-  'dailyData',
-];
+export { KEY_CODES } from './record-format';
 
 const CODE_OF = new Map(KEY_CODES.map((key, i) => [key, i.toString(36)]));
 
@@ -56,7 +36,7 @@ export interface AuditEntry {
 }
 
 /** Kinds of entry, as stored. */
-export const AuditKind = { full: 'F', patch: 'P', failed: 'X' } as const;
+export const AuditKind = { full: 'F', record: 'R', patch: 'P', failed: 'X' } as const;
 
 /** The stored form of a published patch (canonical JSON in, the same values with short keys out). */
 export function compactPatch(patchJson: string): string {
@@ -88,8 +68,11 @@ export function failureLine(at: number, target: string, reason: string): string 
   return `${entryHead(at, AuditKind.failed, target)}${JSON.stringify(reason)}]`;
 }
 
-/** One stored line back as an entry; undefined for a line that is neither format (skipped, not fatal). */
-export function parseAuditLine(line: string): AuditEntry | undefined {
+/**
+ * One stored line of the SIM `iccid` back as an entry; undefined for a line that is neither format (skipped, not
+ * fatal).
+ */
+export function parseAuditLine(line: string, iccid: string): AuditEntry | undefined {
   let value: unknown;
   try {
     value = JSON.parse(line);
@@ -100,7 +83,10 @@ export function parseAuditLine(line: string): AuditEntry | undefined {
   const [at, kind, target, what] = value as [string, string, string, unknown];
   const entry: AuditEntry = { at: parseInt(at, 36), target };
   if (kind === AuditKind.failed) entry.failed = String(what);
-  else {
+  else if (kind === AuditKind.record) {
+    entry.published = JSON.parse(unpackRecord(iccid, JSON.stringify(what))) as Record<string, unknown>;
+    entry.full = true;
+  } else {
     entry.published = expandPatch(what as Record<string, unknown>);
     if (kind === AuditKind.full) entry.full = true;
   }

@@ -10,7 +10,10 @@
  *                                   i: identity}                   and what identifies the SIM besides its ICC
  *   ids               HASH identity → iccid                       the last known ICC of each identity in conn: a
  *                                                                  SIM whose ICC Kite sends unusable keeps its place
- *   pub:<target>      HASH iccid → canonical record JSON          what the target holds (last acknowledged)
+ *   pub:<target>      HASH iccid → record, packed                 what the target holds (last acknowledged): the
+ *                                                                  values by position (state/record-format.ts); a
+ *                                                                  value starting with `{` is canonical JSON (the
+ *                                                                  form before, still read)
  *   pending:<target>  HASH iccid → canonical patch JSON           changes not yet acknowledged
  *   fail:<target>     HASH iccid → {reason, patch, at}            permanent failures, retried when the patch changes
  *   settled           HASH iccid → '1'                           SIMs every target holds exactly as staged, nothing
@@ -35,6 +38,7 @@ import { FailureType } from '../shared/failures';
 import { groupNameError } from '../shared/group-name';
 import { scanKeys, type RedisClient } from './redis';
 import { InventorySweeps } from './sweeps';
+import { packRecord, unpackRecordOrNull } from './record-format';
 import {
   AUDIT_AT_LUA,
   AuditKind,
@@ -165,20 +169,25 @@ end`;
 /**
  * Atomically, per SIM: if pending still holds the patch we sent, record the merged state, drop the pending, the
  * failure and the in-flight mark (the target's state is certain again), and add the publish to the audit trail.
- * KEYS: pub, pending, fail, sent, audit. ARGV: max entries, cutoff, the entry heads of a full publish and of a
- * patch, then (iccid, patch, merged, patch as the trail stores it) per SIM.
+ * KEYS: pub, pending, fail, sent, audit. ARGV: max entries, cutoff, the entry heads of a full publish, of a full
+ * publish stored as the record, and of a patch, then per SIM: iccid, patch, merged (as pub stores it), the patch as
+ * the trail stores it, and '1' when the patch is the merged record (a full publish then stores the record).
  */
 const COMMIT_SCRIPT = `${AUDIT_LUA}
-local max, cutoff, fullHead, patchHead = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local max, cutoff, fullHead, recordHead, patchHead = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
 local n = 0
-for i = 5, #ARGV, 4 do
+for i = 6, #ARGV, 5 do
   if redis.call('HGET', KEYS[2], ARGV[i]) == ARGV[i + 1] then
     local full = redis.call('HEXISTS', KEYS[1], ARGV[i]) == 0
     redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 2])
     redis.call('HDEL', KEYS[2], ARGV[i])
     redis.call('HDEL', KEYS[3], ARGV[i])
     redis.call('HDEL', KEYS[4], ARGV[i])
-    audit(KEYS[5], ARGV[i], (full and fullHead or patchHead) .. ARGV[i + 3] .. ']', max, cutoff)
+    local entry
+    if full and ARGV[i + 4] == '1' then entry = recordHead .. ARGV[i + 2]
+    elseif full then entry = fullHead .. ARGV[i + 3]
+    else entry = patchHead .. ARGV[i + 3] end
+    audit(KEYS[5], ARGV[i], entry .. ']', max, cutoff)
     n = n + 1
   end
 end
@@ -450,7 +459,7 @@ export class StateStore {
       ])
     );
     return targets.map((_, t) => ({
-      published: replies[4 * t],
+      published: replies[4 * t].map((stored, i) => unpackRecordOrNull(iccids[i], stored)),
       failures: replies[4 * t + 1].map(parseFailure),
       uncertain: replies[4 * t + 2],
       countersSentAt: replies[4 * t + 3].map((at) => (at === null ? undefined : Number(at))),
@@ -597,7 +606,8 @@ export class StateStore {
 
   /** The records the target holds (canonical JSON), null for SIMs it does not hold. */
   async publishedRecords(group: string, target: string, iccids: string[]): Promise<(string | null)[]> {
-    return this.hmget(this.keys(group).published(target), iccids);
+    const stored = await this.hmget(this.keys(group).published(target), iccids);
+    return stored.map((value, i) => unpackRecordOrNull(iccids[i], value));
   }
 
   /** The SIMs' recorded permanent failures at the target, undefined for SIMs without one. */
@@ -623,7 +633,11 @@ export class StateStore {
     if (!items.length) return 0;
     const keys = this.keys(group);
     const trail = this.auditEntries > 0;
-    const args = items.flatMap((i) => [i.iccid, i.patch, i.merged, trail ? compactPatch(i.patch) : '']);
+    const args = items.flatMap((i) => {
+      const whole = i.patch === i.merged;
+      // A full publish of the whole record goes to the trail as pub stores it; anything else with short keys.
+      return [i.iccid, i.patch, packRecord(i.iccid, i.merged), trail ? compactPatch(i.patch) : '', whole ? '1' : ''];
+    });
     const now = Date.now();
     return this.redis.ccCommitAudited(
       keys.published(target),
@@ -634,6 +648,7 @@ export class StateStore {
       String(this.auditEntries),
       String(now - this.auditMaxAgeMs),
       entryHead(now, AuditKind.full, target),
+      entryHead(now, AuditKind.record, target),
       entryHead(now, AuditKind.patch, target),
       ...args
     );
@@ -665,7 +680,7 @@ export class StateStore {
     const cutoff = Date.now() - this.auditMaxAgeMs;
     return (lines ?? '')
       .split('\n')
-      .map(parseAuditLine)
+      .map((line) => parseAuditLine(line, iccid))
       .filter((entry): entry is AuditEntry => entry !== undefined && entry.at >= cutoff)
       .slice(0, this.auditEntries);
   }
@@ -749,6 +764,10 @@ export class StateStore {
     const replies = ((await pipeline.exec()) ?? []).map(([err, value]) => {
       if (err) throw err;
       return value as string | null;
+    });
+    targets.forEach((_, i) => {
+      const at = 2 * cycles.length + 4 * i;
+      replies[at] = unpackRecordOrNull(iccid, replies[at]);
     });
     const snapshotIndex = cycles.findIndex((_, i) => replies[i] !== null);
     const rejectedIndex = cycles.findIndex((_, i) => replies[cycles.length + i] !== null);

@@ -32,7 +32,8 @@ test('the key layout is the persisted one: cc:{group}:snap|invalid|conn|pub|pend
   );
   expect(await redis.hget(`${base}snap:7`, '8934')).toBe('{"iccid":"8934"}');
   expect(await redis.ttl(`${base}snap:7`)).toBeGreaterThan(0);
-  expect(await redis.hget(`${base}pub:hook`, '8934')).toBe('{"alias":"a"}');
+  expect(await redis.hget(`${base}pub:hook`, '8934')).toBe('[null,"a"]'); // by position: state/record-format.ts
+  expect(await store.publishedRecords(group, 'hook', ['8934'])).toEqual(['{"alias":"a"}']);
   expect(JSON.parse((await redis.hget(`${base}fail:hook`, '8935'))!)).toEqual({
     reason: 'refused',
     patch: '{"alias":"b"}',
@@ -207,6 +208,95 @@ test('audit lines written before the compact form are still read, kept and aged'
 test("the audit trail's key codes are persisted: the record's keys, in the record's order, then only appended", () => {
   expect(KEY_CODES.slice(0, RECORD_KEYS.length)).toEqual([...RECORD_KEYS]);
   expect(KEY_CODES.length).toBeLessThanOrEqual(36); // one base-36 character each
+});
+
+/** A full record as the mapping makes it, in contract order. */
+const FULL_RECORD = {
+  iccid: '8934071100000000001',
+  alias: 'meter "7"\nfloor 2 ✓',
+  imei: '356938035643809',
+  commsModModel: 'BG96',
+  commsModManufacturer: 'Quectel',
+  lifeCycleStatus: 'ACTIVE',
+  activationDate: '2025-01-02T03:04:05.000Z',
+  country: 'ES',
+  operator: 'Movistar',
+  apn: 'm2m.movistar.es',
+  ip: '10.1.2.3',
+  presenceLevel: 'IP_SESSION',
+  event: 'PDP_CONTEXT_ACTIVATED',
+  timestamp: '2026-11-30T12:00:00.000Z',
+  Latitude: 40.4168,
+  Longitude: -3.7038,
+  dailyVoice: 0,
+  dailySMS: 2,
+  dailyData: 1234.5,
+};
+
+test('what a target holds is stored by position, without key names or the ICC twice, and reads back exactly', async () => {
+  const group = uniqueName('packed');
+  const base = `${prefix}:{${group}}:`;
+  const icc = FULL_RECORD.iccid;
+  const json = JSON.stringify(FULL_RECORD);
+  const { Latitude: _, Longitude: __, ...noLocation } = FULL_RECORD;
+  const sparse = JSON.stringify({ ...noLocation, iccid: '8934071100000000002' });
+  await store.writePending(group, 'mqtt', [[icc, json], ['8934071100000000002', sparse]], []);
+  await store.commitPublished(group, 'mqtt', [
+    { iccid: icc, patch: json, merged: json },
+    { iccid: '8934071100000000002', patch: sparse, merged: sparse },
+  ]);
+  const stored = (await redis.hget(`${base}pub:mqtt`, icc))!;
+  expect(stored.startsWith('[0,"meter')).toBe(true);
+  expect(stored.length).toBeLessThan(0.6 * json.length);
+  expect(await redis.hget(`${base}pub:mqtt`, '8934071100000000002')).toContain('"2026-11-30T12:00:00.000Z",null,null,0,2,1234.5]');
+  // Every read gives the canonical JSON back, byte for byte: the diff compares records as strings.
+  expect(await store.publishedRecords(group, 'mqtt', [icc, '8934071100000000002', '3'])).toEqual([json, sparse, null]);
+  const [lookup] = await store.lookups(group, ['mqtt'], [icc]);
+  expect(lookup.published).toEqual([json]);
+  expect((await store.simState(group, icc, [], ['mqtt'])).targets.mqtt.published).toBe(json);
+  // The first publish goes to the audit trail as pub stores it, and reads back as the record.
+  expect((await redis.hget(`${base}audit`, icc))!).toContain(`,"R","mqtt",${stored}]`);
+  expect(await store.auditTrail(group, icc)).toEqual([
+    { at: expect.any(Number), target: 'mqtt', published: FULL_RECORD, full: true },
+  ]);
+});
+
+test('records the positional form cannot hold exactly are stored as canonical JSON, the form before, and read back', async () => {
+  const group = uniqueName('unpacked');
+  const base = `${prefix}:{${group}}:`;
+  const odd = [
+    '{"iccid":"1","extra":1}', // a key outside the table
+    '{"alias":"a","iccid":"1"}', // out of contract order
+    '{"iccid":"1","alias":{"nested":true}}', // a nested value
+    '{"iccid":"1","alias":"\u00e9"}', // JSON that does not read back byte for byte
+    '{}',
+  ];
+  for (const [i, json] of odd.entries()) {
+    await store.writePending(group, 'hook', [[String(i), json]], []);
+    await store.commitPublished(group, 'hook', [{ iccid: String(i), patch: json, merged: json }]);
+  }
+  const ids = odd.map((_, i) => String(i));
+  expect(await store.publishedRecords(group, 'hook', ids)).toEqual(odd);
+  expect(await redis.hmget(`${base}pub:hook`, ...ids)).toEqual([...odd.slice(0, 4), '[]']);
+});
+
+test('a deployment with records of the old form keeps working: read as they are, rewritten by the next publish', async () => {
+  const group = uniqueName('old-pub');
+  const base = `${prefix}:{${group}}:`;
+  const json = JSON.stringify(FULL_RECORD);
+  const icc = FULL_RECORD.iccid;
+  await redis.hset(`${base}pub:mqtt`, icc, json); // as every worker before the positional form wrote it
+  expect(await store.publishedRecords(group, 'mqtt', [icc])).toEqual([json]);
+  expect((await store.lookups(group, ['mqtt'], [icc]))[0].published).toEqual([json]);
+  const changed = JSON.stringify({ ...FULL_RECORD, alias: 'renamed' });
+  await store.writePending(group, 'mqtt', [[icc, '{"alias":"renamed"}']], []);
+  await store.commitPublished(group, 'mqtt', [{ iccid: icc, patch: '{"alias":"renamed"}', merged: changed }]);
+  expect((await redis.hget(`${base}pub:mqtt`, icc))!.startsWith('[0,"renamed"')).toBe(true);
+  expect(await store.publishedRecords(group, 'mqtt', [icc])).toEqual([changed]);
+  // A patch publish stays a patch in the trail, with short keys.
+  expect(await store.auditTrail(group, icc)).toEqual([
+    { at: expect.any(Number), target: 'mqtt', published: { alias: 'renamed' } },
+  ]);
 });
 
 test("a cycle's snapshot is dropped once diffed; memory per key family names each family once", async () => {
