@@ -7,7 +7,9 @@
  *                          or KEPT                                 until its publish begins (dropSnapshot)
  *   invalid:<cycle>   HASH icc or #index → reason                 SIMs of the group that could not be mapped (TTL)
  *   conn              HASH iccid → {h: hints, p: presence,       connectivity hints and presence last fetched,
- *                                   i: identity}                   and what identifies the SIM besides its ICC
+ *                                   i: identity} [+ RS gen]        and what identifies the SIM besides its ICC; a
+ *                                                                  SIM settled (see `settled`) has the character
+ *                                                                  RS (0x1e) and meta's settledGen appended
  *   ids               HASH identity → iccid                       the last known ICC of each identity in conn: a
  *                                                                  SIM whose ICC Kite sends unusable keeps its place
  *   pub:<target>      HASH iccid → record, packed                 what the target holds (last acknowledged): the
@@ -16,10 +18,13 @@
  *                                                                  form before, still read)
  *   pending:<target>  HASH iccid → canonical patch JSON           changes not yet acknowledged
  *   fail:<target>     HASH iccid → {reason, patch, at}            permanent failures, retried when the patch changes
- *   settled           HASH iccid → '1'                           SIMs every target holds exactly as staged, nothing
- *                                                                  held or in flight: the fetch skips them while
- *                                                                  their Kite entry (conn's r) is unchanged
+ *   settled           HASH iccid → '1'                           the form before the mark in conn: SIMs every target
+ *                                                                  holds exactly as staged, nothing held or in
+ *                                                                  flight (the fetch skips them while their Kite
+ *                                                                  entry, conn's r, is unchanged). Still read, never
+ *                                                                  written; the next diff moves it into conn marks
  *   meta              HASH listed → SIMs in the last complete inventory listing (the paging ceiling),
+ *                          settledGen → the generation of conn's settled marks (a resync of all SIMs bumps it),
  *                          fetchStart → {cycle, at, prev}: when the fetch of the last cycle (and the one before) began,
  *                          events → 1 once a diff with events on completed (later SIMs are joining the group)
  *   sent:<target>     HASH iccid → canonical patch JSON           handed to the target, not yet acknowledged: what
@@ -252,6 +257,53 @@ for i = 1, #ARGV, 2 do
 end
 return n`;
 
+/**
+ * Lua: a SIM is settled when its conn value ends with the mark of the current generation (RS, then meta's
+ * settledGen), or, for state written before the marks, when the old `settled` hash holds it.
+ */
+const SETTLED_LUA = `
+local RS = '\\30'
+local function settled_mark(meta)
+  return RS .. (redis.call('HGET', meta, 'settledGen') or '0')
+end
+local function unmarked(value)
+  local at = string.find(value, RS, 1, true)
+  if at then return string.sub(value, 1, at - 1) end
+  return value
+end`;
+
+/** Per SIM (ARGV), 1 when settled, else 0. KEYS: conn, settled (old form), meta. */
+const SETTLED_SCRIPT = `${SETTLED_LUA}
+local mark = settled_mark(KEYS[3])
+local old = redis.call('EXISTS', KEYS[2]) == 1
+local out = {}
+for i = 1, #ARGV do
+  local value = redis.call('HGET', KEYS[1], ARGV[i])
+  local settled = value ~= nil and value ~= false and #value > #mark and string.sub(value, -#mark) == mark
+  if not settled and old then settled = redis.call('HEXISTS', KEYS[2], ARGV[i]) == 1 end
+  out[i] = settled and 1 or 0
+end
+return out`;
+
+/**
+ * Marks the first N SIMs of ARGV settled and the rest unsettled, in conn, and drops them from the old form's hash.
+ * A SIM without conn stays unsettled (it goes the whole way next cycle). KEYS: conn, settled (old form), meta.
+ * ARGV: N, then the SIMs.
+ */
+const MARK_SETTLED_SCRIPT = `${SETTLED_LUA}
+local mark = settled_mark(KEYS[3])
+local n = tonumber(ARGV[1])
+for i = 2, #ARGV do
+  local value = redis.call('HGET', KEYS[1], ARGV[i])
+  if value then
+    local plain = unmarked(value)
+    local next = i <= n + 1 and plain .. mark or plain
+    if next ~= value then redis.call('HSET', KEYS[1], ARGV[i], next) end
+  end
+end
+if #ARGV > 1 then redis.call('HDEL', KEYS[2], unpack(ARGV, 2)) end
+return 1`;
+
 /** The fields (ARGV) present in neither hash: existence checks only, no values cross the wire. */
 const ABSENT_SCRIPT = `
 local out = {}
@@ -263,6 +315,8 @@ end
 return out`;
 
 type ScriptedRedis = RedisClient & {
+  ccSettled(conn: string, oldSettled: string, meta: string, ...iccids: string[]): Promise<number[]>;
+  ccMarkSettled(conn: string, oldSettled: string, meta: string, settledCount: string, ...iccids: string[]): Promise<number>;
   ccAbsent(a: string, b: string, ...fields: string[]): Promise<string[]>;
   ccCommitAudited(
     pub: string,
@@ -302,6 +356,8 @@ export class StateStore {
       redis.defineCommand('ccCommitAudited', { numberOfKeys: 5, lua: COMMIT_SCRIPT });
       redis.defineCommand('ccFailAudited', { numberOfKeys: 4, lua: FAIL_SCRIPT });
       redis.defineCommand('ccAbsent', { numberOfKeys: 2, lua: ABSENT_SCRIPT });
+      redis.defineCommand('ccSettled', { numberOfKeys: 3, lua: SETTLED_SCRIPT });
+      redis.defineCommand('ccMarkSettled', { numberOfKeys: 3, lua: MARK_SETTLED_SCRIPT });
       redis.defineCommand('ccQueueEvents', { lua: QUEUE_EVENTS_SCRIPT }); // KEYS: 1 + one per target
       redis.defineCommand('ccCommitEvents', { numberOfKeys: 1, lua: COMMIT_EVENTS_SCRIPT });
     }
@@ -311,7 +367,7 @@ export class StateStore {
 
   /** The connectivity JSON last fetched for each SIM (`{h: hints, p: presence}`), null for SIMs never seen. */
   async knownConnectivity(group: string, iccids: string[]): Promise<(string | null)[]> {
-    return this.hmget(this.keys(group).connectivity, iccids);
+    return (await this.hmget(this.keys(group).connectivity, iccids)).map(withoutSettledMark);
   }
 
   /**
@@ -367,11 +423,14 @@ export class StateStore {
     }
   ): Promise<void> {
     const keys = this.keys(group);
-    // One transaction: a SIM's new entry hash (in conn) never lands without its settled mark going.
-    const pipeline = this.redis.multi();
+    // One transaction: a SIM's new entry hash (in conn) never lands without its settled mark going (a new conn
+    // value has none).
+    const pipeline = this.redis.multi() as unknown as ScriptedPipeline;
     const snapshot = keys.snapshot(cycle);
     const invalid = keys.invalid(cycle);
-    if (page.unsettled?.length) pipeline.hdel(keys.settled, ...page.unsettled);
+    if (page.unsettled?.length) {
+      pipeline.ccMarkSettled(keys.connectivity, keys.settled, keys.meta, '0', ...page.unsettled);
+    }
     if (page.kept?.length)
       pipeline.hset(snapshot, ...page.kept.flatMap((iccid) => [iccid, KEPT])).expire(snapshot, this.ttl);
     if (page.records.length) pipeline.hset(snapshot, ...page.records.flat()).expire(snapshot, this.ttl);
@@ -379,12 +438,14 @@ export class StateStore {
     if (page.connectivity.length) pipeline.hset(keys.connectivity, ...page.connectivity.flat());
     if (page.droppedIdentities?.length) pipeline.hdel(keys.identities, ...page.droppedIdentities);
     if (page.identities?.length) pipeline.hset(keys.identities, ...page.identities.flat());
-    await execOrThrow(pipeline);
+    await execOrThrow(pipeline as unknown as ReturnType<Redis['pipeline']>);
   }
 
   /** Which of `iccids` are settled (every target holds their record, nothing held or in flight). */
   async settledSims(group: string, iccids: string[]): Promise<boolean[]> {
-    return (await this.hmget(this.keys(group).settled, iccids)).map((v) => v !== null);
+    if (!iccids.length) return [];
+    const keys = this.keys(group);
+    return (await this.redis.ccSettled(keys.connectivity, keys.settled, keys.meta, ...iccids)).map((v) => v === 1);
   }
 
   /**
@@ -392,16 +453,27 @@ export class StateStore {
    * in flight); the fetch may skip them while their Kite entry does not change. One round trip.
    */
   async recordSettled(group: string, settled: string[], unsettled: string[]): Promise<void> {
+    if (!settled.length && !unsettled.length) return;
     const keys = this.keys(group);
-    const pipeline = this.redis.pipeline();
-    if (settled.length) pipeline.hset(keys.settled, ...settled.flatMap((iccid) => [iccid, '1']));
-    if (unsettled.length) pipeline.hdel(keys.settled, ...unsettled);
-    await execOrThrow(pipeline);
+    const n = String(settled.length);
+    await this.redis.ccMarkSettled(keys.connectivity, keys.settled, keys.meta, n, ...settled, ...unsettled);
   }
 
-  /** Records the targets the settled marks hold for (after a diff over all of the group's SIMs). */
+  /**
+   * Records the targets the settled marks hold for (after a diff over all of the group's SIMs), and moves what the
+   * old form's `settled` hash still holds into conn marks (state written before them): the SIMs this diff passed
+   * by as KEPT.
+   */
   async recordSettledFor(group: string, targets: string[]): Promise<void> {
-    await this.redis.hset(this.keys(group).meta, 'settledFor', JSON.stringify([...targets].sort()));
+    const keys = this.keys(group);
+    if (await this.redis.exists(keys.settled)) {
+      for await (const entries of this.scan(keys.settled, 1000)) {
+        const iccids = entries.map(([iccid]) => iccid);
+        await this.redis.ccMarkSettled(keys.connectivity, keys.settled, keys.meta, String(iccids.length), ...iccids);
+      }
+      await this.redis.unlink(keys.settled);
+    }
+    await this.redis.hset(keys.meta, 'settledFor', JSON.stringify([...targets].sort()));
   }
 
   /** The targets the settled marks were last recorded for; undefined before the first. */
@@ -577,7 +649,7 @@ export class StateStore {
   async forget(group: string, targets: string[], iccids: string[]): Promise<void> {
     if (!iccids.length) return;
     const keys = this.keys(group);
-    const identities = (await this.hmget(keys.connectivity, iccids)).flatMap((json) => {
+    const identities = (await this.hmget(keys.connectivity, iccids)).map(withoutSettledMark).flatMap((json) => {
       const identity = json ? (JSON.parse(json) as { i?: unknown }).i : undefined;
       return typeof identity === 'string' ? [identity] : [];
     });
@@ -693,19 +765,22 @@ export class StateStore {
     const keys = this.keys(group);
     if (iccids) {
       if (!iccids.length) return 0;
-      const [[errPub, pub], [errFail]] = (await this.redis
-        .pipeline()
-        .hdel(keys.published(target), ...iccids)
-        .hdel(keys.failures(target), ...iccids)
-        .hdel(keys.settled, ...iccids)
-        .exec()) as [Error | null, number][];
+      const pipeline = this.redis.pipeline() as unknown as ScriptedPipeline;
+      pipeline.hdel(keys.published(target), ...iccids).hdel(keys.failures(target), ...iccids);
+      pipeline.ccMarkSettled(keys.connectivity, keys.settled, keys.meta, '0', ...iccids);
+      const [[errPub, pub], [errFail], [errMark]] = (await (
+        pipeline as unknown as ReturnType<Redis['pipeline']>
+      ).exec()) as [Error | null, number][];
+      if (errMark) throw errMark;
       if (errPub || errFail) throw errPub ?? errFail;
       return pub;
     }
+    // Every settled mark goes at once: a new generation, which no mark in conn carries.
     const [[err, count]] = (await this.redis
       .pipeline()
       .hlen(keys.published(target))
       .unlink(keys.published(target), keys.failures(target), keys.settled)
+      .hincrby(keys.meta, 'settledGen', 1)
       .exec()) as [Error | null, number][];
     if (err) throw err;
     return count;
@@ -861,6 +936,21 @@ export class StateStore {
       if (entries.length) yield entries;
     } while (cursor !== '0');
   }
+}
+
+/** A pipeline or transaction with the store's scripts. */
+type ScriptedPipeline = ReturnType<Redis['pipeline']> & {
+  ccMarkSettled(conn: string, oldSettled: string, meta: string, settledCount: string, ...iccids: string[]): unknown;
+};
+
+/** The separator of conn's settled mark (RS): JSON text never holds it unescaped. */
+const SETTLED_MARK = '\x1e';
+
+/** A conn value as fetch wrote it, without the settled mark. */
+function withoutSettledMark(value: string | null): string | null {
+  if (value === null) return null;
+  const at = value.indexOf(SETTLED_MARK);
+  return at < 0 ? value : value.slice(0, at);
 }
 
 function parseFailure(json: string | null): StoredFailure | undefined {

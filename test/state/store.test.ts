@@ -315,3 +315,62 @@ test("a cycle's snapshot is dropped once diffed; memory per key family names eac
   expect(await store.snapshotCount(group, 3)).toBe(0);
   expect(Object.keys(await store.memoryByFamily(group)).sort()).toEqual(['audit', 'conn', 'invalid', 'pub:hook']);
 });
+
+test('settled SIMs are marked in conn, not in a hash of their own; a resync of all SIMs clears every mark', async () => {
+  const group = uniqueName('settled');
+  const base = `${prefix}:{${group}}:`;
+  await store.stagePage(group, 1, {
+    records: ['1', '2', '3'].map((i) => [i, `{"iccid":"${i}"}`]),
+    connectivity: ['1', '2', '3'].map((i) => [i, `{"h":"${i}"}`]),
+    invalid: [],
+  });
+  await store.recordSettled(group, ['1', '2', '4'], ['3']); // 4 has no conn: it stays unsettled
+  expect(await store.settledSims(group, ['1', '2', '3', '4'])).toEqual([true, true, false, false]);
+  expect(await redis.exists(`${base}settled`)).toBe(0);
+  expect(await redis.hget(`${base}conn`, '1')).toBe('{"h":"1"}\x1e0');
+  // Readers of conn see what fetch wrote, without the mark.
+  expect(await store.knownConnectivity(group, ['1', '3'])).toEqual(['{"h":"1"}', '{"h":"3"}']);
+  // A SIM staged again with a record is no longer settled; so is one whose conn the fetch rewrites.
+  await store.stagePage(group, 2, {
+    records: [['2', '{"iccid":"2"}']],
+    connectivity: [['1', '{"h":"1b"}']],
+    invalid: [],
+    kept: ['1'],
+    unsettled: ['2'],
+  });
+  expect(await store.settledSims(group, ['1', '2'])).toEqual([false, false]);
+  await store.recordSettled(group, ['1', '2', '3'], []);
+  await store.recordSettled(group, ['3'], []); // marking twice keeps one mark
+  expect(await redis.hget(`${base}conn`, '3')).toBe('{"h":"3"}\x1e0');
+  await store.forgetPublished(group, 'hook', ['1']);
+  expect(await store.settledSims(group, ['1', '2', '3'])).toEqual([false, true, true]);
+  await store.forgetPublished(group, 'hook');
+  expect(await store.settledSims(group, ['1', '2', '3'])).toEqual([false, false, false]);
+  await store.recordSettled(group, ['2'], []);
+  expect(await store.settledSims(group, ['1', '2', '3'])).toEqual([false, true, false]);
+  await store.forget(group, ['hook'], ['2']);
+  expect(await store.knownConnectivity(group, ['2'])).toEqual([null]);
+});
+
+test('settled SIMs recorded in the old form (a settled hash) are still read, and the next diff moves them to conn', async () => {
+  const group = uniqueName('settled-old');
+  const base = `${prefix}:{${group}}:`;
+  await store.stagePage(group, 1, {
+    records: [],
+    connectivity: ['1', '2', '3'].map((i) => [i, `{"h":"${i}","i":"sub:${i}|imsi:"}`]),
+    invalid: [],
+    identities: ['1', '2', '3'].map((i) => [`sub:${i}|imsi:`, i]),
+  });
+  await redis.hset(`${base}settled`, '1', '1', '2', '1'); // as workers before the marks wrote it
+  expect(await store.settledSims(group, ['1', '2', '3'])).toEqual([true, true, false]);
+  // A fetch that stages 2 with a record unsettles it in either form.
+  await store.stagePage(group, 2, { records: [['2', '{}']], connectivity: [], invalid: [], unsettled: ['2'] });
+  expect(await store.settledSims(group, ['1', '2', '3'])).toEqual([true, false, false]);
+  await store.recordSettledFor(group, ['hook']);
+  expect(await redis.exists(`${base}settled`)).toBe(0);
+  expect(await store.settledSims(group, ['1', '2', '3'])).toEqual([true, false, false]);
+  expect(await store.settledFor(group)).toEqual(['hook']);
+  // Leavers' identities are still found through their conn entry, marked or not.
+  await store.forget(group, ['hook'], ['1', '3']);
+  expect(await store.lastKnownIccs(group, ['sub:1|imsi:', 'sub:2|imsi:', 'sub:3|imsi:'])).toEqual([null, '2', null]);
+});
