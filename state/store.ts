@@ -12,10 +12,12 @@
  *                                                                  RS (0x1e) and meta's settledGen appended
  *   ids               HASH identity → iccid                       the last known ICC of each identity in conn: a
  *                                                                  SIM whose ICC Kite sends unusable keeps its place
- *   pub:<target>      HASH iccid → record, packed                 what the target holds (last acknowledged): the
+ *   pub:<target>      HASH iccid → record, packed [+ RS ms]      what the target holds (last acknowledged): the
  *                                                                  values by position (state/record-format.ts); a
  *                                                                  value starting with `{` is canonical JSON (the
- *                                                                  form before, still read)
+ *                                                                  form before, still read); then RS (0x1e) and
+ *                                                                  when the SIM's daily counters last went out to
+ *                                                                  the target (epoch ms), if they did
  *   pending:<target>  HASH iccid → canonical patch JSON           changes not yet acknowledged
  *   fail:<target>     HASH iccid → {reason, patch, at}            permanent failures, retried when the patch changes
  *   settled           HASH iccid → '1'                           the form before the mark in conn: SIMs every target
@@ -30,7 +32,10 @@
  *   sent:<target>     HASH iccid → canonical patch JSON           handed to the target, not yet acknowledged: what
  *                                                                  the target holds for these keys is unknown
  *   counters:<target> HASH iccid → epoch ms                       when the SIM's daily counters last went out (the
- *                                                                  publish policy holds them in between)
+ *                                                                  publish policy holds them in between), for SIMs
+ *                                                                  the target does not hold yet: their commit moves
+ *                                                                  it into pub (and so it moves what workers before
+ *                                                                  kept here for every SIM, still read)
  *   audit             HASH iccid → lines, newest first             the SIM's audit trail: publishes and failures per
  *                                                                  target, at most N entries of at most D days; one
  *                                                                  compact JSON array a line (state/audit-format.ts)
@@ -172,19 +177,42 @@ local function audit(key, iccid, entry, max, cutoff)
 end`;
 
 /**
- * Atomically, per SIM: if pending still holds the patch we sent, record the merged state, drop the pending, the
- * failure and the in-flight mark (the target's state is certain again), and add the publish to the audit trail.
- * KEYS: pub, pending, fail, sent, audit. ARGV: max entries, cutoff, the entry heads of a full publish, of a full
- * publish stored as the record, and of a patch, then per SIM: iccid, patch, merged (as pub stores it), the patch as
- * the trail stores it, and '1' when the patch is the merged record (a full publish then stores the record).
+ * Lua: a stored value's appendix follows the character RS (0x1e), which JSON text never holds unescaped:
+ * `unmarked` is the value without it, `appendix` the appendix alone (nil when none).
+ */
+const APPENDIX_LUA = `
+local RS = '\\30'
+local function unmarked(value)
+  local at = string.find(value, RS, 1, true)
+  if at then return string.sub(value, 1, at - 1) end
+  return value
+end
+local function appendix(value)
+  local at = string.find(value, RS, 1, true)
+  if at then return string.sub(value, at + 1) end
+  return nil
+end`;
+
+/**
+ * Atomically, per SIM: if pending still holds the patch we sent, record the merged state (with when the SIM's
+ * counters last went out, from the old value or, for a SIM new to the target, from counters:<target>), drop the
+ * pending, the failure and the in-flight mark (the target's state is certain again), and add the publish to the
+ * audit trail. KEYS: pub, pending, fail, sent, audit, counters. ARGV: max entries, cutoff, the entry heads of a full
+ * publish, of a full publish stored as the record, and of a patch, then per SIM: iccid, patch, merged (as pub
+ * stores it), the patch as the trail stores it, and '1' when the patch is the merged record (a full publish then
+ * stores the record).
  */
 const COMMIT_SCRIPT = `${AUDIT_LUA}
+${APPENDIX_LUA}
 local max, cutoff, fullHead, recordHead, patchHead = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
 local n = 0
 for i = 6, #ARGV, 5 do
   if redis.call('HGET', KEYS[2], ARGV[i]) == ARGV[i + 1] then
-    local full = redis.call('HEXISTS', KEYS[1], ARGV[i]) == 0
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 2])
+    local old = redis.call('HGET', KEYS[1], ARGV[i])
+    local full = not old
+    local countersAt = redis.call('HGET', KEYS[6], ARGV[i])
+    if countersAt then redis.call('HDEL', KEYS[6], ARGV[i]) elseif old then countersAt = appendix(old) end
+    redis.call('HSET', KEYS[1], ARGV[i], countersAt and (ARGV[i + 2] .. RS .. countersAt) or ARGV[i + 2])
     redis.call('HDEL', KEYS[2], ARGV[i])
     redis.call('HDEL', KEYS[3], ARGV[i])
     redis.call('HDEL', KEYS[4], ARGV[i])
@@ -197,6 +225,23 @@ for i = 6, #ARGV, 5 do
   end
 end
 return n`;
+
+/**
+ * Records when the daily counters of SIMs (ARGV after the first) last went out: ARGV[1], epoch ms. On the SIM's pub
+ * value when the target holds it, else in counters:<target> until its commit. KEYS: pub, counters.
+ */
+const COUNTERS_SENT_SCRIPT = `${APPENDIX_LUA}
+local at = ARGV[1]
+for i = 2, #ARGV do
+  local value = redis.call('HGET', KEYS[1], ARGV[i])
+  if value then
+    redis.call('HSET', KEYS[1], ARGV[i], unmarked(value) .. RS .. at)
+    redis.call('HDEL', KEYS[2], ARGV[i])
+  else
+    redis.call('HSET', KEYS[2], ARGV[i], at)
+  end
+end
+return 1`;
 
 /**
  * Atomically, per SIM: if pending still holds the patch, move it to the failures with its reason. The target
@@ -261,15 +306,9 @@ return n`;
  * Lua: a SIM is settled when its conn value ends with the mark of the current generation (RS, then meta's
  * settledGen), or, for state written before the marks, when the old `settled` hash holds it.
  */
-const SETTLED_LUA = `
-local RS = '\\30'
+const SETTLED_LUA = `${APPENDIX_LUA}
 local function settled_mark(meta)
   return RS .. (redis.call('HGET', meta, 'settledGen') or '0')
-end
-local function unmarked(value)
-  local at = string.find(value, RS, 1, true)
-  if at then return string.sub(value, 1, at - 1) end
-  return value
 end`;
 
 /** Per SIM (ARGV), 1 when settled, else 0. KEYS: conn, settled (old form), meta. */
@@ -324,6 +363,7 @@ type ScriptedRedis = RedisClient & {
     fail: string,
     sent: string,
     audit: string,
+    counters: string,
     ...args: string[]
   ): Promise<number>;
   ccFailAudited(pending: string, fail: string, sent: string, audit: string, ...args: string[]): Promise<number>;
@@ -353,7 +393,8 @@ export class StateStore {
     this.auditMaxAgeMs = (options.auditMaxAgeDays ?? 7) * 86_400_000;
     this.sweeps = new InventorySweeps(redis, { prefix: this.prefix, ttlSeconds: this.ttl });
     if (!this.redis.ccCommitAudited) {
-      redis.defineCommand('ccCommitAudited', { numberOfKeys: 5, lua: COMMIT_SCRIPT });
+      redis.defineCommand('ccCommitAudited', { numberOfKeys: 6, lua: COMMIT_SCRIPT });
+      redis.defineCommand('ccCountersSent', { numberOfKeys: 2, lua: COUNTERS_SENT_SCRIPT });
       redis.defineCommand('ccFailAudited', { numberOfKeys: 4, lua: FAIL_SCRIPT });
       redis.defineCommand('ccAbsent', { numberOfKeys: 2, lua: ABSENT_SCRIPT });
       redis.defineCommand('ccSettled', { numberOfKeys: 3, lua: SETTLED_SCRIPT });
@@ -367,7 +408,7 @@ export class StateStore {
 
   /** The connectivity JSON last fetched for each SIM (`{h: hints, p: presence}`), null for SIMs never seen. */
   async knownConnectivity(group: string, iccids: string[]): Promise<(string | null)[]> {
-    return (await this.hmget(this.keys(group).connectivity, iccids)).map(withoutSettledMark);
+    return (await this.hmget(this.keys(group).connectivity, iccids)).map(withoutAppendix);
   }
 
   /**
@@ -530,12 +571,18 @@ export class StateStore {
         { key: keys.countersSentAt(t), fields: iccids },
       ])
     );
-    return targets.map((_, t) => ({
-      published: replies[4 * t].map((stored, i) => unpackRecordOrNull(iccids[i], stored)),
-      failures: replies[4 * t + 1].map(parseFailure),
-      uncertain: replies[4 * t + 2],
-      countersSentAt: replies[4 * t + 3].map((at) => (at === null ? undefined : Number(at))),
-    }));
+    return targets.map((_, t) => {
+      const published = replies[4 * t];
+      return {
+        published: published.map((stored, i) => publishedRecord(iccids[i], stored)),
+        failures: replies[4 * t + 1].map(parseFailure),
+        uncertain: replies[4 * t + 2],
+        countersSentAt: replies[4 * t + 3].map((at, i) => {
+          const sentAt = at ?? appendixOf(published[i]);
+          return sentAt ? Number(sentAt) : undefined;
+        }),
+      };
+    });
   }
 
   /** Whether the target has pending patches not yet acknowledged. */
@@ -561,12 +608,12 @@ export class StateStore {
   ): Promise<void> {
     if (!sets.length && !deletes.length && !countersReleased.iccids.length) return;
     const keys = this.keys(group);
-    const pipeline = this.redis.pipeline();
+    const pipeline = this.redis.pipeline() as unknown as ScriptedPipeline;
     if (sets.length) pipeline.hset(keys.pending(target), ...sets.flat());
     if (deletes.length) pipeline.hdel(keys.pending(target), ...deletes);
     if (countersReleased.iccids.length) {
       const at = String(countersReleased.at);
-      pipeline.hset(keys.countersSentAt(target), ...countersReleased.iccids.flatMap((iccid) => [iccid, at]));
+      pipeline.ccCountersSent(keys.published(target), keys.countersSentAt(target), at, ...countersReleased.iccids);
     }
     await execOrThrow(pipeline);
   }
@@ -649,7 +696,7 @@ export class StateStore {
   async forget(group: string, targets: string[], iccids: string[]): Promise<void> {
     if (!iccids.length) return;
     const keys = this.keys(group);
-    const identities = (await this.hmget(keys.connectivity, iccids)).map(withoutSettledMark).flatMap((json) => {
+    const identities = (await this.hmget(keys.connectivity, iccids)).map(withoutAppendix).flatMap((json) => {
       const identity = json ? (JSON.parse(json) as { i?: unknown }).i : undefined;
       return typeof identity === 'string' ? [identity] : [];
     });
@@ -679,7 +726,7 @@ export class StateStore {
   /** The records the target holds (canonical JSON), null for SIMs it does not hold. */
   async publishedRecords(group: string, target: string, iccids: string[]): Promise<(string | null)[]> {
     const stored = await this.hmget(this.keys(group).published(target), iccids);
-    return stored.map((value, i) => unpackRecordOrNull(iccids[i], value));
+    return stored.map((value, i) => publishedRecord(iccids[i], value));
   }
 
   /** The SIMs' recorded permanent failures at the target, undefined for SIMs without one. */
@@ -717,6 +764,7 @@ export class StateStore {
       keys.failures(target),
       keys.sent(target),
       keys.audit,
+      keys.countersSentAt(target),
       String(this.auditEntries),
       String(now - this.auditMaxAgeMs),
       entryHead(now, AuditKind.full, target),
@@ -842,7 +890,7 @@ export class StateStore {
     });
     targets.forEach((_, i) => {
       const at = 2 * cycles.length + 4 * i;
-      replies[at] = unpackRecordOrNull(iccid, replies[at]);
+      replies[at] = publishedRecord(iccid, replies[at]);
     });
     const snapshotIndex = cycles.findIndex((_, i) => replies[i] !== null);
     const rejectedIndex = cycles.findIndex((_, i) => replies[cycles.length + i] !== null);
@@ -941,16 +989,28 @@ export class StateStore {
 /** A pipeline or transaction with the store's scripts. */
 type ScriptedPipeline = ReturnType<Redis['pipeline']> & {
   ccMarkSettled(conn: string, oldSettled: string, meta: string, settledCount: string, ...iccids: string[]): unknown;
+  ccCountersSent(pub: string, counters: string, at: string, ...iccids: string[]): unknown;
 };
 
-/** The separator of conn's settled mark (RS): JSON text never holds it unescaped. */
-const SETTLED_MARK = '\x1e';
+/** The separator of a stored value's appendix (RS): conn's settled mark, pub's counters time. JSON never holds it. */
+const RS = '\x1e';
 
-/** A conn value as fetch wrote it, without the settled mark. */
-function withoutSettledMark(value: string | null): string | null {
+/** A stored value without its appendix (conn's settled mark, pub's counters time): a conn value as fetch wrote it. */
+function withoutAppendix(value: string | null): string | null {
   if (value === null) return null;
-  const at = value.indexOf(SETTLED_MARK);
+  const at = value.indexOf(RS);
   return at < 0 ? value : value.slice(0, at);
+}
+
+/** A stored value's appendix, undefined when none. */
+function appendixOf(value: string | null): string | undefined {
+  const at = value === null ? -1 : value.indexOf(RS);
+  return at < 0 ? undefined : value!.slice(at + 1);
+}
+
+/** The canonical JSON of what pub stores for a SIM (either form, without the counters time), null when absent. */
+function publishedRecord(iccid: string, stored: string | null): string | null {
+  return unpackRecordOrNull(iccid, withoutAppendix(stored));
 }
 
 function parseFailure(json: string | null): StoredFailure | undefined {

@@ -374,3 +374,37 @@ test('settled SIMs recorded in the old form (a settled hash) are still read, and
   await store.forget(group, ['hook'], ['1', '3']);
   expect(await store.lastKnownIccs(group, ['sub:1|imsi:', 'sub:2|imsi:', 'sub:3|imsi:'])).toEqual([null, '2', null]);
 });
+
+test("when a SIM's counters last went out is kept on what its target holds; the old form's counters hash is still read", async () => {
+  const group = uniqueName('counters');
+  const base = `${prefix}:{${group}}:`;
+  // Released before the target holds the SIM: kept aside until the commit, which moves it onto pub.
+  await store.writePending(group, 'hook', [['1', '{"iccid":"1","dailyData":5}']], [], { iccids: ['1'], at: 1_000 });
+  expect((await store.lookups(group, ['hook'], ['1']))[0].countersSentAt).toEqual([1_000]);
+  const merged = '{"iccid":"1","dailyData":5}';
+  await store.commitPublished(group, 'hook', [{ iccid: '1', patch: merged, merged }]);
+  expect(await redis.exists(`${base}counters:hook`)).toBe(0);
+  expect(await redis.hget(`${base}pub:hook`, '1')).toBe('[0,null,null,null,null,null,null,null,null,null,null,null,null,null,null,null,null,null,5]\x1e1000');
+  // A later release rewrites the time on pub; a commit keeps it; the record reads back without it.
+  await store.writePending(group, 'hook', [['1', '{"dailyData":6}']], [], { iccids: ['1'], at: 2_000 });
+  const next = '{"iccid":"1","dailyData":6}';
+  await store.commitPublished(group, 'hook', [{ iccid: '1', patch: '{"dailyData":6}', merged: next }]);
+  const [lookup] = await store.lookups(group, ['hook'], ['1']);
+  expect(lookup).toMatchObject({ published: [next], countersSentAt: [2_000] });
+  expect(await store.publishedRecords(group, 'hook', ['1'])).toEqual([next]);
+  expect((await store.simState(group, '1', [], ['hook'])).targets.hook.published).toBe(next);
+  expect(await store.auditTrail(group, '1')).toHaveLength(2);
+
+  // State of workers before: the record as canonical JSON, the time in counters:<target>.
+  await redis.hset(`${base}pub:hook`, '2', '{"iccid":"2","dailyData":1}');
+  await redis.hset(`${base}counters:hook`, '2', '3000');
+  expect((await store.lookups(group, ['hook'], ['2']))[0]).toMatchObject({
+    published: ['{"iccid":"2","dailyData":1}'],
+    countersSentAt: [3_000],
+  });
+  await store.writePending(group, 'hook', [['2', '{"alias":"x"}']], []);
+  const renamed = '{"iccid":"2","alias":"x","dailyData":1}';
+  await store.commitPublished(group, 'hook', [{ iccid: '2', patch: '{"alias":"x"}', merged: renamed }]);
+  expect(await redis.exists(`${base}counters:hook`)).toBe(0);
+  expect((await store.lookups(group, ['hook'], ['2']))[0]).toMatchObject({ published: [renamed], countersSentAt: [3_000] });
+});
