@@ -2,8 +2,12 @@
  * The audit trail's stored form (persisted data: `audit` in state/store.ts). One line per entry, newest first, each
  * line a JSON array `["<at, base 36>","<kind>","<target>",<what>]`:
  *
- *   kind `R`: the whole record was published (the target did not hold the SIM); `what` is the record in the form
- *             `pub:<target>` stores it (state/record-format.ts: values by position)
+ *   kind `H`: the whole record was published (the target did not hold the SIM), and the target still holds it:
+ *             `what` is 0, the record is the one `pub:<target>` holds. The commit that changes the target's
+ *             record (or a resync that forgets it) first turns this entry into kind `R` with the record: no copy
+ *             of the record while it stands, which for a SIM that does not change is always
+ *   kind `R`: the whole record was published; `what` is the record in the form `pub:<target>` stores it
+ *             (state/record-format.ts: values by position)
  *   kind `F`: the same, written before kind `R` or for a full publish whose patch is not the record the target
  *             now holds (it cleared keys); `what` is the record with short keys, as for `P`
  *   kind `P`: a patch was published; `what` is the patch
@@ -33,10 +37,12 @@ export interface AuditEntry {
   full?: boolean;
   /** Why the target refused the SIM (a permanent failure). */
   failed?: string;
+  /** As parsed: a full publish of the record the target holds now (kind H); the store reads the record in. */
+  held?: true;
 }
 
 /** Kinds of entry, as stored. */
-export const AuditKind = { full: 'F', record: 'R', patch: 'P', failed: 'X' } as const;
+export const AuditKind = { full: 'F', held: 'H', record: 'R', patch: 'P', failed: 'X' } as const;
 
 /** The stored form of a published patch (canonical JSON in, the same values with short keys out). */
 export function compactPatch(patchJson: string): string {
@@ -63,6 +69,21 @@ export function entryHead(at: number, kind: string, target: string): string {
   return `[${JSON.stringify(at.toString(36))},"${kind}",${JSON.stringify(target)},`;
 }
 
+/** The stored line of a full publish of the record the target holds (kind H). */
+export function heldLine(at: number, target: string): string {
+  return `${entryHead(at, AuditKind.held, target)}0]`;
+}
+
+/** How the target's held line ends: `"H",<target>,0]`. */
+export function heldEnd(target: string): string {
+  return `"${AuditKind.held}",${JSON.stringify(target)},0]`;
+}
+
+/** What replaces `heldEnd` in a line, before the record and `]`: `"R",<target>,`. */
+export function recordWhatHead(target: string): string {
+  return `"${AuditKind.record}",${JSON.stringify(target)},`;
+}
+
 /** The stored line of a failure. */
 export function failureLine(at: number, target: string, reason: string): string {
   return `${entryHead(at, AuditKind.failed, target)}${JSON.stringify(reason)}]`;
@@ -83,7 +104,10 @@ export function parseAuditLine(line: string, iccid: string): AuditEntry | undefi
   const [at, kind, target, what] = value as [string, string, string, unknown];
   const entry: AuditEntry = { at: parseInt(at, 36), target };
   if (kind === AuditKind.failed) entry.failed = String(what);
-  else if (kind === AuditKind.record) {
+  else if (kind === AuditKind.held) {
+    entry.full = true;
+    entry.held = true;
+  } else if (kind === AuditKind.record) {
     entry.published = JSON.parse(unpackRecord(iccid, JSON.stringify(what))) as Record<string, unknown>;
     entry.full = true;
   } else {

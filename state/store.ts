@@ -55,7 +55,10 @@ import {
   compactPatch,
   entryHead,
   failureLine,
+  heldEnd,
+  heldLine,
   parseAuditLine,
+  recordWhatHead,
   type AuditEntry,
 } from './audit-format';
 
@@ -158,10 +161,12 @@ export class InvalidGroupNameError extends Error {
 
 /**
  * Lua: prepends ENTRY to the SIM's audit lines, keeping at most MAX entries none older than CUTOFF. Newest first,
- * so the first too old one ends the walk.
+ * so the first too old one ends the walk. With HELD and RECORD, a line ending in HELD (the entry of a full publish
+ * stored as "what the target holds", audit-format.ts kind H) ends in RECORD instead: the target's record is about
+ * to change, so the entry takes the record it stood for.
  */
 const AUDIT_LUA = `${AUDIT_AT_LUA}
-local function audit(key, iccid, entry, max, cutoff)
+local function audit(key, iccid, entry, max, cutoff, held, record)
   if max <= 0 then return end
   local out = {entry}
   local old = redis.call('HGET', key, iccid)
@@ -170,6 +175,7 @@ local function audit(key, iccid, entry, max, cutoff)
       if #out >= max then break end
       local at = audit_at(line)
       if not at or at < cutoff then break end
+      if held and string.sub(line, -#held) == held then line = string.sub(line, 1, #line - #held) .. record end
       out[#out + 1] = line
     end
   end
@@ -197,16 +203,19 @@ end`;
  * Atomically, per SIM: if pending still holds the patch we sent, record the merged state (with when the SIM's
  * counters last went out, from the old value or, for a SIM new to the target, from counters:<target>), drop the
  * pending, the failure and the in-flight mark (the target's state is certain again), and add the publish to the
- * audit trail. KEYS: pub, pending, fail, sent, audit, counters. ARGV: max entries, cutoff, the entry heads of a full
- * publish, of a full publish stored as the record, and of a patch, then per SIM: iccid, patch, merged (as pub
- * stores it), the patch as the trail stores it, and '1' when the patch is the merged record (a full publish then
- * stores the record).
+ * audit trail. A full publish of the whole record goes to the trail as "what the target holds" (kind H, no copy of
+ * the record) until the target's record changes: then that entry takes the old record (kind R).
+ * KEYS: pub, pending, fail, sent, audit, counters. ARGV: max entries, cutoff, the entry heads of a full publish, of
+ * a full publish held (a complete line), and of a patch, the end of a held line, the head of a record entry's
+ * what (kind R, the target), then per SIM: iccid, patch, merged (as pub stores it), the patch as the trail stores
+ * it, and '1' when the patch is the merged record.
  */
 const COMMIT_SCRIPT = `${AUDIT_LUA}
 ${APPENDIX_LUA}
-local max, cutoff, fullHead, recordHead, patchHead = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
+local max, cutoff, fullHead, heldLine, patchHead = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
+local heldEnd, recordHead = ARGV[6], ARGV[7]
 local n = 0
-for i = 6, #ARGV, 5 do
+for i = 8, #ARGV, 5 do
   if redis.call('HGET', KEYS[2], ARGV[i]) == ARGV[i + 1] then
     local old = redis.call('HGET', KEYS[1], ARGV[i])
     local full = not old
@@ -217,10 +226,11 @@ for i = 6, #ARGV, 5 do
     redis.call('HDEL', KEYS[3], ARGV[i])
     redis.call('HDEL', KEYS[4], ARGV[i])
     local entry
-    if full and ARGV[i + 4] == '1' then entry = recordHead .. ARGV[i + 2]
-    elseif full then entry = fullHead .. ARGV[i + 3]
-    else entry = patchHead .. ARGV[i + 3] end
-    audit(KEYS[5], ARGV[i], entry .. ']', max, cutoff)
+    if full and ARGV[i + 4] == '1' then entry = heldLine
+    elseif full then entry = fullHead .. ARGV[i + 3] .. ']'
+    else entry = patchHead .. ARGV[i + 3] .. ']' end
+    if old then audit(KEYS[5], ARGV[i], entry, max, cutoff, heldEnd, recordHead .. unmarked(old) .. ']')
+    else audit(KEYS[5], ARGV[i], entry, max, cutoff) end
     n = n + 1
   end
 end
@@ -256,7 +266,7 @@ for i = 3, #ARGV, 4 do
     redis.call('HDEL', KEYS[1], ARGV[i])
     redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 2])
     redis.call('HDEL', KEYS[3], ARGV[i])
-    audit(KEYS[4], ARGV[i], ARGV[i + 3], max, cutoff)
+    audit(KEYS[4], ARGV[i], ARGV[i + 3], max, cutoff, nil, nil)
     n = n + 1
   end
 end
@@ -343,6 +353,46 @@ end
 if #ARGV > 1 then redis.call('HDEL', KEYS[2], unpack(ARGV, 2)) end
 return 1`;
 
+/**
+ * Lua: forgets what the target holds for a SIM (pub at KEY): a held entry of its audit trail (at TRAIL), a line
+ * ending in HELD, takes the record it stood for (RECORD .. record .. ']'). Returns 1 if the target held it.
+ */
+const FORGET_ONE_LUA = `${APPENDIX_LUA}
+local function forget_one(key, trailKey, iccid, held, record)
+  local value = redis.call('HGET', key, iccid)
+  if not value then return 0 end
+  local trail = redis.call('HGET', trailKey, iccid)
+  if trail then
+    local out, changed = {}, false
+    for line in string.gmatch(trail, '[^\\n]+') do
+      if string.sub(line, -#held) == held then
+        line = string.sub(line, 1, #line - #held) .. record .. unmarked(value) .. ']'
+        changed = true
+      end
+      out[#out + 1] = line
+    end
+    if changed then redis.call('HSET', trailKey, iccid, table.concat(out, '\\n')) end
+  end
+  redis.call('HDEL', key, iccid)
+  return 1
+end`;
+
+/** Forgets what the target holds for SIMs (ARGV after the first two). KEYS: pub, audit. ARGV: held, record, SIMs. */
+const FORGET_PUBLISHED_SCRIPT = `${FORGET_ONE_LUA}
+local n = 0
+for i = 3, #ARGV do n = n + forget_one(KEYS[1], KEYS[2], ARGV[i], ARGV[1], ARGV[2]) end
+return n`;
+
+/**
+ * Forgets what the target holds for one HSCAN page of its SIMs, server-side (no values cross the wire). KEYS: pub,
+ * audit. ARGV: held, record, cursor. Returns the next cursor and how many SIMs it forgot.
+ */
+const FORGET_PUBLISHED_PAGE_SCRIPT = `${FORGET_ONE_LUA}
+local page = redis.call('HSCAN', KEYS[1], ARGV[3], 'COUNT', 500)
+local n = 0
+for i = 1, #page[2], 2 do n = n + forget_one(KEYS[1], KEYS[2], page[2][i], ARGV[1], ARGV[2]) end
+return {page[1], n}`;
+
 /** The fields (ARGV) present in neither hash: existence checks only, no values cross the wire. */
 const ABSENT_SCRIPT = `
 local out = {}
@@ -366,6 +416,8 @@ type ScriptedRedis = RedisClient & {
     counters: string,
     ...args: string[]
   ): Promise<number>;
+  ccForgetPublished(pub: string, audit: string, held: string, record: string, ...iccids: string[]): Promise<number>;
+  ccForgetPublishedPage(pub: string, audit: string, held: string, record: string, cursor: string): Promise<[string, number]>;
   ccFailAudited(pending: string, fail: string, sent: string, audit: string, ...args: string[]): Promise<number>;
   ccQueueEvents(numKeys: number, ...keysAndArgs: string[]): Promise<number>;
   ccCommitEvents(events: string, ...args: string[]): Promise<number>;
@@ -395,6 +447,8 @@ export class StateStore {
     if (!this.redis.ccCommitAudited) {
       redis.defineCommand('ccCommitAudited', { numberOfKeys: 6, lua: COMMIT_SCRIPT });
       redis.defineCommand('ccCountersSent', { numberOfKeys: 2, lua: COUNTERS_SENT_SCRIPT });
+      redis.defineCommand('ccForgetPublished', { numberOfKeys: 2, lua: FORGET_PUBLISHED_SCRIPT });
+      redis.defineCommand('ccForgetPublishedPage', { numberOfKeys: 2, lua: FORGET_PUBLISHED_PAGE_SCRIPT });
       redis.defineCommand('ccFailAudited', { numberOfKeys: 4, lua: FAIL_SCRIPT });
       redis.defineCommand('ccAbsent', { numberOfKeys: 2, lua: ABSENT_SCRIPT });
       redis.defineCommand('ccSettled', { numberOfKeys: 3, lua: SETTLED_SCRIPT });
@@ -768,8 +822,10 @@ export class StateStore {
       String(this.auditEntries),
       String(now - this.auditMaxAgeMs),
       entryHead(now, AuditKind.full, target),
-      entryHead(now, AuditKind.record, target),
+      heldLine(now, target),
       entryHead(now, AuditKind.patch, target),
+      heldEnd(target),
+      recordWhatHead(target),
       ...args
     );
   }
@@ -796,14 +852,23 @@ export class StateStore {
 
   /** The SIM's audit trail, newest first: what was published to which target and when, and what failed. */
   async auditTrail(group: string, iccid: string): Promise<AuditEntry[]> {
-    const lines = await this.redis.hget(this.keys(group).audit, iccid);
+    const keys = this.keys(group);
+    const lines = await this.redis.hget(keys.audit, iccid);
     const cutoff = Date.now() - this.auditMaxAgeMs;
-    return (lines ?? '')
+    const entries = (lines ?? '')
       .split('\n')
       .map((line) => parseAuditLine(line, iccid))
       .filter((entry): entry is AuditEntry => entry !== undefined && entry.at >= cutoff)
       .slice(0, this.auditEntries);
+    // A held entry stands for the record its target holds now (the commit that changes it writes the record in).
+    for (const entry of entries.filter((e) => e.held)) {
+      const [record] = await this.publishedRecords(group, entry.target, [iccid]);
+      delete entry.held;
+      if (record !== null) entry.published = JSON.parse(record) as Record<string, unknown>;
+    }
+    return entries;
   }
+
 
   /**
    * Forgets what the target holds for `iccids` (all of the group's SIMs when absent), and their failures, so the
@@ -811,28 +876,35 @@ export class StateStore {
    */
   async forgetPublished(group: string, target: string, iccids?: string[]): Promise<number> {
     const keys = this.keys(group);
+    // The SIMs' trail entries that stood for what the target holds take the record first (kind H → R).
+    const held = [heldEnd(target), recordWhatHead(target)] as const;
     if (iccids) {
       if (!iccids.length) return 0;
       const pipeline = this.redis.pipeline() as unknown as ScriptedPipeline;
-      pipeline.hdel(keys.published(target), ...iccids).hdel(keys.failures(target), ...iccids);
+      pipeline.hdel(keys.failures(target), ...iccids);
       pipeline.ccMarkSettled(keys.connectivity, keys.settled, keys.meta, '0', ...iccids);
-      const [[errPub, pub], [errFail], [errMark]] = (await (
-        pipeline as unknown as ReturnType<Redis['pipeline']>
-      ).exec()) as [Error | null, number][];
-      if (errMark) throw errMark;
-      if (errPub || errFail) throw errPub ?? errFail;
-      return pub;
+      pipeline.ccForgetPublished(keys.published(target), keys.audit, ...held, ...iccids);
+      const replies = ((await (pipeline as unknown as ReturnType<Redis['pipeline']>).exec()) ?? []) as [
+        Error | null,
+        number,
+      ][];
+      for (const [err] of replies) if (err) throw err;
+      return replies[2][1];
     }
-    // Every settled mark goes at once: a new generation, which no mark in conn carries.
-    const [[err, count]] = (await this.redis
-      .pipeline()
-      .hlen(keys.published(target))
-      .unlink(keys.published(target), keys.failures(target), keys.settled)
-      .hincrby(keys.meta, 'settledGen', 1)
-      .exec()) as [Error | null, number][];
-    if (err) throw err;
+    // Every settled mark goes first, at once: a new generation, which no mark in conn carries.
+    await execOrThrow(
+      this.redis.pipeline().unlink(keys.failures(target), keys.settled).hincrby(keys.meta, 'settledGen', 1)
+    );
+    let count = 0;
+    let cursor = '0';
+    do {
+      const [next, forgotten] = await this.redis.ccForgetPublishedPage(keys.published(target), keys.audit, ...held, cursor);
+      cursor = String(next);
+      count += forgotten;
+    } while (cursor !== '0');
     return count;
   }
+
 
   // --- inspection (kite-cc sim, failures) ---
 
@@ -989,6 +1061,7 @@ export class StateStore {
 /** A pipeline or transaction with the store's scripts. */
 type ScriptedPipeline = ReturnType<Redis['pipeline']> & {
   ccMarkSettled(conn: string, oldSettled: string, meta: string, settledCount: string, ...iccids: string[]): unknown;
+  ccForgetPublished(pub: string, audit: string, held: string, record: string, ...iccids: string[]): unknown;
   ccCountersSent(pub: string, counters: string, at: string, ...iccids: string[]): unknown;
 };
 

@@ -254,10 +254,53 @@ test('what a target holds is stored by position, without key names or the ICC tw
   const [lookup] = await store.lookups(group, ['mqtt'], [icc]);
   expect(lookup.published).toEqual([json]);
   expect((await store.simState(group, icc, [], ['mqtt'])).targets.mqtt.published).toBe(json);
-  // The first publish goes to the audit trail as pub stores it, and reads back as the record.
-  expect((await redis.hget(`${base}audit`, icc))!).toContain(`,"R","mqtt",${stored}]`);
+  // The first publish goes to the audit trail as "what the target holds", and reads back as the record.
+  expect((await redis.hget(`${base}audit`, icc))!).toMatch(/^\["\w+","H","mqtt",0\]$/);
   expect(await store.auditTrail(group, icc)).toEqual([
     { at: expect.any(Number), target: 'mqtt', published: FULL_RECORD, full: true },
+  ]);
+});
+
+test('a full publish in the trail stands for what the target holds until it changes, then holds the record itself', async () => {
+  const group = uniqueName('held');
+  const base = `${prefix}:{${group}}:`;
+  const [a, b, c] = ['8934071100000000011', '8934071100000000012', '8934071100000000013'];
+  const recordOf = (iccid: string, alias: string) => JSON.stringify({ ...FULL_RECORD, iccid, alias });
+  for (const target of ['mqtt', 'hook']) {
+    for (const icc of [a, b, c]) {
+      const json = recordOf(icc, 'first');
+      await store.writePending(group, target, [[icc, json]], []);
+      await store.commitPublished(group, target, [{ iccid: icc, patch: json, merged: json }]);
+    }
+  }
+  const full = (icc: string, target: string) => ({
+    at: expect.any(Number),
+    target,
+    published: JSON.parse(recordOf(icc, 'first')),
+    full: true,
+  });
+  // A patch to mqtt: mqtt's entry takes the record it stood for; hook's still stands for what hook holds.
+  await store.writePending(group, 'mqtt', [[a, '{"alias":"second"}']], []);
+  await store.commitPublished(group, 'mqtt', [{ iccid: a, patch: '{"alias":"second"}', merged: recordOf(a, 'second') }]);
+  const lines = (await redis.hget(`${base}audit`, a))!.split('\n');
+  expect(lines.map((line) => JSON.parse(line)[1])).toEqual(['P', 'H', 'R']);
+  expect(await store.auditTrail(group, a)).toEqual([
+    { at: expect.any(Number), target: 'mqtt', published: { alias: 'second' } },
+    full(a, 'hook'),
+    full(a, 'mqtt'),
+  ]);
+  // A resync forgets what the target holds: the entries take their records first, for some SIMs or for all.
+  await store.forgetPublished(group, 'hook', [b]);
+  expect((await redis.hget(`${base}audit`, b))!.split('\n').map((line) => JSON.parse(line)[1])).toEqual(['R', 'H']);
+  expect(await store.auditTrail(group, b)).toEqual([full(b, 'hook'), full(b, 'mqtt')]);
+  expect(await store.forgetPublished(group, 'mqtt')).toBe(3);
+  expect(await redis.exists(`${base}pub:mqtt`)).toBe(0);
+  expect(await store.auditTrail(group, c)).toEqual([full(c, 'hook'), full(c, 'mqtt')]);
+  expect((await redis.hget(`${base}audit`, c))!.split('\n').map((line) => JSON.parse(line)[1])).toEqual(['H', 'R']);
+  expect(await store.auditTrail(group, a)).toEqual([
+    { at: expect.any(Number), target: 'mqtt', published: { alias: 'second' } },
+    full(a, 'hook'),
+    full(a, 'mqtt'),
   ]);
 });
 
