@@ -342,6 +342,7 @@ return out`;
 const MARK_SETTLED_SCRIPT = `${SETTLED_LUA}
 local mark = settled_mark(KEYS[3])
 local n = tonumber(ARGV[1])
+local old = redis.call('EXISTS', KEYS[2]) == 1
 for i = 2, #ARGV do
   local value = redis.call('HGET', KEYS[1], ARGV[i])
   if value then
@@ -349,8 +350,8 @@ for i = 2, #ARGV do
     local next = i <= n + 1 and plain .. mark or plain
     if next ~= value then redis.call('HSET', KEYS[1], ARGV[i], next) end
   end
+  if old then redis.call('HDEL', KEYS[2], ARGV[i]) end
 end
-if #ARGV > 1 then redis.call('HDEL', KEYS[2], unpack(ARGV, 2)) end
 return 1`;
 
 /**
