@@ -809,7 +809,7 @@ export class StateStore {
     const trail = this.auditEntries > 0;
     const args = items.flatMap((i) => {
       const whole = i.patch === i.merged;
-      // A full publish of the whole record goes to the trail as pub stores it; anything else with short keys.
+      // A full publish of the whole record goes to the trail as what the target holds (kind H); else short keys.
       return [i.iccid, i.patch, packRecord(i.iccid, i.merged), trail ? compactPatch(i.patch) : '', whole ? '1' : ''];
     });
     const now = Date.now();
