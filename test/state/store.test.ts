@@ -311,7 +311,7 @@ test('records the positional form cannot hold exactly are stored as canonical JS
     '{"iccid":"1","extra":1}', // a key outside the table
     '{"alias":"a","iccid":"1"}', // out of contract order
     '{"iccid":"1","alias":{"nested":true}}', // a nested value
-    '{"iccid":"1","alias":"\u00e9"}', // JSON that does not read back byte for byte
+    '{"iccid":"1","alias":"\\u00e9"}', // JSON that does not read back byte for byte
     '{}',
   ];
   for (const [i, json] of odd.entries()) {
