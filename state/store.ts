@@ -406,7 +406,13 @@ return out`;
 
 type ScriptedRedis = RedisClient & {
   ccSettled(conn: string, oldSettled: string, meta: string, ...iccids: string[]): Promise<number[]>;
-  ccMarkSettled(conn: string, oldSettled: string, meta: string, settledCount: string, ...iccids: string[]): Promise<number>;
+  ccMarkSettled(
+    conn: string,
+    oldSettled: string,
+    meta: string,
+    settledCount: string,
+    ...iccids: string[]
+  ): Promise<number>;
   ccAbsent(a: string, b: string, ...fields: string[]): Promise<string[]>;
   ccCommitAudited(
     pub: string,
@@ -418,7 +424,13 @@ type ScriptedRedis = RedisClient & {
     ...args: string[]
   ): Promise<number>;
   ccForgetPublished(pub: string, audit: string, held: string, record: string, ...iccids: string[]): Promise<number>;
-  ccForgetPublishedPage(pub: string, audit: string, held: string, record: string, cursor: string): Promise<[string, number]>;
+  ccForgetPublishedPage(
+    pub: string,
+    audit: string,
+    held: string,
+    record: string,
+    cursor: string
+  ): Promise<[string, number]>;
   ccFailAudited(pending: string, fail: string, sent: string, audit: string, ...args: string[]): Promise<number>;
   ccQueueEvents(numKeys: number, ...keysAndArgs: string[]): Promise<number>;
   ccCommitEvents(events: string, ...args: string[]): Promise<number>;
@@ -870,7 +882,6 @@ export class StateStore {
     return entries;
   }
 
-
   /**
    * Forgets what the target holds for `iccids` (all of the group's SIMs when absent), and their failures, so the
    * next diff queues their whole record again (`kite-cc resync`). Returns how many SIMs it queued.
@@ -899,13 +910,17 @@ export class StateStore {
     let count = 0;
     let cursor = '0';
     do {
-      const [next, forgotten] = await this.redis.ccForgetPublishedPage(keys.published(target), keys.audit, ...held, cursor);
+      const [next, forgotten] = await this.redis.ccForgetPublishedPage(
+        keys.published(target),
+        keys.audit,
+        ...held,
+        cursor
+      );
       cursor = String(next);
       count += forgotten;
     } while (cursor !== '0');
     return count;
   }
-
 
   // --- inspection (kite-cc sim, failures) ---
 

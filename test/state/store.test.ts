@@ -240,7 +240,15 @@ test('what a target holds is stored by position, without key names or the ICC tw
   const json = JSON.stringify(FULL_RECORD);
   const { Latitude: _, Longitude: __, ...noLocation } = FULL_RECORD;
   const sparse = JSON.stringify({ ...noLocation, iccid: '8934071100000000002' });
-  await store.writePending(group, 'mqtt', [[icc, json], ['8934071100000000002', sparse]], []);
+  await store.writePending(
+    group,
+    'mqtt',
+    [
+      [icc, json],
+      ['8934071100000000002', sparse],
+    ],
+    []
+  );
   await store.commitPublished(group, 'mqtt', [
     { iccid: icc, patch: json, merged: json },
     { iccid: '8934071100000000002', patch: sparse, merged: sparse },
@@ -248,7 +256,9 @@ test('what a target holds is stored by position, without key names or the ICC tw
   const stored = (await redis.hget(`${base}pub:mqtt`, icc))!;
   expect(stored.startsWith('[0,"meter')).toBe(true);
   expect(stored.length).toBeLessThan(0.6 * json.length);
-  expect(await redis.hget(`${base}pub:mqtt`, '8934071100000000002')).toContain('"2026-11-30T12:00:00.000Z",null,null,0,2,1234.5]');
+  expect(await redis.hget(`${base}pub:mqtt`, '8934071100000000002')).toContain(
+    '"2026-11-30T12:00:00.000Z",null,null,0,2,1234.5]'
+  );
   // Every read gives the canonical JSON back, byte for byte: the diff compares records as strings.
   expect(await store.publishedRecords(group, 'mqtt', [icc, '8934071100000000002', '3'])).toEqual([json, sparse, null]);
   const [lookup] = await store.lookups(group, ['mqtt'], [icc]);
@@ -281,7 +291,9 @@ test('a full publish in the trail stands for what the target holds until it chan
   });
   // A patch to mqtt: mqtt's entry takes the record it stood for; hook's still stands for what hook holds.
   await store.writePending(group, 'mqtt', [[a, '{"alias":"second"}']], []);
-  await store.commitPublished(group, 'mqtt', [{ iccid: a, patch: '{"alias":"second"}', merged: recordOf(a, 'second') }]);
+  await store.commitPublished(group, 'mqtt', [
+    { iccid: a, patch: '{"alias":"second"}', merged: recordOf(a, 'second') },
+  ]);
   const lines = (await redis.hget(`${base}audit`, a))!.split('\n');
   expect(lines.map((line) => JSON.parse(line)[1])).toEqual(['P', 'H', 'R']);
   expect(await store.auditTrail(group, a)).toEqual([
@@ -427,7 +439,9 @@ test("when a SIM's counters last went out is kept on what its target holds; the 
   const merged = '{"iccid":"1","dailyData":5}';
   await store.commitPublished(group, 'hook', [{ iccid: '1', patch: merged, merged }]);
   expect(await redis.exists(`${base}counters:hook`)).toBe(0);
-  expect(await redis.hget(`${base}pub:hook`, '1')).toBe('[0,null,null,null,null,null,null,null,null,null,null,null,null,null,null,null,null,null,5]\x1e1000');
+  expect(await redis.hget(`${base}pub:hook`, '1')).toBe(
+    '[0,null,null,null,null,null,null,null,null,null,null,null,null,null,null,null,null,null,5]\x1e1000'
+  );
   // A later release rewrites the time on pub; a commit keeps it; the record reads back without it.
   await store.writePending(group, 'hook', [['1', '{"dailyData":6}']], [], { iccids: ['1'], at: 2_000 });
   const next = '{"iccid":"1","dailyData":6}';
@@ -449,5 +463,8 @@ test("when a SIM's counters last went out is kept on what its target holds; the 
   const renamed = '{"iccid":"2","alias":"x","dailyData":1}';
   await store.commitPublished(group, 'hook', [{ iccid: '2', patch: '{"alias":"x"}', merged: renamed }]);
   expect(await redis.exists(`${base}counters:hook`)).toBe(0);
-  expect((await store.lookups(group, ['hook'], ['2']))[0]).toMatchObject({ published: [renamed], countersSentAt: [3_000] });
+  expect((await store.lookups(group, ['hook'], ['2']))[0]).toMatchObject({
+    published: [renamed],
+    countersSentAt: [3_000],
+  });
 });
