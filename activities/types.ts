@@ -72,7 +72,7 @@ export interface DiffResult {
   left: number;
   /**
    * Per target: SIMs with a change to publish, SIMs whose unchanged patch already failed permanently, and SIMs
-   * whose only changes (daily counters) the publish policy holds for a later cycle.
+   * whose only changes (daily counters, a small move) the publish policy holds for a later cycle.
    */
   targets: Record<string, { changed: number; stillFailing: number; held?: number }>;
   /** Connectivity events detected and queued for every target (absent while the group's events are off). */
@@ -93,7 +93,7 @@ export interface TargetPreview {
   publish: number;
   /** Of those, SIMs new to the target (their whole record). */
   full: number;
-  /** SIMs whose only changes (daily counters) the publish policy would hold. */
+  /** SIMs whose only changes (daily counters, a small move) the publish policy would hold. */
   held: number;
   /** SIMs whose unchanged patch already failed permanently (not sent again). */
   stillFailing: number;

@@ -9,6 +9,7 @@ import { Option } from 'commander';
 import {
   configPatchError,
   EVENT_TYPES,
+  MAX_LOCATION_MIN_DISTANCE_M,
   MAX_INTERVAL_MS,
   MIN_INTERVAL_MS,
   type EventType,
@@ -63,6 +64,19 @@ function eventTypes(value: string): EventType[] {
   return words as EventType[];
 }
 
+/** `--location-min-distance`: metres, `500`, `500m` or `1.5km`. */
+function metres(value: string): number {
+  const match = /^(\d+(?:\.\d+)?)\s*(m|km)?$/i.exec(value.trim());
+  const m = match ? Number(match[1]) * (match[2]?.toLowerCase() === 'km' ? 1000 : 1) : Number.NaN;
+  const problem = match ? configPatchError({ publishPolicy: { locationMinDistanceM: m } }) : 'not a distance';
+  if (problem)
+    throw usageError(
+      `--location-min-distance ${JSON.stringify(value)}: use a distance from 0 to ${MAX_LOCATION_MIN_DISTANCE_M / 1000}km, ` +
+        'e.g. 500 (metres), 500m or 1.5km'
+    );
+  return m;
+}
+
 const jsonOption = () => new Option('--json', 'print JSON instead of text');
 
 /** `--max-leave-fraction`: 0.8 or 80%. */
@@ -107,6 +121,10 @@ export const COMMANDS: CliCommand[] = [
         "least time between publishes of a SIM's daily counters alone, e.g. 15m (default), 0s for every change"
       ).argParser(duration('counters-min-interval')),
       new Option(
+        '--location-min-distance <distance>',
+        'least move of a SIM\'s location that goes out on its own, e.g. 500m (default), 2km, 0 for every move'
+      ).argParser(metres),
+      new Option(
         '--events <types>',
         `connectivity events to send: a comma list of ${EVENT_TYPES.join(', ')}; all; or none (the default)`
       ).argParser(eventTypes),
@@ -123,6 +141,7 @@ export const COMMANDS: CliCommand[] = [
         targets: options.target as string[] | undefined,
         intervalMs: options.interval as number | undefined,
         countersMinIntervalMs: options.countersMinInterval as number | undefined,
+        locationMinDistanceM: options.locationMinDistance as number | undefined,
         disabled: options.disabled as boolean | undefined,
       });
     },

@@ -119,6 +119,8 @@ export interface StartOptions {
   disabled?: boolean;
   /** The publish policy's `countersMinIntervalMs`; left out keeps the group's. */
   countersMinIntervalMs?: number;
+  /** The publish policy's `locationMinDistanceM`; left out keeps the group's. */
+  locationMinDistanceM?: number;
   /** The connectivity event types to send (empty: none); left out keeps the group's. */
   eventTypes?: EventType[];
   /** The group's `maxLeaveFraction`; left out keeps the group's. */
@@ -146,6 +148,9 @@ export async function startGroup(ctx: CommandContext, options: StartOptions): Pr
   if (options.maxLeaveFraction !== undefined) patch.maxLeaveFraction = options.maxLeaveFraction;
   if (options.countersMinIntervalMs !== undefined) {
     patch.publishPolicy = { countersMinIntervalMs: options.countersMinIntervalMs };
+  }
+  if (options.locationMinDistanceM !== undefined) {
+    patch.publishPolicy = { ...patch.publishPolicy, locationMinDistanceM: options.locationMinDistanceM };
   }
   if (options.eventTypes !== undefined) patch.events = { types: options.eventTypes };
   const config: GroupConfig = {

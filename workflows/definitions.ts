@@ -4,12 +4,17 @@
  */
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import { EVENT_TYPES, eventPolicyError, type EventPolicy } from '../record/events';
-import { publishPolicyError, type PublishPolicy } from '../record/publish-policy';
+import {
+  MAX_LOCATION_MIN_DISTANCE_M,
+  publishPolicyError,
+  type PublishPolicy,
+} from '../record/publish-policy';
 import type { FetchResult, InventoryDrop, PreviewResult } from '../activities/types';
 
 export type { EventPolicy, EventType } from '../record/events';
 export { EVENT_TYPES };
 export type { PublishPolicy } from '../record/publish-policy';
+export { MAX_LOCATION_MIN_DISTANCE_M };
 
 export const WORKFLOW_TYPE = 'groupSyncWorkflow';
 
@@ -31,7 +36,8 @@ export interface GroupConfig {
   /** Start a new run after this many cycles, even if the server has not suggested it. @default 100 */
   maxCyclesPerRun?: number;
   /**
-   * Which changes go out at once and which wait (daily counters at most every 15 minutes by default).
+   * Which changes go out at once and which wait (by default, daily counters at most every 15 minutes and the
+   * location once it moved 500 m).
    * @default {} (every field's default, see PublishPolicy)
    */
   publishPolicy?: PublishPolicy;
@@ -93,8 +99,8 @@ export interface CycleSummary {
   /** SIMs that left the group since the last cycle. */
   left: number;
   /**
-   * Per target: SIMs with a change, SIMs whose only changes (daily counters) the publish policy held for a later
-   * cycle, and how publishing went.
+   * Per target: SIMs with a change, SIMs whose only changes (daily counters, a small move) the publish policy held
+   * for a later cycle, and how publishing went.
    */
   targets: Record<
     string,

@@ -229,7 +229,7 @@ test(
       enabled: true,
       intervalMs: 3_600_000, // set to the soak's interval once the first sync is done
       targets: targetsOf(i),
-      publishPolicy: { countersMinIntervalMs: 0 },
+      publishPolicy: { countersMinIntervalMs: 0, locationMinDistanceM: 0 },
     }));
     const client = new Client({ connection });
     handles = await startGroupWorkflows(client, configs, taskQueue);

@@ -1,7 +1,8 @@
 /**
  * The publish policy on the real workflow, Temporal server and Redis: daily counters that change every cycle
  * go out at most once per `countersMinInterval`, while an IMEI change goes out in the cycle that sees it; a
- * threshold crossing and the daily reset go out at once; a held change is never lost, and the hold outlives
+ * threshold crossing and the daily reset go out at once; a location goes out once it moved at least the
+ * configured distance from what the target holds; a held change is never lost, and the hold outlives
  * continue-as-new (it is kept in Redis, not in the workflow).
  */
 import type { KiteSim } from '../../kite';
@@ -79,6 +80,58 @@ test('counters changing every cycle go out at most once per countersMinInterval;
   await handle.terminate();
 });
 
+/** Kite's network location `metres` north of Madrid's (a degree of latitude is about 111.2 km). */
+function north(metres: number): Pick<KiteSim, 'automaticLocation'> {
+  const latitude = Math.round((40.4168 + metres / 111_195) * 1e6) / 1e6;
+  return { automaticLocation: { coordinates: { latitude, longitude: -3.7038 } } };
+}
+
+test('a location goes out once it moved the distance from what the target holds; a held move rides along with other changes', async () => {
+  const group = uniqueName('policy-loc');
+  const iccs = kite.addSims(group, 10, 9100);
+  const [drifting, far, renamed, tuned] = iccs;
+  const handle = await harness.start(group, { maxCyclesPerRun: 2 }); // the default policy: 500 m
+  await harness.waitForCycles(handle, 1);
+  expect(cloud.drain().size).toBe(10);
+  const cycle = async (n: number) => {
+    await handle.signal(syncNowSignal);
+    return harness.waitForCycles(handle, n);
+  };
+
+  // Cycle 2: small moves are held; a move of 2 km goes out; a small move rides along with an alias change.
+  kite.update(drifting, north(200));
+  kite.update(far, north(2_000));
+  kite.update(renamed, { ...north(100), alias: 'renamed' });
+  kite.update(tuned, north(150));
+  let status = await cycle(2);
+  expect(status.lastCycle?.targets.cloud).toMatchObject({ changed: 2, held: 2, published: 2 });
+  let sent = cloud.drain();
+  expect(sent.get(far)).toEqual([{ Latitude: 40.434786 }]);
+  expect(sent.get(renamed)).toEqual([{ alias: 'renamed', Latitude: 40.417699 }]);
+  expect(sent.size).toBe(2);
+
+  // Cycle 3 (a new run): the drift goes on, 400 m from what the target holds: still held.
+  kite.update(drifting, north(400));
+  status = await cycle(3);
+  expect(status.lastCycle?.targets.cloud).toMatchObject({ changed: 0, held: 2 });
+  expect(cloud.drain().size).toBe(0);
+
+  // Cycle 4: 550 m from what the target holds, though 150 m from the cycle before: it goes out, its latest value.
+  kite.update(drifting, north(550));
+  status = await cycle(4);
+  expect(cloud.drain().get(drifting)).toEqual([{ Latitude: 40.421746 }]);
+
+  // A smaller distance, set through configure, releases the move it held.
+  await handle.executeUpdate(configureUpdate, { args: [{ publishPolicy: { locationMinDistanceM: 100 } }] });
+  status = await cycle(5);
+  expect(status.config.publishPolicy).toEqual({ locationMinDistanceM: 100 });
+  sent = cloud.drain();
+  expect([...sent.keys()]).toEqual([tuned]);
+  expect(sent.get(tuned)).toEqual([{ Latitude: 40.418149 }]);
+  expect(status.lastCycle?.targets.cloud).toMatchObject({ held: 0 });
+  await handle.terminate();
+});
+
 test('configure refuses an invalid policy with a reason', async () => {
   const handle = await harness.start(uniqueName('policy-bad'));
   await harness.waitForCycles(handle, 1);
@@ -92,6 +145,9 @@ test('configure refuses an invalid policy with a reason', async () => {
   );
   expect(await refusal({ publishPolicy: { counterThresholds: { imei: [1] } } })).toMatch(
     /counterThresholds\.imei is not a counter/
+  );
+  expect(await refusal({ publishPolicy: { locationMinDistanceM: -5 } })).toMatch(
+    /publishPolicy\.locationMinDistanceM must be a distance in metres from 0 \(every move\) to 1000000, got -5/
   );
   await handle.terminate();
 });

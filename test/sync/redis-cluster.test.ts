@@ -74,7 +74,7 @@ test('a worker on a Redis Cluster publishes every SIM of two groups once, then o
         enabled: true,
         intervalMs: 3_600_000,
         targets: ['hook'],
-        publishPolicy: { countersMinIntervalMs: 0 },
+        publishPolicy: { countersMinIntervalMs: 0, locationMinDistanceM: 0 },
       };
       return client.workflow.start(groupSyncWorkflow, {
         taskQueue,
