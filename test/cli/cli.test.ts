@@ -8,7 +8,7 @@ import { testStack, uniqueName } from '../setup/stack';
 import { runCli, type CliRuntime } from '../../cli/cli';
 import { connectClient, settingsFromEnv } from '../../cli/connection';
 import { startGroup } from '../../cli/commands';
-import { workflowIdForGroup, type GroupStatus } from '../../workflows/definitions';
+import { EVENT_TYPES, workflowIdForGroup, type GroupStatus } from '../../workflows/definitions';
 import { KITE_SYNC_STATE } from '../../workflows/search-attributes';
 import { startTestWorker, type TestWorker } from './worker-setup';
 
@@ -172,6 +172,55 @@ test('sync --wait follows the cycle live and prints its summary', async () => {
     worker.mqtt.delayMs = 0;
   }
   expect((await statusJson(group)).status.cyclesCompleted).toBe(2);
+});
+
+test('start --events switches events on per group and type: the types reach the workflow, whose cycles then emit them', async () => {
+  const group = uniqueName('events');
+  const [moved, abroad] = worker.kite.addSims(group, 3, 300);
+  const started = await cli(['start', group, '--target', 'mqtt', '--events', 'imeiChanged,operatorChanged']);
+  expect(started).toMatchObject({ code: 0, stderr: '' });
+  await waitForStatus(group, (s) => s.cyclesCompleted === 1 && s.phase === 'idle');
+  expect((await statusJson(group)).status.config.events).toEqual({ types: ['imeiChanged', 'operatorChanged'] });
+  const emitted = () =>
+    worker.mqtt
+      .drainEvents()
+      .filter((e) => e.group === group)
+      .map((e) => ({ type: e.type, iccid: e.iccid }));
+  expect(emitted()).toEqual([]); // the group's first cycle with events: nothing changed yet
+
+  worker.kite.update(moved, { imei: '356938035643809' });
+  worker.kite.update(abroad, { country: 'FR' }); // countryChanged is not switched on
+  expect((await cli(['sync', group, '--wait', '--timeout', '1m'])).code).toBe(0);
+  expect(emitted()).toEqual([{ type: 'imeiChanged', iccid: moved }]);
+
+  // `all`, then `none`: a running group's types are replaced, and with none nothing is emitted.
+  expect((await cli(['start', group, '--events', 'all'])).code).toBe(0);
+  expect((await statusJson(group)).status.config.events.types).toEqual([...EVENT_TYPES]);
+  expect((await cli(['start', group, '--events', 'none'])).code).toBe(0);
+  expect((await statusJson(group)).status.config.events).toEqual({ types: [] });
+  worker.kite.update(moved, { imei: '356938035643810' });
+  expect((await cli(['sync', group, '--wait', '--timeout', '1m'])).code).toBe(0);
+  expect(emitted()).toEqual([]);
+
+  const bad = await cli(['start', group, '--events', 'imeiChanged,imeiMoved']);
+  expect(bad.code).toBe(2);
+  expect(bad.stderr).toContain('--events: events.types: "imeiMoved" is not an event type');
+});
+
+test('start --location-min-distance sets the publish policy in metres; a bad distance is a usage error', async () => {
+  const group = uniqueName('distance');
+  expect((await cli(['start', group, '--target', 'mqtt', '--location-min-distance', '1.5km'])).code).toBe(0);
+  expect((await statusJson(group)).status.config.publishPolicy).toEqual({ locationMinDistanceM: 1_500 });
+  expect((await cli(['start', group, '--counters-min-interval', '30m', '--location-min-distance', '0'])).code).toBe(0);
+  expect((await statusJson(group)).status.config.publishPolicy).toEqual({
+    locationMinDistanceM: 0,
+    countersMinIntervalMs: 1_800_000,
+  });
+  for (const value of ['far', '5 miles', '2000km']) {
+    const run = await cli(['start', group, '--location-min-distance', value]);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain(`--location-min-distance "${value}": use a distance from 0 to 1000km`);
+  }
 });
 
 test('sync on a group that is OFF says to enable it first', async () => {
