@@ -26,6 +26,11 @@ export interface DiffDeps {
   /** SIMs compared per Redis round trip. @default 1000 */
   batchSize?: number;
   onDiff?: (group: string, target: string, changed: number) => void;
+  /**
+   * The clock the publish policy reads (when a SIM's counters last went out, and whether their interval is over),
+   * epoch ms. The policy-day benchmark hands it the simulator's clock. @default Date.now
+   */
+  now?: () => number;
 }
 
 /**
@@ -66,7 +71,7 @@ export function createDiffActivity(deps: DiffDeps) {
     // So does a first diff with events on: every SIM gets its event baseline.
     const newTargets = targets.some((t) => !settledFor.includes(t)) || (eventsOn && !joining);
     let done = 0;
-    const now = Date.now();
+    const now = (deps.now ?? Date.now)();
     for await (const staged of store.scanSnapshot(group, cycle, deps.batchSize ?? 1000)) {
       const entries = staged.filter(([, json]) => json !== KEPT);
       const kept = staged.filter(([, json]) => json === KEPT).map(([iccid]) => iccid);

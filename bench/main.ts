@@ -6,6 +6,8 @@
  *   node -r @swc-node/register bench/main.ts [--sims N] [--small N] [--profile] [--out FILE]
  *     --ours-only          only the worker's three cycles on the big group (the scale run: --sims 1000000)
  *     --groups N           N groups on one Kite account instead (--group-sims M SIMs each, default 10,000)
+ *     --policy-day         a simulated day of a group (--policy-sims, default 10,000) in 5-minute cycles, with the
+ *                          default publish policy and with every change sent: updates per SIM per day (policy-day.ts)
  */
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -18,6 +20,7 @@ import { ROOT, startSimulator, stopAll, type SimulatorProcess } from './processe
 import { profileReport, resultsTable, scaleTable } from './report';
 import { groupNames, groupsTable, runGroups } from './groups';
 import { azureTable, runAzure, type AzureRun } from './azure';
+import { policyDayTable, runPolicyDay } from './policy-day';
 import { dropPrefix, log, REDIS_URL, runFloor, runNaive, runOurs, TEMPORAL, warm } from './runs';
 
 const sdkQuiet = new DefaultLogger('WARN');
@@ -35,8 +38,12 @@ async function main(): Promise<void> {
       'ours-only': { type: 'boolean', default: false },
       groups: { type: 'string' },
       'group-sims': { type: 'string', default: '10000' },
+      'policy-day': { type: 'boolean', default: false },
+      'policy-sims': { type: 'string', default: '10000' },
+      'policy-cycles': { type: 'string', default: '288' },
     },
   });
+  if (values['policy-day']) return policyDay(Number(values['policy-sims']), Number(values['policy-cycles']));
   if (values['azure-only']) return azureOnly(Number(values['azure-sims']), values.profile);
   if (values.groups !== undefined) return groupsOnly(Number(values.groups), Number(values['group-sims']));
   if (values['ours-only']) return oursOnly(Number(values.sims), values.out);
@@ -166,6 +173,32 @@ async function groupsOnly(n: number, simsPerGroup: number): Promise<void> {
   process.stdout.write(`\n${groupsTable(run)}\n`);
   const saved = { runId, machine: machine(), loadBefore, loadAfter: os.loadavg(), groups: run };
   writeFileSync(path.join(dataDir, `results-groups-${runId}.json`), JSON.stringify(saved, null, 2));
+}
+
+/** `--policy-day`: the publish policy's figures alone; only Redis is needed (activities run in this process). */
+async function policyDay(sims: number, cycles: number): Promise<void> {
+  if (!(sims >= 1 && cycles >= 1)) throw new Error('--policy-sims and --policy-cycles must be at least 1');
+  const runId = Date.now().toString(36);
+  const dataDir = path.join(ROOT, '.data/bench');
+  log(`Redis ${REDIS_URL}; policy day: ${sims} SIMs, ${cycles} cycles of 5 min; load average ${os.loadavg()[0]}`);
+  const redis = connectRedis(REDIS_URL);
+  try {
+    const run = await runPolicyDay(redis, runId, {
+      sims,
+      cycles,
+      cycleMs: 300_000,
+      certDir: path.join(dataDir, 'certs'),
+    });
+    process.stdout.write(`\n${policyDayTable(run)}\n`);
+    mkdirSync(dataDir, { recursive: true });
+    writeFileSync(
+      path.join(dataDir, `results-policy-day-${runId}.json`),
+      JSON.stringify({ runId, machine: machine(), ...run }, null, 2)
+    );
+  } finally {
+    redis.disconnect();
+    await stopAll();
+  }
 }
 
 /** `--azure-only`: the Azure section alone (it needs no 100,000-SIM run). */

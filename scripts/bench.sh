@@ -2,6 +2,7 @@
 # The scale benchmark (issue #7): sets up, starts its own local stack on its own ports (or reuses one already
 # listening there), runs bench/main.ts, and stops only what it started.
 #   bench.sh [--sims N] [--small N] [--profile] [--out FILE] [--ours-only] [--groups N [--group-sims M]]
+#            [--policy-day [--policy-sims N] [--policy-cycles N]]
 # Ports: KITE_BENCH_TEMPORAL_PORT (27233), KITE_BENCH_UI_PORT (28233), KITE_BENCH_REDIS_PORT (26379),
 # KITE_BENCH_MQTT_PORT (21883); Redis DB KITE_BENCH_REDIS_DB (9). Runs on other ports keep their stack's data, pid
 # files and logs apart (.data/bench/stack-<Temporal port>), so two runs on one machine never stop each other's.
@@ -27,7 +28,8 @@ trap stop_stack EXIT
 
 cd "$ROOT"
 # The worker runs as in production: compiled to lib/ (BENCH_WORKER_SOURCE=1 runs the TypeScript instead).
-if [ -z "${BENCH_WORKER_SOURCE:-}" ]; then
+# --policy-day runs the activities in this process: no worker, nothing to build.
+if [ -z "${BENCH_WORKER_SOURCE:-}" ] && [[ " $* " != *" --policy-day "* ]]; then
   say "bench: npm run build (the worker runs from lib/, as in production)"
   npm run --silent build >/dev/null
 fi

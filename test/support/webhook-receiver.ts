@@ -1,7 +1,7 @@
 /** A local webhook endpoint that keeps what a cloud would: every delivery per SIM, and the merged state. */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { SimPatch, SimRecord } from '../../record';
+import type { SimEvent, SimPatch, SimRecord } from '../../record';
 import { applyPatch, canonicalJson } from '../../record';
 
 export interface WebhookReceiver {
@@ -15,6 +15,10 @@ export interface WebhookReceiver {
   posts: number[];
   /** Deliveries that left the SIM's merged state as it was (a re-sent patch the receiver already applied). */
   noops: number;
+  /** Every item received, in order, with when it arrived (epoch ms). */
+  log: { iccid: string; patch: SimPatch; at: number }[];
+  /** Every connectivity event received, in order (duplicates included). */
+  events: (SimEvent & { deviceId: string })[];
   /** Delay before answering each POST, to stretch a publish out in time. */
   delayMs: number;
   close(): Promise<void>;
@@ -24,6 +28,8 @@ export async function startWebhookReceiver(delayMs = 0): Promise<WebhookReceiver
   const receiver = {
     deliveries: new Map<string, number>(),
     state: new Map<string, SimRecord>(),
+    log: [] as WebhookReceiver['log'],
+    events: [] as WebhookReceiver['events'],
     delayMs,
     posts: [] as number[],
     noops: 0,
@@ -35,6 +41,7 @@ export async function startWebhookReceiver(delayMs = 0): Promise<WebhookReceiver
       receiver.posts.push(Date.now());
       const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
         items: { iccid: string; patch: SimPatch }[];
+        events?: (SimEvent & { deviceId: string })[];
       };
       setTimeout(() => {
         for (const { iccid, patch } of body.items) {
@@ -43,7 +50,9 @@ export async function startWebhookReceiver(delayMs = 0): Promise<WebhookReceiver
           const after = applyPatch(before, patch);
           if (before && canonicalJson(before) === canonicalJson(after)) receiver.noops++;
           receiver.state.set(iccid, after);
+          receiver.log.push({ iccid, patch, at: Date.now() });
         }
+        receiver.events.push(...(body.events ?? []));
         res.writeHead(204).end();
       }, receiver.delayMs);
     });
