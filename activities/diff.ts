@@ -11,6 +11,7 @@ import {
   type SimPatch,
 } from '../record';
 import { KEPT, type Entry, type StateStore, type TargetLookup } from '../state/store';
+import type { ConfiguredTarget } from './publish';
 import type { DiffInput, DiffResult, InventoryDrop } from './types';
 
 export interface DiffDeps {
@@ -31,6 +32,8 @@ export interface DiffDeps {
    * epoch ms. The policy-day benchmark hands it the simulator's clock. @default Date.now
    */
   now?: () => number;
+  /** The worker's targets: those with `leftGroupNotice` are told when a SIM leaves the group. @default none */
+  targets?: ReadonlyMap<string, Pick<ConfiguredTarget, 'leftGroupNotice'>>;
 }
 
 /**
@@ -98,7 +101,8 @@ export function createDiffActivity(deps: DiffDeps) {
       Context.current().heartbeat({ phase: 'diff', done });
     }
     await store.recordSettledFor(group, targets);
-    const left = await forgetLeavers(store, group, targets, leavers, eventsOn ? events : undefined);
+    const told = targets.filter((t) => deps.targets?.get(t)?.leftGroupNotice);
+    const left = await forgetLeavers(store, group, { targets, told }, leavers, eventsOn ? events : undefined);
     result.left = left.count;
     if (eventsOn) result.events = (result.events ?? 0) + left.events;
     if (eventsOn && !joining) await store.markEventsBaselined(group);
@@ -225,42 +229,58 @@ export function simEvent(
   return out;
 }
 
-/** Forgets the leavers for every target, queueing their `leftGroup` events first when the group has them on. */
+/**
+ * Forgets the leavers for every target, queueing their `leftGroup` events in the same atomic step: for every
+ * target when the group has them on (leavers with an event baseline), and for each target that is `told` (its
+ * `leftGroupNotice`) and holds the SIM otherwise. A diff retried after that step finds no leavers left, so each is
+ * said once.
+ */
 async function forgetLeavers(
   store: StateStore,
   group: string,
-  targets: string[],
+  { targets, told }: { targets: string[]; told: string[] },
   leavers: string[],
   events?: EventPolicy
 ): Promise<{ count: number; events: number }> {
+  const everyTarget = !!events?.types?.includes('leftGroup');
   let queued = 0;
   for (let i = 0; i < leavers.length; i += 1000) {
     const batch = leavers.slice(i, i + 1000);
-    if (events?.types?.includes('leftGroup')) queued += await queueLeftGroup(store, group, targets, batch);
-    await store.forget(group, targets, batch);
+    const notices = everyTarget || told.length ? await leftGroupEvents(store, group, targets, told, batch, events) : [];
+    queued += notices.filter((notice) => notice.targets === targets).length; // the group's own events
+    await store.forget(group, targets, batch, notices);
   }
   return { count: leavers.length, events: queued };
 }
 
 /**
- * Queues a `leftGroup` event per leaver for every target, named by what the first target holding it last had.
- * Only leavers with an event baseline: queueing drops it atomically, so a diff retried after this says it once.
+ * The `leftGroup` event of each leaver and the targets it goes to, named by what the first target holding the SIM
+ * last had: every target, for a leaver with an event baseline while the group has the event on; else the `told`
+ * targets that hold it.
  */
-async function queueLeftGroup(store: StateStore, group: string, targets: string[], iccids: string[]): Promise<number> {
+async function leftGroupEvents(
+  store: StateStore,
+  group: string,
+  targets: string[],
+  told: string[],
+  iccids: string[],
+  events?: EventPolicy
+): Promise<{ iccid: string; targets: string[]; event: string }[]> {
+  const everyTarget = !!events?.types?.includes('leftGroup');
   const [baselines, ...held] = await Promise.all([
-    store.eventBaselines(group, iccids),
+    everyTarget ? store.eventBaselines(group, iccids) : iccids.map(() => null),
     ...targets.map((t) => store.publishedRecords(group, t, iccids)),
   ]);
   const at = Date.now();
-  const sims = iccids.flatMap((iccid, i) => {
-    if (baselines[i] === null) return [];
+  return iccids.flatMap((iccid, i) => {
+    const to =
+      everyTarget && baselines[i] !== null ? targets : told.filter((t) => held[targets.indexOf(t)][i] !== null);
+    if (!to.length) return [];
     const json = held.map((records) => records[i]).find((r) => r !== null);
     const record: Pick<SimRecord, 'iccid' | 'alias' | 'imei'> = json ? (JSON.parse(json) as SimRecord) : { iccid };
     const event = simEvent(group, record, { type: 'leftGroup', before: group, after: null }, at);
-    return [{ iccid, baseline: null, events: [JSON.stringify(event)] }];
+    return [{ iccid, targets: to, event: JSON.stringify(event) }];
   });
-  await store.queueEvents(group, targets, sims);
-  return sims.length;
 }
 
 /**

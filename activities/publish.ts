@@ -13,6 +13,11 @@ export interface ConfiguredTarget {
   target: Target;
   /** @default '{iccid}' */
   deviceIdTemplate?: string;
+  /**
+   * Tell the target when a SIM leaves the group (`monitoring: "off"` and a `leftGroup` event; `monitoring: "on"`
+   * on a SIM's first publish): the target's `leftGroupNotice` setting. @default false
+   */
+  leftGroupNotice?: boolean;
 }
 
 export interface PublishDeps {
@@ -220,7 +225,7 @@ async function sendBatch(
   deps: PublishDeps,
   group: string,
   name: string,
-  { target, deviceIdTemplate }: ConfiguredTarget,
+  { target, deviceIdTemplate, leftGroupNotice }: ConfiguredTarget,
   entries: Entry[],
   counts: { published: number; failed: number; throttled: number; inFlight: number },
   signal: AbortSignal
@@ -241,7 +246,9 @@ async function sendBatch(
     merged.set(iccid, canonicalJson(after));
     try {
       const deviceId = deviceIdFor(deviceIdTemplate ?? DEFAULT_DEVICE_ID_TEMPLATE, after);
-      items.push({ iccid, deviceId, patch, full: !before, state: after });
+      // A first publish says the SIM is monitored: it may have left the group and joined again since `off`.
+      const on = leftGroupNotice && !before ? ({ monitoring: 'on' } as const) : {};
+      items.push({ iccid, deviceId, patch: { ...patch, ...on }, full: !before, state: { ...after, ...on } });
     } catch (err) {
       failures.push({ iccid, patch: patchJson, reason: (err as Error).message });
     }
@@ -295,13 +302,15 @@ async function sendBatch(
 /**
  * Sends the target's queued connectivity events, a batch at a time; drops each SIM's events once the target
  * acknowledged them, or refused them for good (logged: events are not retried forever). A crash before the
- * drop sends them again with the same ids: at least once, duplicates only for the SIMs in flight.
+ * drop sends them again with the same ids: at least once, duplicates only for the SIMs in flight. With
+ * `leftGroupNotice`, a SIM whose events say it left the group first gets `monitoring: "off"` as its state, and its
+ * events wait (with that notice) until the target took the notice.
  */
 async function sendEvents(
   deps: PublishDeps,
   group: string,
   name: string,
-  { target, deviceIdTemplate }: ConfiguredTarget,
+  { target, deviceIdTemplate, leftGroupNotice }: ConfiguredTarget,
   counts: { throttled: number; eventsSent: number },
   signal: AbortSignal
 ): Promise<Retry> {
@@ -333,9 +342,21 @@ async function sendEvents(
         done.push([iccid, json]);
       }
     }
-    const outcomes = target.publishEvents
-      ? await publishEventsSafely(target, items, signal, group)
-      : items.map((i): PublishOutcome => ({ iccid: i.iccid, status: 'ok' })); // a target without events drops them
+    const notices = leftGroupNotice ? items.filter((item) => item.events.some((e) => e.type === 'leftGroup')) : [];
+    const noticeOutcomes = await publishSafely(target, notices.map(monitoringOff), signal, group);
+    const noticeFailed = new Set<string>();
+    for (const outcome of noticeOutcomes) {
+      if (outcome.status === 'permanent') {
+        deps.logger.warn('left-group notice refused by the target', { group, target: name, reason: outcome.reason });
+      } else if (outcome.status !== 'ok') noticeFailed.add(outcome.iccid);
+    }
+    const ready = items.filter((item) => !noticeFailed.has(item.iccid));
+    const outcomes = [
+      ...noticeOutcomes.filter((o) => noticeFailed.has(o.iccid)), // retried with their events, next attempt
+      ...(target.publishEvents
+        ? await publishEventsSafely(target, ready, signal, group)
+        : ready.map((i): PublishOutcome => ({ iccid: i.iccid, status: 'ok' }))), // a target without events drops them
+    ];
     let acknowledged = 0;
     for (const outcome of outcomes) {
       const json = sent.get(outcome.iccid);
@@ -357,6 +378,11 @@ async function sendEvents(
     counts.eventsSent += acknowledged;
   }
   return retry;
+}
+
+/** The state a SIM that left the group is left with at a target that is told: `monitoring: "off"`. */
+function monitoringOff({ iccid, deviceId }: EventItem): PublishItem {
+  return { iccid, deviceId, patch: { monitoring: 'off' }, full: false, state: { iccid, monitoring: 'off' } };
 }
 
 async function publishEventsSafely(target: Target, items: EventItem[], signal: AbortSignal, group: string) {

@@ -759,15 +759,34 @@ export class StateStore {
     return this.redis.ccCommitEvents(this.keys(group).events(target), ...sent.flat());
   }
 
-  /** Forgets SIMs that left the group, for every target: a SIM that joins again is published in full. */
-  async forget(group: string, targets: string[], iccids: string[]): Promise<void> {
+  /**
+   * Forgets SIMs that left the group, for every target: a SIM that joins again is published in full. In the same
+   * transaction, queues each `leftGroup` event (JSON) of `told` for its targets, so that it is queued once.
+   */
+  async forget(
+    group: string,
+    targets: string[],
+    iccids: string[],
+    told: { iccid: string; targets: string[]; event: string }[] = []
+  ): Promise<void> {
     if (!iccids.length) return;
     const keys = this.keys(group);
     const identities = (await this.hmget(keys.connectivity, iccids)).map(withoutAppendix).flatMap((json) => {
       const identity = json ? (JSON.parse(json) as { i?: unknown }).i : undefined;
       return typeof identity === 'string' ? [identity] : [];
     });
-    const pipeline = this.redis.pipeline();
+    const pipeline = told.length ? this.redis.multi() : this.redis.pipeline();
+    for (const { iccid, targets: to, event } of told) {
+      const eventKeys = to.map((t) => keys.events(t));
+      (pipeline as unknown as Pick<ScriptedRedis, 'ccQueueEvents'>).ccQueueEvents(
+        1 + eventKeys.length,
+        keys.eventBaselines,
+        ...eventKeys,
+        iccid,
+        '',
+        event
+      );
+    }
     if (identities.length) pipeline.hdel(keys.identities, ...identities);
     pipeline.hdel(keys.connectivity, ...iccids);
     pipeline.hdel(keys.settled, ...iccids);

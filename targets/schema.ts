@@ -27,6 +27,16 @@ export const commonTargetShape = {
       const problem = deviceIdTemplateProblem(template);
       if (problem) ctx.addIssue({ code: 'custom', message: problem });
     }),
+  /**
+   * When a SIM leaves the monitoring group, tell this target, rather than leave the SIM's last state there as if
+   * it were current: a twin, a shadow or a webhook receiver gets `{"monitoring": "off"}` as a patch, and an MQTT
+   * state topic `{"iccid", "monitoring": "off"}` in place of the record (the changes topic the patch); and the
+   * target gets a `leftGroup` event, even when the group's events are off. While it is on, a SIM's first publish
+   * carries `monitoring: "on"`, so a SIM that joins the group again reads as monitored again. Only SIMs the target
+   * holds are told, with the same pending-and-commit scheme as events (at least once).
+   * @default false
+   */
+  leftGroupNotice: flag().optional(),
 };
 
 /** Settings every target has, as a type. */

@@ -1,16 +1,30 @@
 import type { SimEvent, SimPatch, SimRecord } from '../record';
 
+/**
+ * Whether the connector still keeps a SIM's state at the target up to date: `off` once the SIM left the group,
+ * `on` from its first publish. Sent only to targets with `leftGroupNotice` (targets/schema.ts).
+ */
+export interface MonitoringKey {
+  monitoring?: 'on' | 'off';
+}
+
 /** One SIM's change, ready to send. */
 export interface PublishItem {
   iccid: string;
   /** The cloud identity (device id, thing name); defaults to the ICCID. */
   deviceId: string;
-  /** Changed keys only; on first publish, every present key. `null` deletes a key. */
-  patch: SimPatch;
+  /**
+   * Changed keys only; on first publish, every present key. `null` deletes a key. `monitoring` with
+   * `leftGroupNotice`: `on` on a first publish; `{monitoring: "off"}` alone once the SIM left the group.
+   */
+  patch: SimPatch & MonitoringKey;
   /** True when this is the SIM's first publish to this target (the patch holds the full record). */
   full: boolean;
-  /** The SIM's whole record as the target holds it once this patch is applied (what a state topic carries). */
-  state: SimRecord;
+  /**
+   * The SIM's whole record as the target holds it once this patch is applied (what a state topic carries); once
+   * the SIM left the group (`leftGroupNotice`), only its `iccid` and `monitoring: "off"`.
+   */
+  state: SimRecord & MonitoringKey;
 }
 
 /** One SIM's connectivity events, oldest first, ready to send (record/events.ts). */

@@ -82,6 +82,7 @@ export async function startWorker(
       {
         target: createTarget(t, { logger: logger.child({ target: t.name }), budgets }),
         deviceIdTemplate: t.deviceIdTemplate,
+        leftGroupNotice: t.leftGroupNotice,
       },
     ])
   );

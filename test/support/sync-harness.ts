@@ -41,6 +41,8 @@ export async function startSyncHarness(options: {
   temporalAddress?: string;
   /** Told each target call's outcomes, as the worker's metrics are. @default none */
   onOutcomes?: PublishDeps['onOutcomes'];
+  /** Names of the targets told when a SIM leaves the group (their `leftGroupNotice`). @default none */
+  leftGroupNotice?: string[];
 }): Promise<SyncHarness> {
   const redis = testRedis();
   const prefix = uniqueName('cc');
@@ -50,7 +52,12 @@ export async function startSyncHarness(options: {
   const nativeConnection = await NativeConnection.connect({ address });
   const client = new Client({ connection });
   const taskQueue = uniqueName('sync');
-  const targets = new Map<string, ConfiguredTarget>(options.targets.map((target) => [target.name, { target }]));
+  const targets = new Map<string, ConfiguredTarget>(
+    options.targets.map((target) => [
+      target.name,
+      { target, leftGroupNotice: options.leftGroupNotice?.includes(target.name) },
+    ])
+  );
   const activities = createActivities({
     store,
     kite: options.kite,
