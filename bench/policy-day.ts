@@ -11,12 +11,11 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { createActivities } from '../activities';
 import { kiteSourceFromClients } from '../activities/kite-source';
 import { KiteClient, tlsFromFiles } from '../kite';
-import { COUNTER_KEYS, LOCATION_KEYS, type PublishPolicy } from '../record';
+import { COUNTER_KEYS, LOCATION_KEYS, type PublishPolicy, type RecordKey } from '../record';
 import { createLogger } from '../shared/log';
-import { StateStore } from '../state/store';
-import type { RecordKey } from '../record';
-import type { PublishItem, PublishOutcome, Target } from '../targets/target';
 import type { RedisClient } from '../state/redis';
+import { StateStore } from '../state/store';
+import type { PublishItem, PublishOutcome, Target } from '../targets/target';
 import { startSimulator, type SimulatorProcess } from './processes';
 import { dropPrefix, log } from './runs';
 
