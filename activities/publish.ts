@@ -342,7 +342,16 @@ async function sendEvents(
         done.push([iccid, json]);
       }
     }
-    const notices = leftGroupNotice ? items.filter((item) => item.events.some((e) => e.type === 'leftGroup')) : [];
+    let notices = leftGroupNotice ? items.filter((item) => item.events.some((e) => e.type === 'leftGroup')) : [];
+    if (notices.length) {
+      // A SIM that joined again since (the target holds its record anew, `monitoring: "on"`) keeps that state.
+      const back = await deps.store.publishedRecords(
+        group,
+        name,
+        notices.map((item) => item.iccid)
+      );
+      notices = notices.filter((_, i) => back[i] === null);
+    }
     const noticeOutcomes = await publishSafely(target, notices.map(monitoringOff), signal, group);
     const noticeFailed = new Set<string>();
     for (const outcome of noticeOutcomes) {

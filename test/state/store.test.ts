@@ -97,6 +97,27 @@ test('lookups return, per target, what it holds and the failed patch; leavers ar
   expect(await store.knownCount(group)).toBe(0);
 });
 
+test('forget queues the leavers\' leftGroup events for their targets in the same transaction', async () => {
+  const group = uniqueName('told');
+  await store.stagePage(group, 1, {
+    records: ['1', '2'].map((i) => [i, `{"iccid":"${i}"}`]),
+    connectivity: ['1', '2'].map((i) => [i, '{"h":""}']),
+    invalid: [],
+  });
+  await store.queueEvents(group, ['a'], [{ iccid: '1', baseline: '{"i":"x"}', events: ['{"id":"earlier"}'] }]);
+  await store.forget(group, ['a', 'b'], ['1', '2'], [{ iccid: '1', targets: ['a'], event: '{"id":"left"}' }]);
+  expect(await store.knownCount(group)).toBe(0);
+  expect(await store.eventBaselines(group, ['1'])).toEqual([null]);
+  const queued = async (target: string) => {
+    const out: [string, string][] = [];
+    for await (const page of store.scanEvents(group, target)) out.push(...page);
+    return out;
+  };
+  expect(await queued('a')).toEqual([['1', '[{"id":"earlier"},{"id":"left"}]']]);
+  expect(await queued('b')).toEqual([]);
+  await store.dropGroup(group);
+});
+
 test('the audit trail keeps, per SIM and newest first, what each target acknowledged or refused, capped', async () => {
   const group = uniqueName('audit');
   const capped = new StateStore(redis, { prefix, auditEntriesPerSim: 3 });
