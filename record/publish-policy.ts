@@ -97,7 +97,7 @@ function locationDue(before: SimRecord, patch: SimPatch, policy: PublishPolicy |
   return distanceM(before.Latitude, before.Longitude, lat, lon) >= min;
 }
 
-/** Great-circle distance in metres between two points in degrees (haversine, on a sphere of the Earth's mean radius). */
+/** Great-circle distance in metres between two points given in degrees (haversine, the Earth's mean radius). */
 export function distanceM(lat1: number, lon1: number, lat2: number, lon2: number): number {
   const rad = Math.PI / 180;
   const dLat = (lat2 - lat1) * rad;
