@@ -8,7 +8,7 @@
  */
 import os from 'node:os';
 import { MockActivityEnvironment } from '@temporalio/testing';
-import { createActivities } from '../activities';
+import { createActivities, type DiffResult } from '../activities';
 import { kiteSourceFromClients } from '../activities/kite-source';
 import { KiteClient, tlsFromFiles } from '../kite';
 import { COUNTER_KEYS, LOCATION_KEYS, type PublishPolicy, type RecordKey } from '../record';
@@ -137,7 +137,7 @@ export async function runPolicyDay(
       const acts = activities[i];
       const ref = { group: GROUP, cycle };
       await new MockActivityEnvironment().run(acts.fetchSnapshot, ref);
-      const diffed = await new MockActivityEnvironment().run(acts.diffSnapshot, {
+      const diffed: DiffResult = await new MockActivityEnvironment().run(acts.diffSnapshot, {
         ...ref,
         targets: ['count'],
         policy: p.policy,

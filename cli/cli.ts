@@ -122,7 +122,7 @@ export const COMMANDS: CliCommand[] = [
       ).argParser(duration('counters-min-interval')),
       new Option(
         '--location-min-distance <distance>',
-        'least move of a SIM\'s location that goes out on its own, e.g. 500m (default), 2km, 0 for every move'
+        "least move of a SIM's location that goes out on its own, e.g. 500m (default), 2km, 0 for every move"
       ).argParser(metres),
       new Option(
         '--events <types>',

@@ -131,7 +131,10 @@ export function publishPolicyError(policy: PublishPolicy): string | undefined {
   const distance = policy.locationMinDistanceM;
   if (
     distance !== undefined &&
-    (typeof distance !== 'number' || !Number.isFinite(distance) || distance < 0 || distance > MAX_LOCATION_MIN_DISTANCE_M)
+    (typeof distance !== 'number' ||
+      !Number.isFinite(distance) ||
+      distance < 0 ||
+      distance > MAX_LOCATION_MIN_DISTANCE_M)
   ) {
     return (
       `locationMinDistanceM must be a distance in metres from 0 (every move) to ${MAX_LOCATION_MIN_DISTANCE_M}, ` +

@@ -778,7 +778,7 @@ export class StateStore {
     const pipeline = told.length ? this.redis.multi() : this.redis.pipeline();
     for (const { iccid, targets: to, event } of told) {
       const eventKeys = to.map((t) => keys.events(t));
-      (pipeline as unknown as Pick<ScriptedRedis, 'ccQueueEvents'>).ccQueueEvents(
+      (pipeline as unknown as { ccQueueEvents(...args: (string | number)[]): unknown }).ccQueueEvents(
         1 + eventKeys.length,
         keys.eventBaselines,
         ...eventKeys,

@@ -4,11 +4,7 @@
  */
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import { EVENT_TYPES, eventPolicyError, type EventPolicy } from '../record/events';
-import {
-  MAX_LOCATION_MIN_DISTANCE_M,
-  publishPolicyError,
-  type PublishPolicy,
-} from '../record/publish-policy';
+import { MAX_LOCATION_MIN_DISTANCE_M, publishPolicyError, type PublishPolicy } from '../record/publish-policy';
 import type { FetchResult, InventoryDrop, PreviewResult } from '../activities/types';
 
 export type { EventPolicy, EventType } from '../record/events';

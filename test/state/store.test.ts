@@ -97,7 +97,7 @@ test('lookups return, per target, what it holds and the failed patch; leavers ar
   expect(await store.knownCount(group)).toBe(0);
 });
 
-test('forget queues the leavers\' leftGroup events for their targets in the same transaction', async () => {
+test("forget queues the leavers' leftGroup events for their targets in the same transaction", async () => {
   const group = uniqueName('told');
   await store.stagePage(group, 1, {
     records: ['1', '2'].map((i) => [i, `{"iccid":"${i}"}`]),

@@ -44,7 +44,7 @@ test('held counters survive a worker SIGKILL and continue-as-new, and go out lat
   const iccs = c.iccs(GROUP);
   for (const icc of iccs) c.setSim(icc, usage(1));
   const taskQueue = uniqueName('policy-crash');
-  const env = {
+  const env: Record<string, string> = {
     ...simulatorWorkerEnv(sim, taskQueue),
     KITE_TARGETS: JSON.stringify({ hook: { type: 'webhook', url: receiver.url, secret: 'policy-crash-0123456789' } }),
   };
