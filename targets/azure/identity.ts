@@ -235,7 +235,8 @@ export class Identities {
   /** Creates devices in bulk chunks; returns those that already existed. Failures go into `failures`. */
   private async createDevices(ids: string[], failures: Map<string, Failure>, signal?: AbortSignal): Promise<string[]> {
     const existing: string[] = [];
-    const chunkSize = Math.max(1, Math.min(BULK_MAX, Math.floor(this.budget.capacity)));
+    // A chunk the client's burst holds: from a full bucket, a bulk call goes at once.
+    const chunkSize = Math.max(1, Math.min(BULK_MAX, Math.floor(this.budget.burst)));
     for (let i = 0; i < ids.length; i += chunkSize) {
       const chunk = ids.slice(i, i + chunkSize);
       const stop = await this.createChunk(chunk, failures, existing, signal);

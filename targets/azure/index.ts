@@ -30,7 +30,7 @@ import {
   type Budgets,
   type RateLimit,
 } from '../../shared/limits';
-import { budgetReason, HubBudget, PACE_SHARE, pacedLimit } from './rate';
+import { budgetReason, HubBudget, pacedLimit, registryLimit } from './rate';
 import { createRegistry, type RegistryHandle } from './service';
 import { billedMessages } from './tiers';
 import { TlsReuse, TwinSession, type SessionFailure } from './twin-session';
@@ -118,13 +118,16 @@ class AzureIotHubTarget implements Target {
     const peer = peerId('azure-iothub', this.creds.hostName.toLowerCase());
     const shared = deps.budgets ?? localBudgets();
     // Every class runs a little under the hub's rate, so that requests sent the moment their token exists never
-    // find the hub's bucket empty. Identity operations keep the hub's burst (a bulk call counts each device, up
-    // to 100 at once); the classes the hub counts per second take a small one (see `pacedLimit`).
+    // find the hub's bucket empty. Identity operations keep most of the hub's burst (a bulk call counts each
+    // device, up to 100 at once; see `registryLimit`); the classes the hub counts per second take a small one
+    // (see `pacedLimit`) and space this process's requests one hub token apart, so a stall does not bunch them.
     const bucket = (cls: string, capacity: number, periodMs: number, limit: RateLimit) =>
-      new HubBudget(shared.rate(`${peer}:${cls}`, limit), capacity, periodMs);
+      new HubBudget(shared.rate(`${peer}:${cls}`, limit), capacity, periodMs, {
+        burst: limit.burst,
+        spaceSends: periodMs === 1_000,
+      });
     const identities = budgets.identityOpsPerMinute;
-    const identityLimit = { perSecond: (identities * PACE_SHARE) / 60, burst: identities };
-    this.identityBudget = bucket('identity', identities, 60_000, identityLimit);
+    this.identityBudget = bucket('identity', identities, 60_000, registryLimit(identities));
     const twin = pacedLimit(budgets.twinUpdatesPerSecond, 1_000);
     this.twinBudget = bucket('twin-update', budgets.twinUpdatesPerSecond, 1_000, twin);
     this.itemsPerSecond = twin.perSecond;
@@ -379,7 +382,7 @@ class AzureIotHubTarget implements Target {
   private async admit(budget: HubBudget, operation: string, signal?: AbortSignal): Promise<Failure | undefined> {
     const r = await budget.reserve(1);
     if (!r.ok) return { kind: 'throttled', reason: budgetReason(operation, r.paused), retryAfterMs: r.retryAfterMs };
-    if (await sleepUnlessAborted(r.waitMs, signal)) return undefined;
+    if ((await sleepUnlessAborted(r.waitMs, signal)) && (await budget.turn(signal))) return undefined;
     await budget.refund(1);
     return { kind: 'retryable', reason: 'aborted' };
   }

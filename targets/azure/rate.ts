@@ -4,7 +4,7 @@
  * drops pause the whole class: in this worker at once, and in every other one by taking the pause's worth of
  * tokens from the shared bucket.
  */
-import type { RateBudget, RateLimit } from '../../shared/limits';
+import { sleepUnlessAborted, type RateBudget, type RateLimit } from '../../shared/limits';
 
 /** The share of the hub's per-second rate the connector paces itself at (see `pacedLimit`). */
 export const PACE_SHARE = 0.95;
@@ -20,6 +20,24 @@ export function pacedLimit(capacity: number, periodMs: number): RateLimit {
   return {
     perSecond: (capacity * 1000 * PACE_SHARE) / periodMs,
     burst: Math.max(1, Math.floor(capacity * (1 - PACE_SHARE))),
+  };
+}
+
+/** The share of the hub's burst the connector keeps for identity operations (see `registryLimit`). */
+export const REGISTRY_BURST_SHARE = 0.9;
+
+/**
+ * The client-side limit of identity operations (the hub counts them per minute): `PACE_SHARE` of the hub's rate
+ * and `REGISTRY_BURST_SHARE` of its burst, which a bulk call of up to 100 devices needs. Not the whole burst: the
+ * hub's bucket stops filling while it is full, and the shared bucket does not know when requests arrive. When the
+ * first requests of a busy spell reach the hub late (a loaded machine), the hub has not refilled what the client
+ * counted as refilled meanwhile, and a client with the hub's own burst gets its next request refused (seen with
+ * two worker processes: 1 of 240). The tenth of the burst kept back covers six seconds of such delay.
+ */
+export function registryLimit(capacityPerMinute: number): RateLimit {
+  return {
+    perSecond: (capacityPerMinute * PACE_SHARE) / 60,
+    burst: Math.max(1, Math.floor(capacityPerMinute * REGISTRY_BURST_SHARE)),
   };
 }
 
@@ -40,9 +58,46 @@ export type HubReservation =
   /** `paused`: the hub throttled this class recently; otherwise the client-side budget is spent. */
   | { ok: false; retryAfterMs: number; paused: boolean };
 
+/**
+ * Lets one caller at a time through, at least `spacingMs` after the previous one, in the order they arrive. The
+ * shared bucket schedules each request ahead of time; a process that stalls (a loaded machine) wakes up with every
+ * request whose time has come meanwhile, and without this they would reach the hub at once.
+ */
+class SendSpacing {
+  private last = -Infinity;
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly spacingMs: number) {}
+
+  /** Resolves true at this caller's turn; false when `signal` aborts it first (the next caller goes on). */
+  turn(signal?: AbortSignal): Promise<boolean> {
+    const mine = this.queue.then(async () => {
+      const waitMs = this.last + this.spacingMs - Date.now();
+      if (signal?.aborted || (waitMs > 0 && !(await sleepUnlessAborted(waitMs, signal)))) return false;
+      this.last = Date.now();
+      return true;
+    });
+    this.queue = mine;
+    return mine;
+  }
+}
+
+export interface HubBudgetOptions {
+  /** The client-side bucket's burst: the most tokens one reservation gets without waiting. @default 1 */
+  burst?: number;
+  /**
+   * Space this process's requests of the class at least one hub token apart (1/rate of the hub), whatever the
+   * shared bucket allows after a stall. For the classes the hub counts per second. @default false
+   */
+  spaceSends?: boolean;
+}
+
 /** A shared bucket of `capacity` tokens refilled at `capacity` per `periodMs`, plus the hub's pauses. */
 export class HubBudget {
+  /** The client-side bucket's burst (what a bulk call can take at once). */
+  readonly burst: number;
   private readonly perMs: number;
+  private readonly spacing?: SendSpacing;
   /** After a 429: callers are told to come back, not queued (the hub asked everyone to slow down). */
   private throttledUntil = 0;
   /** After a drop: callers wait it out. */
@@ -54,9 +109,20 @@ export class HubBudget {
   constructor(
     private readonly bucket: RateBudget,
     readonly capacity: number,
-    periodMs: number
+    periodMs: number,
+    options: HubBudgetOptions = {}
   ) {
     this.perMs = capacity / periodMs;
+    this.burst = options.burst ?? 1;
+    if (options.spaceSends) this.spacing = new SendSpacing(1 / this.perMs);
+  }
+
+  /**
+   * After a reservation's wait: this caller's turn to send (at once unless the class spaces its sends). False
+   * when aborted meanwhile; the caller then refunds its tokens.
+   */
+  async turn(signal?: AbortSignal): Promise<boolean> {
+    return this.spacing ? this.spacing.turn(signal) : !signal?.aborted;
   }
 
   /**
