@@ -9,13 +9,11 @@
 import https from 'node:https';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import type { KiteSimulator, RequestLogEntry } from '../../simulator';
-import { statusQuery, workflowIdForGroup, type GroupStatus } from '../../workflows/definitions';
-import { groupSyncWorkflow } from '../../workflows';
-import { KITE_GROUP } from '../../workflows/search-attributes';
+import type { GroupStatus } from '../../workflows/definitions';
 import { simulator } from '../kite/helpers';
 import { testStack, uniqueName } from '../setup/stack';
+import { startGroupWorkflows, waitForGroupCycles } from '../support/group-workflows';
 import { simulatorWorkerEnv, startWorkerProcess, type WorkerProcess } from '../support/worker-process';
-import { waitUntil } from '../support/wait-until';
 
 const BUDGET = 4; // Kite's reported budget per customer, requests/s
 const SIMS = 30; // per group: one list page, then one presence read per new SIM
@@ -47,31 +45,13 @@ afterAll(async () => {
 });
 
 /** One group per worker (its task queue). */
-async function syncGroups(groups: string[]): Promise<WorkflowHandle[]> {
-  const client = new Client({ connection });
-  return Promise.all(
-    groups.map((group, i) =>
-      client.workflow.start(groupSyncWorkflow, {
-        taskQueue: taskQueues[i],
-        workflowId: workflowIdForGroup(`${group}-${taskQueues[i]}`),
-        args: [{ config: { group, enabled: true, intervalMs: 3_600_000, targets: ['sink'] } }],
-        typedSearchAttributes: [{ key: KITE_GROUP, value: group }],
-      })
-    )
-  );
+function syncGroups(groups: string[]): Promise<WorkflowHandle[]> {
+  const configs = groups.map((group) => ({ group, enabled: true, intervalMs: 3_600_000, targets: ['sink'] }));
+  return startGroupWorkflows(new Client({ connection }), configs, (i) => taskQueues[i]);
 }
 
-async function firstCycles(handles: WorkflowHandle[]): Promise<GroupStatus[]> {
-  const statuses: GroupStatus[] = [];
-  await waitUntil(
-    async () => {
-      statuses.splice(0, statuses.length, ...(await Promise.all(handles.map((h) => h.query(statusQuery)))));
-      return statuses.every((s) => s.cyclesCompleted >= 1 && s.phase === 'idle');
-    },
-    'every group completes its first cycle',
-    240_000
-  );
-  return statuses;
+function firstCycles(handles: WorkflowHandle[]): Promise<GroupStatus[]> {
+  return waitForGroupCycles(handles, 1, { idle: true, timeoutMs: 240_000 });
 }
 
 /** The most requests of `entries` admitted in any one-second window. */

@@ -8,11 +8,10 @@ import type { Cluster } from 'ioredis';
 import { startKiteSimulator, type KiteSimulator } from '../../simulator';
 import { scanKeys } from '../../state/redis';
 import { StateStore } from '../../state/store';
-import { statusQuery, syncNowSignal, workflowIdForGroup, type GroupConfig } from '../../workflows/definitions';
-import { groupSyncWorkflow } from '../../workflows';
-import { KITE_GROUP } from '../../workflows/search-attributes';
+import { statusQuery, syncNowSignal, type GroupConfig } from '../../workflows/definitions';
 import { tempDir } from '../setup/processes';
 import { testRedisCluster, testStack, uniqueName } from '../setup/stack';
+import { startGroupWorkflows, waitForGroupCycles } from '../support/group-workflows';
 import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver';
 import { simulatorWorkerEnv, startWorkerProcess, type WorkerProcess } from '../support/worker-process';
 import { waitUntil } from '../support/wait-until';
@@ -67,29 +66,15 @@ test('a worker on a Redis Cluster publishes every SIM of two groups once, then o
     }),
   });
   const client = new Client({ connection });
-  const handles = await Promise.all(
-    groups.map((group) => {
-      const config: GroupConfig = {
-        group,
-        enabled: true,
-        intervalMs: 3_600_000,
-        targets: ['hook'],
-        publishPolicy: { countersMinIntervalMs: 0, locationMinDistanceM: 0 },
-      };
-      return client.workflow.start(groupSyncWorkflow, {
-        taskQueue,
-        workflowId: workflowIdForGroup(`${group}-${taskQueue}`),
-        args: [{ config }],
-        typedSearchAttributes: [{ key: KITE_GROUP, value: group }],
-      });
-    })
-  );
-  const cyclesDone = (n: number) =>
-    waitUntil(
-      async () => (await Promise.all(handles.map((h) => h.query(statusQuery)))).every((s) => s.cyclesCompleted >= n),
-      `both groups completed ${n} cycle(s)`,
-      180_000
-    );
+  const configs: GroupConfig[] = groups.map((group) => ({
+    group,
+    enabled: true,
+    intervalMs: 3_600_000,
+    targets: ['hook'],
+    publishPolicy: { countersMinIntervalMs: 0, locationMinDistanceM: 0 },
+  }));
+  const handles = await startGroupWorkflows(client, configs, taskQueue);
+  const cyclesDone = (n: number) => waitForGroupCycles(handles, n);
 
   await cyclesDone(1);
   for (const handle of handles) {

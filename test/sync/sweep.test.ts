@@ -4,13 +4,12 @@
  * a sweep loses nothing (another fetch takes the sweep over at its cursor once the lock expired). Real Temporal
  * server, Redis, simulator, webhook receiver.
  */
-import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
+import { Client, Connection } from '@temporalio/client';
 import { startKiteSimulator, type KiteSimulator } from '../../simulator';
-import { statusQuery, syncNowSignal, workflowIdForGroup, type GroupConfig } from '../../workflows/definitions';
-import { groupSyncWorkflow } from '../../workflows';
-import { groupVisibility } from '../../workflows/search-attributes';
+import { statusQuery, syncNowSignal, type GroupConfig } from '../../workflows/definitions';
 import { tempDir } from '../setup/processes';
 import { uniqueName } from '../setup/stack';
+import { startGroupWorkflows } from '../support/group-workflows';
 import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver';
 import { simulatorWorkerEnv, startWorkerProcess, type WorkerProcess } from '../support/worker-process';
 import { waitUntil } from '../support/wait-until';
@@ -61,18 +60,13 @@ test('three groups of one account: list requests per round = the pages of one sw
   };
   workers.push(await startWorkerProcess(env), await startWorkerProcess(env));
   const client = new Client({ connection });
-  const handles: WorkflowHandle<typeof groupSyncWorkflow>[] = [];
-  for (const group of GROUPS) {
-    const config: GroupConfig = { group, enabled: true, intervalMs: 3_600_000, targets: ['hook'] };
-    handles.push(
-      await client.workflow.start(groupSyncWorkflow, {
-        taskQueue,
-        workflowId: workflowIdForGroup(`${group}-${taskQueue}`),
-        args: [{ config }],
-        typedSearchAttributes: groupVisibility(config).searchAttributes,
-      })
-    );
-  }
+  const configs: GroupConfig[] = GROUPS.map((group) => ({
+    group,
+    enabled: true,
+    intervalMs: 3_600_000,
+    targets: ['hook'],
+  }));
+  const handles = await startGroupWorkflows(client, configs, taskQueue);
   const cyclesDone = async (n: number) => {
     const statuses = await Promise.all(handles.map((h) => h.query(statusQuery)));
     return statuses.every((s) => s.cyclesCompleted >= n && s.phase === 'idle');
