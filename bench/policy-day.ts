@@ -2,9 +2,9 @@
  * `--policy-day`: what the publish policy saves. One simulated day of a group (10,000 SIMs by default) under the
  * simulator's default evolution, in 5-minute cycles, through the real fetch, diff and publish activities in this
  * process against a counting target, once per policy: the default one, and the one that sends every change
- * (`countersMinIntervalMs` 0, `locationMinDistanceM` 0). Each policy reads its own simulator; both have the same
- * seed and are advanced alike, so they evolve identically. The diff reads the simulator's clock, so the policy sees
- * simulated time (a 15-minute hold is three cycles, the daily reset comes at simulated midnight).
+ * (`countersMinIntervalMs` 0, `locationMinDistanceM` 0), side by side on the same inventory: one fetch per cycle,
+ * then per policy a diff and a publish to a target of its own. The diff reads the simulator's clock, so the policy
+ * sees simulated time (a 15-minute hold is three cycles, the daily reset comes at simulated midnight).
  */
 import os from 'node:os';
 import { MockActivityEnvironment } from '@temporalio/testing';
@@ -51,10 +51,11 @@ export interface PolicyDayRun {
 
 /** Counts what it is sent, by kind; every item succeeds. */
 class CountingTarget implements Target {
-  readonly name = 'count';
   updates = 0;
   keys = 0;
   byKind = { countersOnly: 0, location: 0, other: 0 };
+
+  constructor(readonly name: string) {}
 
   async publish(items: PublishItem[]): Promise<PublishOutcome[]> {
     for (const { patch } of items) {
@@ -78,44 +79,11 @@ class CountingTarget implements Target {
   async close(): Promise<void> {}
 }
 
-/** One policy's pipeline: its simulator, store, activities and counting target. */
-async function pipeline(name: string, policy: PublishPolicy, sims: number, runId: string, certDir: string) {
-  const sim: SimulatorProcess = await startSimulator(GROUP, sims, certDir);
-  const kiteClient = new KiteClient({
-    baseUrl: sim.info.baseUrl,
-    requestsPerSecond: 0,
-    logger: quiet,
-    ...tlsFromFiles({ certFile: sim.info.clientCert, keyFile: sim.info.clientKey, caFile: sim.info.ca }),
-  });
-  const target = new CountingTarget();
-  let simNow = Date.parse(((await sim.control('GET', 'info')) as { now: string }).now);
-  const prefix = `bench-${runId}-${name}`;
-  return {
-    name,
-    policy,
-    sim,
-    target,
-    prefix,
-    held: 0,
-    now: () => simNow,
-    acts: (redis: RedisClient) =>
-      createActivities({
-        store: new StateStore(redis, { prefix }),
-        kite: kiteSourceFromClients(() => kiteClient),
-        targets: new Map([['count', { target }]]),
-        logger: quiet,
-        now: () => simNow,
-      }),
-    async advance(ms: number) {
-      const answer = (await sim.control('POST', 'clock/advance', { ms })) as { now: string };
-      simNow = Date.parse(answer.now);
-    },
-    close() {
-      kiteClient.close();
-      sim.close();
-    },
-  };
-}
+/** The policies compared, each with its own counting target. */
+const POLICIES: { name: string; policy: PublishPolicy }[] = [
+  { name: 'default', policy: {} },
+  { name: 'every-change', policy: { countersMinIntervalMs: 0, locationMinDistanceM: 0 } },
+];
 
 export async function runPolicyDay(
   redis: RedisClient,
@@ -125,35 +93,55 @@ export async function runPolicyDay(
   const { sims, cycles, cycleMs, certDir } = options;
   const loadBefore = os.loadavg();
   const started = performance.now();
-  const pipelines = [
-    await pipeline('default', {}, sims, runId, certDir),
-    await pipeline('every-change', { countersMinIntervalMs: 0, locationMinDistanceM: 0 }, sims, runId, certDir),
-  ];
-  const simulatedFrom = new Date(pipelines[0].now()).toISOString();
+  const sim: SimulatorProcess = await startSimulator(GROUP, sims, certDir);
+  const kiteClient = new KiteClient({
+    baseUrl: sim.info.baseUrl,
+    requestsPerSecond: 0,
+    logger: quiet,
+    ...tlsFromFiles({ certFile: sim.info.clientCert, keyFile: sim.info.clientKey, caFile: sim.info.ca }),
+  });
+  let simNow = Date.parse(((await sim.control('GET', 'info')) as { now: string }).now);
+  const simulatedFrom = new Date(simNow).toISOString();
+  const prefix = `bench-${runId}-policy`;
+  const counting = POLICIES.map((p) => ({ ...p, target: new CountingTarget(p.name), held: 0 }));
+  // One fetch per cycle serves both policies: each has its own target (what it holds, its counters' release
+  // times), and the diff runs once per target with that target's policy. Every SIM is staged every cycle, so
+  // neither target's diff passes a SIM by on the other's account.
+  const acts = createActivities({
+    store: new StateStore(redis, { prefix }),
+    kite: kiteSourceFromClients(() => kiteClient),
+    targets: new Map(counting.map((c) => [c.name, { target: c.target }])),
+    logger: quiet,
+    skipUnchanged: false,
+    now: () => simNow,
+  });
   try {
-    const activities = pipelines.map((p) => p.acts(redis));
-    const runCycle = async (i: number, cycle: number) => {
-      const p = pipelines[i];
-      const acts = activities[i];
+    const runCycle = async (cycle: number) => {
       const ref = { group: GROUP, cycle };
       await new MockActivityEnvironment().run(acts.fetchSnapshot, ref);
-      const diffed: DiffResult = await new MockActivityEnvironment().run(acts.diffSnapshot, {
-        ...ref,
-        targets: ['count'],
-        policy: p.policy,
-      });
-      if (cycle > 1) p.held += diffed.targets.count.held ?? 0;
-      await new MockActivityEnvironment().run(acts.publishChanges, { ...ref, target: 'count' });
+      // Both diffs before any publish: a publish drops the cycle's snapshot.
+      for (const c of counting) {
+        const diffed: DiffResult = await new MockActivityEnvironment().run(acts.diffSnapshot, {
+          ...ref,
+          targets: [c.name],
+          policy: c.policy,
+        });
+        if (cycle > 1) c.held += diffed.targets[c.name].held ?? 0;
+      }
+      for (const c of counting) {
+        await new MockActivityEnvironment().run(acts.publishChanges, { ...ref, target: c.name });
+      }
     };
     // Cycle 1 publishes every SIM in full: the day's count starts after it.
-    await Promise.all(pipelines.map((_, i) => runCycle(i, 1)));
-    for (const p of pipelines) p.target.reset();
+    await runCycle(1);
+    for (const c of counting) c.target.reset();
     for (let cycle = 2; cycle <= cycles + 1; cycle++) {
-      await Promise.all(pipelines.map((p) => p.advance(cycleMs)));
-      await Promise.all(pipelines.map((_, i) => runCycle(i, cycle)));
+      const answer = (await sim.control('POST', 'clock/advance', { ms: cycleMs })) as { now: string };
+      simNow = Date.parse(answer.now);
+      await runCycle(cycle);
       if ((cycle - 1) % 24 === 0) {
-        const figures = pipelines.map((p) => `${p.name} ${p.target.updates}`).join(', ');
-        log(`policy day: cycle ${cycle - 1}/${cycles} (${new Date(pipelines[0].now()).toISOString()}): ${figures}`);
+        const figures = counting.map((c) => `${c.name} ${c.target.updates}`).join(', ');
+        log(`policy day: cycle ${cycle - 1}/${cycles} (${answer.now}): ${figures}`);
       }
     }
     const days = (cycles * cycleMs) / 86_400_000;
@@ -162,25 +150,24 @@ export async function runPolicyDay(
       cycles,
       cycleMinutes: cycleMs / 60_000,
       simulatedFrom,
-      simulatedTo: new Date(pipelines[0].now()).toISOString(),
-      policies: pipelines.map((p) => ({
-        name: p.name,
-        policy: p.policy,
-        updates: p.target.updates,
-        keys: p.target.keys,
-        byKind: { ...p.target.byKind },
-        held: p.held,
-        updatesPerSimPerDay: p.target.updates / sims / days,
+      simulatedTo: new Date(simNow).toISOString(),
+      policies: counting.map((c) => ({
+        name: c.name,
+        policy: c.policy,
+        updates: c.target.updates,
+        keys: c.target.keys,
+        byKind: { ...c.target.byKind },
+        held: c.held,
+        updatesPerSimPerDay: c.target.updates / sims / days,
       })),
       wallS: (performance.now() - started) / 1000,
       loadBefore,
       loadAfter: os.loadavg(),
     };
   } finally {
-    for (const p of pipelines) {
-      p.close();
-      await dropPrefix(redis, p.prefix);
-    }
+    kiteClient.close();
+    sim.close();
+    await dropPrefix(redis, prefix);
   }
 }
 
