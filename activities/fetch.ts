@@ -11,7 +11,21 @@ import { KiteApiError, mapSim, simHash, type KitePresence, type KiteSim } from '
 import type { SweepChunk, SweepHeader } from '../state/sweeps';
 import { groupSimsOf, unusableEntries } from './group-sims';
 import { isAccountWide, kiteFailure, type KiteSource } from './kite-source';
-import type { FetchInput, FetchResult } from './types';
+import {
+  DEFAULT_PRESENCE_MAX_AGE_MS,
+  decodeReadTime,
+  emptyFreshness,
+  encodeReadTime,
+  keepUpFigures,
+  listRequestsFor,
+  presenceReadBudget,
+  refreshAllowance,
+  refreshPeriod,
+  selectRefresh,
+  type RefreshCandidate,
+  type RefreshClock,
+} from './presence-refresh';
+import type { FetchInput, FetchResult, PresenceFreshness } from './types';
 
 export interface FetchDeps {
   store: StateStore;
@@ -35,7 +49,24 @@ export interface FetchDeps {
    * the group is mapped and staged with its record each cycle. @default true
    */
   skipUnchanged?: boolean;
+  /**
+   * Kite's request budget per second for the account (`KITE_REQUESTS_PER_SECOND`, shared by every worker): it caps
+   * the presence refresh (see presence-refresh.ts). 0: no budget, no cap. @default 0
+   */
+  kiteRequestsPerSecond?: number;
+  /**
+   * The share of Kite's budget over a cycle that one group's list pages and presence reads may spend; presence
+   * refreshes get what the list pages and hint-driven reads leave of it. @default 0.8
+   */
+  presenceBudgetShare?: number;
+  /** The clock of the presence refresh (tests move it). @default Date.now */
+  now?: () => number;
 }
+
+/** The group's page size of Kite's listing when the Kite source does not say. */
+const DEFAULT_PAGE_SIZE = 1000;
+/** The group's interval when the fetch input does not say (a fetch scheduled by an older workflow). */
+const DEFAULT_INTERVAL_MS = 300_000;
 
 export const DEFAULT_SWEEP_MAX_AGE_MS = 3_600_000;
 export const DEFAULT_SWEEP_LOCK_TTL_MS = 15_000;
@@ -65,6 +96,11 @@ interface Connectivity {
   i?: string;
   /** The hash of the SIM's Kite entry (simHash) that last made a good record with a good presence. */
   r?: string;
+  /**
+   * When `p` was read (encodeReadTime: epoch seconds in base 36); absent in entries from before the presence
+   * refresh, which are refreshed gradually (presence-refresh.ts).
+   */
+  t?: string;
 }
 
 const emptyCounts = (): FetchResult => ({
@@ -96,11 +132,13 @@ export const MIN_LISTING_HEADROOM = 10_000;
 export const PRESENCE_FAILURES_FOR_OUTAGE = 5;
 
 /**
- * Pages the Kite inventory, keeps the group's SIMs, reads presence only where connectivity hints changed, maps
- * and validates each SIM, and stages the snapshot in Redis. Resumes from its last heartbeat on retry.
+ * Pages the Kite inventory, keeps the group's SIMs, reads presence where connectivity hints changed and where a
+ * refresh is due (at least every `presenceMaxAgeMs`, within Kite's budget: presence-refresh.ts), maps and
+ * validates each SIM, and stages the snapshot in Redis. Resumes from its last heartbeat on retry.
  */
 export function createFetchActivity(deps: FetchDeps) {
-  return async function fetchSnapshot({ group, cycle, freshAfter }: FetchInput): Promise<FetchResult> {
+  return async function fetchSnapshot(input: FetchInput): Promise<FetchResult> {
+    const { group, cycle, freshAfter } = input;
     const ctx = Context.current();
     const resumed = ctx.info.heartbeatDetails as FetchCheckpoint | undefined;
     const counts = { ...emptyCounts(), ...resumed?.counts };
@@ -123,6 +161,7 @@ export function createFetchActivity(deps: FetchDeps) {
       beat: () => ctx.heartbeat(run.checkpoint),
       keepAlive: () => undefined,
       call: { signal: ctx.cancellationSignal, onWaiting: () => run.keepAlive(), newPresenceFailures: 0 },
+      input,
     };
     // Presence reads may take minutes for a page at Kite's rate budget, and one slow Kite request may outlast the
     // heartbeat timeout: keep heartbeating the last checkpoint while waiting, at most once a second. Every
@@ -170,17 +209,65 @@ interface FetchRun {
   /** Heartbeats the checkpoint at most once a second (while waiting on Kite or on another group's sweep). */
   keepAlive: () => void;
   call: FetchCall;
+  input: FetchInput;
+  /** The presence refresh of this fetch; undefined for a preview, which refreshes nothing. */
+  refresh?: RefreshPlan;
+}
+
+/** How one fetch refreshes presence: its clock, its read budget, and the members it expects (for pacing). */
+interface RefreshPlan {
+  clock: RefreshClock;
+  /** Presence reads (hint-driven and refreshes) this fetch may make; undefined: no cap. */
+  readBudget?: number;
+  /** The group's SIMs known before this fetch: pages get shares of the budget by their members among these. */
+  expectedMembers: number;
+}
+
+/**
+ * Plans the presence refresh of a real cycle's fetch (a preview refreshes nothing): the period since the group's
+ * previous fetch began, and the reads Kite's budget leaves after the listing's `listRequests`, shared by `groups`.
+ */
+async function planRefresh(
+  deps: FetchDeps,
+  run: FetchRun,
+  listing: { listRequests: number; groups: number }
+): Promise<void> {
+  const { group, cycle, input } = run;
+  if (cycle < 0) return;
+  const maxAgeMs = input.presenceMaxAgeMs ?? DEFAULT_PRESENCE_MAX_AGE_MS;
+  const intervalMs = input.intervalMs ?? DEFAULT_INTERVAL_MS;
+  const [started, expectedMembers] = await Promise.all([
+    deps.store.fetchStarted(group, cycle, Date.now()),
+    deps.store.knownCount(group),
+  ]);
+  const since = started.previous === undefined ? undefined : started.current - started.previous;
+  const clock: RefreshClock = { maxAgeMs, intervalMs, periodMs: refreshPeriod(intervalMs, maxAgeMs, since) };
+  const readBudget = presenceReadBudget({
+    requestsPerSecond: deps.kiteRequestsPerSecond ?? 0,
+    periodMs: clock.periodMs,
+    share: deps.presenceBudgetShare,
+    ...listing,
+  });
+  run.refresh = { clock, readBudget, expectedMembers };
+  run.counts.presence ??= emptyFreshness(maxAgeMs);
+}
+
+/** Completes the presence figures once the fetch has staged every page. */
+function finishRefresh(run: FetchRun): void {
+  if (run.refresh && run.counts.presence) keepUpFigures(run.counts.presence, run.refresh.clock, run.refresh.readBudget);
 }
 
 /** The group's own listing of the inventory (a Kite search configured for the group, or no shared sweeps). */
 async function fetchOwnListing(deps: FetchDeps, run: FetchRun): Promise<void> {
-  const { group, cycle, counts } = run;
+  const { group, counts } = run;
   const listed = await deps.store.lastListed(group);
+  const pageSize = deps.kite.listPageSize?.(group) ?? DEFAULT_PAGE_SIZE;
+  await planRefresh(deps, run, { listRequests: listRequestsFor(listed, pageSize), groups: 1 });
   // Paging ceiling: a Kite that never stops paging (new ICCs on every page) fails instead of looping.
   const maxSims = listed === undefined ? undefined : Math.max(2 * listed, listed + MIN_LISTING_HEADROOM);
   for await (const page of deps.kite.pages(group, run.checkpoint.cursor, { ...run.call, maxSims })) {
     counts.seen += page.sims.length;
-    await stageGroupPage(deps, group, cycle, page.sims, (i) => page.startIndex + i, counts, run.call);
+    await stageGroupPage(deps, run, page.sims, (i) => page.startIndex + i);
     run.checkpoint = {
       phase: 'fetch',
       done: counts.seen,
@@ -192,6 +279,7 @@ async function fetchOwnListing(deps: FetchDeps, run: FetchRun): Promise<void> {
     deps.onProgress?.(group, page.sims.length);
     throwIfCancelled();
   }
+  finishRefresh(run);
   await deps.store.recordListed(group, run.checkpoint.cursor);
 }
 
@@ -211,6 +299,7 @@ async function fetchFromSweep(deps: FetchDeps, run: FetchRun, account: string): 
     // page in Redis to read it back would only cost time. Its registration lets a second group's sweep include it.
     if (run.checkpoint.sweep?.id !== undefined) await deps.store.dropStaging(group, cycle);
     Object.assign(run.counts, emptyCounts());
+    delete run.counts.presence;
     run.checkpoint = { ...run.checkpoint, cursor: 0, sweep: { token: run.checkpoint.sweep!.token, own: true } };
     return fetchOwnListing(deps, run);
   }
@@ -218,17 +307,25 @@ async function fetchFromSweep(deps: FetchDeps, run: FetchRun, account: string): 
     // A fresh start, or the sweep this attempt's checkpoint read from is gone: stage the cycle from this one.
     if (run.checkpoint.sweep?.id !== undefined) await deps.store.dropStaging(group, cycle);
     Object.assign(run.counts, emptyCounts());
+    delete run.counts.presence;
     run.checkpoint = { ...run.checkpoint, cursor: 0, sweep: { ...run.checkpoint.sweep!, id: header.id } };
   }
   const { counts } = run;
   counts.seen = header.seen;
+  // The sweep's pages were one listing for every group it staged: each group's budget bears its share of them.
+  const state = await sweeps.state(account);
+  const pageSize = deps.kite.listPageSize?.(group) ?? DEFAULT_PAGE_SIZE;
+  await planRefresh(deps, run, {
+    listRequests: listRequestsFor(state?.listed ?? header.seen, pageSize),
+    groups: state?.groups.length ?? 1,
+  });
   const total = await sweeps.chunkCount(account, group, cycle);
   for (let chunk = run.checkpoint.cursor; chunk < total; chunk++) {
     const [json] = await sweeps.chunks(account, group, cycle, chunk, 1);
     if (json === undefined) throw new Error(`the inventory sweep ${header.id} of group ${group} vanished; retrying`);
     const members = JSON.parse(json) as [position: number, sim: KiteSim][];
     const sims = members.map(([, sim]) => sim);
-    await stageGroupPage(deps, group, cycle, sims, (i) => members[i][0], counts, run.call);
+    await stageGroupPage(deps, run, sims, (i) => members[i][0]);
     run.checkpoint = {
       phase: 'fetch',
       done: counts.seen,
@@ -239,6 +336,7 @@ async function fetchFromSweep(deps: FetchDeps, run: FetchRun, account: string): 
     run.beat();
     throwIfCancelled();
   }
+  finishRefresh(run);
   await sweeps.dropTaken(account, group, cycle);
 }
 
@@ -365,19 +463,20 @@ function withProgress(err: unknown, seen: number): unknown {
   });
 }
 
+/**
+ * Stages one page of the listing: the group's members, each mapped with its presence (read when its connectivity
+ * hints changed, or when a refresh is due and the budget allows), or kept when settled and unchanged.
+ */
 async function stageGroupPage(
   deps: FetchDeps,
-  group: string,
-  cycle: number,
+  run: FetchRun,
   sims: KiteSim[],
-  positionOf: (i: number) => number,
-  counts: FetchResult,
-  call: FetchCall
+  positionOf: (i: number) => number
 ): Promise<void> {
+  const { group, cycle, counts, call, refresh } = run;
   const { kite, store } = deps;
   const grouped = groupSimsOf(sims, 0, group, kite.filterOf(group));
-  const { unusable } = grouped;
-  let { members } = grouped;
+  const { unusable, members: all } = grouped;
   for (const u of unusable) u.index = positionOf(u.index);
   const invalid = unusableEntries(
     unusable,
@@ -387,7 +486,6 @@ async function stageGroupPage(
     )
   );
   if (invalid.length) deps.logger.warn('SIMs of the group with an unusable ICC in Kite are kept under their last known ICC', { group, cycle, sims: invalid.slice(0, 10).map(([icc]) => icc), count: invalid.length }); // prettier-ignore
-  const all = members;
   const [known, settled] = await Promise.all([
     store.knownConnectivity(
       group,
@@ -400,62 +498,81 @@ async function stageGroupPage(
           all.map((m) => m.icc)
         ),
   ]);
+  const now = (deps.now ?? Date.now)();
+  const was = known.map((json) => (json ? (JSON.parse(json) as Connectivity) : undefined));
   // A settled SIM (every target holds its record, nothing held or in flight) whose Kite entry hashes as last time
   // is neither mapped nor staged with a record nor diffed: it is staged as KEPT, so the diff knows it stayed.
   const hashes = all.map((m) => simHash(m.sim));
-  const kept: string[] = [];
-  const fresh: number[] = [];
-  known.forEach((json, i) => {
-    const was = json ? (JSON.parse(json) as Connectivity) : undefined;
-    if (settled[i] && was?.r === hashes[i] && was.e === undefined) kept.push(all[i].icc);
-    else fresh.push(i);
-  });
-  members = fresh.map((i) => all[i]);
-  const memberHashes = fresh.map((i) => hashes[i]);
-  const previous = fresh.map((i) => (known[i] ? (JSON.parse(known[i]) as Connectivity) : undefined));
-  const stale = members.map((m, i) => previous[i]?.h !== m.hints);
-  const read = await mapPool(members, deps.presenceConcurrency ?? 8, (m, i) =>
-    stale[i]
-      ? readPresence(kite, m.icc, counts, call, previous[i]?.e !== undefined)
-      : Promise.resolve({ presence: previous[i]?.p })
+  const keepable = all.map((_, i) => settled[i] && was[i]?.r === hashes[i] && was[i]!.e === undefined);
+  // Presence is read for a SIM that is new or whose connectivity hints changed, and for one due for a refresh.
+  const byHints = all.map((m, i) => !keepable[i] && was[i]?.h !== m.hints);
+  const refreshing = refresh ? chooseRefreshes(run, refresh, all, was, byHints, now) : new Set<number>();
+  const reads = await mapPool(all, deps.presenceConcurrency ?? 8, (m, i) =>
+    byHints[i] || refreshing.has(i)
+      ? readPresence(kite, m.icc, counts, call, was[i]?.e !== undefined)
+      : Promise.resolve(undefined)
   );
 
+  const kept: string[] = [];
+  const settledAgain: string[] = [];
   const records: Entry[] = [];
   const connectivity: Entry[] = [];
   const identities: Entry[] = [];
   const droppedIdentities: string[] = [];
-  members.forEach((m, i) => {
+  const readAt = encodeReadTime(now);
+  all.forEach((m, i) => {
+    const before = was[i];
+    const read = reads[i];
+    // A kept SIM whose refreshed presence is what its targets hold stays kept: only its read time is recorded.
+    if (keepable[i] && (!read || (!read.error && samePresence(read.presence, before?.p)))) {
+      kept.push(m.icc);
+      if (read) {
+        connectivity.push([m.icc, JSON.stringify({ ...before, t: readAt })]);
+        settledAgain.push(m.icc);
+      }
+      return;
+    }
     // When Kite failed this SIM's presence, it is published with its last known presence (or none), and read again
-    // next cycle, since its hints are not recorded as seen.
-    const { presence, error } = read[i];
-    const mapped = mapSim(m.sim, error ? previous[i]?.p : presence);
+    // next cycle, since its hints (or, for a refresh, its read time) are not recorded as seen.
+    const presence = read && !read.error ? read.presence : before?.p;
+    const mapped = mapSim(m.sim, presence);
     if (mapped.ok) records.push([m.icc, canonicalJson(mapped.record)]);
     else invalid.push([m.icc, mapped.reason]);
     // A presence is cached only when it made a good record: a rejected one is read again next cycle.
     // Its identity is recorded with it, so that the SIM keeps its place should Kite send its ICC unusable.
-    const was = previous[i];
     // The entry's hash is recorded only with a good record and presence: anything else is looked at next cycle.
-    const hash = mapped.ok && !error ? memberHashes[i] : undefined;
-    const next: Connectivity | undefined = error
-      ? { ...was, e: error }
-      : stale[i] && mapped.ok
-        ? { h: m.hints, p: presence }
-        : was && (was.i !== m.identity || was.r !== hash)
-          ? { ...was }
+    const hash = mapped.ok && !read?.error ? hashes[i] : undefined;
+    const next: Connectivity | undefined = read?.error
+      ? { ...before, e: read.error }
+      : read && mapped.ok
+        ? { h: m.hints, p: read.presence, t: readAt }
+        : before && (before.i !== m.identity || before.r !== hash)
+          ? { ...before }
           : undefined;
     if (!next) return;
     next.i = m.identity;
     next.r = hash;
     connectivity.push([m.icc, JSON.stringify(next)]);
-    if (m.identity !== was?.i) {
-      if (was?.i) droppedIdentities.push(was.i);
+    if (m.identity !== before?.i) {
+      if (before?.i) droppedIdentities.push(before.i);
       if (m.identity) identities.push([m.identity, m.icc]);
     }
   });
+  if (counts.presence) {
+    const written = new Map(connectivity.map(([icc, json]) => [icc, (JSON.parse(json) as Connectivity).t]));
+    tallyFreshness(
+      counts.presence,
+      all.map((m, i) => decodeReadTime(written.has(m.icc) ? written.get(m.icc) : was[i]?.t)),
+      now
+    );
+    counts.presence.hintReads += byHints.filter(Boolean).length;
+    counts.presence.refreshed += refreshing.size;
+  }
   for (const [, reason] of invalid) counts.invalidReasons[reason] = (counts.invalidReasons[reason] ?? 0) + 1;
   counts.invalid += invalid.length;
   counts.inGroup += records.length + kept.length;
-  const unsettled = members.map((m) => m.icc);
+  const keptSet = new Set(kept);
+  const unsettled = all.filter((m) => !keptSet.has(m.icc)).map((m) => m.icc);
   await store.stagePage(group, cycle, {
     records,
     connectivity,
@@ -464,7 +581,57 @@ async function stageGroupPage(
     droppedIdentities,
     kept,
     unsettled,
+    settledAgain,
   });
+}
+
+/**
+ * The SIMs of a page whose presence is refreshed now: those due (presence-refresh.ts) among the SIMs read before
+ * and not read for their hints anyway, as many as the page's share of the budget allows after its hint reads.
+ */
+function chooseRefreshes(
+  run: FetchRun,
+  refresh: RefreshPlan,
+  all: { icc: string }[],
+  was: (Connectivity | undefined)[],
+  byHints: boolean[],
+  now: number
+): Set<number> {
+  const f = run.counts.presence!;
+  const candidates: RefreshCandidate[] = [];
+  all.forEach((m, index) => {
+    if (!byHints[index] && was[index]?.h !== undefined)
+      candidates.push({ icc: m.icc, readAt: decodeReadTime(was[index]!.t), index });
+  });
+  const hintReads = byHints.filter(Boolean).length;
+  const allowance = refreshAllowance(
+    refresh.readBudget,
+    refresh.expectedMembers,
+    f.members + all.length,
+    f.hintReads + f.refreshed + hintReads
+  );
+  const { chosen, due } = selectRefresh(candidates, now, refresh.clock, allowance);
+  f.due += due;
+  return new Set(chosen);
+}
+
+/** Adds a page's members to the figures, given each one's presence read time after the page (undefined: unknown). */
+function tallyFreshness(f: PresenceFreshness, readTimes: (number | undefined)[], now: number): void {
+  f.members += readTimes.length;
+  for (const at of readTimes) {
+    if (at === undefined) {
+      f.unknownAge++;
+      continue;
+    }
+    const age = Math.max(0, now - at);
+    if (age > f.oldestAgeMs) f.oldestAgeMs = age;
+    if (age > f.maxAgeMs) f.overdue++;
+  }
+}
+
+/** Whether a presence read equals the cached one (as Kite sent it: the record made from it is the same). */
+function samePresence(a: KitePresence | undefined, b: KitePresence | undefined): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
 }
 
 /**

@@ -29,6 +29,8 @@ export interface KiteSource {
   presence(icc: string, call?: CallOptions): Promise<KitePresence | undefined>;
   /** How the group's membership is decided: `supervisionGroup`, or a Kite search configured for the group. */
   filterOf(group: string): GroupFilter;
+  /** SIMs per page of the group's listing (the list requests a listing costs). @default 1000 */
+  listPageSize?(group: string): number;
   /**
    * The Kite account the group's listing reads (the account's rate-budget peer, `kiteAccountPeer`), when the
    * group shares that account's inventory sweeps with its other groups; undefined for a group with a Kite search
@@ -90,6 +92,7 @@ export function kiteSourceFromClients(
     },
     presence: (icc, call) => client('').getPresence(icc, call),
     filterOf,
+    listPageSize: (group) => client(group).pageSize,
     sweepAccount: (group) => (account && filterOf(group).type === 'supervisionGroup' ? account : undefined),
     close: () => clients.forEach((c) => c.close()),
   };

@@ -14,6 +14,48 @@ export interface FetchInput extends CycleRef {
    * shows Kite as it is now. @default undefined (any sweep begun after the group's previous fetch will do)
    */
   freshAfter?: number;
+  /**
+   * The group's presence max age (GroupConfig.presenceMaxAgeMs): every SIM's presence is re-read at least this
+   * often, within Kite's budget (see activities/presence-refresh.ts). @default 3600000 (1 hour)
+   */
+  presenceMaxAgeMs?: number;
+  /** The group's interval: it paces the presence refresh. @default 300000 (5 minutes) */
+  intervalMs?: number;
+}
+
+/**
+ * The presence figures of one fetch (`kite-cc status`): how fresh the group's presence is, and whether Kite's
+ * budget keeps up with the refresh.
+ */
+export interface PresenceFreshness {
+  /** The group's presence max age, ms. */
+  maxAgeMs: number;
+  /** SIMs of the group this fetch looked at. */
+  members: number;
+  /** The age of the oldest presence after this fetch, ms (of SIMs with a known read time). */
+  oldestAgeMs: number;
+  /** SIMs whose presence is older than the max age after this fetch. */
+  overdue: number;
+  /** SIMs whose presence read time is not known yet (entries from before the refresh; refreshed within a max age). */
+  unknownAge: number;
+  /** Presence reads because connectivity hints changed (or the SIM is new). */
+  hintReads: number;
+  /** Presence reads to keep within the max age (refreshes). */
+  refreshed: number;
+  /** SIMs that were due for a refresh this fetch (read, or deferred by the budget). */
+  due: number;
+  /** Refreshes one cycle needs on average: every SIM once per slot period (the max age less one interval). */
+  neededPerCycle: number;
+  /**
+   * Refreshes Kite's budget leaves per cycle, after the list pages and this fetch's hint reads. Absent: no Kite
+   * budget configured (KITE_REQUESTS_PER_SECOND 0), no cap.
+   */
+  budgetPerCycle?: number;
+  /**
+   * Set when the budget cannot keep up (neededPerCycle > budgetPerCycle > 0): the presence age the refresh can
+   * reach, ms. With a budget of 0 it reaches none.
+   */
+  reachableAgeMs?: number;
 }
 
 export interface FetchResult {
@@ -23,13 +65,15 @@ export interface FetchResult {
   inGroup: number;
   invalid: number;
   invalidReasons: Record<string, number>;
-  /** Presence details fetched (new SIMs and changed connectivity hints). */
+  /** Presence details fetched (new SIMs, changed connectivity hints, and refreshes of presence due by age). */
   presenceFetched: number;
   /**
    * SIMs whose presence read failed, by `presence-error:<code>`: published with their last known presence (or
    * without presence keys), and read again next cycle.
    */
   presenceErrors: Record<string, number>;
+  /** How fresh the group's presence is after this fetch (absent for a preview). */
+  presence?: PresenceFreshness;
 }
 
 /** `kite-cc resync`: forget what targets hold, so the next cycle publishes full records. */

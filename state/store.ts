@@ -6,10 +6,11 @@
  *   snap:<cycle>      HASH iccid → canonical record JSON          the cycle's staged snapshot (TTL), from its fetch
  *                          or KEPT                                 until its publish begins (dropSnapshot)
  *   invalid:<cycle>   HASH icc or #index → reason                 SIMs of the group that could not be mapped (TTL)
- *   conn              HASH iccid → {h: hints, p: presence,       connectivity hints and presence last fetched,
- *                                   i: identity} [+ RS gen]        and what identifies the SIM besides its ICC; a
- *                                                                  SIM settled (see `settled`) has the character
- *                                                                  RS (0x1e) and meta's settledGen appended
+ *   conn              HASH iccid → {h: hints, p: presence,       connectivity hints and presence last fetched (t:
+ *                                   t: read time, i: identity}     when, epoch s in base 36), and what identifies
+ *                                   [+ RS gen]                     the SIM besides its ICC; a SIM settled (see
+ *                                                                  `settled`) has the character RS (0x1e) and
+ *                                                                  meta's settledGen appended
  *   ids               HASH identity → iccid                       the last known ICC of each identity in conn: a
  *                                                                  SIM whose ICC Kite sends unusable keeps its place
  *   pub:<target>      HASH iccid → record, packed [+ RS ms]      what the target holds (last acknowledged): the
@@ -528,6 +529,11 @@ export class StateStore {
       kept?: string[];
       /** SIMs staged with a record: no longer settled until the diff finds every target holding it. */
       unsettled?: string[];
+      /**
+       * Kept SIMs whose `connectivity` value is rewritten (a presence refresh found it unchanged): still settled, so
+       * their mark is set again after the write.
+       */
+      settledAgain?: string[];
     }
   ): Promise<void> {
     const keys = this.keys(group);
@@ -544,6 +550,10 @@ export class StateStore {
     if (page.records.length) pipeline.hset(snapshot, ...page.records.flat()).expire(snapshot, this.ttl);
     if (page.invalid.length) pipeline.hset(invalid, ...page.invalid.flat()).expire(invalid, this.ttl);
     if (page.connectivity.length) pipeline.hset(keys.connectivity, ...page.connectivity.flat());
+    if (page.settledAgain?.length) {
+      const again = page.settledAgain;
+      pipeline.ccMarkSettled(keys.connectivity, keys.settled, keys.meta, String(again.length), ...again);
+    }
     if (page.droppedIdentities?.length) pipeline.hdel(keys.identities, ...page.droppedIdentities);
     if (page.identities?.length) pipeline.hset(keys.identities, ...page.identities.flat());
     await execOrThrow(pipeline as unknown as ReturnType<Redis['pipeline']>);

@@ -111,6 +111,7 @@ export async function startWorker(
         batchSize: config.publish.batchSize,
         inFlightBatches: config.publish.inFlightBatches,
         maxLeaveFraction: config.publish.maxLeaveFraction,
+        kiteRequestsPerSecond: config.kite.requestsPerSecond,
         ...hooks,
       }),
       shutdownGraceTime: config.shutdownGraceMs,

@@ -5,7 +5,9 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import { EVENT_TYPES, eventPolicyError, type EventPolicy } from '../record/events';
 import { MAX_LOCATION_MIN_DISTANCE_M, publishPolicyError, type PublishPolicy } from '../record/publish-policy';
-import type { FetchResult, InventoryDrop, PreviewResult } from '../activities/types';
+import type { FetchResult, InventoryDrop, PresenceFreshness, PreviewResult } from '../activities/types';
+
+export type { PresenceFreshness } from '../activities/types';
 
 export type { EventPolicy, EventType } from '../record/events';
 export { EVENT_TYPES };
@@ -49,6 +51,12 @@ export interface GroupConfig {
    * @default the worker's KITE_MAX_LEAVE_FRACTION (0.5)
    */
   maxLeaveFraction?: number;
+  /**
+   * Every SIM's presence is re-read at least this often, in ms, besides whenever its connectivity hints change:
+   * a rolling refresh spread over the cycles, within what Kite's budget leaves after the list pages.
+   * @default 3600000 (1 hour)
+   */
+  presenceMaxAgeMs?: number;
 }
 
 /**
@@ -56,7 +64,10 @@ export interface GroupConfig {
  * current ones.
  */
 export type ConfigPatch = Partial<
-  Pick<GroupConfig, 'intervalMs' | 'targets' | 'maxCyclesPerRun' | 'publishPolicy' | 'events' | 'maxLeaveFraction'>
+  Pick<
+    GroupConfig,
+    'intervalMs' | 'targets' | 'maxCyclesPerRun' | 'publishPolicy' | 'events' | 'maxLeaveFraction' | 'presenceMaxAgeMs'
+  >
 >;
 
 /** Counts of one target's publish step. */
@@ -92,6 +103,11 @@ export interface CycleSummary {
    * without presence keys) and read again next cycle. Absent in summaries of older runs.
    */
   presenceErrors?: Record<string, number>;
+  /**
+   * How fresh the group's presence is after the cycle's fetch: the oldest presence age, SIMs past the max age, and
+   * whether Kite's budget keeps up with the refresh. Absent in summaries of older runs.
+   */
+  presence?: PresenceFreshness;
   /** SIMs that left the group since the last cycle. */
   left: number;
   /**
@@ -255,6 +271,9 @@ export function innermostMessage(err: unknown): string {
 
 export const MIN_INTERVAL_MS = 1_000;
 export const MAX_INTERVAL_MS = 7 * 24 * 3_600_000;
+/** The shortest presence max age: below it, every SIM's presence would be read nearly every cycle anyway. */
+export const MIN_PRESENCE_MAX_AGE_MS = 10_000;
+export const MAX_PRESENCE_MAX_AGE_MS = 7 * 24 * 3_600_000;
 
 /** Returns a reason when `patch` is invalid, or undefined. Shared by the workflow's validator and the CLI. */
 export function configPatchError(patch: ConfigPatch): string | undefined {
@@ -272,6 +291,17 @@ export function configPatchError(patch: ConfigPatch): string | undefined {
     const bad = patch.targets.find((t) => typeof t !== 'string' || !/^[a-z0-9][a-z0-9_-]{0,62}$/i.test(t));
     if (bad !== undefined) return `target name ${JSON.stringify(bad)} is invalid: use letters, digits, - and _`;
     if (new Set(patch.targets).size !== patch.targets.length) return 'targets must not repeat a name';
+  }
+  if (
+    patch.presenceMaxAgeMs !== undefined &&
+    (!Number.isInteger(patch.presenceMaxAgeMs) ||
+      patch.presenceMaxAgeMs < MIN_PRESENCE_MAX_AGE_MS ||
+      patch.presenceMaxAgeMs > MAX_PRESENCE_MAX_AGE_MS)
+  ) {
+    return (
+      `presenceMaxAgeMs must be an integer from ${MIN_PRESENCE_MAX_AGE_MS} to ${MAX_PRESENCE_MAX_AGE_MS} ` +
+      `(10 s to 7 days), got ${patch.presenceMaxAgeMs}`
+    );
   }
   if (patch.maxCyclesPerRun !== undefined && (!Number.isInteger(patch.maxCyclesPerRun) || patch.maxCyclesPerRun < 1)) {
     return `maxCyclesPerRun must be a positive integer, got ${patch.maxCyclesPerRun}`;

@@ -336,11 +336,20 @@ async function runCycle(config: GroupConfig, status: GroupStatus, freshAfter?: n
     showDetails(status);
     const fetched = await activities.fetchSnapshot.executeWithOptions(
       { summary: `fetch Kite inventory for group ${group} (cycle ${cycle})` },
-      [{ group, cycle, ...(freshAfter !== undefined && { freshAfter }) }]
+      [
+        {
+          group,
+          cycle,
+          ...(freshAfter !== undefined && { freshAfter }),
+          intervalMs: config.intervalMs,
+          ...(config.presenceMaxAgeMs !== undefined && { presenceMaxAgeMs: config.presenceMaxAgeMs }),
+        },
+      ]
     );
     Object.assign(summary, { seen: fetched.seen, inGroup: fetched.inGroup, invalid: fetched.invalid });
     summary.invalidReasons = fetched.invalidReasons;
     summary.presenceErrors = fetched.presenceErrors;
+    if (fetched.presence) summary.presence = fetched.presence;
 
     status.phase = 'diff';
     showDetails(status);

@@ -5,7 +5,7 @@
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import type Redis from 'ioredis';
-import { createActivities } from '../../activities';
+import { createActivities, type ActivityDeps } from '../../activities';
 import type { KiteSource } from '../../activities/kite-source';
 import type { ConfiguredTarget, PublishDeps } from '../../activities/publish';
 import { createLogger } from '../../shared/log';
@@ -24,7 +24,10 @@ export interface SyncHarness {
   prefix: string;
   redis: Redis;
   taskQueue: string;
-  /** Starts the group's workflow; `intervalMs` defaults to an hour so that cycles run only when asked. */
+  /**
+   * Starts the group's workflow; `intervalMs` defaults to an hour so that cycles run only when asked, and
+   * `presenceMaxAgeMs` to a week so that presence is read only for new SIMs and changed hints unless a test asks.
+   */
   start(group: string, config?: Partial<GroupConfig>): Promise<WorkflowHandle<typeof groupSyncWorkflow>>;
   /** Waits until the group's workflow has completed `cycles` cycles, and returns its status. */
   waitForCycles(handle: WorkflowHandle, cycles: number, timeoutMs?: number): Promise<GroupStatus>;
@@ -43,6 +46,8 @@ export async function startSyncHarness(options: {
   onOutcomes?: PublishDeps['onOutcomes'];
   /** Names of the targets told when a SIM leaves the group (their `leftGroupNotice`). @default none */
   leftGroupNotice?: string[];
+  /** More of the activities' dependencies, e.g. `kiteRequestsPerSecond`. @default none */
+  deps?: Partial<ActivityDeps>;
 }): Promise<SyncHarness> {
   const redis = testRedis();
   const prefix = uniqueName('cc');
@@ -65,6 +70,7 @@ export async function startSyncHarness(options: {
     logger: createLogger({}, { level: 'warn' }),
     batchSize: options.batchSize ?? 50,
     onOutcomes: options.onOutcomes,
+    ...options.deps,
   });
   const startWorker = async () => {
     const worker = await Worker.create({
@@ -93,6 +99,7 @@ export async function startSyncHarness(options: {
         group,
         enabled: true,
         intervalMs: 3_600_000,
+        presenceMaxAgeMs: 7 * 24 * 3_600_000,
         targets: options.targets.map((t) => t.name),
         ...config,
       };

@@ -1,0 +1,281 @@
+/**
+ * Fast tier: presence freshness. The selection rule alone (due, spread, cap, budget) over simulated hours, then
+ * the fetch activity on the test Redis with an in-memory Kite and a clock the test moves: a settled SIM whose
+ * presence changed in Kite without any of its connectivity hints is re-read once due and its change published;
+ * an unchanged re-read publishes nothing; the refresh stays within what Kite's budget leaves.
+ */
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { createActivities, type SyncActivities } from '../../activities';
+import type { ConfiguredTarget } from '../../activities/publish';
+import {
+  decodeReadTime,
+  emptyFreshness,
+  encodeReadTime,
+  keepUpFigures,
+  presenceReadBudget,
+  refreshAllowance,
+  refreshDue,
+  selectRefresh,
+  slotPeriod,
+  type RefreshClock,
+} from '../../activities/presence-refresh';
+import { createLogger } from '../../shared/log';
+import { KEPT } from '../../state/store';
+import { uniqueName } from '../setup/stack';
+import { MemoryKite } from '../support/memory-kite';
+import { RecordingTarget } from '../support/recording-target';
+import { testStore } from '../support/test-store';
+
+const HOUR = 3_600_000;
+const iccOf = (n: number) => `8934071100${String(n).padStart(10, '0')}`;
+
+describe('the selection rule', () => {
+  test('read times are stored as base-36 seconds, a few bytes per SIM', () => {
+    const at = Date.parse('2026-11-30T14:00:00.750Z');
+    expect(encodeReadTime(at)).toHaveLength(6);
+    expect(decodeReadTime(encodeReadTime(at))).toBe(at - 750);
+    expect(decodeReadTime(undefined)).toBeUndefined();
+  });
+
+  /**
+   * Cycles every `periodMs` from a first sync that read every SIM at once, reading what is due (at most `cap` a
+   * cycle, oldest first). Returns the reads per cycle and the oldest age seen at the start of any cycle.
+   */
+  function simulate(n: number, clock: RefreshClock, cycles: number, cap = Infinity, readAt0: number | undefined = 0) {
+    const iccs = Array.from({ length: n }, (_, i) => iccOf(i));
+    const readAt = iccs.map(() => readAt0);
+    const reads: number[] = [];
+    const gaps: number[] = [];
+    let oldest = 0;
+    for (let c = 1; c <= cycles; c++) {
+      const now = c * clock.periodMs;
+      for (const at of readAt) if (at !== undefined) oldest = Math.max(oldest, now - at);
+      const candidates = iccs.map((icc, index) => ({ icc, readAt: readAt[index], index }));
+      const { chosen } = selectRefresh(candidates, now, clock, cap);
+      for (const i of chosen) {
+        if (readAt[i] !== undefined && readAt[i] !== readAt0) gaps.push(now - readAt[i]!);
+        readAt[i] = now;
+      }
+      reads.push(chosen.length);
+    }
+    return { reads, oldest, gaps, readAt };
+  }
+
+  test('after a first sync the refresh is spread evenly, and no SIM gets older than the max age', () => {
+    const clock: RefreshClock = { maxAgeMs: HOUR, intervalMs: 300_000, periodMs: 300_000 };
+    const n = 1_200;
+    const { reads, oldest, gaps } = simulate(n, clock, 36); // three hours of 5-minute cycles
+    expect(oldest).toBeLessThanOrEqual(HOUR);
+    // Each SIM once per slot period (55 minutes): about 109 a cycle, never a burst of the whole group.
+    const perCycle = (n * clock.periodMs) / slotPeriod(clock);
+    expect(Math.max(...reads)).toBeLessThanOrEqual(2 * perCycle);
+    expect(Math.min(...reads.slice(1))).toBeGreaterThanOrEqual(0.4 * perCycle);
+    const total = reads.reduce((a, b) => a + b, 0);
+    expect(total).toBeLessThanOrEqual(Math.ceil((36 * n * clock.periodMs) / slotPeriod(clock)) + n);
+    // Never read twice in a row: a refresh follows the one before by at least half a max age.
+    expect(Math.min(...gaps)).toBeGreaterThanOrEqual(HOUR / 2);
+  });
+
+  test('with cycles longer than the interval (a slow fetch) the age rule still keeps every SIM within the max age', () => {
+    const clock: RefreshClock = { maxAgeMs: 60_000, intervalMs: 2_000, periodMs: 7_000 };
+    const { oldest } = simulate(300, clock, 60);
+    expect(oldest).toBeLessThanOrEqual(60_000);
+  });
+
+  test('entries without a read time (from before the refresh) are refreshed gradually, once each', () => {
+    const clock: RefreshClock = { maxAgeMs: HOUR, intervalMs: 300_000, periodMs: 300_000 };
+    const n = 1_200;
+    const { reads, readAt } = simulate(n, clock, 12, Infinity, undefined);
+    expect(readAt.every((at) => at !== undefined)).toBe(true); // every SIM within an hour
+    const perCycle = (n * clock.periodMs) / slotPeriod(clock);
+    expect(Math.max(...reads)).toBeLessThanOrEqual(2 * perCycle);
+    expect(reads.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(n + 2 * perCycle);
+  });
+
+  test('a cap takes the oldest due SIMs first; the others stay due', () => {
+    const clock: RefreshClock = { maxAgeMs: 60_000, intervalMs: 10_000, periodMs: 10_000 };
+    const now = 1_000_000;
+    const candidates = [0, 1, 2, 3].map((i) => ({ icc: iccOf(i), readAt: now - 55_000 - i * 1_000, index: i }));
+    candidates.push({ icc: iccOf(9), readAt: now - 1_000, index: 4 }); // fresh: not due
+    const { chosen, due } = selectRefresh(candidates, now, clock, 2);
+    expect(due).toBe(4);
+    expect(chosen).toEqual([3, 2]);
+    expect(refreshDue(iccOf(0), now - 55_000, now, clock)).toBe(true);
+    expect(refreshDue(iccOf(9), now - 1_000, now, clock)).toBe(false);
+  });
+
+  test("Kite's budget: what the list pages leave of its share, split between the groups of a shared sweep", () => {
+    // 4 requests/s over 5 minutes, 80%: 960 requests; 11 list pages; two groups share the sweep.
+    expect(presenceReadBudget({ requestsPerSecond: 4, periodMs: 300_000, groups: 2, listRequests: 11 })).toBe(474);
+    expect(presenceReadBudget({ requestsPerSecond: 4, periodMs: 300_000, groups: 1, listRequests: 2_000 })).toBe(0);
+    expect(presenceReadBudget({ requestsPerSecond: 0, periodMs: 300_000, groups: 1, listRequests: 1 })).toBeUndefined();
+    // Paced over the pages: the first of ten equal pages gets a tenth, less its hint reads.
+    expect(refreshAllowance(100, 1_000, 100, 4)).toBe(6);
+    expect(refreshAllowance(100, 1_000, 1_000, 60)).toBe(40);
+    expect(refreshAllowance(undefined, 1_000, 100, 4)).toBe(Infinity);
+  });
+
+  test('when the budget cannot keep up, the figures say so and the age they state is the one reached', () => {
+    const clock: RefreshClock = { maxAgeMs: HOUR, intervalMs: 300_000, periodMs: 300_000 };
+    const n = 1_000;
+    const f = { ...emptyFreshness(HOUR), members: n, hintReads: 10 };
+    keepUpFigures(f, clock, 60);
+    expect(f.neededPerCycle).toBe(Math.ceil((n * 300_000) / slotPeriod(clock)));
+    expect(f.budgetPerCycle).toBe(50);
+    expect(f.reachableAgeMs).toBe((n / 50 + 1) * 300_000);
+    // The rule under that cap: the oldest age it reaches is about what the figures state.
+    const { oldest } = simulate(n, clock, 120, 50);
+    expect(oldest).toBeGreaterThan(HOUR);
+    expect(oldest).toBeLessThanOrEqual(f.reachableAgeMs!);
+    expect(oldest).toBeGreaterThanOrEqual(0.8 * f.reachableAgeMs!);
+
+    const enough = { ...emptyFreshness(HOUR), members: n };
+    keepUpFigures(enough, clock, 200);
+    expect(enough.reachableAgeMs).toBeUndefined();
+    keepUpFigures(enough, clock, undefined);
+    expect(enough.budgetPerCycle).toBeUndefined();
+  });
+});
+
+describe('the fetch activity', () => {
+  const { store, redis, prefix } = testStore('fresh');
+
+  function setup(options: { sims: number; kiteRequestsPerSecond?: number }) {
+    const group = uniqueName('g');
+    const kite = new MemoryKite(25);
+    const target = new RecordingTarget('cloud');
+    let now = Date.parse('2026-11-30T10:00:00Z');
+    const acts = createActivities({
+      store,
+      kite,
+      targets: new Map<string, ConfiguredTarget>([[target.name, { target }]]),
+      logger: createLogger({}, { level: 'error' }),
+      kiteRequestsPerSecond: options.kiteRequestsPerSecond,
+      now: () => now,
+    });
+    const iccs = kite.addSims(group, options.sims);
+    return { group, kite, acts, target, iccs, advance: (ms: number) => (now += ms) };
+  }
+
+  const run = <A extends unknown[], R>(fn: (...args: A) => Promise<R>, ...args: A): Promise<R> =>
+    new MockActivityEnvironment().run(fn, ...args) as Promise<R>;
+
+  const config = { presenceMaxAgeMs: 60_000, intervalMs: 10_000 };
+
+  /** One cycle; `kept`: SIMs its fetch staged as KEPT (the publish drops the snapshot). */
+  async function cycle(acts: SyncActivities, group: string, n: number) {
+    const fetched = await run(acts.fetchSnapshot, { group, cycle: n, ...config });
+    const kept = (await redis.hvals(`${prefix}:{${group}}:snap:${n}`)).filter((json) => json === KEPT).length;
+    const diffed = await run(acts.diffSnapshot, { group, cycle: n, targets: ['cloud'] });
+    await run(acts.publishChanges, { group, cycle: n, target: 'cloud' });
+    return { fetched, diffed, kept };
+  }
+
+  test('a presence change that leaves the hints alone reaches the target within the max age; an unchanged one sends nothing', async () => {
+    const { group, kite, acts, target, iccs, advance } = setup({ sims: 40 });
+    await cycle(acts, group, 1);
+    await cycle(acts, group, 2); // settles every SIM
+    const reads = kite.presenceReads.length;
+    // Kite's presence moves on (a new cell, a rejected attach): gprsStatus, ipStatus, ip and apn stay as they were.
+    for (const icc of iccs)
+      kite.presences.set(icc, { level: 'GPRS', timeStamp: '2026-11-30T10:00:30Z', cause: 'UPDATE_LOCATION' });
+    advance(65_000);
+    const due = await cycle(acts, group, 3);
+    expect(kite.presenceReads.length - reads).toBe(40);
+    expect(due.fetched.presence).toMatchObject({ refreshed: 40, hintReads: 0, overdue: 0, oldestAgeMs: 0 });
+    expect(due.diffed.targets.cloud.changed).toBe(40);
+    for (const icc of iccs) {
+      const last = target.received.get(icc)!.at(-1)!;
+      expect(Object.keys(last.patch).sort()).toEqual(['event', 'timestamp']);
+      expect(last.patch.event).toBe('UPDATE_LOCATION');
+    }
+
+    await cycle(acts, group, 4); // settles them again
+    const published = target.calls;
+    advance(65_000);
+    const unchanged = await cycle(acts, group, 5);
+    expect(unchanged.fetched.presence).toMatchObject({ refreshed: 40, overdue: 0 });
+    expect(unchanged.diffed.targets.cloud.changed).toBe(0);
+    expect(target.calls).toBe(published);
+    // Re-read and unchanged: still kept (neither mapped nor diffed) and still settled, only the read time moved.
+    expect(unchanged.kept).toBe(40);
+    const conn = await store.knownConnectivity(group, iccs);
+    expect(conn.every((json) => decodeReadTime(JSON.parse(json!).t) !== undefined)).toBe(true);
+    expect(await store.settledSims(group, iccs)).toEqual(iccs.map(() => true));
+    expect((await cycle(acts, group, 6)).kept).toBe(40);
+  });
+
+  test('between refreshes the presence ages but is not re-read, and status figures count what is past the max age', async () => {
+    const { group, kite, acts, advance } = setup({ sims: 30 });
+    await cycle(acts, group, 1);
+    await cycle(acts, group, 2);
+    const reads = kite.presenceReads.length;
+    advance(5_000);
+    const early = await cycle(acts, group, 3);
+    expect(kite.presenceReads.length).toBe(reads);
+    expect(early.fetched.presence).toMatchObject({ members: 30, refreshed: 0, overdue: 0, oldestAgeMs: 5_000 });
+    expect(early.fetched.presence!.budgetPerCycle).toBeUndefined(); // no Kite budget configured: no cap
+  });
+
+  test('refreshes spread over the cycles after a first sync, and every SIM is re-read within the max age', async () => {
+    const { group, kite, acts, advance, iccs } = setup({ sims: 120 });
+    await cycle(acts, group, 1);
+    const firstRead = new Map(iccs.map((icc) => [icc, 0]));
+    const perCycle: number[] = [];
+    for (let n = 2; n <= 8; n++) {
+      advance(10_000);
+      const before = kite.presenceReads.length;
+      await cycle(acts, group, n);
+      perCycle.push(kite.presenceReads.length - before);
+      for (const icc of kite.presenceReads.slice(before)) if (!firstRead.get(icc)) firstRead.set(icc, n);
+    }
+    // 120 SIMs over a 50-second slot period, a cycle every 10 s: about 24 a cycle, never the whole group.
+    expect(Math.max(...perCycle)).toBeLessThanOrEqual(60);
+    expect(perCycle.filter((reads) => reads > 0).length).toBeGreaterThanOrEqual(4);
+    // By 60 s after the first sync (cycle 7) every SIM was re-read.
+    expect([...firstRead.values()].every((n) => n >= 2 && n <= 7)).toBe(true);
+  });
+
+  test("the refresh takes only what Kite's budget leaves after the list pages and the hint reads", async () => {
+    // 1 request/s × 10 s × 0.8 = 8 requests a cycle, less one list page: 7 presence reads.
+    const { group, kite, acts, advance, iccs } = setup({ sims: 100, kiteRequestsPerSecond: 1 });
+    await cycle(acts, group, 1); // the first sync reads every new SIM, whatever the budget: they have no presence
+    await cycle(acts, group, 2);
+    for (const icc of iccs.slice(0, 3)) kite.update(icc, { ip: '10.9.9.9' }); // three hint-driven reads
+    advance(65_000);
+    const before = kite.presenceReads.length;
+    const capped = await cycle(acts, group, 3);
+    expect(kite.presenceReads.length - before).toBe(7);
+    expect(capped.fetched.presence).toMatchObject({ hintReads: 3, refreshed: 4, due: 97, budgetPerCycle: 4 });
+    // 100 SIMs every 50 s need 20 refreshes a cycle: status says it cannot keep up, and what age it reaches.
+    expect(capped.fetched.presence!.neededPerCycle).toBe(20);
+    expect(capped.fetched.presence!.reachableAgeMs).toBe((100 / 4 + 1) * 10_000);
+    expect(capped.fetched.presence!.overdue).toBe(93);
+  });
+
+  test('entries written before read times were recorded are refreshed gradually, not all at once', async () => {
+    const { group, kite, acts, advance, iccs } = setup({ sims: 100 });
+    await cycle(acts, group, 1);
+    await cycle(acts, group, 2);
+    // As an older connector left them: no read time.
+    const key = `${prefix}:{${group}}:conn`;
+    for (const icc of iccs) {
+      // The value, then any settled mark after the character RS (kept as it is).
+      const [json, ...mark] = (await redis.hget(key, icc))!.split('\x1e');
+      const entry = JSON.parse(json) as Record<string, unknown>;
+      delete entry.t;
+      await redis.hset(key, icc, [JSON.stringify(entry), ...mark].join('\x1e'));
+    }
+    const reads: number[] = [];
+    for (let n = 3; n <= 9; n++) {
+      advance(10_000);
+      const before = kite.presenceReads.length;
+      const { fetched } = await cycle(acts, group, n);
+      reads.push(kite.presenceReads.length - before);
+      if (n === 3) expect(fetched.presence!.unknownAge).toBeGreaterThan(50);
+    }
+    expect(Math.max(...reads)).toBeLessThanOrEqual(50);
+    // Over one slot period (50 s: five cycles) and one more, each read once.
+    expect(new Set(kite.presenceReads.slice(-reads.reduce((a, b) => a + b, 0))).size).toBe(100);
+  });
+});
