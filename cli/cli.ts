@@ -11,7 +11,9 @@ import {
   EVENT_TYPES,
   MAX_LOCATION_MIN_DISTANCE_M,
   MAX_INTERVAL_MS,
+  MAX_PRESENCE_MAX_AGE_MS,
   MIN_INTERVAL_MS,
+  MIN_PRESENCE_MAX_AGE_MS,
   type EventType,
 } from '../workflows/definitions';
 import { DEFAULT_INTERVAL_MS, DEFAULT_TARGETS, resyncGroup, setEnabled, startGroup, stopGroup } from './commands';
@@ -40,6 +42,15 @@ function interval(value: string): number {
   if (ms < MIN_INTERVAL_MS || ms > MAX_INTERVAL_MS) {
     const range = `${formatDuration(MIN_INTERVAL_MS)} to ${formatDuration(MAX_INTERVAL_MS)}`;
     throw usageError(`--interval must be from ${range}, got ${formatDuration(ms)}`);
+  }
+  return ms;
+}
+
+function presenceMaxAge(value: string): number {
+  const ms = duration('presence-max-age')(value);
+  if (ms < MIN_PRESENCE_MAX_AGE_MS || ms > MAX_PRESENCE_MAX_AGE_MS) {
+    const range = `${formatDuration(MIN_PRESENCE_MAX_AGE_MS)} to ${formatDuration(MAX_PRESENCE_MAX_AGE_MS)}`;
+    throw usageError(`--presence-max-age must be from ${range}, got ${formatDuration(ms)}`);
   }
   return ms;
 }
@@ -125,6 +136,10 @@ export const COMMANDS: CliCommand[] = [
         "least move of a SIM's location that goes out on its own, e.g. 500m (default), 2km, 0 for every move"
       ).argParser(metres),
       new Option(
+        '--presence-max-age <duration>',
+        "re-read every SIM's presence at least this often, within Kite's budget, e.g. 1h (default), 30m"
+      ).argParser(presenceMaxAge),
+      new Option(
         '--events <types>',
         `connectivity events to send: a comma list of ${EVENT_TYPES.join(', ')}; all; or none (the default)`
       ).argParser(eventTypes),
@@ -142,6 +157,7 @@ export const COMMANDS: CliCommand[] = [
         intervalMs: options.interval as number | undefined,
         countersMinIntervalMs: options.countersMinInterval as number | undefined,
         locationMinDistanceM: options.locationMinDistance as number | undefined,
+        presenceMaxAgeMs: options.presenceMaxAge as number | undefined,
         disabled: options.disabled as boolean | undefined,
       });
     },

@@ -125,6 +125,8 @@ export interface StartOptions {
   eventTypes?: EventType[];
   /** The group's `maxLeaveFraction`; left out keeps the group's. */
   maxLeaveFraction?: number;
+  /** The group's `presenceMaxAgeMs`; left out keeps the group's. */
+  presenceMaxAgeMs?: number;
 }
 
 async function isRunning(ctx: CommandContext, group: string): Promise<boolean> {
@@ -146,6 +148,7 @@ export async function startGroup(ctx: CommandContext, options: StartOptions): Pr
   if (options.targets) patch.targets = options.targets;
   if (options.intervalMs !== undefined) patch.intervalMs = options.intervalMs;
   if (options.maxLeaveFraction !== undefined) patch.maxLeaveFraction = options.maxLeaveFraction;
+  if (options.presenceMaxAgeMs !== undefined) patch.presenceMaxAgeMs = options.presenceMaxAgeMs;
   if (options.countersMinIntervalMs !== undefined) {
     patch.publishPolicy = { countersMinIntervalMs: options.countersMinIntervalMs };
   }

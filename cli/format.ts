@@ -4,7 +4,7 @@ import { dropHoldText } from '../workflows/details';
 import { WORKFLOW_TYPE, workflowIdForGroup } from '../workflows/definitions';
 import type { ClientSettings } from './connection';
 import { formatDuration } from '../shared/durations';
-import { presenceErrorCount, presenceErrorsLine, targetPauseLines } from '../workflows/details';
+import { presenceErrorCount, presenceErrorsLine, presenceFreshnessLines, targetPauseLines } from '../workflows/details';
 
 type UiSettings = Pick<ClientSettings, 'webUiUrl' | 'namespace'>;
 
@@ -66,6 +66,7 @@ export function cycleLines(cycle: CycleSummary, now: number): string[] {
     `${cycle.seen} SIMs seen, ${cycle.inGroup} in group, ${cycle.invalid} invalid${invalid ? ` (${invalid})` : ''}, ` +
       `${cycle.left} left`,
     ...(presenceErrorCount(cycle) ? [presenceErrorsLine(cycle)] : []),
+    ...presenceFreshnessLines(cycle),
     ...Object.entries(cycle.targets).map(([target, counts]) => `${target}: ${targetLine(counts)}`),
   ];
 }

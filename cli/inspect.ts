@@ -1,6 +1,6 @@
 /** `status` and `list`: what each group is doing, from its `status` query and search attributes. */
 import type { WorkflowExecutionInfo } from '@temporalio/client';
-import type { GroupStatus } from '../workflows/definitions';
+import type { GroupStatus, PresenceFreshness } from '../workflows/definitions';
 import { KITE_GROUP, KITE_SYNC_STATE } from '../workflows/search-attributes';
 import { formatDuration } from '../shared/durations';
 import { describeRunning, queryStatus, type CommandContext } from './commands';
@@ -23,6 +23,11 @@ export interface GroupReport {
   retrying?: string[];
   /** Targets paused as a whole until a time, e.g. a spent daily quota (`status` only): ISO time and why. */
   paused?: Record<string, { until: string; reason?: string }>;
+  /**
+   * How fresh the group's presence was after the last cycle's fetch (`status` only): the oldest age, SIMs past the
+   * max age, and `keepsUp: false` when Kite's budget cannot keep up with the refresh (then `reachableAgeMs`).
+   */
+  presence?: PresenceFreshness & { keepsUp: boolean };
   webUiUrl: string;
   runsUrl: string;
 }
@@ -45,12 +50,19 @@ export async function showGroupStatus(ctx: CommandContext, group: string, json: 
     status,
     retrying,
     paused: pausedTargets(status, Date.now()),
+    presence: presenceReport(status),
     webUiUrl: workflowUrl(ctx.settings, group),
     runsUrl: groupRunsUrl(ctx.settings, group),
   };
   if (json) ctx.io.out(JSON.stringify(report, null, 2));
   else statusLines(group, status, ctx.settings, Date.now(), retrying).forEach((line) => ctx.io.out(line));
   return report;
+}
+
+function presenceReport(status: GroupStatus): GroupReport['presence'] {
+  const f = status.lastCycle?.presence;
+  if (!f) return undefined;
+  return { ...f, keepsUp: f.budgetPerCycle === undefined || f.neededPerCycle <= f.budgetPerCycle };
 }
 
 function pausedTargets(status: GroupStatus, now: number): GroupReport['paused'] {

@@ -31,6 +31,35 @@ export function presenceErrorsLine(cycle: Pick<CycleSummary, 'presenceErrors'>):
 }
 
 /**
+ * How fresh the cycle's presence is, in the words of `status` and the Web UI: `presence: oldest 41m (max age 1h),
+ * 0 SIMs past it; 120 refreshed`; and, when Kite's budget cannot keep up with the refresh, a second line that says so
+ * and the age it can reach. None for summaries without the figures (older runs, a failed fetch).
+ */
+export function presenceFreshnessLines(cycle: Pick<CycleSummary, 'presence'>): string[] {
+  const f = cycle.presence;
+  if (!f) return [];
+  const max = formatDuration(f.maxAgeMs);
+  const lines = [
+    `presence: oldest ${formatDuration(f.oldestAgeMs)} (max age ${max}), ${f.overdue} SIMs past it` +
+      (f.unknownAge ? `, ${f.unknownAge} of unknown age (refreshed within ${max})` : '') +
+      `; ${f.refreshed} refreshed, ${f.hintReads} read for changed hints` +
+      (f.budgetPerCycle !== undefined ? ` (budget ${f.budgetPerCycle} refreshes a cycle)` : ''),
+  ];
+  if (f.budgetPerCycle !== undefined && f.neededPerCycle > f.budgetPerCycle) {
+    const reach =
+      f.reachableAgeMs !== undefined
+        ? `the oldest presence reaches about ${formatDuration(f.reachableAgeMs)} instead of ${max}`
+        : 'presence is read only when connectivity hints change';
+    lines.push(
+      `presence refresh cannot keep up: ${f.neededPerCycle} refreshes needed a cycle, Kite's budget leaves ` +
+        `${f.budgetPerCycle} after the list pages and hint reads; ${reach} ` +
+        '(raise --presence-max-age, or KITE_REQUESTS_PER_SECOND if Kite allows)'
+    );
+  }
+  return lines;
+}
+
+/**
  * The hold of a drop, in the words `status`, `list`, the Web UI and the held cycle's error share:
  * `12 of 20 SIMs missing from Kite's inventory (it listed 8 of the group; limit 50%); approve with
  * \`kite-cc accept-drop fleet-a\` …`.
@@ -81,6 +110,9 @@ export function groupDetails(status: GroupStatus, pause?: string): string {
       `**Last cycle #${cycle.cycle} ${cycle.outcome ?? 'completed'}** at ${utc(cycle.finishedAt)}: ` +
         `${cycle.inGroup} SIMs in group, ${cycle.invalid} invalid, ${cycle.left} left` +
         (presenceErrorCount(cycle) ? ` · ${presenceErrorsLine(cycle)}` : '') +
+        presenceFreshnessLines(cycle)
+          .map((line) => ` · ${line}`)
+          .join('') +
         (cycle.error ? ` · error: ${cycle.error}` : ''),
       '',
       '| target | changed | published | failed | throttled | pending | failing SIMs |',
