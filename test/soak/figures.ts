@@ -79,9 +79,13 @@ export interface HeartbeatTimeout {
   killed: boolean;
 }
 
+/** Polls further apart than this do not measure a heartbeat gap (the machine or the server stalled the poll). */
+const GAP_POLL_MAX_MS = 2_000;
+
 /**
  * Watches the pending activities of workflows by polling `describe()`: the longest time between two heartbeats
- * of one attempt (an upper bound: beats between two polls are not seen), the heartbeat timeouts Temporal
+ * of one attempt (seen by polls at most 2 s apart: an upper bound of the real gap, since beats between two polls
+ * are not seen; the server records a beat at most every 2 s, the worker's throttle), the heartbeat timeouts Temporal
  * recorded (from the next attempt's last failure), and when work was outstanding: a fetch running in some group
  * (Kite work) and a publish running per target (from its heartbeat details).
  */
@@ -93,7 +97,13 @@ export class ActivityWatch {
   /** When work of a kind ran (`fetch`, `publish:<target>`): [from, to) between consecutive polls, unmerged. */
   readonly busy = new Map<string, [number, number][]>();
   polls = 0;
+  /** Longest time between two polls, ms: a gap longer than this may have gone unmeasured. */
+  longestPollIntervalMs = 0;
   private readonly lastBeat = new Map<string, number>();
+  /** Attempts seen running before their first heartbeat: their start to first beat is a gap. */
+  private readonly beatless = new Set<string>();
+  /** Whether the current poll follows the last one closely enough to measure gaps. */
+  private close = false;
   private readonly seenTimeouts = new Set<string>();
   private lastPoll?: { at: number; busy: Set<string> };
 
@@ -108,6 +118,9 @@ export class ActivityWatch {
   async poll(handles: WorkflowHandle[]): Promise<void> {
     const at = Date.now();
     const described = await Promise.all(handles.map((h) => h.describe().catch(() => undefined)));
+    const since = this.lastPoll ? Date.now() - this.lastPoll.at : 0;
+    this.longestPollIntervalMs = Math.max(this.longestPollIntervalMs, since);
+    this.close = this.lastPoll !== undefined && since <= GAP_POLL_MAX_MS;
     const busy = new Set<string>();
     described.forEach((d, i) => {
       for (const p of d?.raw.pendingActivities ?? []) {
@@ -140,19 +153,17 @@ export class ActivityWatch {
       }
     }
     if (p.state !== STARTED) return;
-    const beat = optionalTsToMs(p.lastHeartbeatTime) ?? optionalTsToMs(p.lastStartedTime);
-    if (beat === undefined) return;
-    const before = this.lastBeat.get(key);
-    if (before === undefined) {
-      const started = optionalTsToMs(p.lastStartedTime);
-      this.lastBeat.set(key, beat);
-      if (started !== undefined && beat > started) this.gap(beat - started, workflowId, activity, attempt);
+    const started = optionalTsToMs(p.lastStartedTime);
+    const last = optionalTsToMs(p.lastHeartbeatTime);
+    // A new attempt may still show the last beat of the attempt before it.
+    const beat = last !== undefined && (started === undefined || last >= started) ? last : undefined;
+    if (beat === undefined) {
+      this.beatless.add(key);
       return;
     }
-    if (beat > before) {
-      this.gap(beat - before, workflowId, activity, attempt);
-      this.lastBeat.set(key, beat);
-    }
+    const before = this.lastBeat.get(key) ?? (this.beatless.has(key) ? started : undefined);
+    if (before !== undefined && beat > before && this.close) this.gap(beat - before, workflowId, activity, attempt);
+    this.lastBeat.set(key, beat);
   }
 
   private gap(ms: number, workflowId: string, activity: string, attempt: number): void {
