@@ -15,7 +15,7 @@ import type { Client, WorkflowHandle } from '@temporalio/client';
 import { AzureIotHubDouble } from '../test/azure-double';
 import { syncNowSignal, WORKFLOW_TYPE, type GroupConfig } from '../workflows/definitions';
 import { groupVisibility } from '../workflows/search-attributes';
-import { changeSims, historyOf, log, REDIS_URL, TEMPORAL, waitForCycle } from './runs';
+import { BENCH_PRESENCE, changeSims, historyOf, log, REDIS_URL, TEMPORAL, waitForCycle } from './runs';
 import { startBenchWorker, type SimulatorProcess } from './processes';
 import { startProfiler, topFrames } from './profile';
 
@@ -132,7 +132,7 @@ export async function runAzure(
   );
   const hubProfiler = profileDir ? await startProfiler() : undefined;
   log(`azure: worker started in ${worker.startupMs} ms, hub double at ${hub.serviceUrl}`);
-  const config: GroupConfig = { group, enabled: true, intervalMs: 3_600_000, targets: ['azure'] };
+  const config: GroupConfig = { group, enabled: true, intervalMs: 3_600_000, targets: ['azure'], ...BENCH_PRESENCE };
   const handle = await client.workflow.start(WORKFLOW_TYPE, {
     taskQueue,
     workflowId: `bench:${runId}:azure`,

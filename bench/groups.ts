@@ -7,7 +7,7 @@ import type { Client, WorkflowHandle } from '@temporalio/client';
 import { syncNowSignal, WORKFLOW_TYPE, type GroupConfig } from '../workflows/definitions';
 import { groupVisibility } from '../workflows/search-attributes';
 import { startBenchWorker, type SimulatorProcess } from './processes';
-import { log, waitForCycle, workerEnv } from './runs';
+import { BENCH_PRESENCE, log, waitForCycle, workerEnv } from './runs';
 
 export interface GroupsRound {
   /** From the first start (or syncNow) sent to the last group's cycle closed, ms. */
@@ -80,7 +80,13 @@ export async function runGroups(
     };
     const first = await round(1, async () => {
       for (const group of groups) {
-        const config: GroupConfig = { group, enabled: true, intervalMs: 3_600_000, targets: ['null'] };
+        const config: GroupConfig = {
+          group,
+          enabled: true,
+          intervalMs: 3_600_000,
+          targets: ['null'],
+          ...BENCH_PRESENCE,
+        };
         handles.push(
           await client.workflow.start(WORKFLOW_TYPE, {
             taskQueue,
