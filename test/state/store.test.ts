@@ -344,7 +344,7 @@ test('records the positional form cannot hold exactly are stored as canonical JS
     '{"iccid":"1","extra":1}', // a key outside the table
     '{"alias":"a","iccid":"1"}', // out of contract order
     '{"iccid":"1","alias":{"nested":true}}', // a nested value
-    '{"iccid":"1","alias":"\\u00e9"}', // JSON that does not read back byte for byte
+    '{"iccid":"1","alias":null}', // a null value (a record has none: absent keys are left out)
     '{}',
   ];
   for (const [i, json] of odd.entries()) {
@@ -354,6 +354,26 @@ test('records the positional form cannot hold exactly are stored as canonical JS
   const ids = odd.map((_, i) => String(i));
   expect(await store.publishedRecords(group, 'hook', ids)).toEqual(odd);
   expect(await redis.hmget(`${base}pub:hook`, ...ids)).toEqual([...odd.slice(0, 4), '[]']);
+});
+
+test('values are stored as the canonical JSON wrote them: escapes, numbers and strings that look like JSON', async () => {
+  const group = uniqueName('tokens');
+  const records = [
+    '{"iccid":"1","alias":"\\u00e9 \\"q\\" , ] } [ { \\\\","imei":"0","dailyData":1e+21}',
+    '{"iccid":"2","alias":"","Latitude":-0.5,"Longitude":12,"dailyVoice":0}',
+    '{"alias":"[0]","iccid":"3"}', // another key order: stored as it is
+    '{"iccid":"x4","alias":"a"}', // an ICC other than the field's
+  ];
+  for (const [i, json] of records.entries()) {
+    const iccid = String(i + 1);
+    await store.writePending(group, 'hook', [[iccid, json]], []);
+    await store.commitPublished(group, 'hook', [{ iccid, patch: json, merged: json }]);
+  }
+  expect(await store.publishedRecords(group, 'hook', ['1', '2', '3', '4'])).toEqual(records);
+  expect(await redis.hget(`${prefix}:{${group}}:pub:hook`, '4')).toBe('["x4","a"]');
+  expect(await redis.hget(`${prefix}:{${group}}:pub:hook`, '2')).toBe(
+    '[0,"",null,null,null,null,null,null,null,null,null,null,null,null,-0.5,12,0]'
+  );
 });
 
 test('a deployment with records of the old form keeps working: read as they are, rewritten by the next publish', async () => {
