@@ -10,6 +10,7 @@
  * identities takes 100 minutes on a real S1 hub, whatever the client does. The report counts the operations
  * used and gives that time.
  */
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { AzureIotHubDouble } from '../test/azure-double';
@@ -28,10 +29,14 @@ export interface AzureCycle {
   twinUpdatesPerSecond: number;
   /** The most twin updates the hub accepted in any 10 s window, per second. */
   peak10sPerSecond: number;
+  /** The most twin updates the hub accepted in any 1 s window. */
+  peak1s: number;
   billedMessages: number;
   identityOps: number;
   /** Twin updates the hub refused for its throttle. */
   hubThrottled: number;
+  /** Connections the hub refused for its throttle. */
+  hubRefusedConnections: number;
   longestHeartbeatGapMs: number;
   publishAttempts: number;
 }
@@ -148,6 +153,7 @@ export async function runAzure(
         billed: hub.billedMessagesTotal,
         identity: hub.acceptedCount('identity'),
         throttled: hub.throttledCount('twinUpdate'),
+        refusedConnections: hub.throttledCount('connection'),
         started: Date.now(),
       };
       const heartbeats = watchHeartbeats(handle as WorkflowHandle);
@@ -165,9 +171,11 @@ export async function runAzure(
         twinUpdates,
         twinUpdatesPerSecond: spanS > 0 ? twinUpdates / spanS : twinUpdates,
         peak10sPerSecond: maxInWindow(times, 10_000) / 10,
+        peak1s: maxInWindow(times, 1_000),
         billedMessages: hub.billedMessagesTotal - before.billed,
         identityOps: hub.acceptedCount('identity') - before.identity,
         hubThrottled: hub.throttledCount('twinUpdate') - before.throttled,
+        hubRefusedConnections: hub.throttledCount('connection') - before.refusedConnections,
         longestHeartbeatGapMs,
         publishAttempts: publishAttempts(await historyOf(handle as WorkflowHandle)),
       };
@@ -176,6 +184,10 @@ export async function runAzure(
     }
   } finally {
     await handle.terminate('benchmark done').catch(() => undefined);
+    // The worker's log (its last 512 KB), to see why an attempt failed.
+    const logFile = path.join(path.dirname(bundle), `azure-worker-${runId}.log`);
+    writeFileSync(logFile, worker.output());
+    log(`azure: the worker's log is in ${logFile}`);
     await worker.stop();
     await hub.stop();
     await hubProfiler?.stopInto(path.join(profileDir!, 'hub'));
@@ -215,11 +227,8 @@ export function azureTable(run: AzureRun): string {
   rows.push(['SIMs published', ...cell((c) => String(c.published)), '']);
   rows.push(['cycle time', ...cell((c) => `${(c.cycleMs / 1000).toFixed(1)} s`), '']);
   rows.push([`twin updates/s (budget ${run.budgetPerSecond}/s)`, ...cell(pct), '≥ 90 %, never above']);
-  rows.push([
-    'peak over any 10 s',
-    ...cell((c) => `${c.peak10sPerSecond.toFixed(1)}/s`),
-    `≤ ${run.budgetPerSecond}/s + burst`,
-  ]);
+  rows.push(['peak over any 10 s', ...cell((c) => `${c.peak10sPerSecond.toFixed(1)}/s`), `≤ ${run.budgetPerSecond}/s`]);
+  rows.push(['peak over any 1 s', ...cell((c) => `${c.peak1s}`), `≤ ${run.budgetPerSecond}`]);
   rows.push(['updates the hub throttled', ...cell((c) => String(c.hubThrottled)), '0']);
   rows.push([
     'billed messages per SIM update',
