@@ -954,7 +954,8 @@ export class StateStore {
   // --- inspection (kite-cc sim, failures) ---
 
   /**
-   * What Redis holds about a group: the cycles with a staged snapshot (newest first) and the targets with state.
+   * What Redis holds about a group: the cycles with a staged snapshot or invalid SIMs (newest first) and the targets
+   * with state.
    * SCANs the keyspace for the group's keys (a few per group and target).
    */
   async groupFootprint(group: string): Promise<{ snapshotCycles: number[]; targets: string[] }> {
@@ -964,7 +965,8 @@ export class StateStore {
     for await (const keys of scanKeys(this.redis, `${base}*`)) {
       for (const key of keys) {
         const [kind, name] = key.slice(base.length).split(':');
-        if (kind === 'snap') cycles.add(Number(name));
+        // A cycle's snapshot goes once it is diffed; its invalid SIMs stay (why a SIM was rejected).
+        if (kind === 'snap' || kind === 'invalid') cycles.add(Number(name));
         else if (['pub', 'pending', 'fail', 'sent'].includes(kind) && name) targets.add(name);
       }
     }
