@@ -4,11 +4,11 @@
  * failed. `kite-cc` in-process against the test Temporal server, with the real workflow and activities.
  */
 import { ApplicationFailure } from '@temporalio/common';
-import { runCli } from '../../cli/cli';
 import { KiteApiError, type KitePage, type KitePresence } from '../../kite';
 import { FailureType } from '../../shared/failures';
 import { statusQuery, syncNowSignal, type GroupStatus } from '../../workflows/definitions';
-import { testStack, uniqueName } from '../setup/stack';
+import { uniqueName } from '../setup/stack';
+import { cliStatus } from '../support/cli-status';
 import { MemoryKite } from '../support/memory-kite';
 import { RecordingTarget } from '../support/recording-target';
 import { startSyncHarness, type SyncHarness } from '../support/sync-harness';
@@ -50,16 +50,7 @@ afterEach(() => {
   kite.presenceFaults.clear();
 });
 
-async function status(group: string, json = false): Promise<string> {
-  let stdout = '';
-  const code = await runCli(['status', group, ...(json ? ['--json'] : [])], {
-    env: { KITE_TEMPORAL_ADDRESS: testStack.temporalAddress, KITE_TASK_QUEUE: harness.taskQueue },
-    stdout: { write: (t: string) => (stdout += t), isTTY: false },
-    stderr: { write: () => undefined },
-  });
-  expect(code).toBe(0);
-  return stdout;
-}
+const status = (group: string, json = false) => cliStatus(harness.taskQueue, group, json);
 
 test('while a fetch is retried, status shows it with its attempt, last error and the SIMs it read', async () => {
   const group = uniqueName('retrying');

@@ -7,14 +7,14 @@
  * own `dailyMessageBudget` (the hub refused nothing). The next UTC day publishes the rest, nothing lost.
  */
 import type { MetricMeter, MetricTags } from '@temporalio/common';
-import { runCli } from '../../cli/cli';
 import { createLogger } from '../../shared/log';
 import { createAzureTarget, parseAzureTargetConfig } from '../../targets/azure';
 import { nextUtcMidnight } from '../../targets/azure/tiers';
 import { createConnectorMetrics, metricsHooks, METRIC_NAMES } from '../../worker/metrics';
 import { syncNowSignal } from '../../workflows/definitions';
 import { AzureIotHubDouble } from '../azure-double';
-import { testStack, uniqueName } from '../setup/stack';
+import { uniqueName } from '../setup/stack';
+import { cliStatus } from '../support/cli-status';
 import { MemoryKite } from '../support/memory-kite';
 import { startSyncHarness, type SyncHarness } from '../support/sync-harness';
 
@@ -78,16 +78,7 @@ afterAll(async () => {
   await roomyHub?.stop();
 });
 
-async function status(group: string, json = false): Promise<string> {
-  let stdout = '';
-  const code = await runCli(['status', group, ...(json ? ['--json'] : [])], {
-    env: { KITE_TEMPORAL_ADDRESS: testStack.temporalAddress, KITE_TASK_QUEUE: harness.taskQueue },
-    stdout: { write: (t: string) => (stdout += t), isTTY: false },
-    stderr: { write: () => undefined },
-  });
-  expect(code).toBe(0);
-  return stdout;
-}
+const status = (group: string, json = false) => cliStatus(harness.taskQueue, group, json);
 
 test('a spent daily quota pauses the target until 00:00 UTC; status, details and metrics say so; the next day publishes the rest', async () => {
   const group = uniqueName('quota');
