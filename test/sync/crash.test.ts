@@ -15,6 +15,7 @@ import { tempDir } from '../setup/processes';
 import { testRedis, testStack, uniqueName } from '../setup/stack';
 import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver';
 import { startWorkerProcess, type WorkerProcess } from '../support/worker-process';
+import { statusAfterKill } from '../support/query-after-kill';
 import { waitUntil } from '../support/wait-until';
 
 const SIMS = 5_000;
@@ -92,7 +93,7 @@ test('SIGKILL mid-publish: the cycle completes, nothing is lost, duplicates stay
   expect(deliveredBeforeCrash).toBeLessThan(SIMS);
 
   workers.push(await startWorkerProcess(env));
-  const cycleDone = async () => (await handle.query(statusQuery)).cyclesCompleted >= 1;
+  const cycleDone = async () => ((await statusAfterKill(handle))?.cyclesCompleted ?? 0) >= 1;
   await waitUntil(cycleDone, 'the cycle completes on the new worker', 120_000);
   const status = await handle.query(statusQuery);
   expect(status.lastCycle).toMatchObject({ outcome: 'completed', inGroup: SIMS, invalid: 0 });

@@ -13,6 +13,7 @@ import { tempDir } from '../setup/processes';
 import { testRedis, testStack, uniqueName } from '../setup/stack';
 import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver';
 import { simulatorWorkerEnv, startWorkerProcess, type WorkerProcess } from '../support/worker-process';
+import { statusAfterKill } from '../support/query-after-kill';
 import { waitUntil } from '../support/wait-until';
 
 const GROUP = 'policy-crash';
@@ -67,8 +68,8 @@ test('held counters survive a worker SIGKILL and continue-as-new, and go out lat
   const cycleDone = (n: number) =>
     waitUntil(
       async () => {
-        const status = await handle.query(statusQuery);
-        return status.cyclesCompleted >= n && status.phase === 'idle';
+        const status = await statusAfterKill(handle);
+        return status !== undefined && status.cyclesCompleted >= n && status.phase === 'idle';
       },
       `cycle ${n} completes`,
       180_000

@@ -12,6 +12,7 @@ import { tempDir } from '../setup/processes';
 import { testStack, uniqueName } from '../setup/stack';
 import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver';
 import { simulatorWorkerEnv, startWorkerProcess, type WorkerProcess } from '../support/worker-process';
+import { statusAfterKill } from '../support/query-after-kill';
 import { waitUntil } from '../support/wait-until';
 
 const SIMS = 3_000;
@@ -75,7 +76,7 @@ test(`a publish SIGKILLed ${KILLS} times in a row resumes within 20 s of the las
   expect(recoveries[KILLS - 1]).toBeLessThanOrEqual(20_000);
   expect(workers[workers.length - 1].output()).toMatch(/"activity":"publishChanges".*"group":"recovery-fleet"/);
 
-  await waitUntil(async () => (await handle.query(statusQuery)).cyclesCompleted >= 1, 'the cycle ends', 300_000);
+  await waitUntil(async () => ((await statusAfterKill(handle))?.cyclesCompleted ?? 0) >= 1, 'the cycle ends', 300_000);
   expect((await handle.query(statusQuery)).lastCycle).toMatchObject({ outcome: 'completed', inGroup: SIMS });
   expect(sim.control.iccs(group).filter((icc) => !receiver.deliveries.has(icc))).toEqual([]);
   await handle.terminate();
