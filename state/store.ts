@@ -395,12 +395,19 @@ local n = 0
 for i = 1, #page[2], 2 do n = n + forget_one(KEYS[1], KEYS[2], page[2][i], ARGV[1], ARGV[2]) end
 return {page[1], n}`;
 
-/** The fields (ARGV) present in neither hash: existence checks only, no values cross the wire. */
-const ABSENT_SCRIPT = `
-local out = {}
-for i = 1, #ARGV do
-  if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 0 and redis.call('HEXISTS', KEYS[2], ARGV[i]) == 0 then
-    out[#out + 1] = ARGV[i]
+/**
+ * One HSCAN page of the group's known SIMs (KEYS[1], conn) with COUNT ARGV[2] from cursor ARGV[1], checked inside
+ * Redis: the SIMs present in neither the cycle's snapshot (KEYS[2]) nor its invalid SIMs (KEYS[3]). Returns
+ * {next cursor, leavers...}: only ICCs that left cross the wire, never the conn values.
+ */
+const LEAVERS_PAGE_SCRIPT = `
+local page = redis.call('HSCAN', KEYS[1], ARGV[1], 'COUNT', tonumber(ARGV[2]))
+local out = {page[1]}
+local fields = page[2]
+for i = 1, #fields, 2 do
+  local iccid = fields[i]
+  if redis.call('HEXISTS', KEYS[2], iccid) == 0 and redis.call('HEXISTS', KEYS[3], iccid) == 0 then
+    out[#out + 1] = iccid
   end
 end
 return out`;
@@ -414,7 +421,7 @@ type ScriptedRedis = RedisClient & {
     settledCount: string,
     ...iccids: string[]
   ): Promise<number>;
-  ccAbsent(a: string, b: string, ...fields: string[]): Promise<string[]>;
+  ccLeaversPage(conn: string, snapshot: string, invalid: string, cursor: string, count: string): Promise<string[]>;
   ccCommitAudited(
     pub: string,
     pending: string,
@@ -464,7 +471,7 @@ export class StateStore {
       redis.defineCommand('ccForgetPublished', { numberOfKeys: 2, lua: FORGET_PUBLISHED_SCRIPT });
       redis.defineCommand('ccForgetPublishedPage', { numberOfKeys: 2, lua: FORGET_PUBLISHED_PAGE_SCRIPT });
       redis.defineCommand('ccFailAudited', { numberOfKeys: 4, lua: FAIL_SCRIPT });
-      redis.defineCommand('ccAbsent', { numberOfKeys: 2, lua: ABSENT_SCRIPT });
+      redis.defineCommand('ccLeaversPage', { numberOfKeys: 3, lua: LEAVERS_PAGE_SCRIPT });
       redis.defineCommand('ccSettled', { numberOfKeys: 3, lua: SETTLED_SCRIPT });
       redis.defineCommand('ccMarkSettled', { numberOfKeys: 3, lua: MARK_SETTLED_SCRIPT });
       redis.defineCommand('ccQueueEvents', { lua: QUEUE_EVENTS_SCRIPT }); // KEYS: 1 + one per target
@@ -702,15 +709,24 @@ export class StateStore {
 
   /**
    * The group's known SIMs that are neither in the cycle's snapshot nor among its invalid SIMs: they left the
-   * group. Each appears once. Existence checks only, `count` SIMs per round trip.
+   * group. Each appears once. The check runs inside Redis, `count` SIMs per round trip, and only leavers come back:
+   * a cycle without leavers moves no SIM data.
    */
   async leavers(group: string, cycle: number, count = 1000): Promise<string[]> {
     const keys = this.keys(group);
     const leavers = new Set<string>();
-    for await (const entries of this.scan(keys.connectivity, count)) {
-      const iccids = entries.map(([iccid]) => iccid);
-      for (const iccid of await this.absentFrom(keys.snapshot(cycle), keys.invalid(cycle), iccids)) leavers.add(iccid);
-    }
+    let cursor = '0';
+    do {
+      const [next, ...page] = await this.redis.ccLeaversPage(
+        keys.connectivity,
+        keys.snapshot(cycle),
+        keys.invalid(cycle),
+        cursor,
+        String(count)
+      );
+      cursor = next;
+      for (const iccid of page) leavers.add(iccid);
+    } while (cursor !== '0');
     return [...leavers];
   }
 
@@ -1088,10 +1104,6 @@ export class StateStore {
   }
 
   /** Of `fields`, those in neither hash `a` nor hash `b` (same hash tag). One round trip; values are not read. */
-  private async absentFrom(a: string, b: string, fields: string[]): Promise<string[]> {
-    return fields.length ? this.redis.ccAbsent(a, b, ...fields) : [];
-  }
-
   /** Pages through a hash with HSCAN; entries may repeat if the hash is rehashed meanwhile. */
   private async *scan(key: string, count: number): AsyncGenerator<Entry[]> {
     let cursor = '0';

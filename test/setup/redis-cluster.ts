@@ -37,6 +37,14 @@ export async function redisClusterOk(ports: number[]): Promise<boolean> {
  * once every node serves it. The caller stops the returned processes.
  */
 export async function startRedisCluster(ports: number[]): Promise<ChildProcess[]> {
+  const tooHigh = ports.filter((port) => port + BUS_OFFSET > 65_535);
+  if (tooHigh.length) {
+    throw new Error(
+      `Redis Cluster ports ${tooHigh.join(',')} leave no room for their bus ports (${BUS_OFFSET} above, at most ` +
+        `65535): set KITE_TEST_REDIS_CLUSTER_PORT (default KITE_TEST_REDIS_PORT + ${BUS_OFFSET}) to at most ` +
+        `${65_535 - BUS_OFFSET - ports.length + 1}`
+    );
+  }
   const children = ports.map((port) =>
     spawn(
       'redis-server',
