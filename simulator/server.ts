@@ -36,6 +36,7 @@ async function serve(sim: Simulator, control: ControlHttp, req: IncomingMessage,
   if (latency > 0) await new Promise((r) => setTimeout(r, latency));
   const fault = sim.faults.next(route, API.exec(url.pathname)?.[2]);
   if (fault === 'hang') return; // the client's timeout must fire; close() drops the socket
+  if (fault === 'reset') return void req.socket.destroy();
   if (fault === 'endless') return sendEndless(res);
   if (fault && INJECTED[fault]) return sendFault(res, INJECTED[fault]);
   const broken = fault && NOT_A_LIST[fault];

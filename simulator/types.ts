@@ -10,10 +10,11 @@ import type { Logger } from '../shared/log';
  * Injected faults. Kite's own errors: `rate-limit` (429 POL.1005), `overload` (503 SVR.1006), `server-error`
  * (500 SVR.1000), `auth` (403 POL.1000), `not-found-bare` (404 whose body has `exceptionId` `SVC.1006` and no
  * `exceptionCategory`). Broken transport: `malformed-json` (200, half the body), `truncated` (full Content-Length,
- * half the body, connection dropped), `hang` (no answer), `endless` (a 200 body that never ends). Answers that are
- * not a SIM list: `empty-200` (200, no body), `no-content` (204), `error-200` (200 carrying a Kite error body),
- * `html` (200, a proxy's HTML page). Paging faults of a list answer: `short-page` (the first half of the page
- * only, although more SIMs follow), `ignore-start-index` (the page from index 0 whatever `startIndex` says).
+ * half the body, connection dropped), `hang` (no answer), `reset` (the connection closed at once, no answer),
+ * `endless` (a 200 body that never ends). Answers that are not a SIM list: `empty-200` (200, no body),
+ * `no-content` (204), `error-200` (200 carrying a Kite error body), `html` (200, a proxy's HTML page). Paging
+ * faults of a list answer: `short-page` (the first half of the page only, although more SIMs follow),
+ * `ignore-start-index` (the page from index 0 whatever `startIndex` says).
  */
 export type FaultKind =
   | 'rate-limit'
@@ -24,6 +25,7 @@ export type FaultKind =
   | 'malformed-json'
   | 'truncated'
   | 'hang'
+  | 'reset'
   | 'endless'
   | 'empty-200'
   | 'no-content'
