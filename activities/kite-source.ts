@@ -46,14 +46,18 @@ export interface ListingCall extends Pick<CallOptions, 'signal' | 'onWaiting'> {
 
 /**
  * True for a Kite failure that no other request would escape either: the certificate refused (TLS, 401, 403) or
- * Kite unreachable (no connection at all). A single SIM's error answer, even a 5xx or a timeout, is not.
+ * Kite unreachable (no connection at all). A single SIM's error answer, even a 5xx, a timeout or a 429 left after
+ * the client's Retry-After waits, is not; nor is a kept-alive connection closing under one request (DISCONNECTED).
  */
 export function isAccountWide(err: unknown): boolean {
   if (!(err instanceof KiteApiError)) return true;
   return err.code === 'TLS' || err.code === 'NETWORK' || err.status === 401 || err.status === 403;
 }
 
-/** The Kite client's own retries are exhausted: map its error to how Temporal should treat it. */
+/**
+ * A Kite failure as Temporal should treat it (the client re-sends nothing but 429s, so Temporal's activity retry
+ * is the retry layer): retryable as it is, or a non-retryable ApplicationFailure (KiteAuthError for TLS, 401, 403).
+ */
 export function kiteFailure(err: unknown): unknown {
   if (!(err instanceof KiteApiError) || err.retryable) return err;
   const auth = err.code === 'TLS' || err.status === 401 || err.status === 403;

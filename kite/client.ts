@@ -1,6 +1,10 @@
 /**
- * Kite REST client: mutual TLS, paging, presence detail, a client-side rate budget and retries with backoff.
- * One instance per Kite account (certificate); safe for concurrent calls, which share the rate budget.
+ * Kite REST client: mutual TLS, paging, presence detail and a client-side rate budget. One instance per Kite
+ * account (certificate); safe for concurrent calls, which share the rate budget.
+ *
+ * One retry layer per concern: a call re-sends a request only after Kite's 429 (POL.1005), to honour its
+ * Retry-After (at most `rateLimitRetries` times). Every other failure (5xx, SVR.1006, timeouts, broken answers,
+ * network) fails the call at once; Temporal's activity retry is the layer that tries again.
  */
 import { readFileSync } from 'node:fs';
 import https from 'node:https';
@@ -9,15 +13,6 @@ import { createLogger, type Logger } from '../shared/log';
 import { KiteApiError, kiteException, parseKiteError } from './errors';
 import { realClock, TokenBucket, type Clock, type RateBudget } from '../shared/limits';
 import type { GroupFilter, KitePresence, KiteSim } from './types';
-
-export interface KiteRetryOptions {
-  /** Attempts per request, the first included. @default 5 */
-  maxAttempts?: number;
-  /** First backoff; doubles per attempt, with jitter (half to full value). @default 500 */
-  baseDelayMs?: number;
-  /** Longest backoff, also the cap for Kite's Retry-After. @default 15000 */
-  maxDelayMs?: number;
-}
 
 export interface KiteClientOptions {
   /** Up to and including `/services/REST/GlobalM2M`; the client adds `/Inventory/v{n}/r12/...`.
@@ -37,11 +32,12 @@ export interface KiteClientOptions {
   ca?: string | Buffer | Array<string | Buffer>;
   /** Verify Kite's server certificate. Turn off only against a test server. @default true */
   rejectUnauthorized?: boolean;
-  /** Request budget shared by all calls, retries included; 0 or Infinity = unlimited (benchmarks). Used only
-   * when `budget` is not given. @default 4 */
+  /** Request budget shared by all calls, re-sends after a 429 included; 0 or Infinity = unlimited (benchmarks).
+   * Used only when `budget` is not given. @default 4 */
   requestsPerSecond?: number;
   /** The account's request budget, when it is shared with other clients (e.g. every worker's, in Redis); each
-   * request, retries included, takes one token. @default a TokenBucket of `requestsPerSecond`, burst 1 */
+   * request, re-sends after a 429 included, takes one token.
+   * @default a TokenBucket of `requestsPerSecond`, burst 1 */
   budget?: RateBudget;
   /** SIMs per list page; clamped to 1..cap of the version (100 on v6 and older, else 1000). @default 1000 */
   pageSize?: number;
@@ -52,8 +48,12 @@ export interface KiteClientOptions {
    * of 1000 SIMs is about 1.6 MB. @default 16777216 (16 MiB)
    */
   maxResponseBytes?: number;
-  /** Retries of SVR.1006, POL.*, 5xx, timeouts and broken responses. */
-  retry?: KiteRetryOptions;
+  /**
+   * Times one call re-sends a request Kite refused with 429 (POL.1005), each after Kite's Retry-After (1 s
+   * without one, at most MAX_RETRY_AFTER_MS); a 429 also pauses the account's `budget` for every client. 0: a
+   * 429 fails the call at once. No other failure is re-sent: Temporal retries the activity. @default 3
+   */
+  rateLimitRetries?: number;
   /** How group membership is resolved; a `search` filter adds its parameters to every list request.
    * @default { type: 'supervisionGroup' } */
   groupFilter?: GroupFilter;
@@ -61,7 +61,7 @@ export interface KiteClientOptions {
   maxSockets?: number;
   /** @default createLogger({ component: 'kite-client' }) */
   logger?: Logger;
-  /** Time source for the rate budget and backoff; tests inject a fake one. @default the real clock */
+  /** Time source for the rate budget and the Retry-After waits; tests inject a fake one. @default the real clock */
   clock?: Clock;
 }
 
@@ -75,10 +75,10 @@ export interface KitePage {
 }
 
 export interface CallOptions {
-  /** Aborts the request and any backoff wait (e.g. on activity cancellation). */
+  /** Aborts the request and any wait (rate budget, Retry-After), e.g. on activity cancellation. */
   signal?: AbortSignal;
   /**
-   * Called every WAITING_BEAT_MS while the call waits (rate budget, request in flight, backoff), so that an
+   * Called every WAITING_BEAT_MS while the call waits (rate budget, request in flight, Retry-After), so that an
    * activity can heartbeat through a slow Kite. @default none
    */
   onWaiting?: () => void;
@@ -90,6 +90,15 @@ export interface CallOptions {
 export const WAITING_BEAT_MS = 1_000;
 
 export const DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024;
+
+/** The default `rateLimitRetries`: re-sends of one request after Kite's 429, within one call. */
+export const DEFAULT_RATE_LIMIT_RETRIES = 3;
+
+/**
+ * The longest one call waits for Kite's Retry-After before re-sending; the account budget's pause still holds
+ * the whole Retry-After for the next request of a budget with a rate.
+ */
+export const MAX_RETRY_AFTER_MS = 15_000;
 
 export const DEFAULT_BASE_URL = 'https://m2m-api.telefonica.com:8010/services/REST/GlobalM2M';
 
@@ -118,12 +127,24 @@ export function tlsFromFiles(files: {
 
 const TLS_FAILURE = /^(ERR_SSL_|ERR_TLS_)|CERT|SIGNATURE|SELF_SIGNED|ISSUER/;
 
-function transportError(err: NodeJS.ErrnoException, where: string): KiteApiError {
+/** Errors of a connection that closed under the request (not one that could not be made). */
+const CLOSED_UNDER_REQUEST = new Set(['ECONNRESET', 'EPIPE']);
+
+/**
+ * A transport failure as a KiteApiError: TLS for a certificate problem; DISCONNECTED when a kept-alive connection
+ * that had just served a request closed under this one before Kite answered (a race with Kite's idle timeout: that
+ * request's fault, not Kite's); NETWORK otherwise (Kite unreachable).
+ */
+function transportError(err: NodeJS.ErrnoException, where: string, reusedSocket: boolean): KiteApiError {
   if (err instanceof KiteApiError) return err;
   const code = err.code ?? '';
   if (TLS_FAILURE.test(code)) {
     const hint = code.includes('ALERT') ? 'Kite refused the client certificate' : 'TLS handshake failed';
     return new KiteApiError({ code: 'TLS', status: 0, where, text: `${hint} (${code}): check cert/key/pfx and ca` });
+  }
+  if (reusedSocket && CLOSED_UNDER_REQUEST.has(code)) {
+    const text = `the kept-alive connection closed before Kite answered (${code})`;
+    return new KiteApiError({ code: 'DISCONNECTED', status: 0, where, text });
   }
   return new KiteApiError({ code: 'NETWORK', status: 0, where, text: `${code || err.message}` });
 }
@@ -135,7 +156,7 @@ export class KiteClient {
   private readonly url: URL;
   private readonly agent: https.Agent;
   private readonly budget: RateBudget;
-  private readonly retry: Required<KiteRetryOptions>;
+  private readonly rateLimitRetries: number;
   private readonly timeoutMs: number;
   private readonly maxResponseBytes: number;
   private readonly search: string;
@@ -155,7 +176,10 @@ export class KiteClient {
     this.pageSize = Math.min(Math.max(1, Math.floor(options.pageSize ?? 1000)), pageCap(this.apiVersion));
     this.timeoutMs = options.timeoutMs ?? 30_000;
     this.maxResponseBytes = options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
-    this.retry = { maxAttempts: 5, baseDelayMs: 500, maxDelayMs: 15_000, ...options.retry };
+    this.rateLimitRetries = options.rateLimitRetries ?? DEFAULT_RATE_LIMIT_RETRIES;
+    if (!Number.isInteger(this.rateLimitRetries) || this.rateLimitRetries < 0) {
+      throw new Error(`rateLimitRetries must be an integer >= 0 such as 3, got ${options.rateLimitRetries}`);
+    }
     this.clock = options.clock ?? realClock;
     this.budget = options.budget ?? new TokenBucket({ perSecond: options.requestsPerSecond ?? 4 }, this.clock);
     this.log = options.logger ?? createLogger({ component: 'kite-client' });
@@ -227,17 +251,19 @@ export class KiteClient {
     }
   }
 
-  /** A short page ends the list only if nothing follows it; otherwise it was cut: read it again (with backoff). */
+  /**
+   * A short page ends the list only if nothing follows it; otherwise it was cut: it is read once more, and if it
+   * is still short with more SIMs after it, the listing fails with BAD_RESPONSE (Temporal retries the fetch).
+   */
   private async confirmShortPage(index: number, sims: KiteSim[], call: CallOptions): Promise<KiteSim[]> {
-    for (let attempt = 1; ; attempt++) {
+    for (let readAgain = false; ; readAgain = true) {
       const after = await this.listPage(index + sims.length, this.pageSize, call);
       if (after.length === 0) return sims;
-      if (attempt >= this.retry.maxAttempts) {
-        const text = `a short page of ${sims.length} SIMs at startIndex ${index} (page size ${this.pageSize}) was followed by ${after.length} more at startIndex ${index + sims.length}, ${attempt} times: Kite's pages are truncated`;
+      if (readAgain) {
+        const text = `a short page of ${sims.length} SIMs at startIndex ${index} (page size ${this.pageSize}) was followed by ${after.length} more at startIndex ${index + sims.length}, twice: Kite's pages are truncated`;
         throw new KiteApiError({ code: 'BAD_RESPONSE', status: 200, where: `GET sim?startIndex=${index}`, text });
       }
-      this.log.warn('kite answered a short page followed by more SIMs, reading it again', { index, got: sims.length, attempt }); // prettier-ignore
-      await this.clock.sleep(this.backoff(attempt), call.signal);
+      this.log.warn('kite answered a short page followed by more SIMs, reading it again', { index, got: sims.length }); // prettier-ignore
       sims = await this.listPage(index, this.pageSize, call);
       if (sims.length >= this.pageSize || sims.length === 0) return sims;
     }
@@ -264,45 +290,38 @@ export class KiteClient {
   private async getJson(path: string, where: string, call: CallOptions): Promise<unknown> {
     const waiting = call.onWaiting ? setInterval(call.onWaiting, WAITING_BEAT_MS) : undefined;
     try {
-      return await this.getJsonWithRetries(path, where, call.signal);
+      return await this.getJsonHonouringRetryAfter(path, where, call.signal);
     } finally {
       clearInterval(waiting);
     }
   }
 
-  private async getJsonWithRetries(path: string, where: string, signal?: AbortSignal): Promise<unknown> {
-    for (let attempt = 1; ; attempt++) {
+  /**
+   * Sends the request; after Kite's 429 sends it again once Kite's Retry-After has passed, at most
+   * `rateLimitRetries` times. Any other failure is raised at once.
+   */
+  private async getJsonHonouringRetryAfter(path: string, where: string, signal?: AbortSignal): Promise<unknown> {
+    for (let resent = 0; ; resent++) {
       await this.budget.take(1, signal);
       try {
         return await this.once(path, where, signal);
       } catch (err) {
         if (signal?.aborted) throw signal.reason;
-        const error = transportError(err as NodeJS.ErrnoException, where);
+        if (!(err instanceof KiteApiError) || err.status !== 429) throw err;
         // Kite's budget is the account's: its 429 (POL.1005) pauses every client of the account, every worker's.
-        if (error.status === 429) await this.budget.pause((error.retryAfterSec ?? 1) * 1000);
-        if (!error.retryable || attempt >= this.retry.maxAttempts) throw error;
-        const delay = this.backoff(attempt, error.retryAfterSec);
-        this.log.warn('kite request failed, retrying', {
-          code: error.code,
-          status: error.status,
-          attempt,
-          delay,
-          where,
-        });
+        const retryAfterMs = (err.retryAfterSec ?? 1) * 1000;
+        await this.budget.pause(retryAfterMs);
+        if (resent >= this.rateLimitRetries) throw err;
+        const delay = Math.min(retryAfterMs, MAX_RETRY_AFTER_MS);
+        this.log.warn("kite refused the request (429), sending it again after Kite's Retry-After", { code: err.code, resent, delay, where }); // prettier-ignore
         await this.clock.sleep(delay, signal);
       }
     }
   }
 
-  private backoff(attempt: number, retryAfterSec?: number): number {
-    const full = Math.min(this.retry.maxDelayMs, this.retry.baseDelayMs * 2 ** (attempt - 1));
-    const jittered = full / 2 + (Math.random() * full) / 2;
-    const asked = retryAfterSec !== undefined ? Math.min(retryAfterSec * 1000, this.retry.maxDelayMs) : 0;
-    return Math.max(jittered, asked);
-  }
-
+  /** One request, without any retry; every failure is a KiteApiError (or the signal's reason). */
   private once(path: string, where: string, signal?: AbortSignal): Promise<unknown> {
-    return new Promise((resolve, reject) => {
+    return new Promise<unknown>((resolve, reject) => {
       const req = https.request({
         agent: this.agent,
         method: 'GET',
@@ -317,7 +336,7 @@ export class KiteClient {
         req.destroy(new KiteApiError({ code: 'TIMEOUT', status: 0, where, text }));
       }, this.timeoutMs);
       const fail = (err: Error) => (clearTimeout(timer), reject(err));
-      req.once('error', fail);
+      req.once('error', (err) => fail(transportError(err, where, req.reusedSocket)));
       req.once('response', (res) => {
         const chunks: Buffer[] = [];
         let size = 0;

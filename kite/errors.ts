@@ -1,7 +1,8 @@
 /**
  * Kite errors. Kite answers a failed call with `{"ClientException":{...}}` or `{"ServerException":{...}}` whose
  * code is `<category>.<id>` (SVC.1006 not found, SVR.1006 overloaded, POL.* rate limit). Codes of our own for
- * failures that never reached Kite's error model: TIMEOUT, NETWORK, TLS (certificate refused), BAD_RESPONSE
+ * failures that never reached Kite's error model: TIMEOUT, NETWORK (Kite unreachable), DISCONNECTED (a kept-alive
+ * connection closed under one request before Kite answered), TLS (certificate refused), BAD_RESPONSE
  * (malformed, truncated or empty body, or an answer that is not what was asked), TOO_LARGE (a body over the
  * client's limit), REPEATED_SIMS and TOO_MANY_PAGES (paging that does not advance or does not end) and
  * HTTP_<status> (an error status without a Kite body).
@@ -15,7 +16,10 @@ export class KiteApiError extends Error {
   readonly text: string;
   /** HTTP status; 0 when no response came. */
   readonly status: number;
-  /** True when the same request may succeed later (SVR.1006, POL.*, 5xx, timeouts, broken responses). */
+  /**
+   * True when the same request may succeed later (SVR.1006, POL.*, 5xx, timeouts, broken responses): Temporal may
+   * retry the activity. The client itself re-sends only after a 429 (see KiteClientOptions.rateLimitRetries).
+   */
   readonly retryable: boolean;
   /** Seconds from a `Retry-After` header, when Kite sent one. */
   readonly retryAfterSec?: number;
@@ -31,11 +35,12 @@ export class KiteApiError extends Error {
   }
 }
 
-const OWN_RETRYABLE = new Set(['TIMEOUT', 'NETWORK', 'BAD_RESPONSE']);
+const OWN_RETRYABLE = new Set(['TIMEOUT', 'NETWORK', 'DISCONNECTED', 'BAD_RESPONSE']);
 
 /**
- * Retry policy: SVR.1006, POL.*, 5xx and transport failures are retried; SVC.* (client errors), SVR.1003 (not
- * implemented), TLS failures and 401/403 never are (a 403 wins over a POL code: POL.1000 is a permission error).
+ * Whether Temporal should retry the activity that met this failure: yes for SVR.1006, POL.*, 5xx and transport
+ * failures; never for SVC.* (client errors), SVR.1003 (not implemented), TLS failures and 401/403 (a 403 wins over
+ * a POL code: POL.1000 is a permission error).
  */
 export function isRetryable(code: string, status: number): boolean {
   if (/^SVC\b/.test(code) || code === 'SVR.1003' || code === 'TLS' || status === 401 || status === 403) return false;

@@ -35,8 +35,8 @@ export {
   DEFAULT_BASE_URL,
   DEFAULT_MAX_RESPONSE_BYTES,
   WAITING_BEAT_MS,
+  DEFAULT_RATE_LIMIT_RETRIES,
   type KiteClientOptions,
-  type KiteRetryOptions,
   type KitePage,
   type CallOptions,
 } from './client';

@@ -8,7 +8,7 @@ export const FailureType = {
   UnknownTarget: 'UnknownTarget',
   /** Kite refused the client certificate (TLS handshake, 401 or 403). */
   KiteAuth: 'KiteAuthError',
-  /** Kite answered with an error its client does not retry (e.g. a bad request). */
+  /** Kite answered with an error that retrying cannot fix (e.g. a bad request). */
   KiteApi: 'KiteApiError',
   /** Several presence reads failed and none succeeded: Kite's presence service looks down. Retried. */
   KitePresenceOutage: 'KitePresenceOutage',
@@ -18,7 +18,7 @@ export const FailureType = {
   InvalidGroupName: 'InvalidGroupName',
   /** Too many of a group's SIMs vanished at once: probably a truncated inventory, not real leavers. */
   SuspiciousInventoryDrop: 'SuspiciousInventoryDrop',
-  /** A target kept throttling or failing after the activity's own retry rounds; Temporal retries the activity. */
+  /** A publish attempt left SIMs the target throttled or failed unacknowledged; Temporal retries the activity. */
   TargetUnavailable: 'TargetUnavailable',
 } as const;
 

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import net from 'node:net';
 import { isInGroup, KiteApiError, KiteClient, mapSim, type KitePage } from '../../kite';
 import { parseKiteError } from '../../kite/errors';
 import type { FaultKind, KiteSimulator } from '../../simulator';
@@ -144,7 +145,7 @@ describe('KiteClient faults', () => {
   let expected: string[];
   beforeAll(async () => {
     sim = await simulator({ groups: 1, simsPerGroup: 25 });
-    client = clientOf(sim, { pageSize: 10, timeoutMs: 300, retry: { maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 5 } });
+    client = clientOf(sim, { pageSize: 10, timeoutMs: 300 });
     expected = sim.control.iccs();
   });
   afterEach(() => sim.control.clearFaults());
@@ -153,19 +154,8 @@ describe('KiteClient faults', () => {
     await sim.close();
   });
 
-  it.each<FaultKind>(['rate-limit', 'overload', 'server-error', 'malformed-json', 'truncated', 'hang'])(
-    '%s is retried to success with nothing lost or repeated',
-    async (kind) => {
-      const before = sim.control.stats().faultsInjected;
-      sim.control.setFaults({ sequence: ['ok', kind, kind] }); // the second page fails twice
-      const sims = await allSims(client);
-      expect(sims.map((s) => s.icc)).toEqual(expected);
-      expect(sim.control.stats().faultsInjected - before).toBe(2);
-    }
-  );
-
-  it('gives up after maxAttempts with Kite code and text, and a resume from the cursor loses nothing', async () => {
-    sim.control.setFaults({ sequence: ['ok', 'overload', 'overload', 'overload'] });
+  /** Pages until a failure; returns the SIMs listed, the cursor to resume from and the failure. */
+  async function pagesUntilFailure(): Promise<{ seen: string[]; cursor: number; err: KiteApiError }> {
     const seen: string[] = [];
     let cursor = 0;
     const err = await failure(
@@ -176,20 +166,91 @@ describe('KiteClient faults', () => {
         }
       })()
     );
+    return { seen, cursor, err };
+  }
+
+  it.each<[FaultKind, string]>([
+    ['overload', 'SVR.1006'],
+    ['server-error', 'SVR.1000'],
+    ['malformed-json', 'BAD_RESPONSE'],
+    ['truncated', 'BAD_RESPONSE'],
+    ['hang', 'TIMEOUT'],
+  ])(
+    '%s fails the call at once, retryable (Temporal retries the activity): a resume from the cursor loses nothing and repeats nothing',
+    async (kind, code) => {
+      const before = sim.control.stats().requests.list;
+      sim.control.setFaults({ sequence: ['ok', kind, kind] }); // the second page would fail twice
+      const { seen, cursor, err } = await pagesUntilFailure();
+      expect(err).toMatchObject({ code, retryable: true });
+      expect(err.message).toMatch(/sim\?startIndex=10\b/);
+      expect(sim.control.stats().requests.list - before).toBe(2); // the second page was asked for once
+      expect(cursor).toBe(10);
+      sim.control.clearFaults();
+      seen.push(...(await allSims(client, cursor)).map((s) => s.icc as string));
+      expect(seen).toEqual(expected);
+    }
+  );
+
+  it("keeps Kite's code and text in the failure", async () => {
+    sim.control.setFaults({ sequence: ['ok', 'overload'] });
+    const { err } = await pagesUntilFailure();
     expect(err).toMatchObject({ code: 'SVR.1006', status: 503, retryable: true });
     expect(err.text).toMatch(/overloaded/);
-    expect(cursor).toBe(10);
-    seen.push(...(await allSims(client, cursor)).map((s) => s.icc as string));
-    expect(seen).toEqual(expected);
   });
 
-  it('ends latency beyond the timeout in a TIMEOUT error after maxAttempts', async () => {
+  it("re-sends a request refused with 429 after Kite's Retry-After, up to rateLimitRetries times", async () => {
+    const before = sim.control.requestLog().length;
+    sim.control.setFaults({ sequence: ['rate-limit', 'rate-limit'] });
+    expect(await client.listPage(0)).toHaveLength(10); // the third send is answered
+    let sends = sim.control.requestLog().slice(before);
+    expect(sends).toHaveLength(3);
+    for (let i = 1; i < sends.length; i++) expect(sends[i].at - sends[i - 1].at).toBeGreaterThanOrEqual(950); // Retry-After: 1
+
+    const once = clientOf(sim, { rateLimitRetries: 1 });
+    const start = sim.control.requestLog().length;
+    sim.control.setFaults({ sequence: ['rate-limit', 'rate-limit', 'rate-limit'] });
+    const err = await failure(once.listPage(0));
+    once.close();
+    expect(err).toMatchObject({ code: 'POL.1005', status: 429, retryable: true });
+    sends = sim.control.requestLog().slice(start);
+    expect(sends).toHaveLength(2); // the first send and one re-send: the third 429 is never asked for
+  });
+
+  it('refuses a rateLimitRetries that is not a whole number >= 0', () => {
+    expect(() => clientOf(sim, { rateLimitRetries: -1 })).toThrow(/rateLimitRetries must be an integer >= 0/);
+  });
+
+  it('ends latency beyond the timeout in a TIMEOUT error at once', async () => {
+    const before = sim.control.stats().requests.list;
     sim.control.setFaults({ latencyMs: 300 });
-    const impatient = clientOf(sim, { timeoutMs: 100, retry: { maxAttempts: 2, baseDelayMs: 1, maxDelayMs: 1 } });
+    const impatient = clientOf(sim, { timeoutMs: 100 });
     const err = await failure(impatient.listPage(0));
     impatient.close();
     expect(err).toMatchObject({ code: 'TIMEOUT', status: 0, retryable: true });
     expect(err.message).toMatch(/no complete answer within 100 ms/);
+    expect(sim.control.stats().requests.list - before).toBe(1);
+  });
+
+  it('tells a kept-alive connection closed under one request (DISCONNECTED) from Kite unreachable (NETWORK)', async () => {
+    const icc = expected[0];
+    const one = clientOf(sim, { maxSockets: 1 });
+    expect(await one.getPresence(icc)).toBeDefined(); // the connection is now kept alive
+    sim.control.setFaults({ sequence: ['reset'] });
+    const err = await failure(one.getPresence(icc));
+    expect(err).toMatchObject({ code: 'DISCONNECTED', status: 0, retryable: true });
+    expect(err.text).toMatch(/kept-alive connection closed before Kite answered/);
+    expect(await one.getPresence(icc)).toBeDefined(); // a new connection: Kite is there
+    one.close();
+
+    // A port nothing listens on: no connection at all.
+    const free = net.createServer();
+    await new Promise<void>((resolve) => free.listen(0, '127.0.0.1', resolve));
+    const port = (free.address() as net.AddressInfo).port;
+    await new Promise((resolve) => free.close(resolve));
+    const gone = clientOf(sim, { baseUrl: `https://127.0.0.1:${port}/services/REST/GlobalM2M` });
+    const unreachable = await failure(gone.listPage(0));
+    gone.close();
+    expect(unreachable).toMatchObject({ code: 'NETWORK', retryable: true });
   });
 
   it('does not retry an authorization failure (403 wins over its POL code)', async () => {
@@ -226,7 +287,7 @@ describe('KiteClient refuses what is not an inventory', () => {
   let expected: string[];
   beforeAll(async () => {
     sim = await simulator({ groups: 1, simsPerGroup: 25 });
-    client = clientOf(sim, { pageSize: 10, retry: { maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 5 } });
+    client = clientOf(sim, { pageSize: 10 });
     expected = sim.control.iccs();
   });
   afterEach(() => sim.control.clearFaults());
@@ -235,14 +296,40 @@ describe('KiteClient refuses what is not an inventory', () => {
     await sim.close();
   });
 
-  it.each<FaultKind>(['empty-200', 'no-content', 'error-200', 'html', 'short-page'])(
-    'a %s answer for a middle page is not the end of the list: nothing is lost',
-    async (kind) => {
+  it.each<[FaultKind, string]>([
+    ['empty-200', 'BAD_RESPONSE'],
+    ['no-content', 'BAD_RESPONSE'],
+    ['error-200', 'SVR.1006'],
+    ['html', 'BAD_RESPONSE'],
+  ])(
+    'a %s answer for a middle page is not the end of the list: the listing fails (%s, retryable) and a resume from the cursor loses nothing',
+    async (kind, code) => {
       sim.control.setFaults({ sequence: ['ok', kind] });
-      const sims = await allSims(client);
-      expect(sims.map((s) => s.icc)).toEqual(expected);
+      const seen: string[] = [];
+      let cursor = 0;
+      const err = await failure(
+        (async () => {
+          for await (const page of client.pages(0)) {
+            seen.push(...page.sims.map((s) => s.icc as string));
+            cursor = page.nextIndex;
+          }
+        })()
+      );
+      expect(err).toMatchObject({ code, retryable: true });
+      expect(cursor).toBe(10);
+      seen.push(...(await allSims(client, cursor)).map((s) => s.icc as string));
+      expect(seen).toEqual(expected);
     }
   );
+
+  it('a short answer for a middle page is read once more: nothing is lost', async () => {
+    const before = sim.control.stats().requests.list;
+    sim.control.setFaults({ sequence: ['ok', 'short-page'] });
+    const sims = await allSims(client);
+    expect(sims.map((s) => s.icc)).toEqual(expected);
+    // Pages 0, 10 (short), 15 (more follow), 10 again, 20 (the last, short), 25 (nothing follows).
+    expect(sim.control.stats().requests.list - before).toBe(6);
+  });
 
   it.each<[FaultKind, string]>([
     ['empty-200', 'BAD_RESPONSE'],
@@ -303,7 +390,7 @@ describe('KiteClient refuses what is not an inventory', () => {
     expect(beats).toBeGreaterThanOrEqual(2);
   });
 
-  it("counts a presence answer that is not JSON as the SIM's failure, after retries", async () => {
+  it("counts a presence answer that is not JSON as the SIM's failure, at once", async () => {
     const icc = expected[3];
     sim.control.setFaults({ presenceBySim: { [icc]: 'html' } });
     expect(await failure(client.getPresence(icc))).toMatchObject({ code: 'BAD_RESPONSE' });

@@ -1,4 +1,4 @@
-/** Shared set-up of the Kite tests: simulators with cached certificates and fast-retrying clients. */
+/** Shared set-up of the Kite tests: simulators with cached certificates and clients without a rate budget. */
 import os from 'node:os';
 import path from 'node:path';
 import https from 'node:https';
@@ -15,7 +15,10 @@ export function simulator(options: KiteSimulatorOptions = {}): Promise<KiteSimul
   return startKiteSimulator({ certDir: CERT_DIR, startTime: START, logger: quiet, ...options });
 }
 
-/** A client of `sim` without rate budget and with millisecond backoff, so that tests never wait. */
+/**
+ * A client of `sim` without rate budget, otherwise as the worker builds it: it re-sends a request only after a
+ * 429, once the simulator's Retry-After (1 s) has passed.
+ */
 export function clientOf(sim: KiteSimulator, options: KiteClientOptions = {}): KiteClient {
   return new KiteClient({
     baseUrl: sim.baseUrl,
@@ -23,7 +26,6 @@ export function clientOf(sim: KiteSimulator, options: KiteClientOptions = {}): K
     key: sim.tls.key,
     ca: sim.tls.ca,
     requestsPerSecond: Infinity,
-    retry: { baseDelayMs: 1, maxDelayMs: 5 },
     timeoutMs: 2000,
     logger: quiet,
     ...options,

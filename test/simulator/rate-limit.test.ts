@@ -85,7 +85,7 @@ describe('Kite simulator account budget', () => {
   it("the Kite client reads it as a retryable POL.1005 with Kite's Retry-After", async () => {
     sim = await simulator({ groups: 1, simsPerGroup: 5, rateLimit: { perSecond: 1, burst: 1 } });
     await get(sim); // spends the only token
-    const client = clientOf(sim, { retry: { maxAttempts: 1 } });
+    const client = clientOf(sim, { rateLimitRetries: 0 });
     const error = await client.listPage(0).catch((e: unknown) => e);
     client.close();
 

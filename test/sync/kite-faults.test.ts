@@ -1,7 +1,8 @@
 /**
  * Kite's bad answers on the real workflow, Temporal server, Redis, Kite client and simulator: one SIM's failing
- * presence never stops its group, and an inventory answer that is absent or truncated never makes the connector
- * forget SIMs that are still in the group.
+ * presence never stops its group, an inventory answer that is absent or truncated never makes the connector
+ * forget SIMs that are still in the group, and a page Kite refuses fails only that fetch attempt, which Temporal
+ * retries from the page it stopped at.
  */
 import { kiteSourceFromClients } from '../../activities/kite-source';
 import type { FaultKind, KiteSimulator } from '../../simulator';
@@ -10,7 +11,7 @@ import { clientOf, simulator } from '../kite/helpers';
 import { RecordingTarget } from '../support/recording-target';
 import { startSyncHarness, type SyncHarness } from '../support/sync-harness';
 
-const GROUPS = ['presence-faults', 'answers', 'vanish'];
+const GROUPS = ['presence-faults', 'answers', 'vanish', 'resume'];
 const SIMS = 50;
 let sim: KiteSimulator;
 let harness: SyncHarness;
@@ -18,9 +19,7 @@ const cloud = new RecordingTarget('cloud');
 
 beforeAll(async () => {
   sim = await simulator({ groups: GROUPS, simsPerGroup: SIMS });
-  const kite = kiteSourceFromClients(() =>
-    clientOf(sim, { pageSize: 20, retry: { maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 5 } })
-  );
+  const kite = kiteSourceFromClients(() => clientOf(sim, { pageSize: 20 }));
   harness = await startSyncHarness({ kite, targets: [cloud] });
 });
 afterEach(() => sim.control.clearFaults());
@@ -97,5 +96,29 @@ test('a small group vanishing from the inventory is held, not forgotten, and the
   expect(back.lastCycle).toMatchObject({ outcome: 'completed', inGroup: SIMS, left: 0 });
   expect(back.dropHold).toBeUndefined(); // the SIMs came back: the hold ended by itself
   expect(cloud.drain().size).toBe(0); // still known: nothing is republished in full
+  await handle.terminate();
+});
+
+test("a Kite 503 on one page fails the fetch attempt at once, and Temporal's next attempt resumes at that page", async () => {
+  const group = 'resume';
+  const startedAt = Date.now();
+  // The listing's second page (startIndex 20) is refused once: the client does not retry it, Temporal does.
+  sim.control.setFaults({ sequence: ['ok', 'overload'], only: 'list' });
+  const handle = await harness.start(group);
+  const status = await harness.waitForCycles(handle, 1);
+  expect(status.lastCycle).toMatchObject({ outcome: 'completed', inGroup: SIMS });
+  const listed = sim.control
+    .requestLog()
+    .filter((e) => e.at >= startedAt && /\/sim\?/.test(e.path))
+    .map((e) => Number(/startIndex=(\d+)/.exec(e.path)![1]));
+  expect(listed.filter((i) => i === 20)).toHaveLength(2); // refused, then asked again by the next attempt
+  expect(listed.filter((i) => i === 0)).toHaveLength(1); // staged by the first attempt: never asked again
+  expect(new Set(listed).size).toBe(listed.length - 1); // no other page twice
+  const history = (await handle.fetchHistory()).events ?? [];
+  const fetch = history.find((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'fetchSnapshot');
+  const started = history.find(
+    (e) => String(e.activityTaskStartedEventAttributes?.scheduledEventId) === String(fetch!.eventId)
+  );
+  expect(started?.activityTaskStartedEventAttributes?.attempt).toBe(2); // the fetch, retried once by Temporal
   await handle.terminate();
 });

@@ -19,9 +19,7 @@ const cloud = new RecordingTarget('cloud');
 
 beforeAll(async () => {
   sim = await simulator({ groups: [GROUP], simsPerGroup: 20 });
-  const kite = kiteSourceFromClients(() =>
-    clientOf(sim, { pageSize: 7, retry: { maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 5 } })
-  );
+  const kite = kiteSourceFromClients(() => clientOf(sim, { pageSize: 7 }));
   harness = await startSyncHarness({ kite, targets: [cloud] });
 });
 afterAll(async () => {
