@@ -3,8 +3,9 @@
  * POST, one cycle posts each batch at most (Temporal's publish attempts) × (the webhook's `maxAttempts`) times,
  * and no more, because no retry layer sits between the two. Likewise a webhook that never answers (every POST
  * times out): 20 × 1; and AWS's own worst case, 20 × 2, where each attempt's shadow update finds no thing (404),
- * creates it and is sent once more (then fails with a 503); and Kite's, 20 × the Kite client's 5 tries, for a
- * list page Kite refuses every time (503 SVR.1006). The real workflow and its retry policy on the test
+ * creates it and is sent once more (then fails with a 503); and Kite's: a list page Kite refuses every time is
+ * requested once per fetch attempt (20) when refused with a 503 (SVR.1006), and 20 × (1 + the Kite client's 3
+ * re-sends after Retry-After) when refused with a 429 (POL.1005). The real workflow and its retry policy on the test
  * Temporal server, the real webhook and AWS targets and Kite client, a real HTTP receiver, moto behind a fault
  * proxy, the Kite simulator.
  */
@@ -12,6 +13,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { kiteSourceFromClients } from '../../activities/kite-source';
+import { DEFAULT_RATE_LIMIT_RETRIES } from '../../kite';
 import type { KiteSimulator } from '../../simulator';
 import { createTarget } from '../../targets';
 import { parseTargetConfigs } from '../../targets/config';
@@ -25,12 +27,10 @@ import { startSyncHarness, type SyncHarness } from '../support/sync-harness';
 import { waitUntil } from '../support/wait-until';
 import { startFaultProxy, type FaultProxy } from '../targets/fault-proxy';
 
-/** workflows/group-sync.ts: the publish activity's `maximumAttempts`. */
+/** workflows/group-sync.ts: the activities' `maximumAttempts` (publish and fetch). */
 const TEMPORAL_ATTEMPTS = 20;
 /** The webhook's tries per batch within one call. */
 const MAX_ATTEMPTS = 3;
-/** The Kite client's tries per request within one call (its default, as the worker builds it). */
-const KITE_TRIES = 5;
 
 let harness: SyncHarness | undefined;
 let server: http.Server | undefined;
@@ -196,13 +196,33 @@ test(`a webhook that never answers gets a batch at most ${TEMPORAL_ATTEMPTS} tim
   });
 }, 900_000);
 
-test(`a Kite list page refused every time is requested at most ${TEMPORAL_ATTEMPTS} × the Kite client's 5 tries in a cycle`, async () => {
-  sim = await simulator({ groups: ['bound-kite'], simsPerGroup: 3 });
-  sim.control.setFaults({ rate: 1, kinds: ['overload'], only: 'list' });
-  // The worker's Kite client: its default 5 tries per request (here without waiting between them).
-  const kite = kiteSourceFromClients(() => clientOf(sim!, { retry: { baseDelayMs: 1, maxDelayMs: 5 } }));
+/** The attempt number of the last attempt of each finished `activityType` activity, in history order. */
+async function lastAttempts(handle: WorkflowHandle, activityType: string): Promise<number[]> {
+  const history = (await handle.fetchHistory()).events ?? [];
+  const scheduled = new Set(
+    history
+      .filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === activityType)
+      .map((e) => String(e.eventId))
+  );
+  return history
+    .filter((e) => scheduled.has(String(e.activityTaskStartedEventAttributes?.scheduledEventId)))
+    .map((e) => e.activityTaskStartedEventAttributes!.attempt ?? 1);
+}
+
+/**
+ * Runs group `group` against a simulator whose list requests all fail with `kind` until cycle 1 runs out of
+ * fetch attempts; returns the requests of page 0 up to then (arrival times, ms) and the fetch attempts made.
+ */
+async function refusedKitePage(
+  group: string,
+  kind: 'overload' | 'rate-limit'
+): Promise<{ at: number[]; attempts: number }> {
+  sim = await simulator({ groups: [group], simsPerGroup: 3 });
+  sim.control.setFaults({ rate: 1, kinds: [kind], only: 'list' });
+  // The worker's Kite client with its defaults (a test client only lifts the rate budget).
+  const kite = kiteSourceFromClients(() => clientOf(sim!));
   harness = await startSyncHarness({ kite, targets: [new RecordingTarget('cloud')] });
-  const handle = await harness.start('bound-kite');
+  const handle = await harness.start(group);
 
   await waitUntil(
     async () => (await handle.query(statusQuery)).lastCycle?.outcome === 'failed',
@@ -212,13 +232,38 @@ test(`a Kite list page refused every time is requested at most ${TEMPORAL_ATTEMP
   await handle.signal(disableSignal);
   const failedAt = (await cycleOneFailures(handle)).get('fetchSnapshot');
   expect(failedAt).toBeDefined();
-  const firstPage = sim.control
+  const [attempts] = await lastAttempts(handle, 'fetchSnapshot');
+  const at = sim.control
     .requestLog()
-    .filter((e) => e.at <= failedAt! && /\/sim\?/.test(e.path) && /startIndex=0\b/.test(e.path));
-  expect(firstPage.length).toBeGreaterThan(KITE_TRIES); // retried across Temporal's attempts
-  expect(firstPage.length).toBeLessThanOrEqual(TEMPORAL_ATTEMPTS * KITE_TRIES);
-  console.log(`cycle 1: page 0 requested ${firstPage.length} times (bound ${TEMPORAL_ATTEMPTS} × ${KITE_TRIES})`);
+    .filter((e) => e.at <= failedAt! && /\/sim\?/.test(e.path) && /startIndex=0\b/.test(e.path))
+    .map((e) => e.at);
   await handle.terminate().catch((err: unknown) => {
     if (!(err instanceof WorkflowFailedError)) throw err;
   });
+  return { at, attempts };
+}
+
+test(`a Kite list page refused every time (503) is requested once per fetch attempt: at most ${TEMPORAL_ATTEMPTS} times in a cycle`, async () => {
+  const { at, attempts } = await refusedKitePage('bound-kite', 'overload');
+  expect(attempts).toBe(TEMPORAL_ATTEMPTS); // cycle 1 failed because Temporal ran out of attempts
+  expect(at.length).toBeGreaterThan(1); // retried across Temporal's attempts
+  // The client does not retry a 503 (nor a 5xx, a timeout or a broken answer): Temporal's attempts are the only layer.
+  expect(at.length).toBeLessThanOrEqual(attempts);
+  console.log(
+    `cycle 1: page 0 requested ${at.length} times in ${attempts} fetch attempts (bound ${TEMPORAL_ATTEMPTS} × 1)`
+  );
+}, 900_000);
+
+test(`a Kite list page refused every time with 429 is requested at most ${TEMPORAL_ATTEMPTS} × (1 + ${DEFAULT_RATE_LIMIT_RETRIES} re-sends after Retry-After) times in a cycle`, async () => {
+  const { at, attempts } = await refusedKitePage('bound-kite-429', 'rate-limit');
+  expect(attempts).toBe(TEMPORAL_ATTEMPTS);
+  expect(at.length).toBeGreaterThan(attempts); // re-sent within a call, after Kite's Retry-After
+  expect(at.length).toBeLessThanOrEqual(attempts * (1 + DEFAULT_RATE_LIMIT_RETRIES));
+  // Kite's Retry-After (1 s) holds between any two requests: within a call the client waits for it, and
+  // Temporal's first retry interval is 1 s.
+  const gaps = at.slice(1).map((t, i) => t - at[i]);
+  expect(Math.min(...gaps)).toBeGreaterThanOrEqual(950);
+  console.log(
+    `cycle 1: page 0 requested ${at.length} times in ${attempts} fetch attempts (bound ${TEMPORAL_ATTEMPTS} × ${1 + DEFAULT_RATE_LIMIT_RETRIES})`
+  );
 }, 900_000);
