@@ -19,6 +19,7 @@ import {
   keepUpFigures,
   listRequestsFor,
   presenceReadBudget,
+  recoveryMarginOf,
   refreshAllowance,
   refreshPeriod,
   selectRefresh,
@@ -225,7 +226,8 @@ interface RefreshPlan {
 
 /**
  * Plans the presence refresh of a real cycle's fetch (a preview refreshes nothing): the period since the group's
- * previous fetch began, and the reads Kite's budget leaves after the listing's `listRequests`, shared by `groups`.
+ * previous fetch began, the recovery margin from this activity's own heartbeat timeout and retry policy, and the
+ * reads Kite's budget leaves after the listing's `listRequests`, shared by `groups`.
  */
 async function planRefresh(
   deps: FetchDeps,
@@ -241,7 +243,12 @@ async function planRefresh(
     deps.store.knownCount(group),
   ]);
   const since = started.previous === undefined ? undefined : started.current - started.previous;
-  const clock: RefreshClock = { maxAgeMs, intervalMs, periodMs: refreshPeriod(intervalMs, maxAgeMs, since) };
+  const clock: RefreshClock = {
+    maxAgeMs,
+    intervalMs,
+    periodMs: refreshPeriod(intervalMs, maxAgeMs, since),
+    recoveryMarginMs: recoveryMarginOf(Context.current().info),
+  };
   const readBudget = presenceReadBudget({
     requestsPerSecond: deps.kiteRequestsPerSecond ?? 0,
     periodMs: clock.periodMs,
@@ -507,9 +514,12 @@ async function stageGroupPage(
   // Presence is read for a SIM that is new or whose connectivity hints changed, and for one due for a refresh.
   const byHints = all.map((m, i) => !keepable[i] && was[i]?.h !== m.hints);
   const refreshing = refresh ? chooseRefreshes(run, refresh, all, was, byHints, now) : new Set<number>();
+  // Each read's time is when Kite answered, not when the page began: the reads of a page may take minutes at
+  // Kite's rate, and a SIM read late must not look due as early as one read first.
+  const clock = deps.now ?? Date.now;
   const reads = await mapPool(all, deps.presenceConcurrency ?? 8, (m, i) =>
     byHints[i] || refreshing.has(i)
-      ? readPresence(kite, m.icc, counts, call, was[i]?.e !== undefined)
+      ? readPresence(kite, m.icc, counts, call, was[i]?.e !== undefined).then((read) => ({ ...read, at: clock() }))
       : Promise.resolve(undefined)
   );
 
@@ -519,7 +529,6 @@ async function stageGroupPage(
   const connectivity: Entry[] = [];
   const identities: Entry[] = [];
   const droppedIdentities: string[] = [];
-  const readAt = encodeReadTime(now);
   all.forEach((m, i) => {
     const before = was[i];
     const read = reads[i];
@@ -527,7 +536,7 @@ async function stageGroupPage(
     if (keepable[i] && (!read || (!read.error && samePresence(read.presence, before?.p)))) {
       kept.push(m.icc);
       if (read) {
-        connectivity.push([m.icc, JSON.stringify({ ...before, t: readAt })]);
+        connectivity.push([m.icc, JSON.stringify({ ...before, t: encodeReadTime(read.at) })]);
         settledAgain.push(m.icc);
       }
       return;
@@ -545,7 +554,7 @@ async function stageGroupPage(
     const next: Connectivity | undefined = read?.error
       ? { ...before, e: read.error }
       : read && mapped.ok
-        ? { h: m.hints, p: read.presence, t: readAt }
+        ? { h: m.hints, p: read.presence, t: encodeReadTime(read.at) }
         : before && (before.i !== m.identity || before.r !== hash)
           ? { ...before }
           : undefined;

@@ -1,16 +1,21 @@
+import { parseDuration } from '../shared/durations';
 import type { PresenceFreshness } from './types';
 
 /**
  * Presence freshness: which SIMs fetch re-reads although their connectivity hints did not change, so that every
- * SIM's presence is re-read at least every `maxAgeMs`, and how many such reads Kite's budget leaves. Pure; fetch.ts
- * applies it page by page.
+ * SIM's presence reaches the targets at least every `maxAgeMs`, and how many such reads Kite's budget leaves. Pure;
+ * fetch.ts applies it page by page.
  *
  * A SIM with a known read time `t` is **due** when
- * - its age plus one period (the time to the next fetch) would pass the max age: `now - t > maxAge - period`; or
- * - it was not read since its **slot**: slots recur every `maxAge - interval` (at least half the max age) at a phase
- *   from a hash of its ICC, so that after a first sync, which reads every SIM at once, the refreshes are spread
- *   evenly over the following max age instead of coming as a burst every max age. A read at most one period
- *   before its slot counts as the slot's read, so the two rules never read a SIM twice in a row.
+ * - its age plus the **delivery horizon** would pass the max age: `now - t > maxAge - horizon`. The horizon is how
+ *   long a SIM left unread now may wait for its next read to reach the targets: one period (the next fetch begins
+ *   within it), that cycle's own duration (the period less the interval), and the **recovery margin** (a worker
+ *   that dies in that cycle delays it by the heartbeat timeout and Temporal's first retry). So a cycle that
+ *   crashes and is retried on another worker still delivers within the max age; or
+ * - it was not read since its **slot**: slots recur every `maxAge - interval - recoveryMargin` (at least half the max
+ *   age) at a phase from a hash of its ICC, so that after a first sync, which reads every SIM at once, the refreshes
+ *   are spread evenly over the following max age instead of coming as a burst every max age. A read at most one
+ *   period before its slot counts as the slot's read, so the two rules never read a SIM twice in a row.
  *
  * A SIM whose read time is unknown (an entry written before read times were recorded) is due when its slot fell
  * since the previous fetch: such entries are refreshed gradually over one slot period, not all at once.
@@ -40,6 +45,32 @@ export const DEFAULT_PRESENCE_MAX_AGE_MS = 3_600_000;
 /** The share of Kite's budget over a period that fetch spends on one group's list pages and presence reads. */
 export const DEFAULT_PRESENCE_BUDGET_SHARE = 0.8;
 
+/** Temporal's first retry backoff when an activity's retry policy does not say (its default `initialInterval`). */
+export const TEMPORAL_DEFAULT_INITIAL_INTERVAL_MS = 1_000;
+
+/** The part of an activity's settings a crash's recovery takes: `Context.current().info` has both. */
+export interface ActivityRecoverySettings {
+  /** The activity's heartbeat timeout, ms; undefined: none. */
+  heartbeatTimeoutMs?: number;
+  /** Its retry policy: `initialInterval` in ms (as the worker gives it) or a duration such as `1s`. */
+  retryPolicy?: { initialInterval?: number | string };
+}
+
+/**
+ * The recovery margin of a fetch: how much later a cycle delivers when the worker running one of its activities
+ * dies, from the activity's own settings: Temporal gives the attempt up after the heartbeat timeout and starts the
+ * next one, on any worker, after the retry policy's first backoff (`initialInterval`, Temporal's 1 s when unset).
+ * With the group workflow's settings (workflows/group-sync.ts): 10 s + 1 s = 11 s. 0 without a heartbeat timeout:
+ * a dead worker is then noticed only at the start-to-close timeout, which no margin could cover.
+ */
+export function recoveryMarginOf(settings: ActivityRecoverySettings): number {
+  const heartbeat = settings.heartbeatTimeoutMs;
+  if (!heartbeat || !(heartbeat > 0)) return 0;
+  const initial = settings.retryPolicy?.initialInterval;
+  const retry = typeof initial === 'string' ? parseDuration(initial) : initial;
+  return heartbeat + (retry !== undefined && retry >= 0 ? retry : TEMPORAL_DEFAULT_INITIAL_INTERVAL_MS);
+}
+
 /** How the refresh paces itself this fetch. */
 export interface RefreshClock {
   /** The group's presence max age, ms. */
@@ -51,6 +82,13 @@ export interface RefreshClock {
    * the interval when unknown; at most the larger of the interval and the max age.
    */
   periodMs: number;
+  /**
+   * The recovery margin, ms: how much later a cycle delivers when its worker dies mid-cycle (the activities'
+   * heartbeat timeout plus Temporal's first retry; recoveryMarginOf). A SIM is due this much earlier, so that a
+   * crashed and retried cycle still delivers within the max age. fetch.ts takes it from the fetch activity's own
+   * settings. @default recoveryMarginOf(the activity's info): 11000 with the workflow's settings (10 s + 1 s)
+   */
+  recoveryMarginMs: number;
 }
 
 /** The period of a fetch from the time since the previous fetch began (undefined for a group's first). */
@@ -59,9 +97,38 @@ export function refreshPeriod(intervalMs: number, maxAgeMs: number, sincePreviou
   return Math.min(Math.max(intervalMs, measured), Math.max(intervalMs, maxAgeMs));
 }
 
-/** Time between a SIM's slots: the max age less one interval, at least half the max age. */
-export function slotPeriod(clock: Pick<RefreshClock, 'maxAgeMs' | 'intervalMs'>): number {
-  return Math.max(clock.maxAgeMs - clock.intervalMs, clock.maxAgeMs / 2, 1);
+/**
+ * Time between a SIM's slots: the max age less one interval and the recovery margin, at least half the max age.
+ * Stable between cycles (the measured period does not enter it), so that each SIM keeps its phase.
+ */
+export function slotPeriod(clock: Pick<RefreshClock, 'maxAgeMs' | 'intervalMs' | 'recoveryMarginMs'>): number {
+  return Math.max(clock.maxAgeMs - clock.intervalMs - clock.recoveryMarginMs, clock.maxAgeMs / 2, 1);
+}
+
+/**
+ * The delivery horizon: how long a SIM not read in this fetch may wait until its next read reaches the targets:
+ * the period (the next fetch begins within it, the workflow waiting one interval after each cycle), that cycle's own
+ * duration (measured as the period less the interval; a retried attempt does it again), and the recovery margin
+ * should its worker die. The duration counts at most the larger of the interval and the margin, so that one long
+ * cycle (a first sync reading every SIM, a crash) does not make the next ones read every SIM and grow as long.
+ */
+export function deliveryHorizon(clock: RefreshClock): number {
+  const duration = Math.min(
+    Math.max(0, clock.periodMs - clock.intervalMs),
+    Math.max(clock.intervalMs, clock.recoveryMarginMs)
+  );
+  return clock.periodMs + duration + clock.recoveryMarginMs;
+}
+
+/**
+ * How often the rule reads each SIM when the budget allows: at its slots, or sooner when the age rule comes first
+ * (at the first fetch, one a period, where the age passes the max age less the horizon); never more than once a
+ * period.
+ */
+export function refreshSpacing(clock: RefreshClock): number {
+  const threshold = clock.maxAgeMs - deliveryHorizon(clock);
+  const byAge = threshold < 0 ? clock.periodMs : clock.periodMs * (Math.floor(threshold / clock.periodMs) + 1);
+  return Math.max(clock.periodMs, Math.min(slotPeriod(clock), byAge), 1);
 }
 
 /**
@@ -83,7 +150,11 @@ export function iccPhase(icc: string): number {
 }
 
 /** The latest slot time of the SIM at or before `now`. */
-export function lastSlot(icc: string, now: number, clock: Pick<RefreshClock, 'maxAgeMs' | 'intervalMs'>): number {
+export function lastSlot(
+  icc: string,
+  now: number,
+  clock: Pick<RefreshClock, 'maxAgeMs' | 'intervalMs' | 'recoveryMarginMs'>
+): number {
   const q = slotPeriod(clock);
   const phase = iccPhase(icc) * q;
   return now - ((((now - phase) % q) + q) % q);
@@ -95,7 +166,7 @@ export function lastSlot(icc: string, now: number, clock: Pick<RefreshClock, 'ma
 export function refreshDue(icc: string, readAt: number | undefined, now: number, clock: RefreshClock): boolean {
   const slot = lastSlot(icc, now, clock);
   if (readAt === undefined) return now - slot < clock.periodMs;
-  return now - readAt > clock.maxAgeMs - clock.periodMs || readAt < slot - clock.periodMs;
+  return now - readAt > clock.maxAgeMs - deliveryHorizon(clock) || readAt < slot - clock.periodMs;
 }
 
 /** A SIM fetch may refresh: its ICC, its read time (undefined: unknown) and its index on the page. */
@@ -185,12 +256,14 @@ export function emptyFreshness(maxAgeMs: number): PresenceFreshness {
 }
 
 /**
- * Completes the figures once every page is staged: refreshes needed per cycle (`members × period / slot period`)
- * against those the budget leaves (`readBudget` less hint reads); when the budget cannot keep up, the age it can
- * reach: every SIM read once in `members / budget` cycles, plus one cycle (none when the budget leaves nothing).
+ * Completes the figures once every page is staged: refreshes needed per cycle (`members × period / spacing`, the
+ * spacing being how often the rule reads each SIM: refreshSpacing) against those the budget leaves (`readBudget`
+ * less hint reads); when the budget cannot keep up, the age it can reach: every SIM read once in
+ * `members / budget` cycles, plus the delivery horizon (the next cycle, its duration, a crash's recovery); none
+ * when the budget leaves nothing.
  */
 export function keepUpFigures(f: PresenceFreshness, clock: RefreshClock, readBudget: number | undefined): void {
-  f.neededPerCycle = Math.ceil((f.members * Math.min(clock.periodMs, slotPeriod(clock))) / slotPeriod(clock));
+  f.neededPerCycle = Math.ceil((f.members * clock.periodMs) / refreshSpacing(clock));
   if (readBudget === undefined) {
     delete f.budgetPerCycle;
     delete f.reachableAgeMs;
@@ -198,6 +271,6 @@ export function keepUpFigures(f: PresenceFreshness, clock: RefreshClock, readBud
   }
   f.budgetPerCycle = Math.max(0, readBudget - f.hintReads);
   if (f.neededPerCycle > f.budgetPerCycle && f.budgetPerCycle > 0)
-    f.reachableAgeMs = Math.ceil((f.members / f.budgetPerCycle + 1) * clock.periodMs);
+    f.reachableAgeMs = Math.ceil((f.members / f.budgetPerCycle) * clock.periodMs + deliveryHorizon(clock));
   else delete f.reachableAgeMs;
 }

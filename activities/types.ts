@@ -44,7 +44,10 @@ export interface PresenceFreshness {
   refreshed: number;
   /** SIMs that were due for a refresh this fetch (read, or deferred by the budget). */
   due: number;
-  /** Refreshes one cycle needs on average: every SIM once per slot period (the max age less one interval). */
+  /**
+   * Refreshes one cycle needs on average: every SIM once per slot period (the max age less one interval and the
+   * recovery margin), or more often when the age rule comes first (presence-refresh.ts refreshSpacing).
+   */
   neededPerCycle: number;
   /**
    * Refreshes Kite's budget leaves per cycle, after the list pages and this fetch's hint reads. Absent: no Kite
@@ -53,7 +56,8 @@ export interface PresenceFreshness {
   budgetPerCycle?: number;
   /**
    * Set when the budget cannot keep up (neededPerCycle > budgetPerCycle > 0): the presence age the refresh can
-   * reach, ms. With a budget of 0 it reaches none.
+   * reach, ms, a worker crash included (every SIM read once in members / budget cycles, plus the delivery horizon).
+   * With a budget of 0 it reaches none.
    */
   reachableAgeMs?: number;
 }

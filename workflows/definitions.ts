@@ -53,7 +53,8 @@ export interface GroupConfig {
   maxLeaveFraction?: number;
   /**
    * Every SIM's presence is re-read at least this often, in ms, besides whenever its connectivity hints change:
-   * a rolling refresh spread over the cycles, within what Kite's budget leaves after the list pages.
+   * a rolling refresh spread over the cycles, within what Kite's budget leaves after the list pages. A SIM is read
+   * early enough that its presence reaches the targets within this age even when a worker dies in the cycle.
    * @default 3600000 (1 hour)
    */
   presenceMaxAgeMs?: number;

@@ -3,7 +3,8 @@
  * with Kite's own budget (4 requests/s per account, 429 beyond it) and the connector's default Kite budget.
  * Kite's presence moves on (a new cell, a new cause) while the four connectivity hints (gprsStatus, ipStatus, ip,
  * apn) stay as they were: the rolling refresh still brings every SIM's new presence to the target within the
- * group's presence max age, without 429s, and across a worker SIGKILL, since each SIM's read time is kept in Redis.
+ * group's presence max age, without 429s, and across a worker SIGKILL: each SIM's read time is kept in Redis, and a
+ * SIM is due early enough that a cycle that crashes and is retried on another worker still delivers in time.
  */
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { connectivityHints } from '../../kite';
@@ -20,8 +21,6 @@ import { waitUntil } from '../support/wait-until';
 const SIMS = 100; // per group: 100 SIMs refreshed every minute need about 1.7 of Kite's 4 requests/s
 const MAX_AGE_MS = 60_000;
 const INTERVAL_MS = 2_000;
-/** A cycle's diff and publish after the read, on a loaded machine. */
-const PUBLISH_SLACK_MS = 30_000;
 
 let sim: KiteSimulator;
 let receiver: WebhookReceiver;
@@ -81,9 +80,10 @@ async function firstSync(group: string, handle: WorkflowHandle): Promise<string[
 
 /**
  * Moves every SIM's presence on in Kite without touching its list entry (the hints included), and follows the
- * target until each SIM's new presence arrived. Returns when each did, ms after the change.
+ * target until each SIM's new presence arrived. Returns when each did, ms after the change; `during` runs meanwhile,
+ * told when the change was made.
  */
-async function presenceMovesOn(iccs: string[], during?: () => Promise<void>): Promise<number[]> {
+async function presenceMovesOn(iccs: string[], during?: (changedAt: number) => Promise<void>): Promise<number[]> {
   const entries = iccs.map((icc) => JSON.stringify(sim.control.getSim(icc)));
   const published = iccs.map((icc) => receiver.state.get(icc)!.timestamp);
   const at = new Date(sim.control.now() + 90_000).toISOString();
@@ -105,10 +105,46 @@ async function presenceMovesOn(iccs: string[], during?: () => Promise<void>): Pr
     "every SIM's new presence reaches the target",
     MAX_AGE_MS + 180_000
   );
-  await during?.();
+  await during?.(changedAt);
   await follow;
   for (const icc of iccs) expect(receiver.state.get(icc)).toMatchObject({ event: 'UPDATE_LOCATION' });
   return arrived;
+}
+
+/** The SIMs whose presence Kite was asked for since `since` (epoch ms), by the simulator's request log. */
+function presenceReadSince(since: number): Set<string> {
+  const read = new Set<string>();
+  for (const r of sim.control.requestLog())
+    if (r.at >= since && r.status === 200) {
+      const icc = /\/sim\/icc:([^/?]+)\/presence/.exec(r.path)?.[1];
+      if (icc) read.add(icc);
+    }
+  return read;
+}
+
+/**
+ * Waits for a cycle that refreshed presence, and returns the SIMs it read: right after it, they hold the freshest
+ * presence of the group, so their next refresh is among the last a change made now waits for.
+ */
+async function justRefreshed(handle: WorkflowHandle, iccs: string[]): Promise<string[]> {
+  for (;;) {
+    const since = Date.now();
+    const seen = (await handle.query(statusQuery)).cyclesCompleted;
+    await waitUntil(async () => (await handle.query(statusQuery)).cyclesCompleted > seen, 'one more cycle', 60_000);
+    const read = presenceReadSince(since);
+    const refreshed = iccs.filter((icc) => read.has(icc));
+    if (refreshed.length) return refreshed;
+  }
+}
+
+/** The worker process running the group's fetch now (by the pid in its Temporal identity, `pid@host`). */
+async function fetchingWorker(handle: WorkflowHandle): Promise<WorkerProcess> {
+  const pending = (await handle.describe()).raw.pendingActivities ?? [];
+  const fetch = pending.find((p) => p.activityType?.name === 'fetchSnapshot');
+  const pid = Number(/^(\d+)@/.exec(fetch?.lastWorkerIdentity ?? '')?.[1]);
+  const worker = workers.find((w) => w.child.pid === pid);
+  if (!worker) throw new Error(`no worker of this test runs the fetch (pending: ${JSON.stringify(pending)})`);
+  return worker;
 }
 
 async function presenceStatus(handle: WorkflowHandle): Promise<GroupStatus> {
@@ -127,7 +163,8 @@ test("a presence change that leaves the hints alone reaches the target within th
 
   const arrived = await presenceMovesOn(iccs);
   console.log(`presence refresh: last SIM after ${Math.max(...arrived)} ms, first after ${Math.min(...arrived)} ms`);
-  expect(Math.max(...arrived)).toBeLessThanOrEqual(MAX_AGE_MS + PUBLISH_SLACK_MS);
+  // The bound the issue states: the max age, the cycle's own diff and publish included.
+  expect(Math.max(...arrived)).toBeLessThanOrEqual(MAX_AGE_MS);
 
   const status = await presenceStatus(handle);
   const presence = status.lastCycle!.presence!;
@@ -140,31 +177,45 @@ test("a presence change that leaves the hints alone reaches the target within th
   await workers.at(-1)!.kill('SIGKILL'); // its budget in Redis is its own: it must not compete with the next test's
 }, 600_000);
 
-test('across a worker SIGKILL: the refresh goes on from the read times in Redis, within the max age', async () => {
+test('across a worker SIGKILL in the refresh of the SIMs read just before a change, every SIM gets it within the max age', async () => {
   const taskQueue = uniqueName('fresh-kill');
   const env = workerEnv(taskQueue);
   workers.push(await startWorkerProcess(env, 180_000));
   const handle = await startGroup('fresh-b', taskQueue);
   const iccs = await firstSync('fresh-b', handle);
+  // A second worker polls the queue before anything dies: the crash costs Temporal's recovery, not a start.
+  workers.push(await startWorkerProcess(env, 180_000));
   const presenceReadsBefore = sim.control.stats().requests.presence;
   const started = Date.now();
 
-  const arrived = await presenceMovesOn(iccs, async () => {
-    // A second worker polls the queue, then the first dies mid-refresh: its activity resumes on the second after
-    // the heartbeat timeout (10 s) and a retry (up to 5 s).
-    const first = workers.at(-1)!;
-    workers.push(await startWorkerProcess(env, 180_000));
-    await first.kill('SIGKILL');
+  // The change comes right after a cycle refreshed some SIMs, which then wait longest for their next refresh; the
+  // worker dies in the fetch that refreshes them again, as it reads the first: their new presence waits for the
+  // refresh plus the crash's recovery.
+  const latest = await justRefreshed(handle, iccs);
+  let killedAt = 0;
+  const arrived = await presenceMovesOn(iccs, async (changedAt) => {
+    await waitUntil(
+      () => latest.some((icc) => presenceReadSince(changedAt).has(icc)),
+      'the refresh of the SIMs read last',
+      MAX_AGE_MS + 60_000
+    );
+    const worker = await fetchingWorker(handle);
+    killedAt = Date.now() - changedAt;
+    await worker.kill('SIGKILL');
   });
-  console.log(`presence refresh across SIGKILL: last SIM after ${Math.max(...arrived)} ms`);
-  // The max age, plus a crashed activity's recovery (heartbeat timeout and retry), plus a cycle's diff and publish.
-  expect(Math.max(...arrived)).toBeLessThanOrEqual(MAX_AGE_MS + 15_000 + PUBLISH_SLACK_MS);
+  const last = Math.max(...latest.map((icc) => arrived[iccs.indexOf(icc)]));
+  console.log(
+    `presence refresh across SIGKILL: ${latest.length} SIMs read just before the change; killed after ${killedAt} ms; ` +
+      `they arrived after ${last} ms, the last SIM after ${Math.max(...arrived)} ms`
+  );
+  // The bound the issue states, across the crash: the max age, the crashed cycle's recovery included.
+  expect(Math.max(...arrived)).toBeLessThanOrEqual(MAX_AGE_MS);
 
   const status = await presenceStatus(handle);
   expect(status.lastCycle!.presence).toMatchObject({ members: SIMS, overdue: 0, unknownAge: 0 });
-  // The new worker went on with the schedule in Redis rather than re-reading every SIM at once: about one read per
-  // SIM per slot period (the max age less one interval) since the change; re-reading all would add a whole group.
-  const slots = (Date.now() - started) / (MAX_AGE_MS - INTERVAL_MS);
-  expect(sim.control.stats().requests.presence - presenceReadsBefore).toBeLessThanOrEqual(SIMS * (slots + 0.5));
+  // The surviving worker went on from the read times in Redis within 80% of Kite's budget (plus 20 s of it for the
+  // cycles in flight at either end and the crashed attempt's reads done again), not re-reading every SIM at once.
+  const seconds = (Date.now() - started) / 1000;
+  expect(sim.control.stats().requests.presence - presenceReadsBefore).toBeLessThanOrEqual(0.8 * 4 * (seconds + 20));
   await handle.terminate();
 }, 600_000);
