@@ -12,6 +12,7 @@ import type { SweepChunk, SweepHeader } from '../state/sweeps';
 import { groupSimsOf, unusableEntries } from './group-sims';
 import { isAccountWide, kiteFailure, type KiteSource } from './kite-source';
 import {
+  budgetPeriod,
   DEFAULT_PRESENCE_MAX_AGE_MS,
   decodeReadTime,
   emptyFreshness,
@@ -60,7 +61,7 @@ export interface FetchDeps {
    * refreshes get what the list pages and hint-driven reads leave of it. @default 0.8
    */
   presenceBudgetShare?: number;
-  /** The clock of the presence refresh (tests move it). @default Date.now */
+  /** The clock of the presence refresh: read times and the time between fetches (tests move it). @default Date.now */
   now?: () => number;
 }
 
@@ -218,8 +219,10 @@ interface FetchRun {
 /** How one fetch refreshes presence: its clock, its read budget, and the members it expects (for pacing). */
 interface RefreshPlan {
   clock: RefreshClock;
-  /** Presence reads (hint-driven and refreshes) this fetch may make; undefined: no cap. */
+  /** Presence reads (hint-driven and refreshes) this fetch may make: Kite's budget since the last; undefined: no cap. */
   readBudget?: number;
+  /** The same over a whole period: whether the budget keeps up with the refresh (status), not this fetch's cap. */
+  cycleBudget?: number;
   /** The group's SIMs known before this fetch: pages get shares of the budget by their members among these. */
   expectedMembers: number;
 }
@@ -239,7 +242,7 @@ async function planRefresh(
   const maxAgeMs = input.presenceMaxAgeMs ?? DEFAULT_PRESENCE_MAX_AGE_MS;
   const intervalMs = input.intervalMs ?? DEFAULT_INTERVAL_MS;
   const [started, expectedMembers] = await Promise.all([
-    deps.store.fetchStarted(group, cycle, Date.now()),
+    deps.store.fetchStarted(group, cycle, (deps.now ?? Date.now)()),
     deps.store.knownCount(group),
   ]);
   const since = started.previous === undefined ? undefined : started.current - started.previous;
@@ -249,19 +252,22 @@ async function planRefresh(
     periodMs: refreshPeriod(intervalMs, maxAgeMs, since),
     recoveryMarginMs: recoveryMarginOf(Context.current().info),
   };
-  const readBudget = presenceReadBudget({
-    requestsPerSecond: deps.kiteRequestsPerSecond ?? 0,
-    periodMs: clock.periodMs,
-    share: deps.presenceBudgetShare,
-    ...listing,
-  });
-  run.refresh = { clock, readBudget, expectedMembers };
+  const budget = (periodMs: number) =>
+    presenceReadBudget({
+      requestsPerSecond: deps.kiteRequestsPerSecond ?? 0,
+      periodMs,
+      share: deps.presenceBudgetShare,
+      ...listing,
+    });
+  const readBudget = budget(budgetPeriod(intervalMs, maxAgeMs, since));
+  run.refresh = { clock, readBudget, cycleBudget: budget(clock.periodMs), expectedMembers };
   run.counts.presence ??= emptyFreshness(maxAgeMs);
 }
 
 /** Completes the presence figures once the fetch has staged every page. */
 function finishRefresh(run: FetchRun): void {
-  if (run.refresh && run.counts.presence) keepUpFigures(run.counts.presence, run.refresh.clock, run.refresh.readBudget);
+  if (run.refresh && run.counts.presence)
+    keepUpFigures(run.counts.presence, run.refresh.clock, run.refresh.cycleBudget);
 }
 
 /** The group's own listing of the inventory (a Kite search configured for the group, or no shared sweeps). */

@@ -21,10 +21,11 @@ import type { PresenceFreshness } from './types';
  * since the previous fetch: such entries are refreshed gradually over one slot period, not all at once.
  *
  * **Budget.** Kite's request budget (`KITE_REQUESTS_PER_SECOND`) is shared by every worker through Redis. Of what
- * it allows over one period, fetch spends at most `share` (0.8) on this group's listing and presence reads: the list
- * pages (a shared sweep's pages split between the groups it stages) come first, then the reads driven by changed
- * hints, and only what is left goes to refreshes, paced over the group's pages in proportion to its members so that
- * SIMs late in the listing get their share. Due SIMs beyond the cap wait for the next cycle, oldest first.
+ * it allows since the previous fetch began (budgetPeriod: seconds, for a cycle an operator asked for right after
+ * another), fetch spends at most `share` (0.8) on this group's listing and presence reads: the list pages (a shared
+ * sweep's pages split between the groups it stages) come first, then the reads driven by changed hints, and only
+ * what is left goes to refreshes, paced over the group's pages in proportion to its members so that SIMs late in
+ * the listing get their share. Due SIMs beyond the cap wait for the next cycle, oldest first.
  */
 
 /** A SIM's presence read time as stored: epoch seconds in base 36 (6 characters until 2038). */
@@ -91,10 +92,24 @@ export interface RefreshClock {
   recoveryMarginMs: number;
 }
 
-/** The period of a fetch from the time since the previous fetch began (undefined for a group's first). */
+/**
+ * The period of a fetch from the time since the previous fetch began (undefined for a group's first): at least the
+ * interval, since after any cycle, one an operator asked for included, the workflow waits a whole interval.
+ */
 export function refreshPeriod(intervalMs: number, maxAgeMs: number, sincePreviousMs: number | undefined): number {
   const measured = sincePreviousMs !== undefined && sincePreviousMs > 0 ? sincePreviousMs : intervalMs;
   return Math.min(Math.max(intervalMs, measured), Math.max(intervalMs, maxAgeMs));
+}
+
+/**
+ * The time whose Kite budget a fetch may spend: since the previous fetch began (the interval for a group's first),
+ * at most the larger of the interval and the max age. Unlike the period it may be shorter than the interval: a
+ * cycle an operator asks for (syncNow) seconds after the last spends what those seconds allow, not a whole
+ * interval's budget, so frequent syncs of a long-interval group do not re-read every presence each time.
+ */
+export function budgetPeriod(intervalMs: number, maxAgeMs: number, sincePreviousMs: number | undefined): number {
+  const measured = sincePreviousMs !== undefined && sincePreviousMs >= 0 ? sincePreviousMs : intervalMs;
+  return Math.min(measured, Math.max(intervalMs, maxAgeMs));
 }
 
 /**

@@ -227,8 +227,14 @@ describe('the fetch activity', () => {
   const config = { presenceMaxAgeMs: 60_000, intervalMs: 10_000 };
 
   /** One cycle; `kept`: SIMs its fetch staged as KEPT (the publish drops the snapshot). */
-  async function cycle(acts: SyncActivities, group: string, n: number, fetchInfo: Partial<Info> = {}) {
-    const fetched = await runWith(fetchInfo, acts.fetchSnapshot, { group, cycle: n, ...config });
+  async function cycle(
+    acts: SyncActivities,
+    group: string,
+    n: number,
+    fetchInfo: Partial<Info> = {},
+    groupConfig: { presenceMaxAgeMs: number; intervalMs: number } = config
+  ) {
+    const fetched = await runWith(fetchInfo, acts.fetchSnapshot, { group, cycle: n, ...groupConfig });
     const kept = (await redis.hvals(`${prefix}:{${group}}:snap:${n}`)).filter((json) => json === KEPT).length;
     const diffed = await run(acts.diffSnapshot, { group, cycle: n, targets: ['cloud'] });
     await run(acts.publishChanges, { group, cycle: n, target: 'cloud' });
@@ -322,7 +328,8 @@ describe('the fetch activity', () => {
   });
 
   test("the refresh takes only what Kite's budget leaves after the list pages and the hint reads", async () => {
-    // 1 request/s × 10 s × 0.8 = 8 requests a cycle, less one list page: 7 presence reads.
+    // 65 s since the last fetch, counted up to the max age: 1 request/s × 60 s × 0.8 = 48 requests, less one list
+    // page: 47 presence reads.
     const { group, kite, acts, advance, iccs } = setup({ sims: 100, kiteRequestsPerSecond: 1 });
     await cycle(acts, group, 1); // the first sync reads every new SIM, whatever the budget: they have no presence
     await cycle(acts, group, 2);
@@ -330,12 +337,42 @@ describe('the fetch activity', () => {
     advance(65_000);
     const before = kite.presenceReads.length;
     const capped = await cycle(acts, group, 3);
+    expect(kite.presenceReads.length - before).toBe(47);
+    expect(capped.fetched.presence).toMatchObject({ hintReads: 3, refreshed: 44, due: 97, budgetPerCycle: 44 });
+    // A 60 s period leaves no room within a 60 s max age: every SIM is due every cycle, 100 refreshes a cycle;
+    // status says the budget cannot keep up, and what age it reaches (every SIM once in 100 / 44 cycles, plus the
+    // next cycle: the period, and a cycle's duration counted up to the interval).
+    expect(capped.fetched.presence!.neededPerCycle).toBe(100);
+    expect(capped.fetched.presence!.reachableAgeMs).toBe(Math.ceil((100 / 44) * 60_000 + 60_000 + 10_000));
+    expect(capped.fetched.presence!.overdue).toBe(53);
+  });
+
+  test('a cycle an operator asks for seconds after the last spends those seconds of the budget, not an interval', async () => {
+    // A group synced every 2 minutes with a 1-minute max age: every SIM is due in every cycle.
+    const slow = { presenceMaxAgeMs: 60_000, intervalMs: 120_000 };
+    const { group, kite, acts, advance, iccs } = setup({ sims: 80, kiteRequestsPerSecond: 1 });
+    await cycle(acts, group, 1, {}, slow);
+    advance(120_000);
+    let before = kite.presenceReads.length;
+    const regular = await cycle(acts, group, 2, {}, slow);
+    // 1 request/s × 120 s × 0.8 = 96, less one list page: every SIM.
+    expect(kite.presenceReads.length - before).toBe(80);
+    expect(regular.fetched.presence).toMatchObject({ refreshed: 80, budgetPerCycle: 95 });
+
+    // syncNow 10 s later: 1 × 10 × 0.8 = 8 requests, less the list page: 7 presence reads, not the whole group.
+    advance(10_000);
+    before = kite.presenceReads.length;
+    const asked = await cycle(acts, group, 3, {}, slow);
     expect(kite.presenceReads.length - before).toBe(7);
-    expect(capped.fetched.presence).toMatchObject({ hintReads: 3, refreshed: 4, due: 97, budgetPerCycle: 4 });
-    // 100 SIMs every 50 s need 20 refreshes a cycle: status says it cannot keep up, and what age it reaches.
-    expect(capped.fetched.presence!.neededPerCycle).toBe(20);
-    expect(capped.fetched.presence!.reachableAgeMs).toBe((100 / 4 + 1) * 10_000);
-    expect(capped.fetched.presence!.overdue).toBe(93);
+    expect(asked.fetched.presence).toMatchObject({ refreshed: 7, due: 80 });
+    // Status judges the budget on a whole period, as before: a regular cycle's 95 reads.
+    expect(asked.fetched.presence!.budgetPerCycle).toBe(95);
+
+    // The next regular cycle, an interval later, reads every SIM again: the max age is no worse for the sync.
+    advance(120_000);
+    before = kite.presenceReads.length;
+    await cycle(acts, group, 4, {}, slow);
+    expect(new Set(kite.presenceReads.slice(before))).toEqual(new Set(iccs));
   });
 
   test('entries written before read times were recorded are refreshed gradually, not all at once', async () => {
