@@ -535,6 +535,8 @@ async function stageGroupPage(
   const connectivity: Entry[] = [];
   const identities: Entry[] = [];
   const droppedIdentities: string[] = [];
+  // Each member's presence read time (as stored) once the page is staged: for the freshness figures.
+  const readTimes = was.map((w) => w?.t);
   all.forEach((m, i) => {
     const before = was[i];
     const read = reads[i];
@@ -542,7 +544,8 @@ async function stageGroupPage(
     if (keepable[i] && (!read || (!read.error && samePresence(read.presence, before?.p)))) {
       kept.push(m.icc);
       if (read) {
-        connectivity.push([m.icc, JSON.stringify({ ...before, t: encodeReadTime(read.at) })]);
+        readTimes[i] = encodeReadTime(read.at);
+        connectivity.push([m.icc, JSON.stringify({ ...before, t: readTimes[i] })]);
         settledAgain.push(m.icc);
       }
       return;
@@ -560,7 +563,7 @@ async function stageGroupPage(
     const next: Connectivity | undefined = read?.error
       ? { ...before, e: read.error }
       : read && mapped.ok
-        ? { h: m.hints, p: read.presence, t: encodeReadTime(read.at) }
+        ? { h: m.hints, p: read.presence, t: (readTimes[i] = encodeReadTime(read.at)) }
         : before && (before.i !== m.identity || before.r !== hash)
           ? { ...before }
           : undefined;
@@ -574,12 +577,7 @@ async function stageGroupPage(
     }
   });
   if (counts.presence) {
-    const written = new Map(connectivity.map(([icc, json]) => [icc, (JSON.parse(json) as Connectivity).t]));
-    tallyFreshness(
-      counts.presence,
-      all.map((m, i) => decodeReadTime(written.has(m.icc) ? written.get(m.icc) : was[i]?.t)),
-      now
-    );
+    tallyFreshness(counts.presence, readTimes.map(decodeReadTime), now);
     counts.presence.hintReads += byHints.filter(Boolean).length;
     counts.presence.refreshed += refreshing.size;
   }

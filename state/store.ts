@@ -1103,7 +1103,6 @@ export class StateStore {
     });
   }
 
-  /** Of `fields`, those in neither hash `a` nor hash `b` (same hash tag). One round trip; values are not read. */
   /** Pages through a hash with HSCAN; entries may repeat if the hash is rehashed meanwhile. */
   private async *scan(key: string, count: number): AsyncGenerator<Entry[]> {
     let cursor = '0';

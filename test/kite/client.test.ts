@@ -20,6 +20,21 @@ async function failure(promise: Promise<unknown>): Promise<KiteApiError> {
   return err;
 }
 
+/** Pages from the start until a failure; returns the SIMs listed, the cursor to resume from and the failure. */
+async function pagesUntilFailure(client: KiteClient): Promise<{ seen: string[]; cursor: number; err: KiteApiError }> {
+  const seen: string[] = [];
+  let cursor = 0;
+  const err = await failure(
+    (async () => {
+      for await (const page of client.pages(0)) {
+        seen.push(...page.sims.map((s) => s.icc as string));
+        cursor = page.nextIndex;
+      }
+    })()
+  );
+  return { seen, cursor, err };
+}
+
 describe('KiteClient paging', () => {
   let sim: KiteSimulator;
   let client: KiteClient;
@@ -154,21 +169,6 @@ describe('KiteClient faults', () => {
     await sim.close();
   });
 
-  /** Pages until a failure; returns the SIMs listed, the cursor to resume from and the failure. */
-  async function pagesUntilFailure(): Promise<{ seen: string[]; cursor: number; err: KiteApiError }> {
-    const seen: string[] = [];
-    let cursor = 0;
-    const err = await failure(
-      (async () => {
-        for await (const page of client.pages(0)) {
-          seen.push(...page.sims.map((s) => s.icc as string));
-          cursor = page.nextIndex;
-        }
-      })()
-    );
-    return { seen, cursor, err };
-  }
-
   it.each<[FaultKind, string]>([
     ['overload', 'SVR.1006'],
     ['server-error', 'SVR.1000'],
@@ -180,7 +180,7 @@ describe('KiteClient faults', () => {
     async (kind, code) => {
       const before = sim.control.stats().requests.list;
       sim.control.setFaults({ sequence: ['ok', kind, kind] }); // the second page would fail twice
-      const { seen, cursor, err } = await pagesUntilFailure();
+      const { seen, cursor, err } = await pagesUntilFailure(client);
       expect(err).toMatchObject({ code, retryable: true });
       expect(err.message).toMatch(/sim\?startIndex=10\b/);
       expect(sim.control.stats().requests.list - before).toBe(2); // the second page was asked for once
@@ -193,7 +193,7 @@ describe('KiteClient faults', () => {
 
   it("keeps Kite's code and text in the failure", async () => {
     sim.control.setFaults({ sequence: ['ok', 'overload'] });
-    const { err } = await pagesUntilFailure();
+    const { err } = await pagesUntilFailure(client);
     expect(err).toMatchObject({ code: 'SVR.1006', status: 503, retryable: true });
     expect(err.text).toMatch(/overloaded/);
   });
@@ -305,16 +305,7 @@ describe('KiteClient refuses what is not an inventory', () => {
     'a %s answer for a middle page is not the end of the list: the listing fails (%s, retryable) and a resume from the cursor loses nothing',
     async (kind, code) => {
       sim.control.setFaults({ sequence: ['ok', kind] });
-      const seen: string[] = [];
-      let cursor = 0;
-      const err = await failure(
-        (async () => {
-          for await (const page of client.pages(0)) {
-            seen.push(...page.sims.map((s) => s.icc as string));
-            cursor = page.nextIndex;
-          }
-        })()
-      );
+      const { seen, cursor, err } = await pagesUntilFailure(client);
       expect(err).toMatchObject({ code, retryable: true });
       expect(cursor).toBe(10);
       seen.push(...(await allSims(client, cursor)).map((s) => s.icc as string));
