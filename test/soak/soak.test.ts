@@ -47,6 +47,7 @@ import { tempDir } from '../setup/processes';
 import { testStack, uniqueName } from '../setup/stack';
 import { groupStatuses, startGroupWorkflows } from '../support/group-workflows';
 import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver';
+import { startMqttMeter, type MqttMeter } from '../support/mqtt-meter';
 import { simulatorWorkerEnv, startWorkerProcess, type WorkerProcess } from '../support/worker-process';
 import { waitUntil } from '../support/wait-until';
 import { startStrictAwsPeer, type StrictAwsPeer } from '../targets/strict-aws';
@@ -89,8 +90,10 @@ let aws: StrictAwsPeer;
 let receiver: WebhookReceiver;
 let connection: Connection;
 let subscriber: mqtt.MqttClient;
+/** The workers publish through it: it times each PUBLISH as the broker receives it. */
+let mqttMeter: MqttMeter;
 const workers: WorkerProcess[] = [];
-/** MQTT: each SIM's retained state, the merge of its `changes` messages, every message's arrival. */
+/** MQTT: each SIM's retained state, the merge of its `changes` messages, every message's arrival at the subscriber. */
 const retained = new Map<string, SimRecord>();
 const merged = new Map<string, SimRecord>();
 const mqttArrivals: number[] = [];
@@ -114,6 +117,7 @@ beforeAll(async () => {
   aws = await startStrictAwsPeer(moto.url);
   receiver = await startWebhookReceiver();
   connection = await Connection.connect({ address: testStack.temporalAddress });
+  mqttMeter = await startMqttMeter(testStack.mqttUrl);
   subscriber = mqtt.connect(testStack.mqttUrl, { clientId: uniqueName('soak-sub') });
   subscriber.on('message', (topic, payload) => {
     const [, , iccid, kind] = topic.split('/');
@@ -138,6 +142,7 @@ afterAll(async () => {
   polling = false;
   await Promise.all(workers.map((w) => w.kill('SIGKILL')));
   await subscriber?.endAsync();
+  await mqttMeter?.close();
   await connection?.close();
   await receiver?.close();
   await aws?.close();
@@ -171,7 +176,7 @@ test(
       KITE_REDIS_PREFIX: `soak-${taskQueue}`,
       KITE_REQUESTS_PER_SECOND: String(kiteRps),
       KITE_TARGETS: JSON.stringify({
-        mqtt: { type: 'mqtt', url: testStack.mqttUrl },
+        mqtt: { type: 'mqtt', url: mqttMeter.url },
         aws: {
           type: 'aws',
           region: 'eu-west-1',
@@ -382,7 +387,13 @@ test(
         awsShadowUpdates: target(awsTimes('shadow-update'), 'aws', BUDGETS.awsShadowUpdates),
         awsCreateThing: target(awsTimes('create-thing'), 'aws', BUDGETS.awsCreateThing),
         webhookPosts: target(receiver.posts, 'hook', BUDGETS.webhookPosts),
-        mqttMessages: target(mqttArrivals, 'mqtt', BUDGETS.mqttMessages),
+        mqttMessages: target(await mqttMeter.publishTimes('kite/'), 'mqtt', BUDGETS.mqttMessages),
+        /** The same messages as the subscriber received them: the broker's delivery and this process's load add bunching. */
+        mqttAtSubscriber: rateFigures(
+          measured(mqttArrivals),
+          BUDGETS.mqttMessages.perSecond,
+          BUDGETS.mqttMessages.burst
+        ),
         awsRefused: aws.refused.length,
       },
       heartbeat: {
