@@ -26,9 +26,23 @@ export type Reservation =
   /** Nothing was taken: the tokens would not exist within the wait the caller accepts. */
   | { ok: false; retryAfterMs: number };
 
+/**
+ * How late a caller may wake for its tokens and still spend them: a wake later than this and than one burst's worth
+ * of tokens (the process was stalled: GC, a long synchronous step, a busy machine) reserves anew instead.
+ */
+export const LATE_TOLERANCE_MS = 50;
+
 /** Budget of one peer, shared by every caller that talks to it. */
 export abstract class RateBudget {
-  constructor(protected readonly clock: Clock = realClock) {}
+  /** See LATE_TOLERANCE_MS: the longest lateness after which reserved tokens are still spent. */
+  private readonly lateToleranceMs: number;
+
+  constructor(
+    protected readonly clock: Clock = realClock,
+    limit?: RateLimit
+  ) {
+    this.lateToleranceMs = Math.max(LATE_TOLERANCE_MS, limit ? tokenIntervalMs(limit) * (limit.burst ?? 1) : 0);
+  }
 
   /**
    * Takes `n` tokens if they exist within `maxWaitMs` and says how long to wait before using them; otherwise
@@ -49,8 +63,15 @@ export abstract class RateBudget {
   /**
    * Waits until the caller may spend `n` tokens (default 1). Rejects with the signal's reason if it aborts
    * first, and then gives the tokens back.
+   *
+   * A caller that wakes much later than its tokens' time (see LATE_TOLERANCE_MS) reserves once more instead of
+   * spending them: after a stall every waiting caller wakes at once, and spending all their past tokens together
+   * would reach the peer as a burst above its rate. The stale tokens are not given back (that would hand their
+   * past time to the next caller, the same burst); the stall's share of the budget is lost, as it was to the stall.
+   * Only once per take, so that a process lagging all the time still sends.
    */
   async take(n = 1, signal?: AbortSignal): Promise<void> {
+    let reservedAgain = false;
     for (;;) {
       if (signal?.aborted) throw abortError(signal);
       const reservation = await this.reserve(n, Infinity);
@@ -60,12 +81,15 @@ export abstract class RateBudget {
         await this.clock.sleep(reservation.retryAfterMs, signal);
         continue;
       }
+      const due = this.clock.now() + reservation.waitMs;
       try {
-        return await this.clock.sleep(reservation.waitMs, signal);
+        await this.clock.sleep(reservation.waitMs, signal);
       } catch (err) {
         await this.refund(n);
         throw err;
       }
+      if (reservedAgain || this.clock.now() - due <= this.lateToleranceMs) return;
+      reservedAgain = true;
     }
   }
 }
@@ -105,7 +129,7 @@ export class TokenBucket extends RateBudget {
   private pausedAt = -Infinity;
 
   constructor(limit: RateLimit, clock: Clock = realClock) {
-    super(clock);
+    super(clock, limit);
     this.intervalMs = tokenIntervalMs(limit);
     this.burst = limit.burst ?? 1;
   }

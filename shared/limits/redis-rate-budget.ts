@@ -95,7 +95,7 @@ export class RedisRateBudget extends RateBudget {
     limit: RateLimit,
     private readonly options: RedisRateBudgetOptions = {}
   ) {
-    super(options.clock ?? realClock);
+    super(options.clock ?? realClock, limit);
     this.redis = scripted(redis);
     this.intervalMs = tokenIntervalMs(limit);
     this.burst = limit.burst ?? 1;

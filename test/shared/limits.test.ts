@@ -38,6 +38,42 @@ describe('TokenBucket', () => {
     expect(clock.slept).toEqual([100]);
   });
 
+  it('reserves once more, instead of spending stale tokens, when a stall woke its caller late', async () => {
+    // 10/s: tokens 100 ms apart; a wake up to 100 ms late (one burst's worth, above the 50 ms floor) still spends.
+    const stalled = (lateMs: number[]) => {
+      const clock = fakeClock(true);
+      const sleep = clock.sleep;
+      clock.sleep = async (ms: number) => {
+        await sleep(ms);
+        if (ms > 0) clock.at += lateMs.shift() ?? 0;
+      };
+      return clock;
+    };
+    const sent = async (clock: ReturnType<typeof fakeClock>) => {
+      const budget = new TokenBucket({ perSecond: 10 }, clock);
+      await budget.take(); // at 0
+      await budget.take(); // due at 100
+      return { at: clock.at, slept: clock.slept };
+    };
+    // 80 ms late: spent at 180.
+    expect(await sent(stalled([80]))).toEqual({ at: 180, slept: [100] });
+    // 400 ms late (woke at 500): the token of 100 is stale; a fresh one is free at once (a burst of 1 refilled).
+    expect(await sent(stalled([400]))).toEqual({ at: 500, slept: [100] });
+    // Two callers a stall woke together (at 600) for tokens of 100 and 200: one token apart, not at once.
+    const clock = fakeClock(false);
+    clock.sleep = async (ms: number) => {
+      if (ms > 0) clock.slept.push(ms);
+      const stalled = ms > 0 && clock.slept.length <= 2;
+      await new Promise((resolve) => setImmediate(resolve)); // both callers are asleep before time moves
+      clock.at = stalled ? 600 : clock.at + ms;
+    };
+    const budget = new TokenBucket({ perSecond: 10 }, clock);
+    await budget.take(); // at 0
+    const spent: number[] = [];
+    await Promise.all([budget.take(), budget.take()].map((t) => t.then(() => spent.push(clock.at))));
+    expect(spent).toEqual([600, 700]);
+  });
+
   it('takes several tokens at once, and nothing when the caller will not wait that long', () => {
     const clock = fakeClock(false);
     const budget = new TokenBucket({ perSecond: 10, burst: 10 }, clock);
