@@ -54,7 +54,8 @@ export interface StrictAwsPeer {
   /** What the front refused, by status: 413, 429, 409. */
   refused: { status: number; thing: string; why: string }[];
   /**
-   * Shadow updates and CreateThing calls that moto accepted, when (epoch ms); `changed` says whether a shadow
+   * Shadow updates and CreateThing calls that moto accepted, and when (epoch ms) each reached the front, as AWS
+   * meters them (not when moto answered: the front queues for moto); `changed` says whether a shadow
    * update changed the merged reported state (false: a patch the shadow already held, e.g. re-sent after a crash).
    */
   accepted: { at: number; kind: 'shadow-update' | 'create-thing'; thing: string; changed?: boolean }[];
@@ -118,7 +119,7 @@ export async function startStrictAwsPeer(upstream: string, limits: StrictAwsLimi
   };
 
   async function shadow(req: http.IncomingMessage, res: http.ServerResponse, thing: string, body: string) {
-    const now = Date.now();
+    const now = Date.now(); // arrival
     const times = (recent.get(thing) ?? []).filter((t) => t > now - 1000);
     if (times.length >= perSecond) {
       recent.set(thing, times);
@@ -164,7 +165,7 @@ export async function startStrictAwsPeer(upstream: string, limits: StrictAwsLimi
       if (answer.status === 200) {
         stored.set(path, state);
         const changed = !isDeepStrictEqual(before.reported ?? {}, reported ?? {});
-        peer.accepted.push({ at: Date.now(), kind: 'shadow-update', thing, changed });
+        peer.accepted.push({ at: now, kind: 'shadow-update', thing, changed });
         peer.reported.set(thing, reported);
       }
       reply(res, answer);
@@ -191,7 +192,8 @@ export async function startStrictAwsPeer(upstream: string, limits: StrictAwsLimi
   }
 
   async function createThing(req: http.IncomingMessage, res: http.ServerResponse, thing: string, body: string) {
-    const accepted = () => peer.accepted.push({ at: Date.now(), kind: 'create-thing', thing });
+    const arrived = Date.now();
+    const accepted = () => peer.accepted.push({ at: arrived, kind: 'create-thing', thing });
     let had = registry.get(thing);
     if (!had) {
       const existing = await describe(req, thing);
