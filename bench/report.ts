@@ -13,6 +13,8 @@ export const GOALS = {
   peakRssMb: 300,
   /** Our first sync's time over the floor's (the same activities in a plain loop, no Temporal). */
   firstSyncOverFloor: 1.3,
+  /** A steady-state no-change cycle over the floor's no-change cycle that maps every SIM (issue 15). */
+  steadyOverFullFloor: 0.3,
   /** History events per cycle do not grow with the group's size. */
   historyEventsPerCycle: 'constant',
 } as const;
@@ -127,6 +129,22 @@ export function resultsTable({ sims, small, bundleMs, floor, big, smallRun, naiv
       '',
     ],
     [
+      "Our steady-state no-change cycle / the floor's first no-change cycle (every SIM mapped)",
+      `≤ ${GOALS.steadyOverFullFloor}`,
+      `${fmt(settled.cycleMs / floor[1].totalMs, 2)}`,
+      pass(settled.cycleMs <= GOALS.steadyOverFullFloor * floor[1].totalMs),
+    ],
+    ...(floor[2]
+      ? [
+          [
+            "Our steady-state no-change cycle / the floor's",
+            '',
+            `${fmt(settled.cycleMs / floor[2].totalMs, 2)} (floor ${sec(floor[2].totalMs)}: ${stages(floor[2].stages)}, CPU ${fmt(floor[2].cpu.benchS, 1)} s)`,
+            '',
+          ] as [string, string, string, string],
+        ]
+      : []),
+    [
       `Speedup over one activity per SIM, ${fmt(small)} SIMs`,
       '',
       `${fmt(speedup, 1)}× (${sec(smallRun.cycles[0].cycleMs)} vs ${sec(naive.ms)}, ${naive.events} events)`,
@@ -169,6 +187,10 @@ export function profileReport(profileDir: string): string {
   for (const [title, dir] of [
     ['Worker CPU profile, three cycles', profileDir],
     ["Floor CPU profile (this process), the floor's first sync", path.join(profileDir, 'floor')],
+    [
+      "Floor CPU profile (this process), the floor's steady-state no-change cycle",
+      path.join(profileDir, 'floor-steady'),
+    ],
   ]) {
     const { totalMs, frames } = topFrames(dir);
     text += `\n${title} (${sec(totalMs)} sampled), top frames by self time:\n`;

@@ -269,7 +269,9 @@ export async function runFloor(
     cpu: { benchS: number; simulatorS: number };
     requests: KiteRequests;
   }[] = [];
-  for (let cycle = 1; cycle <= 2; cycle++) {
+  // 1: the first sync; 2: no change, the first after it (maps every SIM once more, to settle it); 3: no change in
+  // the steady state (settled SIMs whose Kite entry did not change are passed by).
+  for (let cycle = 1; cycle <= 3; cycle++) {
     const requests0 = await kiteRequests(sim);
     const stages: Record<string, number> = {};
     // CPU of this process and of the simulator, to set beside the worker's: same work, without Temporal.
@@ -280,7 +282,7 @@ export async function runFloor(
       stages[name] = performance.now() - t;
       return r;
     };
-    const profiler = profileDir && cycle === 1 ? await startProfiler() : undefined;
+    const profiler = profileDir && cycle !== 2 ? await startProfiler() : undefined;
     const started = performance.now();
     await timed('fetchSnapshot', () => new MockActivityEnvironment().run(acts.fetchSnapshot, { group, cycle }));
     await timed('diffSnapshot', () =>
@@ -289,7 +291,7 @@ export async function runFloor(
     await timed('publishChanges', () =>
       new MockActivityEnvironment().run(acts.publishChanges, { group, cycle, target: 'null' })
     );
-    if (profiler) await profiler.stopInto(path.join(profileDir!, 'floor'));
+    if (profiler) await profiler.stopInto(path.join(profileDir!, cycle === 1 ? 'floor' : 'floor-steady'));
     const { user, system } = process.cpuUsage(cpu0[0]);
     const cpu = { benchS: (user + system) / 1e6, simulatorS: cpuSeconds(sim.child.pid) - cpu0[1] };
     const totalMs = performance.now() - started;
