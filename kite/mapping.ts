@@ -13,6 +13,7 @@
  * - Daily counters must be plausible: whole numbers from 0 to MAX_DAILY (`not-integer:` or `implausible:` otherwise).
  *   A rejected SIM keeps what its targets hold: nothing of it is published until Kite sends sane values again.
  */
+import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
 import type { RecordKey, SimRecord } from '../record';
 import type { GroupFilter, KitePresence, KiteSim } from './types';
@@ -208,12 +209,17 @@ export function connectivityHints(sim: KiteSim): string {
 }
 
 /**
- * A compact hash of a SIM's whole Kite entry (11 characters at most): the fetch activity skips a SIM whose entry
- * hashes as last time (and whose targets hold its record). A collision (about 1 in 2^53 per change) would delay
- * that SIM's change until its next one.
+ * A compact hash of a SIM's whole Kite entry (11 characters: 66 bits of its SHA-1): the fetch activity skips a SIM
+ * whose entry hashes as last time (and whose targets hold its record). A collision (about 1 in 2^66 per change)
+ * would delay that SIM's change until its next one. Native SHA-1 costs about 3 µs per 1.3 kB entry against 13 µs
+ * for `hash53` in JavaScript; the entry's `JSON.stringify` (about 15 µs) is the rest. Entry hashes stored by the
+ * earlier `hash53` form never match: each settled SIM is mapped and diffed once more, then skipped again.
  */
 export function simHash(sim: KiteSim): string {
-  return hash53(JSON.stringify(sim) ?? '').toString(36);
+  return createHash('sha1')
+    .update(JSON.stringify(sim) ?? '')
+    .digest('base64url')
+    .slice(0, 11);
 }
 
 /** cyrb53: a fast 53-bit string hash; a collision (odds about 1 in 2^53 per change) would delay one presence refresh. */

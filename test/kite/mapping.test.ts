@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { connectivityHints, isInGroup, mapSim, type KitePresence, type KiteSim } from '../../kite';
+import { connectivityHints, isInGroup, mapSim, simHash, type KitePresence, type KiteSim } from '../../kite';
 import { RECORD_KEYS } from '../../record';
 
 const seed = JSON.parse(readFileSync(path.join(__dirname, '../fixtures/kite/seed-sim.json'), 'utf8')) as {
@@ -127,6 +127,25 @@ describe('connectivityHints', () => {
       change(sim);
       expect(connectivityHints(sim)).not.toBe(base);
     }
+  });
+});
+
+describe('simHash', () => {
+  it('is 11 characters, the same for an equal entry, and changes with any field', () => {
+    const base = simHash(seed.sim);
+    expect(base).toMatch(/^[0-9A-Za-z_-]{11}$/); // short: stored per SIM in conn
+    expect(simHash(clone(seed.sim))).toBe(base);
+    const variants: Array<(s: KiteSim) => void> = [
+      (s) => (s.alias = `${s.alias ?? ''}x`),
+      (s) => (s.consumptionDaily = { ...s.consumptionDaily, data: { ...(s.consumptionDaily?.data ?? {}), value: 1 } }),
+      (s) => (s.lifeCycleStatus = 'TEST'),
+    ];
+    const hashes = variants.map((change) => {
+      const sim = clone(seed.sim);
+      change(sim);
+      return simHash(sim);
+    });
+    expect(new Set([base, ...hashes]).size).toBe(1 + variants.length);
   });
 });
 
