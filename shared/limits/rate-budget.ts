@@ -34,14 +34,20 @@ export const LATE_TOLERANCE_MS = 50;
 
 /** Budget of one peer, shared by every caller that talks to it. */
 export abstract class RateBudget {
+  /** Milliseconds per token, 0 when unlimited. */
+  protected readonly intervalMs: number;
+  /** Tokens the bucket holds when full. */
+  protected readonly burst: number;
   /** See LATE_TOLERANCE_MS: the longest lateness after which reserved tokens are still spent. */
   private readonly lateToleranceMs: number;
 
   constructor(
-    protected readonly clock: Clock = realClock,
-    limit?: RateLimit
+    limit: RateLimit,
+    protected readonly clock: Clock = realClock
   ) {
-    this.lateToleranceMs = Math.max(LATE_TOLERANCE_MS, limit ? tokenIntervalMs(limit) * (limit.burst ?? 1) : 0);
+    this.intervalMs = tokenIntervalMs(limit);
+    this.burst = limit.burst ?? 1;
+    this.lateToleranceMs = Math.max(LATE_TOLERANCE_MS, this.intervalMs * this.burst);
   }
 
   /**
@@ -123,15 +129,11 @@ export function reserveTokens(
 
 /** A token bucket in this process: the budget of a peer only this process talks to, or a test's. */
 export class TokenBucket extends RateBudget {
-  private readonly intervalMs: number;
-  private readonly burst: number;
   private tat = 0;
   private pausedAt = -Infinity;
 
   constructor(limit: RateLimit, clock: Clock = realClock) {
-    super(clock, limit);
-    this.intervalMs = tokenIntervalMs(limit);
-    this.burst = limit.burst ?? 1;
+    super(limit, clock);
   }
 
   reserve(n: number, maxWaitMs = Infinity): Reservation {

@@ -8,7 +8,7 @@
  */
 import type { Cluster, Redis } from 'ioredis';
 import { realClock, type Clock } from './clock';
-import { RateBudget, tokenIntervalMs, type RateLimit, type Reservation } from './rate-budget';
+import { RateBudget, type RateLimit, type Reservation } from './rate-budget';
 
 /** KEYS[1] the bucket's `tat` (ms); ARGV n, interval ms, burst, longest accepted wait (ms, -1 = any). */
 const RESERVE_SCRIPT = `
@@ -83,8 +83,6 @@ const UNAVAILABLE_MAX_MS = 2_000;
 
 export class RedisRateBudget extends RateBudget {
   private readonly redis: ScriptedClient;
-  private readonly intervalMs: number;
-  private readonly burst: number;
   private readonly timeoutMs: number;
   private failures = 0;
 
@@ -95,10 +93,8 @@ export class RedisRateBudget extends RateBudget {
     limit: RateLimit,
     private readonly options: RedisRateBudgetOptions = {}
   ) {
-    super(options.clock ?? realClock, limit);
+    super(limit, options.clock ?? realClock);
     this.redis = scripted(redis);
-    this.intervalMs = tokenIntervalMs(limit);
-    this.burst = limit.burst ?? 1;
     this.timeoutMs = options.timeoutMs ?? 2_000;
   }
 

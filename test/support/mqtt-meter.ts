@@ -8,6 +8,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
+import path from 'node:path';
 import mqttPacket from 'mqtt-packet';
 
 export interface MqttMeter {
@@ -25,6 +26,7 @@ type ParserSettings = { settings: { protocolVersion: number } };
 export async function startMqttMeter(brokerUrl: string): Promise<MqttMeter> {
   const broker = new URL(brokerUrl);
   const child: ChildProcess = spawn(process.execPath, ['-r', '@swc-node/register', __filename], {
+    cwd: path.resolve(__dirname, '../..'), // where @swc-node/register resolves
     env: { ...process.env, MQTT_METER_BROKER: `${broker.hostname}:${broker.port || 1883}` },
     stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
   });
