@@ -27,27 +27,33 @@ export type Reservation =
   | { ok: false; retryAfterMs: number };
 
 /**
- * How late a caller may wake for its tokens and still spend them: a wake later than this and than one burst's worth
- * of tokens (the process was stalled: GC, a long synchronous step, a busy machine) reserves anew instead.
+ * How late after its tokens' time a caller may still spend them: a caller that wakes later (the process was stalled:
+ * GC, a long synchronous step, a busy machine) reserves anew instead. Its tokens' time is taken as no later than when
+ * it asked plus the wait it was given, so a reply the process was too busy to read in time counts as late too.
  */
-export const LATE_TOLERANCE_MS = 50;
+export const LATE_TOLERANCE_MS = 20;
+
+/**
+ * A budget paces a little under its peer's rate: its tokens come this many times further apart than `perSecond`
+ * says (1.02: 98 % of the rate). Sends that leave up to LATE_TOLERANCE_MS after their tokens' time then still keep
+ * every second at the peer within `perSecond + burst`; at the exact rate, a second could hold
+ * `perSecond × LATE_TOLERANCE_MS / 1000` more.
+ */
+export const PACING_STRETCH = 1 + LATE_TOLERANCE_MS / 1000;
 
 /** Budget of one peer, shared by every caller that talks to it. */
 export abstract class RateBudget {
-  /** Milliseconds per token, 0 when unlimited. */
+  /** Milliseconds per token as paced (see PACING_STRETCH), 0 when unlimited. */
   protected readonly intervalMs: number;
   /** Tokens the bucket holds when full. */
   protected readonly burst: number;
-  /** See LATE_TOLERANCE_MS: the longest lateness after which reserved tokens are still spent. */
-  private readonly lateToleranceMs: number;
 
   constructor(
     limit: RateLimit,
     protected readonly clock: Clock = realClock
   ) {
-    this.intervalMs = tokenIntervalMs(limit);
+    this.intervalMs = tokenIntervalMs(limit) * PACING_STRETCH;
     this.burst = limit.burst ?? 1;
-    this.lateToleranceMs = Math.max(LATE_TOLERANCE_MS, this.intervalMs * this.burst);
   }
 
   /**
@@ -80,6 +86,7 @@ export abstract class RateBudget {
     let reservedAgain = false;
     for (;;) {
       if (signal?.aborted) throw abortError(signal);
+      const asked = this.clock.now();
       const reservation = await this.reserve(n, Infinity);
       // Refused although any wait is accepted: the budget could not be checked (e.g. Redis is unavailable).
       // Fail closed: wait, then ask again.
@@ -87,14 +94,16 @@ export abstract class RateBudget {
         await this.clock.sleep(reservation.retryAfterMs, signal);
         continue;
       }
-      const due = this.clock.now() + reservation.waitMs;
+      // The bucket answered between `asked` and now: the tokens' time is no earlier than `asked + waitMs`, and
+      // waiting `waitMs` from now never spends them early.
+      const due = asked + reservation.waitMs;
       try {
         await this.clock.sleep(reservation.waitMs, signal);
       } catch (err) {
         await this.refund(n);
         throw err;
       }
-      if (reservedAgain || this.clock.now() - due <= this.lateToleranceMs) return;
+      if (reservedAgain || this.clock.now() - due <= LATE_TOLERANCE_MS) return;
       reservedAgain = true;
     }
   }

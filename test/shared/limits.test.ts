@@ -1,6 +1,8 @@
 import { getEventListeners } from 'node:events';
 import { KeyedLock, Semaphore, sleep, sleepUnlessAborted, TokenBucket, type Clock } from '../../shared/limits';
 
+// A budget paces at 98 % of its rate (PACING_STRETCH): 4/s spaces tokens 255 ms apart, 10/s 102 ms.
+
 /** Sleeping advances the time only when `advance` is set, so concurrent callers all start at 0. */
 function fakeClock(advance: boolean): Clock & { slept: number[]; at: number } {
   const clock = {
@@ -16,30 +18,30 @@ function fakeClock(advance: boolean): Clock & { slept: number[]; at: number } {
 }
 
 describe('TokenBucket', () => {
-  it('spaces takes 1/rate apart in call order with the default burst of 1', async () => {
+  it('spaces takes 1.02/rate apart in call order with the default burst of 1', async () => {
     const concurrent = fakeClock(false);
     const budget = new TokenBucket({ perSecond: 4 }, concurrent);
     await Promise.all([budget.take(), budget.take(), budget.take()]);
-    expect(concurrent.slept).toEqual([250, 500]);
+    expect(concurrent.slept).toEqual([255, 510]);
     const sequential = fakeClock(true);
     const again = new TokenBucket({ perSecond: 2 }, sequential);
     for (let k = 0; k < 3; k++) await again.take();
-    expect(sequential.slept).toEqual([500, 500]);
+    expect(sequential.slept).toEqual([510, 510]);
   });
 
   it('lets a full bucket go in one burst, then refills at the rate', async () => {
     const clock = fakeClock(false);
     const budget = new TokenBucket({ perSecond: 10, burst: 5 }, clock);
     await Promise.all(Array.from({ length: 7 }, () => budget.take()));
-    expect(clock.slept).toEqual([100, 200]); // five at once, then one per 100 ms
+    expect(clock.slept).toEqual([102, 204]); // five at once, then one per 102 ms
     clock.at = 10_000; // a quiet spell refills the bucket, but never beyond its burst
     clock.slept.length = 0;
     await Promise.all(Array.from({ length: 6 }, () => budget.take()));
-    expect(clock.slept).toEqual([100]);
+    expect(clock.slept).toEqual([102]);
   });
 
   it('reserves once more, instead of spending stale tokens, when a stall woke its caller late', async () => {
-    // 10/s: tokens 100 ms apart; a wake up to 100 ms late (one burst's worth, above the 50 ms floor) still spends.
+    // 10/s: tokens 102 ms apart; a wake up to 20 ms late still spends.
     const stalled = (lateMs: number[]) => {
       const clock = fakeClock(true);
       const sleep = clock.sleep;
@@ -52,14 +54,14 @@ describe('TokenBucket', () => {
     const sent = async (clock: ReturnType<typeof fakeClock>) => {
       const budget = new TokenBucket({ perSecond: 10 }, clock);
       await budget.take(); // at 0
-      await budget.take(); // due at 100
+      await budget.take(); // due at 102
       return { at: clock.at, slept: clock.slept };
     };
-    // 80 ms late: spent at 180.
-    expect(await sent(stalled([80]))).toEqual({ at: 180, slept: [100] });
-    // 400 ms late (woke at 500): the token of 100 is stale; a fresh one is free at once (a burst of 1 refilled).
-    expect(await sent(stalled([400]))).toEqual({ at: 500, slept: [100] });
-    // Two callers a stall woke together (at 600) for tokens of 100 and 200: one token apart, not at once.
+    // 15 ms late: spent at 117.
+    expect(await sent(stalled([15]))).toEqual({ at: 117, slept: [102] });
+    // 400 ms late (woke at 502): the token of 102 is stale; a fresh one is free at once (a burst of 1 refilled).
+    expect(await sent(stalled([400]))).toEqual({ at: 502, slept: [102] });
+    // Two callers a stall woke together (at 600) for tokens of 102 and 204: one token apart, not at once.
     const clock = fakeClock(false);
     clock.sleep = async (ms: number) => {
       if (ms > 0) clock.slept.push(ms);
@@ -71,17 +73,35 @@ describe('TokenBucket', () => {
     await budget.take(); // at 0
     const spent: number[] = [];
     await Promise.all([budget.take(), budget.take()].map((t) => t.then(() => spent.push(clock.at))));
-    expect(spent).toEqual([600, 700]);
+    expect(spent).toEqual([600, 702]);
+  });
+
+  it('counts a reply read late as a late wake: its tokens were due when the bucket answered', async () => {
+    // A shared bucket answers at once, but a busy process reads the answer 100 ms later. The token it was given was
+    // free at 0; spent at 100 it would land next to the token of 102 that another worker spends on time.
+    const clock = fakeClock(true);
+    class SlowReply extends TokenBucket {
+      delays = [100];
+      override reserve(n: number, maxWaitMs?: number) {
+        const reservation = super.reserve(n, maxWaitMs);
+        clock.at += this.delays.shift() ?? 0;
+        return reservation;
+      }
+    }
+    const budget = new SlowReply({ perSecond: 10 }, clock);
+    await budget.take();
+    // Reserved again at 100: the next token, 204, less one burst, is due at 102.
+    expect({ at: clock.at, slept: clock.slept }).toEqual({ at: 102, slept: [2] });
   });
 
   it('takes several tokens at once, and nothing when the caller will not wait that long', () => {
     const clock = fakeClock(false);
     const budget = new TokenBucket({ perSecond: 10, burst: 10 }, clock);
     expect(budget.reserve(10)).toEqual({ ok: true, waitMs: 0 });
-    expect(budget.reserve(5, 100)).toEqual({ ok: false, retryAfterMs: 500 });
-    expect(budget.reserve(1, 100)).toEqual({ ok: true, waitMs: 100 }); // the refused reservation took nothing
+    expect(budget.reserve(5, 110)).toEqual({ ok: false, retryAfterMs: 510 });
+    expect(budget.reserve(1, 110)).toEqual({ ok: true, waitMs: 102 }); // the refused reservation took nothing
     budget.refund(1);
-    expect(budget.reserve(1, 100)).toEqual({ ok: true, waitMs: 100 });
+    expect(budget.reserve(1, 110)).toEqual({ ok: true, waitMs: 102 });
   });
 
   it('is unlimited at 0 and Infinity, and refuses a negative rate or a burst below 1', async () => {
@@ -98,11 +118,11 @@ describe('TokenBucket', () => {
   it("pauses every later token by a 429's Retry-After, once per pause however many callers report it", async () => {
     const clock = fakeClock(false);
     const budget = new TokenBucket({ perSecond: 4 }, clock);
-    await budget.take(); // at 0; the next token would be at 250
+    await budget.take(); // at 0; the next token would be at 255
     budget.pause(1_000);
     budget.pause(1_000); // the same overload, seen by another caller
     await Promise.all([budget.take(), budget.take()]);
-    expect(clock.slept).toEqual([1_250, 1_500]);
+    expect(clock.slept).toEqual([1_255, 1_510]);
     clock.at = 5_000; // a new overload, after the first pause ended
     clock.slept.length = 0;
     budget.pause(1_000);
@@ -118,7 +138,7 @@ describe('TokenBucket', () => {
     controller.abort(new Error('disabled'));
     await expect(waiting).rejects.toThrow('disabled');
     expect(budget.reserve(1)).toMatchObject({ ok: true });
-    expect((budget.reserve(1) as { waitMs: number }).waitMs).toBeLessThanOrEqual(2_000);
+    expect((budget.reserve(1) as { waitMs: number }).waitMs).toBeLessThanOrEqual(2_040); // two tokens, 1,020 ms apart
   });
 
   it('keeps one abort listener on a signal however many callers wait on it (issue #16)', async () => {
