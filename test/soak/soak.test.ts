@@ -47,6 +47,7 @@ import { tempDir } from '../setup/processes';
 import { testStack, uniqueName } from '../setup/stack';
 import { groupStatuses, startGroupWorkflows } from '../support/group-workflows';
 import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver';
+import { startHttpMeter, type HttpMeter, type MeteredRequest } from '../support/http-meter';
 import { startMqttMeter, type MqttMeter } from '../support/mqtt-meter';
 import { simulatorWorkerEnv, startWorkerProcess, type WorkerProcess } from '../support/worker-process';
 import { waitUntil } from '../support/wait-until';
@@ -92,6 +93,9 @@ let connection: Connection;
 let subscriber: mqtt.MqttClient;
 /** The workers publish through it: it times each PUBLISH as the broker receives it. */
 let mqttMeter: MqttMeter;
+/** The same for the AWS front and the webhook receiver: each request timed as it reaches the peer. */
+let awsMeter: HttpMeter;
+let hookMeter: HttpMeter;
 const workers: WorkerProcess[] = [];
 /** MQTT: each SIM's retained state, the merge of its `changes` messages, every message's arrival at the subscriber. */
 const retained = new Map<string, SimRecord>();
@@ -116,6 +120,8 @@ beforeAll(async () => {
   moto = await startMoto();
   aws = await startStrictAwsPeer(moto.url);
   receiver = await startWebhookReceiver();
+  awsMeter = await startHttpMeter(aws.url);
+  hookMeter = await startHttpMeter(receiver.url);
   connection = await Connection.connect({ address: testStack.temporalAddress });
   mqttMeter = await startMqttMeter(testStack.mqttUrl);
   subscriber = mqtt.connect(testStack.mqttUrl, { clientId: uniqueName('soak-sub') });
@@ -143,6 +149,8 @@ afterAll(async () => {
   await Promise.all(workers.map((w) => w.kill('SIGKILL')));
   await subscriber?.endAsync();
   await mqttMeter?.close();
+  await awsMeter?.close();
+  await hookMeter?.close();
   await connection?.close();
   await receiver?.close();
   await aws?.close();
@@ -180,12 +188,12 @@ test(
         aws: {
           type: 'aws',
           region: 'eu-west-1',
-          endpoint: aws.url,
-          controlEndpoint: aws.url,
+          endpoint: awsMeter.url,
+          controlEndpoint: awsMeter.url,
           credentials: { accessKeyId: 'testing', secretAccessKey: 'testing-secret-key' },
           thingsPerSecond: BUDGETS.awsCreateThing.perSecond,
         },
-        hook: { type: 'webhook', url: receiver.url, secret: 'soak-webhook-secret-0123456789' },
+        hook: { type: 'webhook', url: hookMeter.url, secret: 'soak-webhook-secret-0123456789' },
       }),
       KITE_PUBLISH_BATCH_SIZE: String(BATCH_SIZE),
       KITE_PUBLISH_IN_FLIGHT: String(IN_FLIGHT),
@@ -337,8 +345,11 @@ test(
     const requests = sim.control.requestLog();
     const kiteAdmitted = requests.filter((e) => e.status === 200 && e.at >= evolving).map((e) => e.at);
     const fetching = watch.spans('fetch').filter(([from]) => from >= evolving);
+    // Operations as each peer received them (its meter's clock, apart from this busy process).
+    const awsRequests = await awsMeter.requests();
     const awsTimes = (kind: 'shadow-update' | 'create-thing') =>
-      aws.accepted.filter((a) => a.kind === kind).map((a) => a.at);
+      awsRequests.filter((r) => awsOperation(r) === kind).map((r) => r.at);
+    const webhookPosts = (await hookMeter.requests()).filter((r) => r.method === 'POST').map((r) => r.at);
     /** A target's share of its budget while its publish ran (every SIM of the first sync pending; then each cycle's). */
     const target = (times: number[], kind: string, budget: { perSecond: number; burst: number }) => {
       const publishing = watch.spans(`publish:${kind}`);
@@ -386,7 +397,7 @@ test(
       targets: {
         awsShadowUpdates: target(awsTimes('shadow-update'), 'aws', BUDGETS.awsShadowUpdates),
         awsCreateThing: target(awsTimes('create-thing'), 'aws', BUDGETS.awsCreateThing),
-        webhookPosts: target(receiver.posts, 'hook', BUDGETS.webhookPosts),
+        webhookPosts: target(webhookPosts, 'hook', BUDGETS.webhookPosts),
         mqttMessages: target(await mqttMeter.publishTimes('kite/'), 'mqtt', BUDGETS.mqttMessages),
         /** The same messages as the subscriber received them: the broker's delivery and this process's load add bunching. */
         mqttAtSubscriber: rateFigures(
@@ -439,6 +450,14 @@ test(
   },
   6 * 3_600_000
 );
+
+/** What an AWS request is to the budgets (the IoT API's paths: CreateThing, UpdateThingShadow). */
+function awsOperation(r: MeteredRequest): 'shadow-update' | 'create-thing' | undefined {
+  if (r.method !== 'POST') return undefined;
+  if (/^\/things\/[^/?]+\/shadow(\?|$)/.test(r.url)) return 'shadow-update';
+  if (/^\/things\/[^/?]+$/.test(r.url)) return 'create-thing';
+  return undefined;
+}
 
 /** The figures that have a budget or a goal, side by side. */
 function figureTable(f: {

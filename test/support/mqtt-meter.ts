@@ -6,10 +6,9 @@
  *
  * Parent side: `startMqttMeter(brokerUrl)`; the proxy runs this same file as its main module.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
-import path from 'node:path';
 import mqttPacket from 'mqtt-packet';
+import { serveMeter, startMeterProcess } from './meter-process';
 
 export interface MqttMeter {
   /** `mqtt://127.0.0.1:<port>`: give it to the publishers instead of the broker's URL. */
@@ -25,35 +24,14 @@ type ParserSettings = { settings: { protocolVersion: number } };
 /** Starts the proxy process in front of `brokerUrl` (mqtt://host:port); resolves once it listens. */
 export async function startMqttMeter(brokerUrl: string): Promise<MqttMeter> {
   const broker = new URL(brokerUrl);
-  const child: ChildProcess = spawn(process.execPath, ['-r', '@swc-node/register', __filename], {
-    cwd: path.resolve(__dirname, '../..'), // where @swc-node/register resolves
-    env: { ...process.env, MQTT_METER_BROKER: `${broker.hostname}:${broker.port || 1883}` },
-    stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
-  });
-  const port = await new Promise<number>((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (chunk: Buffer) => {
-      out += chunk.toString();
-      const match = /listening (\d+)/.exec(out);
-      if (match) resolve(Number(match[1]));
-    });
-    child.once('exit', (code) => reject(new Error(`MQTT meter exited ${code} before listening`)));
+  const meter = await startMeterProcess<Report>(__filename, {
+    MQTT_METER_BROKER: `${broker.hostname}:${broker.port || 1883}`,
   });
   return {
-    url: `mqtt://127.0.0.1:${port}`,
-    publishTimes: (topicPrefix = '') =>
-      new Promise((resolve) => {
-        child.once('message', (report: Report) =>
-          resolve(report.times.filter(([, topic]) => topic.startsWith(topicPrefix)).map(([at]) => at))
-        );
-        child.send('report');
-      }),
-    close: async () => {
-      if (child.exitCode !== null) return;
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGKILL');
-      await exited;
-    },
+    url: `mqtt://127.0.0.1:${meter.port}`,
+    publishTimes: async (topicPrefix = '') =>
+      (await meter.report()).times.filter(([, topic]) => topic.startsWith(topicPrefix)).map(([at]) => at),
+    close: () => meter.close(),
   };
 }
 
@@ -78,11 +56,7 @@ function runProxy(): void {
     client.on('error', end).on('close', end);
     upstream.on('error', end).on('close', end);
   });
-  server.listen(0, '127.0.0.1', () => {
-    process.stdout.write(`listening ${(server.address() as net.AddressInfo).port}\n`);
-  });
-  process.on('message', () => process.send!({ times } satisfies Report));
-  process.on('disconnect', () => process.exit(0));
+  server.listen(0, '127.0.0.1', () => serveMeter(server, () => ({ times }) satisfies Report));
 }
 
 if (require.main === module) runProxy();
