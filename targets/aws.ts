@@ -92,7 +92,14 @@ export class AwsIotTarget implements Target {
       // A copy: the SDK annotates the credentials object it is given.
       credentials: config.credentials && { ...config.credentials },
       maxAttempts: config.maxAttempts,
-      requestHandler: { requestTimeout: config.timeoutMs, connectionTimeout: config.timeoutMs },
+      requestHandler: {
+        requestTimeout: config.timeoutMs,
+        connectionTimeout: config.timeoutMs,
+        // The budgets and the publish's in-flight window bound the requests; the SDK's default of 50 sockets would
+        // queue requests the budget already let go, and send them in a bunch above the rate once sockets free up.
+        httpAgent: { maxSockets: Infinity },
+        httpsAgent: { maxSockets: Infinity },
+      },
     };
     this.common = common;
     this.iot = new IoTClient({ ...common, endpoint: config.controlEndpoint });

@@ -12,6 +12,7 @@
  * message for the same SIM, and the retained value would go back in time. A message without PUBACK in time
  * instead drops the connection (discarding its queue) and is reported retryable.
  */
+import type { Socket } from 'node:net';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { mapPoolByKey } from '../shared/concurrency';
 import { localBudgets, peerId, type Budgets, type RateBudget } from '../shared/limits';
@@ -233,7 +234,12 @@ export class MqttTarget implements Target {
       this.connection = undefined;
     });
     return new Promise<Connection>((resolve, reject) => {
-      client.once('connect', () => resolve({ client, closed }));
+      client.once('connect', () => {
+        // Each message goes out when its budget lets it: Nagle's algorithm would hold small writes back until the
+        // broker acknowledged earlier ones, and send them in a bunch above the rate.
+        (client.stream as Partial<Socket>).setNoDelay?.(true);
+        resolve({ client, closed });
+      });
       closed.catch((err: Error) => reject(lastError ?? err));
     });
   }

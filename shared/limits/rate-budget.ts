@@ -27,19 +27,22 @@ export type Reservation =
   | { ok: false; retryAfterMs: number };
 
 /**
- * How late after its tokens' time a caller may still spend them: a caller that wakes later (the process was stalled:
- * GC, a long synchronous step, a busy machine) reserves anew instead. Its tokens' time is taken as no later than when
- * it asked plus the wait it was given, so a reply the process was too busy to read in time counts as late too.
+ * A budget paces a little under its peer's rate: its tokens come this many times further apart than `perSecond`
+ * says (1.02: 98 % of the rate), so that sends that leave a little after their tokens' time still keep every second
+ * at the peer within `perSecond + burst` (see LATE_TOLERANCE_MS).
  */
-export const LATE_TOLERANCE_MS = 20;
+export const PACING_STRETCH = 1.02;
 
 /**
- * A budget paces a little under its peer's rate: its tokens come this many times further apart than `perSecond`
- * says (1.02: 98 % of the rate). Sends that leave up to LATE_TOLERANCE_MS after their tokens' time then still keep
- * every second at the peer within `perSecond + burst`; at the exact rate, a second could hold
- * `perSecond × LATE_TOLERANCE_MS / 1000` more.
+ * How late after its tokens' time a caller may still spend them, beyond one token's interval: a caller that wakes
+ * later (the process was stalled: GC, a long synchronous step, a busy machine) reserves anew instead. Its tokens'
+ * time is taken as no later than when it asked plus the wait it was given, so a reply the process was too busy to
+ * read in time counts as late too.
+ *
+ * Sends at most `(PACING_STRETCH − 1) × 1 s` plus one paced interval late put the tokens of at most 1 s + that
+ * lateness into any second at the peer, at most `perSecond + burst`: 22 ms at 500/s, 122 ms at 10/s, 275 ms at 4/s.
  */
-export const PACING_STRETCH = 1 + LATE_TOLERANCE_MS / 1000;
+export const LATE_TOLERANCE_MS = (PACING_STRETCH - 1) * 1000;
 
 /** Budget of one peer, shared by every caller that talks to it. */
 export abstract class RateBudget {
@@ -47,6 +50,8 @@ export abstract class RateBudget {
   protected readonly intervalMs: number;
   /** Tokens the bucket holds when full. */
   protected readonly burst: number;
+  /** The latest a caller may spend its tokens after their time: LATE_TOLERANCE_MS and one interval. */
+  private readonly lateToleranceMs: number;
 
   constructor(
     limit: RateLimit,
@@ -54,6 +59,7 @@ export abstract class RateBudget {
   ) {
     this.intervalMs = tokenIntervalMs(limit) * PACING_STRETCH;
     this.burst = limit.burst ?? 1;
+    this.lateToleranceMs = LATE_TOLERANCE_MS + this.intervalMs;
   }
 
   /**
@@ -103,7 +109,7 @@ export abstract class RateBudget {
         await this.refund(n);
         throw err;
       }
-      if (reservedAgain || this.clock.now() - due <= LATE_TOLERANCE_MS) return;
+      if (reservedAgain || this.clock.now() - due <= this.lateToleranceMs) return;
       reservedAgain = true;
     }
   }

@@ -41,7 +41,7 @@ describe('TokenBucket', () => {
   });
 
   it('reserves once more, instead of spending stale tokens, when a stall woke its caller late', async () => {
-    // 10/s: tokens 102 ms apart; a wake up to 20 ms late still spends.
+    // 10/s: tokens 102 ms apart; a wake up to 122 ms late (20 ms and one interval) still spends.
     const stalled = (lateMs: number[]) => {
       const clock = fakeClock(true);
       const sleep = clock.sleep;
@@ -57,8 +57,8 @@ describe('TokenBucket', () => {
       await budget.take(); // due at 102
       return { at: clock.at, slept: clock.slept };
     };
-    // 15 ms late: spent at 117.
-    expect(await sent(stalled([15]))).toEqual({ at: 117, slept: [102] });
+    // 110 ms late: spent at 212.
+    expect(await sent(stalled([110]))).toEqual({ at: 212, slept: [102] });
     // 400 ms late (woke at 502): the token of 102 is stale; a fresh one is free at once (a burst of 1 refilled).
     expect(await sent(stalled([400]))).toEqual({ at: 502, slept: [102] });
     // Two callers a stall woke together (at 600) for tokens of 102 and 204: one token apart, not at once.
@@ -77,11 +77,12 @@ describe('TokenBucket', () => {
   });
 
   it('counts a reply read late as a late wake: its tokens were due when the bucket answered', async () => {
-    // A shared bucket answers at once, but a busy process reads the answer 100 ms later. The token it was given was
-    // free at 0; spent at 100 it would land next to the token of 102 that another worker spends on time.
+    // A shared bucket answers at once, but a busy process reads one answer 130 ms late: the token of 102 it was
+    // given reaches the peer at 232. Spent there as if on time, the next caller's fresh token (the bucket refilled
+    // meanwhile) goes out at 232 too: two at once from a bucket of one.
     const clock = fakeClock(true);
     class SlowReply extends TokenBucket {
-      delays = [100];
+      delays = [0, 130];
       override reserve(n: number, maxWaitMs?: number) {
         const reservation = super.reserve(n, maxWaitMs);
         clock.at += this.delays.shift() ?? 0;
@@ -89,9 +90,13 @@ describe('TokenBucket', () => {
       }
     }
     const budget = new SlowReply({ perSecond: 10 }, clock);
-    await budget.take();
-    // Reserved again at 100: the next token, 204, less one burst, is due at 102.
-    expect({ at: clock.at, slept: clock.slept }).toEqual({ at: 102, slept: [2] });
+    const sent: number[] = [];
+    for (let k = 0; k < 3; k++) {
+      await budget.take();
+      sent.push(clock.at);
+    }
+    // The late caller reserved again at 232 (a token free at once); the next one waits its interval.
+    expect(sent).toEqual([0, 232, 334]);
   });
 
   it('takes several tokens at once, and nothing when the caller will not wait that long', () => {
