@@ -44,6 +44,9 @@ export const PACING_STRETCH = 1.02;
  */
 export const LATE_TOLERANCE_MS = (PACING_STRETCH - 1) * 1000;
 
+/** How many times one take reserves again after waking late (see RateBudget.take) before it spends late. */
+export const LATE_RESERVATIONS = 3;
+
 /** Budget of one peer, shared by every caller that talks to it. */
 export abstract class RateBudget {
   /** Milliseconds per token as paced (see PACING_STRETCH), 0 when unlimited. */
@@ -86,10 +89,11 @@ export abstract class RateBudget {
    * spending them: after a stall every waiting caller wakes at once, and spending all their past tokens together
    * would reach the peer as a burst above its rate. The stale tokens are not given back (that would hand their
    * past time to the next caller, the same burst); the stall's share of the budget is lost, as it was to the stall.
-   * Only once per take, so that a process lagging all the time still sends.
+   * At most LATE_RESERVATIONS times per take: a caller late again after its new reservation (a worker lagging for
+   * longer) tries again rather than spend late, and a process lagging all the time still sends.
    */
   async take(n = 1, signal?: AbortSignal): Promise<void> {
-    let reservedAgain = false;
+    let reservedAgain = 0;
     for (;;) {
       if (signal?.aborted) throw abortError(signal);
       const asked = this.clock.now();
@@ -109,8 +113,8 @@ export abstract class RateBudget {
         await this.refund(n);
         throw err;
       }
-      if (reservedAgain || this.clock.now() - due <= this.lateToleranceMs) return;
-      reservedAgain = true;
+      if (reservedAgain >= LATE_RESERVATIONS || this.clock.now() - due <= this.lateToleranceMs) return;
+      reservedAgain++;
     }
   }
 }

@@ -99,6 +99,25 @@ describe('TokenBucket', () => {
     expect(sent).toEqual([0, 232, 334]);
   });
 
+  it('reserves again while it keeps waking late, three times at most, then spends', async () => {
+    // Every answer read 200 ms late: each new reservation is stale by the time it could be spent.
+    const clock = fakeClock(true);
+    const asked: number[] = [];
+    class Lagging extends TokenBucket {
+      override reserve(n: number, maxWaitMs?: number) {
+        asked.push(clock.at);
+        const reservation = super.reserve(n, maxWaitMs);
+        if (asked.length > 1) clock.at += 200;
+        return reservation;
+      }
+    }
+    const budget = new Lagging({ perSecond: 10 }, clock);
+    await budget.take(); // at 0
+    await budget.take();
+    expect(asked).toEqual([0, 0, 302, 502, 702]);
+    expect(clock.at).toBe(902);
+  });
+
   it('takes several tokens at once, and nothing when the caller will not wait that long', () => {
     const clock = fakeClock(false);
     const budget = new TokenBucket({ perSecond: 10, burst: 10 }, clock);

@@ -9,18 +9,25 @@ import type { temporal } from '@temporalio/proto';
 
 /** The most of `times` (epoch ms, ascending) that fall in any window of `windowMs`. */
 export function peakInWindow(times: number[], windowMs: number): number {
-  let peak = 0;
+  return busiestWindow(times, windowMs).count;
+}
+
+/** The window of `windowMs` holding the most of `times` (epoch ms, ascending): its count and when it ended. */
+export function busiestWindow(times: number[], windowMs: number): { count: number; endedAt: number } {
+  let best = { count: 0, endedAt: 0 };
   for (let i = 0, j = 0; i < times.length; i++) {
     while (times[j] <= times[i] - windowMs) j++;
-    peak = Math.max(peak, i - j + 1);
+    if (i - j + 1 > best.count) best = { count: i - j + 1, endedAt: times[i] };
   }
-  return peak;
+  return best;
 }
 
 /** Rate figures of one peer: the peak in any second, the peak average over any 10 s, both against the budget. */
 export interface RateFigures {
   operations: number;
   peakPerSecond: number;
+  /** When (epoch ms) the busiest second ended. */
+  peakSecondEndedAt: number;
   /** Operations in the busiest 10 s window. */
   peakIn10s: number;
   /** The same, divided by 10. */
@@ -32,9 +39,11 @@ export interface RateFigures {
 export function rateFigures(times: number[], budgetPerSecond: number, burst: number): RateFigures {
   const sorted = [...times].sort((a, b) => a - b);
   const peakIn10s = peakInWindow(sorted, 10_000);
+  const second = busiestWindow(sorted, 1_000);
   return {
     operations: sorted.length,
-    peakPerSecond: peakInWindow(sorted, 1_000),
+    peakPerSecond: second.count,
+    peakSecondEndedAt: second.endedAt,
     peakIn10s,
     peakPer10sAverage: peakIn10s / 10,
     budgetPerSecond,
@@ -99,6 +108,8 @@ export class ActivityWatch {
   polls = 0;
   /** Longest time between two polls, ms: a gap longer than this may have gone unmeasured. */
   longestPollIntervalMs = 0;
+  /** When (epoch ms) the longest interval between two polls ended: a stall of this process or of the server. */
+  longestPollIntervalAt = 0;
   private readonly lastBeat = new Map<string, number>();
   /** Attempts seen running before their first heartbeat: their start to first beat is a gap. */
   private readonly beatless = new Set<string>();
@@ -119,7 +130,7 @@ export class ActivityWatch {
     const at = Date.now();
     const described = await Promise.all(handles.map((h) => h.describe().catch(() => undefined)));
     const since = this.lastPoll ? Date.now() - this.lastPoll.at : 0;
-    this.longestPollIntervalMs = Math.max(this.longestPollIntervalMs, since);
+    if (since > this.longestPollIntervalMs) [this.longestPollIntervalMs, this.longestPollIntervalAt] = [since, at];
     this.close = this.lastPoll !== undefined && since <= GAP_POLL_MAX_MS;
     const busy = new Set<string>();
     described.forEach((d, i) => {

@@ -276,6 +276,7 @@ test(
     const nextKillAfter = () => Date.now() + KILL_EVERY_S * 1000 * (0.5 + Math.random());
     let nextKill = nextKillAfter();
     let kills = 0;
+    const killsAt: number[] = [];
     const replacements: Promise<number>[] = [];
     while (Date.now() < end) {
       const tick = Date.now();
@@ -284,6 +285,7 @@ test(
         const candidates = alive();
         const victim = candidates[Math.floor(Math.random() * candidates.length)];
         killed.add(victim.child.pid!);
+        killsAt.push(Date.now());
         await victim.kill('SIGKILL');
         kills++;
         replacements.push(startWorkerProcess(env(KITE_RPS), 180_000).then((w) => workers.push(w)));
@@ -382,6 +384,8 @@ test(
         kiteLatencyMs: KITE_LATENCY_MS,
       },
       simulatedSecondsPerSecond: +speed.toFixed(1),
+      /** When the evolving phase began and the kills came (epoch ms): to place a peak or a stall. */
+      timeline: { evolving, frozenAt, killsAt },
       firstSync,
       minutes: {
         evolving: +((frozenAt - evolving) / 60_000).toFixed(1),
@@ -410,6 +414,8 @@ test(
       heartbeat: {
         longestGapS: +(watch.longestGapMs / 1000).toFixed(1),
         longestPollIntervalS: +(watch.longestPollIntervalMs / 1000).toFixed(1),
+        /** Seconds after the evolving phase began (negative: in the first sync). */
+        longestPollIntervalEndedS: Math.round((watch.longestPollIntervalAt - evolving) / 1000),
         longestGap: watch.longestGap,
         timeoutS: 10,
         timeoutsAfterKill: timeouts.filter((t) => t.killed).length,
