@@ -8,6 +8,8 @@ export class RecordingTarget implements Target {
   /** ICCIDs to reject permanently, or to throttle, until removed. */
   readonly rejected = new Set<string>();
   readonly throttled = new Set<string>();
+  /** How many times each ICCID was answered as throttled. */
+  readonly throttledAnswers = new Map<string, number>();
   calls = 0;
   /** Every connectivity event received, in order (duplicates included), with the device id it was sent for. */
   readonly events: (SimEvent & { deviceId: string })[] = [];
@@ -24,6 +26,7 @@ export class RecordingTarget implements Target {
     return items.map((item) => {
       if (this.rejected.has(item.iccid)) return { iccid: item.iccid, status: 'permanent', reason: 'rejected by test' };
       if (this.throttled.has(item.iccid)) {
+        this.throttledAnswers.set(item.iccid, (this.throttledAnswers.get(item.iccid) ?? 0) + 1);
         return { iccid: item.iccid, status: 'throttled', retryAfterMs: 100, reason: 'throttled by test' };
       }
       const list = this.received.get(item.iccid) ?? [];

@@ -119,6 +119,9 @@ test('a throttled target is retried after its delay and never holds back another
   slow.throttled.add(icc);
   const handle = await harness.start(group, { targets: ['cloud', 'slow'] });
   await waitUntil(() => cloud.received.has(icc), 'the healthy target has the SIM');
+  // The throttle is lifted only once the slow target has refused the SIM (on a busy machine, its first try may come
+  // after the healthy target's).
+  await waitUntil(() => (slow.throttledAnswers.get(icc) ?? 0) > 0, 'the slow target throttled the SIM');
   expect(slow.received.has(icc)).toBe(false);
   slow.throttled.delete(icc);
   const status = await harness.waitForCycles(handle, 1);
