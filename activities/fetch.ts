@@ -7,7 +7,7 @@ import { FailureType } from '../shared/failures';
 import type { Logger } from '../shared/log';
 import { canonicalJson } from '../record';
 import type { Entry, StateStore } from '../state/store';
-import { KiteApiError, mapSim, simHash, type KitePresence, type KiteSim } from '../kite';
+import { entriesOfSims, KiteApiError, mapSim, type KiteEntries, type KitePresence, type KiteSim } from '../kite';
 import type { SweepChunk, SweepHeader } from '../state/sweeps';
 import { groupSimsOf, unusableEntries } from './group-sims';
 import { isAccountWide, kiteFailure, type KiteSource } from './kite-source';
@@ -279,8 +279,9 @@ async function fetchOwnListing(deps: FetchDeps, run: FetchRun): Promise<void> {
   // Paging ceiling: a Kite that never stops paging (new ICCs on every page) fails instead of looping.
   const maxSims = listed === undefined ? undefined : Math.max(2 * listed, listed + MIN_LISTING_HEADROOM);
   for await (const page of deps.kite.pages(group, run.checkpoint.cursor, { ...run.call, maxSims })) {
-    counts.seen += page.sims.length;
-    await stageGroupPage(deps, run, page.sims, (i) => page.startIndex + i);
+    const entries = page.entries ?? entriesOfSims(page.sims);
+    counts.seen += entries.length;
+    await stageGroupPage(deps, run, entries, (i) => page.startIndex + i);
     run.checkpoint = {
       phase: 'fetch',
       done: counts.seen,
@@ -289,7 +290,7 @@ async function fetchOwnListing(deps: FetchDeps, run: FetchRun): Promise<void> {
       sweep: run.checkpoint.sweep,
     };
     run.beat();
-    deps.onProgress?.(group, page.sims.length);
+    deps.onProgress?.(group, entries.length);
     throwIfCancelled();
   }
   finishRefresh(run);
@@ -338,7 +339,7 @@ async function fetchFromSweep(deps: FetchDeps, run: FetchRun, account: string): 
     if (json === undefined) throw new Error(`the inventory sweep ${header.id} of group ${group} vanished; retrying`);
     const members = JSON.parse(json) as [position: number, sim: KiteSim][];
     const sims = members.map(([, sim]) => sim);
-    await stageGroupPage(deps, run, sims, (i) => members[i][0]);
+    await stageGroupPage(deps, run, entriesOfSims(sims), (i) => members[i][0]);
     run.checkpoint = {
       phase: 'fetch',
       done: counts.seen,
@@ -435,21 +436,27 @@ async function sweep(deps: FetchDeps, run: FetchRun, account: string, token: str
     const listed = state.listed;
     const maxSims = listed === undefined ? undefined : Math.max(2 * listed, listed + MIN_LISTING_HEADROOM);
     for await (const page of deps.kite.pages(run.group, state.cursor, { ...run.call, maxSims })) {
-      const members = new Map<string, [number, KiteSim][]>();
-      page.sims.forEach((sim, i) => {
+      const entries = page.entries ?? entriesOfSims(page.sims);
+      // Each group's members as JSON text `[position, SIM]`, the SIM as Kite sent it. An entry of no staged group
+      // is not parsed when its group can be read without (a member is, so that a malformed one fails the sweep).
+      const members = new Map<string, string[]>();
+      for (let i = 0; i < entries.length; i++) {
+        const peek = entries.peek(i);
+        if (peek && (peek.group === undefined || !groups.has(peek.group))) continue;
+        const sim = entries.sim(i);
         const group = sim !== null && typeof sim === 'object' ? sim.supervisionGroup : undefined;
-        if (typeof group !== 'string' || !groups.has(group)) return;
+        if (typeof group !== 'string' || !groups.has(group)) continue;
         if (!members.has(group)) members.set(group, []);
-        members.get(group)!.push([page.startIndex + i, sim]);
-      });
-      const chunks: SweepChunk[] = [...members].map(([group, list]) => [group, JSON.stringify(list)]);
+        members.get(group)!.push(`[${page.startIndex + i},${entries.text(i)}]`);
+      }
+      const chunks: SweepChunk[] = [...members].map(([group, list]) => [group, `[${list.join(',')}]`]);
       const kept = await sweeps.append(account, token, ttl, {
         cursor: page.nextIndex,
-        listed: page.sims.length,
+        listed: entries.length,
         chunks,
       });
       if (!kept) return;
-      deps.onProgress?.(run.group, page.sims.length);
+      deps.onProgress?.(run.group, entries.length);
       run.keepAlive();
       throwIfCancelled();
     }
@@ -483,12 +490,12 @@ function withProgress(err: unknown, seen: number): unknown {
 async function stageGroupPage(
   deps: FetchDeps,
   run: FetchRun,
-  sims: KiteSim[],
+  entries: KiteEntries,
   positionOf: (i: number) => number
 ): Promise<void> {
   const { group, cycle, counts, call, refresh } = run;
   const { kite, store } = deps;
-  const grouped = groupSimsOf(sims, 0, group, kite.filterOf(group));
+  const grouped = groupSimsOf(entries, 0, group, kite.filterOf(group));
   const { unusable, members: all } = grouped;
   for (const u of unusable) u.index = positionOf(u.index);
   const invalid = unusableEntries(
@@ -515,7 +522,7 @@ async function stageGroupPage(
   const was = known.map((json) => (json ? (JSON.parse(json) as Connectivity) : undefined));
   // A settled SIM (every target holds its record, nothing held or in flight) whose Kite entry hashes as last time
   // is neither mapped nor staged with a record nor diffed: it is staged as KEPT, so the diff knows it stayed.
-  const hashes = all.map((m) => simHash(m.sim));
+  const hashes = all.map((m) => m.hash);
   const keepable = all.map((_, i) => settled[i] && was[i]?.r === hashes[i] && was[i]!.e === undefined);
   // Presence is read for a SIM that is new or whose connectivity hints changed, and for one due for a refresh.
   const byHints = all.map((m, i) => !keepable[i] && was[i]?.h !== m.hints);

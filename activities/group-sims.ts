@@ -2,17 +2,50 @@
  * Which SIMs of an inventory page belong to the group, and under which ICC each is filed. Pure: the fetch activity
  * looks up the last known ICCs in Redis between the two steps.
  */
-import { connectivityHints, isInGroup, simIcc, simIdentity, type GroupFilter, type KiteSim } from '../kite';
+import {
+  connectivityHints,
+  isInGroup,
+  isUsableIcc,
+  simIcc,
+  simIdentity,
+  type GroupFilter,
+  type KiteEntries,
+  type KiteSim,
+} from '../kite';
 import type { Entry } from '../state/store';
 
-/** A SIM of the group with a usable ICC. */
-export interface GroupSim {
-  sim: KiteSim;
-  icc: string;
+/**
+ * A SIM of the group with a usable ICC. Its Kite entry is parsed only when its SIM, hints or identity are asked
+ * for: a settled SIM whose entry hashes as last time needs none of them.
+ */
+export class GroupSim {
+  private hintsOf?: string;
+
+  constructor(
+    private readonly entries: KiteEntries,
+    private readonly index: number,
+    readonly icc: string
+  ) {}
+
+  /** The SIM as Kite sent it. */
+  get sim(): KiteSim {
+    return this.entries.sim(this.index);
+  }
+
+  /** The hash of its Kite entry (KiteEntries.hash). */
+  get hash(): string {
+    return this.entries.hash(this.index);
+  }
+
   /** Its connectivity hints (connectivityHints). */
-  hints: string;
+  get hints(): string {
+    return (this.hintsOf ??= connectivityHints(this.sim));
+  }
+
   /** What identifies it besides its ICC (simIdentity); recorded so that it is recognised if its ICC goes bad. */
-  identity?: string;
+  get identity(): string | undefined {
+    return simIdentity(this.sim);
+  }
 }
 
 /** A SIM of the group whose ICC Kite sent unusable (a number, empty, F-padded, …). */
@@ -25,22 +58,32 @@ export interface UnusableSim {
 /** The reason an unusable ICC is counted under; mapSim gives the same one. */
 export const UNUSABLE_ICC = 'bad-icc';
 
-/** Splits a page's SIMs of the group into those with a usable ICC and those without. */
+/**
+ * Splits a page's SIMs of the group into those with a usable ICC and those without. With the `supervisionGroup`
+ * filter an entry whose group and ICC can be read without parsing it (KiteEntries.peek) is not parsed here.
+ */
 export function groupSimsOf(
-  sims: KiteSim[],
+  entries: KiteEntries,
   startIndex: number,
   group: string,
   filter: GroupFilter
 ): { members: GroupSim[]; unusable: UnusableSim[] } {
   const members: GroupSim[] = [];
   const unusable: UnusableSim[] = [];
-  sims.forEach((sim, i) => {
-    if (!isInGroup(sim, group, filter)) return;
+  const byGroup = filter.type === 'supervisionGroup';
+  for (let i = 0; i < entries.length; i++) {
+    const peek = byGroup ? entries.peek(i) : undefined;
+    if (peek && peek.group !== group) continue;
+    if (peek?.icc !== undefined && isUsableIcc(peek.icc)) {
+      members.push(new GroupSim(entries, i, peek.icc));
+      continue;
+    }
+    const sim = entries.sim(i);
+    if (!isInGroup(sim, group, filter)) continue;
     const icc = simIcc(sim);
-    const identity = simIdentity(sim);
-    if (icc === undefined) unusable.push({ index: startIndex + i, identity });
-    else members.push({ sim, icc, hints: connectivityHints(sim), identity });
-  });
+    if (icc === undefined) unusable.push({ index: startIndex + i, identity: simIdentity(sim) });
+    else members.push(new GroupSim(entries, i, icc));
+  }
   return { members, unusable };
 }
 

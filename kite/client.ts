@@ -12,6 +12,7 @@ import tls from 'node:tls';
 import { createLogger, type Logger } from '../shared/log';
 import { KiteApiError, kiteException, parseKiteError } from './errors';
 import { realClock, TokenBucket, type Clock, type RateBudget } from '../shared/limits';
+import { entriesOfSims, splitListAnswer, type KiteEntries } from './entries';
 import type { GroupFilter, KitePresence, KiteSim } from './types';
 
 export interface KiteClientOptions {
@@ -69,7 +70,10 @@ export interface KiteClientOptions {
 export interface KitePage {
   startIndex: number;
   nextIndex: number;
+  /** Every SIM of the page, parsed (for a client's page, parsed on first use). */
   sims: KiteSim[];
+  /** The same SIMs parsed only when asked, hashed over their bytes as Kite sent them (entries.ts). @default none */
+  entries?: KiteEntries;
   /** True for the short (possibly empty) page that ends the list. */
   last: boolean;
 }
@@ -195,11 +199,19 @@ export class KiteClient {
 
   /** One page of the inventory: `maxBatchSize` SIMs from `startIndex` (0-based), fewer at the end. */
   async listPage(startIndex: number, maxBatchSize = this.pageSize, call: CallOptions = {}): Promise<KiteSim[]> {
+    return (await this.listEntries(startIndex, maxBatchSize, call)).all();
+  }
+
+  /** The same page with its SIMs parsed only when asked (entries.ts): what `pages` yields. */
+  async listEntries(startIndex: number, maxBatchSize = this.pageSize, call: CallOptions = {}): Promise<KiteEntries> {
     if (!Number.isInteger(startIndex) || startIndex < 0) throw new Error(`startIndex must be >= 0, got ${startIndex}`);
     const size = Math.min(Math.max(1, Math.floor(maxBatchSize)), pageCap(this.apiVersion));
     const query = `startIndex=${startIndex}&maxBatchSize=${size}${this.search ? `&${this.search}` : ''}`;
     const where = `GET sim?${query}`;
-    const body = await this.getJson(`sim?${query}`, where, call);
+    const raw = await this.getBody(`sim?${query}`, where, call);
+    const split = splitListAnswer(raw, where);
+    if (split) return split;
+    const body = parseAnswer(raw, where);
     const notAList = (text: string) => new KiteApiError({ code: 'BAD_RESPONSE', status: 200, where, text });
     if (typeof body !== 'object' || body === null || Array.isArray(body)) {
       throw notAList(`the answer is not a SIM list but ${Array.isArray(body) ? 'an array' : typeof body}`);
@@ -208,10 +220,10 @@ export class KiteClient {
     if (list === undefined) {
       const keys = Object.keys(body);
       if (keys.length) throw notAList(`the answer has no subscriptionData, only ${keys.slice(0, 5).join(', ')}`);
-      return []; // an empty result may come as {}; fetch refuses an empty inventory where the group had members
+      return entriesOfSims([]); // an empty result may come as {}; fetch refuses an empty inventory where the group had members
     }
-    if (Array.isArray(list)) return list as KiteSim[];
-    if (typeof list === 'object' && list !== null) return [list as KiteSim]; // XML-to-JSON bridges unwrap 1-item lists
+    if (Array.isArray(list)) return entriesOfSims(list as KiteSim[]);
+    if (typeof list === 'object' && list !== null) return entriesOfSims([list as KiteSim]); // XML-to-JSON bridges unwrap 1-item lists
     throw notAList('subscriptionData is not a list');
   }
 
@@ -230,22 +242,33 @@ export class KiteClient {
     let index = startIndex;
     let count = 0;
     const listed = new Set<unknown>();
-    let pending = this.listPage(index, this.pageSize, call);
+    let pending = this.listEntries(index, this.pageSize, call);
     for (;;) {
-      let sims = await pending;
+      let entries = await pending;
       if (call.maxPages !== undefined && ++count > call.maxPages) {
         const text = `more than ${call.maxPages} pages of ${this.pageSize} SIMs (the ceiling from the known inventory): Kite's paging does not end`;
         throw new KiteApiError({ code: 'TOO_MANY_PAGES', status: 200, where: `GET sim?startIndex=${index}`, text });
       }
-      if (sims.length > 0 && sims.length < this.pageSize) sims = await this.confirmShortPage(index, sims, call);
-      rejectRepeats(sims, listed, index);
-      const last = sims.length < this.pageSize;
-      const nextIndex = index + sims.length;
+      if (entries.length > 0 && entries.length < this.pageSize) {
+        entries = await this.confirmShortPage(index, entries, call);
+      }
+      rejectRepeats(entries, listed, index);
+      const last = entries.length < this.pageSize;
+      const nextIndex = index + entries.length;
       if (!last) {
-        pending = this.listPage(nextIndex, this.pageSize, call);
+        pending = this.listEntries(nextIndex, this.pageSize, call);
         pending.catch(() => undefined); // observed by the await above on the next round, or dropped if the caller stops
       }
-      yield { startIndex: index, nextIndex, sims, last };
+      const page = entries;
+      yield {
+        startIndex: index,
+        nextIndex,
+        entries: page,
+        get sims() {
+          return page.all();
+        },
+        last,
+      };
       if (last) return;
       index = nextIndex;
     }
@@ -255,16 +278,16 @@ export class KiteClient {
    * A short page ends the list only if nothing follows it; otherwise it was cut: it is read once more, and if it
    * is still short with more SIMs after it, the listing fails with BAD_RESPONSE (Temporal retries the fetch).
    */
-  private async confirmShortPage(index: number, sims: KiteSim[], call: CallOptions): Promise<KiteSim[]> {
+  private async confirmShortPage(index: number, sims: KiteEntries, call: CallOptions): Promise<KiteEntries> {
     for (let readAgain = false; ; readAgain = true) {
-      const after = await this.listPage(index + sims.length, this.pageSize, call);
+      const after = await this.listEntries(index + sims.length, this.pageSize, call);
       if (after.length === 0) return sims;
       if (readAgain) {
         const text = `a short page of ${sims.length} SIMs at startIndex ${index} (page size ${this.pageSize}) was followed by ${after.length} more at startIndex ${index + sims.length}, twice: Kite's pages are truncated`;
         throw new KiteApiError({ code: 'BAD_RESPONSE', status: 200, where: `GET sim?startIndex=${index}`, text });
       }
       this.log.warn('kite answered a short page followed by more SIMs, reading it again', { index, got: sims.length }); // prettier-ignore
-      sims = await this.listPage(index, this.pageSize, call);
+      sims = await this.listEntries(index, this.pageSize, call);
       if (sims.length >= this.pageSize || sims.length === 0) return sims;
     }
   }
@@ -275,7 +298,7 @@ export class KiteClient {
    */
   async getPresence(icc: string, call: CallOptions = {}): Promise<KitePresence | undefined> {
     const path = `sim/icc:${encodeURIComponent(icc)}/presence`;
-    const body = await this.getJson(path, `GET ${path}`, call);
+    const body = parseAnswer(await this.getBody(path, `GET ${path}`, call), `GET ${path}`);
     const detail = (body as { presenceDetailData?: unknown } | null)?.presenceDetailData;
     if (detail === undefined || detail === null) return undefined;
     if (typeof detail === 'object' && !Array.isArray(detail)) return detail as KitePresence;
@@ -287,10 +310,10 @@ export class KiteClient {
     this.agent.destroy();
   }
 
-  private async getJson(path: string, where: string, call: CallOptions): Promise<unknown> {
+  private async getBody(path: string, where: string, call: CallOptions): Promise<Buffer> {
     const waiting = call.onWaiting ? setInterval(call.onWaiting, WAITING_BEAT_MS) : undefined;
     try {
-      return await this.getJsonHonouringRetryAfter(path, where, call.signal);
+      return await this.getBodyHonouringRetryAfter(path, where, call.signal);
     } finally {
       clearInterval(waiting);
     }
@@ -300,7 +323,7 @@ export class KiteClient {
    * Sends the request; after Kite's 429 sends it again once Kite's Retry-After has passed, at most
    * `rateLimitRetries` times. Any other failure is raised at once.
    */
-  private async getJsonHonouringRetryAfter(path: string, where: string, signal?: AbortSignal): Promise<unknown> {
+  private async getBodyHonouringRetryAfter(path: string, where: string, signal?: AbortSignal): Promise<Buffer> {
     for (let resent = 0; ; resent++) {
       await this.budget.take(1, signal);
       try {
@@ -319,9 +342,12 @@ export class KiteClient {
     }
   }
 
-  /** One request, without any retry; every failure is a KiteApiError (or the signal's reason). */
-  private once(path: string, where: string, signal?: AbortSignal): Promise<unknown> {
-    return new Promise<unknown>((resolve, reject) => {
+  /**
+   * One request, without any retry: the body of a 2xx answer. Every failure is a KiteApiError (or the signal's
+   * reason).
+   */
+  private once(path: string, where: string, signal?: AbortSignal): Promise<Buffer> {
+    return new Promise<Buffer>((resolve, reject) => {
       const req = https.request({
         agent: this.agent,
         method: 'GET',
@@ -356,21 +382,13 @@ export class KiteClient {
           clearTimeout(timer);
           const status = res.statusCode ?? 0;
           if (!res.complete) return reject(badResponse(status, where, 'the body was cut off'));
-          const text = Buffer.concat(chunks).toString('utf8');
+          const body = Buffer.concat(chunks);
           if (status < 200 || status >= 300) {
             const retryAfter = Number(res.headers['retry-after']);
+            const text = body.toString('utf8');
             return reject(parseKiteError(status, text, where, Number.isFinite(retryAfter) ? retryAfter : undefined));
           }
-          if (!text.trim()) return reject(badResponse(status, where, `HTTP ${status} with an empty body where JSON was expected`)); // prettier-ignore
-          let json: unknown;
-          try {
-            json = JSON.parse(text);
-          } catch {
-            const kind = /^\s*</.test(text) ? 'an HTML or XML page' : 'malformed JSON';
-            return reject(badResponse(status, where, `${kind} (${text.length} bytes) where JSON was expected`));
-          }
-          if (kiteException(json)) return reject(parseKiteError(status, text, where)); // an error body under a 2xx
-          resolve(json);
+          resolve(body);
         });
       });
       req.end();
@@ -378,17 +396,36 @@ export class KiteClient {
   }
 }
 
+/**
+ * A 2xx answer's JSON; an empty, malformed or exception body (an error under a 2xx) fails with Kite's error or
+ * BAD_RESPONSE.
+ */
+function parseAnswer(body: Buffer, where: string): unknown {
+  const text = body.toString('utf8');
+  if (!text.trim()) throw badResponse(200, where, 'HTTP 200 with an empty body where JSON was expected');
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    const kind = /^\s*</.test(text) ? 'an HTML or XML page' : 'malformed JSON';
+    throw badResponse(200, where, `${kind} (${text.length} bytes) where JSON was expected`);
+  }
+  if (kiteException(json)) throw parseKiteError(200, text, where);
+  return json;
+}
+
 /** Fails when a page repeats more than half of its SIMs from earlier pages of the same listing. */
-function rejectRepeats(sims: KiteSim[], listed: Set<unknown>, index: number): void {
+function rejectRepeats(entries: KiteEntries, listed: Set<unknown>, index: number): void {
   let repeated = 0;
-  for (const sim of sims) {
-    const id = (sim as { icc?: unknown } | null)?.icc;
+  for (let i = 0; i < entries.length; i++) {
+    const peek = entries.peek(i);
+    const id = peek ? peek.icc : (entries.sim(i) as { icc?: unknown } | null)?.icc;
     if (id === undefined) continue;
     if (listed.has(id)) repeated++;
     else listed.add(id);
   }
-  if (repeated > 0 && repeated * 2 > sims.length) {
-    const text = `the page at startIndex ${index} repeats ${repeated} of its ${sims.length} SIMs from earlier pages: Kite seems to ignore startIndex; stopped paging instead of looping`;
+  if (repeated > 0 && repeated * 2 > entries.length) {
+    const text = `the page at startIndex ${index} repeats ${repeated} of its ${entries.length} SIMs from earlier pages: Kite seems to ignore startIndex; stopped paging instead of looping`;
     throw new KiteApiError({ code: 'REPEATED_SIMS', status: 200, where: `GET sim?startIndex=${index}`, text });
   }
 }

@@ -21,6 +21,7 @@ export {
   connectivityHints,
   isInGroup,
   simIcc,
+  isUsableIcc,
   simIdentity,
   simHash,
   MAX_STRING_LENGTH,
@@ -28,6 +29,7 @@ export {
   type MapResult,
 } from './mapping';
 export { kiteAccountPeer } from './account';
+export { entriesOfSims, splitListAnswer, type KiteEntries, type EntryPeek } from './entries';
 export {
   KiteClient,
   tlsFromFiles,

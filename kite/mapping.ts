@@ -182,6 +182,11 @@ export function simIcc(sim: KiteSim): string | undefined {
   return isObj(sim) && typeof sim.icc === 'string' && ICC.test(sim.icc) ? sim.icc : undefined;
 }
 
+/** Whether an ICC as Kite sent it is usable as the SIM's identifier (see simIcc). */
+export function isUsableIcc(icc: string): boolean {
+  return ICC.test(icc);
+}
+
 /**
  * What identifies the SIM besides its ICC: Kite's `subscriptionId` and the `imsi` together (`sub:<id>|imsi:<imsi>`,
  * either part may be empty), undefined when it has neither. Lets the connector recognise a SIM whose ICC Kite

@@ -1,0 +1,278 @@
+/**
+ * The SIMs of one inventory page, parsed only when asked. A steady-state cycle finds most SIMs as Kite sent them
+ * last time: their entry's bytes hash the same. Parsing and hashing every entry cost most of such a cycle's CPU
+ * (BENCHMARKS.md), so a list answer is split into its entries' byte ranges in one pass, each entry hashed over its
+ * raw bytes, and its `supervisionGroup` and `icc` read without parsing where they are plain strings. An entry is
+ * parsed when its SIM is needed: a member of the group whose entry changed.
+ */
+import { hash } from 'node:crypto';
+import { KiteApiError } from './errors';
+import { simHash } from './mapping';
+import type { KiteSim } from './types';
+
+/** What an entry tells without being parsed. */
+export interface EntryPeek {
+  /** Its `supervisionGroup`; undefined when the entry has none. */
+  group?: string;
+  /** Its `icc` as sent (not yet checked to be usable, see simIcc); undefined when the entry has none. */
+  icc?: string;
+}
+
+/** The SIMs of one list page. */
+export interface KiteEntries {
+  readonly length: number;
+  /** The i-th SIM, parsed on first use. Fails with BAD_RESPONSE when its bytes are not JSON. */
+  sim(i: number): KiteSim;
+  /**
+   * A compact hash of the i-th entry (11 characters of its SHA-1): over its bytes as Kite sent them, or over its
+   * JSON text for a page parsed whole. Equal hashes mean an equal entry (about 1 chance in 2^66 otherwise).
+   */
+  hash(i: number): string;
+  /**
+   * The i-th entry's `supervisionGroup` and `icc` when its bytes tell them without parsing: each is a plain string
+   * (no escape) at the entry's top level, or absent. Undefined when only parsing can tell.
+   */
+  peek(i: number): EntryPeek | undefined;
+  /** The i-th entry's JSON text: as Kite sent it, or the parsed SIM's JSON.stringify. */
+  text(i: number): string;
+  /** Every SIM, parsed. */
+  all(): KiteSim[];
+}
+
+/** A page parsed whole (a test's inventory, or an answer the splitter does not take): nothing peeks. */
+export function entriesOfSims(sims: KiteSim[]): KiteEntries {
+  const hashes: (string | undefined)[] = [];
+  return {
+    length: sims.length,
+    sim: (i) => sims[i],
+    hash: (i) => (hashes[i] ??= simHash(sims[i])),
+    peek: () => undefined,
+    text: (i) => JSON.stringify(sims[i]) ?? 'null',
+    all: () => sims,
+  };
+}
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const COMMA = 0x2c;
+const COLON = 0x3a;
+const LBRACE = 0x7b;
+const RBRACE = 0x7d;
+const LBRACKET = 0x5b;
+const RBRACKET = 0x5d;
+
+const KEY_ICC = Buffer.from('"icc"');
+const KEY_GROUP = Buffer.from('"supervisionGroup"');
+const KEY_LIST = Buffer.from('"subscriptionData"');
+
+/** An entry value that is there but is not a plain string: only parsing tells what it means. */
+const OPAQUE = Symbol('opaque');
+type Peeked = string | undefined | typeof OPAQUE;
+
+/** Containers nested deeper than this are left to JSON.parse. */
+const MAX_DEPTH = 256;
+
+/**
+ * Splits a list answer `{"subscriptionData":[ … ]}` into its entries without parsing them. Undefined for any
+ * other shape (another key beside the list, the list as one object, an exception body, broken JSON): the caller
+ * parses the answer whole and reports what is wrong with it.
+ *
+ * What is checked here is the structure: strings closed, brackets matched in kind, commas between the list's
+ * entries and nothing after the answer. An entry's own grammar is checked when it is parsed. An entry that is
+ * never parsed is either another group's or a byte-for-byte copy of one that parsed before (its hash is equal).
+ */
+export function splitListAnswer(body: Buffer, where: string): KiteEntries | undefined {
+  const scan = new Scanner(body);
+  let i = scan.ws(0);
+  if (body[i] !== LBRACE) return undefined;
+  i = scan.ws(i + 1);
+  if (body[i] === RBRACE) return scan.ws(i + 1) === body.length ? rawEntries(body, [], [], [], [], where) : undefined;
+  if (!scan.startsWith(i, KEY_LIST)) return undefined;
+  i = scan.ws(i + KEY_LIST.length);
+  if (body[i] !== COLON) return undefined;
+  i = scan.ws(i + 1);
+  if (body[i] !== LBRACKET) return undefined;
+  const starts: number[] = [];
+  const ends: number[] = [];
+  const groups: Peeked[] = [];
+  const iccs: Peeked[] = [];
+  i = scan.ws(i + 1);
+  if (body[i] !== RBRACKET) {
+    for (;;) {
+      const start = i;
+      const end = body[i] === LBRACE ? scan.entry(i) : scan.value(i);
+      if (end < 0) return undefined;
+      starts.push(start);
+      ends.push(end);
+      groups.push(body[i] === LBRACE ? scan.group : OPAQUE);
+      iccs.push(body[i] === LBRACE ? scan.icc : OPAQUE);
+      i = scan.ws(end);
+      if (body[i] === COMMA) i = scan.ws(i + 1);
+      else if (body[i] === RBRACKET) break;
+      else return undefined;
+    }
+  }
+  i = scan.ws(i + 1);
+  if (body[i] !== RBRACE || scan.ws(i + 1) !== body.length) return undefined;
+  return rawEntries(body, starts, ends, groups, iccs, where);
+}
+
+function rawEntries(
+  body: Buffer,
+  starts: number[],
+  ends: number[],
+  groups: Peeked[],
+  iccs: Peeked[],
+  where: string
+): KiteEntries {
+  const sims: (KiteSim | undefined)[] = [];
+  const sim = (i: number): KiteSim => {
+    const parsed = sims[i];
+    if (parsed !== undefined) return parsed;
+    try {
+      return (sims[i] = JSON.parse(body.toString('utf8', starts[i], ends[i])) as KiteSim);
+    } catch {
+      const text = `SIM ${i} of the page is malformed JSON (${ends[i] - starts[i]} bytes)`;
+      throw new KiteApiError({ code: 'BAD_RESPONSE', status: 200, where, text });
+    }
+  };
+  return {
+    length: starts.length,
+    sim,
+    hash: (i) => hash('sha1', body.subarray(starts[i], ends[i]), 'base64url').slice(0, 11),
+    peek: (i) => {
+      const group = groups[i];
+      const icc = iccs[i];
+      return group === OPAQUE || icc === OPAQUE ? undefined : { group, icc };
+    },
+    text: (i) => body.toString('utf8', starts[i], ends[i]),
+    all: () => starts.map((_, i) => sim(i)),
+  };
+}
+
+/** A forward scanner over JSON bytes; every method returns -1 where the bytes are not what JSON allows. */
+class Scanner {
+  /** Set by `entry`: the entry's top-level `supervisionGroup` and `icc` (the last of duplicates, as JSON.parse). */
+  group: Peeked;
+  icc: Peeked;
+  private escaped = false;
+  private readonly stack = new Uint8Array(MAX_DEPTH);
+
+  constructor(private readonly b: Buffer) {}
+
+  /** The first index at or after `i` that is not JSON whitespace. */
+  ws(i: number): number {
+    const b = this.b;
+    while (i < b.length) {
+      const c = b[i];
+      if (c !== 0x20 && c !== 0x0a && c !== 0x0d && c !== 0x09) return i;
+      i++;
+    }
+    return i;
+  }
+
+  startsWith(i: number, bytes: Buffer): boolean {
+    return i >= 0 && this.b.compare(bytes, 0, bytes.length, i, i + bytes.length) === 0;
+  }
+
+  /** Whether `bytes` are at `i` (a loop: a native compare per key costs more than the key). */
+  private is(i: number, bytes: Buffer): boolean {
+    const b = this.b;
+    for (let k = 0; k < bytes.length; k++) if (b[i + k] !== bytes[k]) return false;
+    return true;
+  }
+
+  /** Past the string opening at `i`; `escaped` tells whether it held a backslash. */
+  string(i: number): number {
+    const b = this.b;
+    const n = b.length;
+    let escaped = false;
+    for (let j = i + 1; j < n; j++) {
+      const c = b[j];
+      if (c === QUOTE) {
+        this.escaped = escaped;
+        return j + 1;
+      }
+      if (c === BACKSLASH) {
+        escaped = true;
+        j++;
+      }
+    }
+    return -1;
+  }
+
+  /** Past the value starting at `i` (a string, an object or array with everything in it, or a literal). */
+  value(i: number): number {
+    const b = this.b;
+    if (i < 0 || i >= b.length) return -1;
+    const c = b[i];
+    if (c === QUOTE) return this.string(i);
+    if (c === LBRACE || c === LBRACKET) return this.container(i);
+    let j = i;
+    while (j < b.length) {
+      const d = b[j];
+      if (d === COMMA || d === RBRACE || d === RBRACKET || d === 0x20 || d === 0x0a || d === 0x0d || d === 0x09) break;
+      if (d === QUOTE || d === LBRACE || d === LBRACKET || d === COLON) return -1;
+      j++;
+    }
+    return j > i ? j : -1;
+  }
+
+  /** Past the object or array opening at `i`, its brackets matched in kind. */
+  private container(i: number): number {
+    const b = this.b;
+    const stack = this.stack;
+    let depth = 0;
+    for (let j = i; j < b.length; j++) {
+      const c = b[j];
+      if (c === QUOTE) {
+        j = this.string(j) - 1;
+        if (j < 0) return -1;
+      } else if (c === LBRACE || c === LBRACKET) {
+        if (depth === MAX_DEPTH) return -1;
+        stack[depth++] = c;
+      } else if (c === RBRACE || c === RBRACKET) {
+        if (depth === 0 || stack[--depth] !== (c === RBRACE ? LBRACE : LBRACKET)) return -1;
+        if (depth === 0) return j + 1;
+      }
+    }
+    return -1;
+  }
+
+  /** Past the object opening at `i`, noting its top-level `supervisionGroup` and `icc` (see `group`, `icc`). */
+  entry(i: number): number {
+    const b = this.b;
+    this.group = undefined;
+    this.icc = undefined;
+    let j = this.ws(i + 1);
+    if (b[j] === RBRACE) return j + 1;
+    for (;;) {
+      if (b[j] !== QUOTE) return -1;
+      const keyStart = j;
+      j = this.string(j);
+      if (j < 0) return -1;
+      // A key written with escapes may spell `icc` or `supervisionGroup` once parsed: only parsing tells.
+      if (this.escaped) this.group = this.icc = OPAQUE;
+      const keyLength = j - keyStart;
+      j = this.ws(j);
+      if (b[j] !== COLON) return -1;
+      const valueStart = this.ws(j + 1);
+      j = this.value(valueStart);
+      if (j < 0) return -1;
+      const which =
+        keyLength === KEY_ICC.length && this.is(keyStart, KEY_ICC)
+          ? 'icc'
+          : keyLength === KEY_GROUP.length && this.is(keyStart, KEY_GROUP)
+            ? 'group'
+            : undefined;
+      if (which && this[which] !== OPAQUE) {
+        const plain = b[valueStart] === QUOTE && !this.escaped;
+        this[which] = plain ? b.toString('utf8', valueStart + 1, j - 1) : OPAQUE;
+      }
+      j = this.ws(j);
+      if (b[j] === RBRACE) return j + 1;
+      if (b[j] !== COMMA) return -1;
+      j = this.ws(j + 1);
+    }
+  }
+}
