@@ -7,9 +7,10 @@ import { FailureType } from '../shared/failures';
 import type { Logger } from '../shared/log';
 import { canonicalJson } from '../record';
 import type { Entry, StateStore } from '../state/store';
-import { entriesOfSims, KiteApiError, mapSim, type KiteEntries, type KitePresence, type KiteSim } from '../kite';
+import { entriesOfSims, KiteApiError, mapSim, type KiteEntries, type KitePresence } from '../kite';
 import type { SweepChunk, SweepHeader } from '../state/sweeps';
 import { groupSimsOf, unusableEntries } from './group-sims';
+import { decodeSweepChunk, encodeSweepChunk, type SweepMember } from './sweep-chunk';
 import { isAccountWide, kiteFailure, type KiteSource } from './kite-source';
 import {
   budgetPeriod,
@@ -337,9 +338,8 @@ async function fetchFromSweep(deps: FetchDeps, run: FetchRun, account: string): 
   for (let chunk = run.checkpoint.cursor; chunk < total; chunk++) {
     const [json] = await sweeps.chunks(account, group, cycle, chunk, 1);
     if (json === undefined) throw new Error(`the inventory sweep ${header.id} of group ${group} vanished; retrying`);
-    const members = JSON.parse(json) as [position: number, sim: KiteSim][];
-    const sims = members.map(([, sim]) => sim);
-    await stageGroupPage(deps, run, entriesOfSims(sims), (i) => members[i][0]);
+    const { positions, entries } = decodeSweepChunk(json, `the inventory sweep ${header.id} of group ${group}`);
+    await stageGroupPage(deps, run, entries, (i) => positions[i]);
     run.checkpoint = {
       phase: 'fetch',
       done: counts.seen,
@@ -437,9 +437,9 @@ async function sweep(deps: FetchDeps, run: FetchRun, account: string, token: str
     const maxSims = listed === undefined ? undefined : Math.max(2 * listed, listed + MIN_LISTING_HEADROOM);
     for await (const page of deps.kite.pages(run.group, state.cursor, { ...run.call, maxSims })) {
       const entries = page.entries ?? entriesOfSims(page.sims);
-      // Each group's members as JSON text `[position, SIM]`, the SIM as Kite sent it. An entry of no staged group
+      // Each group's members, the SIM as Kite sent it (sweep-chunk.ts). An entry of no staged group
       // is not parsed when its group can be read without (a member is, so that a malformed one fails the sweep).
-      const members = new Map<string, string[]>();
+      const members = new Map<string, SweepMember[]>();
       for (let i = 0; i < entries.length; i++) {
         const peek = entries.peek(i);
         if (peek && (peek.group === undefined || !groups.has(peek.group))) continue;
@@ -447,9 +447,9 @@ async function sweep(deps: FetchDeps, run: FetchRun, account: string, token: str
         const group = sim !== null && typeof sim === 'object' ? sim.supervisionGroup : undefined;
         if (typeof group !== 'string' || !groups.has(group)) continue;
         if (!members.has(group)) members.set(group, []);
-        members.get(group)!.push(`[${page.startIndex + i},${entries.text(i)}]`);
+        members.get(group)!.push({ position: page.startIndex + i, text: entries.text(i) });
       }
-      const chunks: SweepChunk[] = [...members].map(([group, list]) => [group, `[${list.join(',')}]`]);
+      const chunks: SweepChunk[] = [...members].map(([group, list]) => [group, encodeSweepChunk(list)]);
       const kept = await sweeps.append(account, token, ttl, {
         cursor: page.nextIndex,
         listed: entries.length,

@@ -9,11 +9,12 @@
  *                          cursor, seen, done, groups,  ended, the page index to resume from, SIMs listed so far,
  *                          listed                       the groups it stages, and SIMs of the last complete sweep
  *   groups            ZSET group → expiry (epoch ms)    groups that read the account: the next sweep stages them
- *   build:<group>     LIST chunk JSON                   the running sweep's members of the group, one chunk a page
- *   part:<group>      LIST header JSON, chunk JSON…     the newest finished sweep's members of the group, not taken
+ *   build:<group>     LIST chunk                        the running sweep's members of the group, one chunk a page
+ *   part:<group>      LIST header JSON, chunks…         the newest finished sweep's members of the group, not taken
  *   taken:<group>:<cycle> LIST header, chunks…          the partition a group's cycle took; its fetch reads it
  *
- * A chunk is a JSON array of `[position in the listing, raw Kite SIM]`. The header is
+ * A chunk is text the fetch writes and reads (activities/sweep-chunk.ts: the members' positions in the listing
+ * and their Kite entries as sent). The header is
  * `{"id", "startedAt", "finishedAt", "seen"}`. A sweep's page is appended, and its cursor advanced, in one script
  * that checks the lock: a sweeper that lost its lock writes nothing, and the one that took over resumes at the
  * cursor. Finishing renames every `build:` to `part:` and releases the lock in one script.

@@ -16,9 +16,9 @@ import { testStore } from '../support/test-store';
 
 const { store } = testStore('skip');
 
-function setup(names = ['cloud', 'other']) {
+function setup(names = ['cloud', 'other'], options: { raw?: boolean } = {}) {
   const group = uniqueName('g');
-  const kite = new MemoryKite(10);
+  const kite = new MemoryKite(10, options);
   const targets = names.map((name) => new RecordingTarget(name));
   const acts = createActivities({
     store,
@@ -97,6 +97,25 @@ test('unchanged settled SIMs are kept, not staged; a change, a join and a leave 
     expect(target.received.has(joined)).toBe(true);
   }
   expect(await store.publishedRecords(group, 'cloud', [iccs[5]])).toEqual([null]);
+});
+
+test("Kite's pages as bytes: a settled SIM whose entry did not change is not even parsed, a changed one is", async () => {
+  const { group, kite, acts, targets } = setup(['cloud'], { raw: true });
+  const iccs = kite.addSims(group, 30);
+  kite.addSims('another-group', 20, 100);
+  await cycle(acts, group, 1, ['cloud']);
+  await cycle(acts, group, 2, ['cloud']);
+  kite.parsed = 0;
+  const steady = await cycle(acts, group, 3, ['cloud']);
+  expect(steady.fetched).toMatchObject({ seen: 50, inGroup: 30 });
+  expect(kite.parsed).toBe(0); // neither the group's settled SIMs nor another group's
+
+  kite.update(iccs[7], { alias: 'renamed' });
+  kite.parsed = 0;
+  const changed = await cycle(acts, group, 4, ['cloud']);
+  expect(kite.parsed).toBe(1);
+  expect(changed.diffed.targets.cloud.changed).toBe(1);
+  expect(stateOf(targets[0], iccs[7])).toMatchObject({ alias: 'renamed' });
 });
 
 test('a held counter change goes out once allowed although the SIM no longer changes in Kite', async () => {

@@ -8,13 +8,17 @@ import { createActivities, type FetchResult } from '../../activities';
 import type { KitePage } from '../../kite';
 import { createLogger } from '../../shared/log';
 import { uniqueName } from '../setup/stack';
+import { decodeSweepChunk, encodeSweepChunk } from '../../activities/sweep-chunk';
 import { MemoryKite } from '../support/memory-kite';
 import { testStore } from '../support/test-store';
 import { waitUntil } from '../support/wait-until';
 
 const { store } = testStore('sweep');
 
-/** An inventory of one account that counts the list pages served and may hold each page back until released. */
+/**
+ * An inventory of one account that counts the list pages served and may hold each page back until released. Its
+ * pages come as the Kite client gives them (JSON bytes split into entries), so the sweep hands entries as sent.
+ */
 class SharedKite extends MemoryKite {
   pagesServed = 0;
   /** While set, each page waits for it. */
@@ -23,7 +27,7 @@ class SharedKite extends MemoryKite {
     pageSize: number,
     private readonly account: string
   ) {
-    super(pageSize);
+    super(pageSize, { raw: true });
   }
   override async *pages(group: string, fromIndex: number): AsyncIterable<KitePage> {
     for await (const page of super.pages(group, fromIndex)) {
@@ -82,6 +86,33 @@ test('three groups of one account: one sweep per round of cycles, each group sta
       expect(staged.every((json) => json !== null)).toBe(true);
     }
   }
+});
+
+test("a group reading an unchanged sweep parses none of its settled SIMs' entries", async () => {
+  const { kite, groups, acts } = setup();
+  const [group] = groups;
+  const diff = (cycle: number) =>
+    new MockActivityEnvironment().run(acts.diffSnapshot, { group, cycle, targets: [] }) as Promise<unknown>;
+  // Two groups read the account, so the sweep (not the group's own listing) stages them.
+  for (const cycle of [1, 2, 3]) {
+    await Promise.all(groups.slice(0, 2).map((g) => fetchIn(new MockActivityEnvironment(), acts, g, cycle)));
+    kite.parsed = 0;
+    await diff(cycle);
+  }
+  // The second group's fetch runs the sweep: it parses each member it hands on (a malformed one fails the sweep).
+  kite.parsed = 0;
+  await fetchIn(new MockActivityEnvironment(), acts, groups[1], 4);
+  expect(kite.parsed).toBe(2 * 15);
+  // The first group's fetch reads its members from that sweep and parses none of them.
+  const parse = jest.spyOn(JSON, 'parse');
+  try {
+    await fetchIn(new MockActivityEnvironment(), acts, group, 4);
+    const entriesParsed = parse.mock.calls.filter(([text]) => String(text).includes(`"supervisionGroup":"${group}"`));
+    expect(entriesParsed).toHaveLength(0);
+  } finally {
+    parse.mockRestore();
+  }
+  expect(await store.snapshotCount(group, 4)).toBe(15);
 });
 
 test('a change in Kite reaches every group that reads the sweep after it', async () => {
@@ -228,4 +259,21 @@ test("the account's only reader lists Kite itself, resumes its own listing, and 
   const beforeShared = kite.pagesServed;
   expect(await fetchIn(new MockActivityEnvironment(), acts, a, 2)).toMatchObject({ inGroup: 15 });
   expect(kite.pagesServed).toBe(beforeShared);
+});
+
+test("a sweep's chunk keeps each member's position and entry as sent; a chunk of older workers is still read", () => {
+  const where = 'the inventory sweep 1 of group g';
+  const texts = [
+    '{"icc":"89340711000000000001","supervisionGroup":"g"}',
+    '{"icc":"89340711000000000002","b":[1,{"c":"]"}]}',
+  ];
+  const chunk = encodeSweepChunk(texts.map((text, i) => ({ position: 40 + i, text })));
+  const { positions, entries } = decodeSweepChunk(chunk, where);
+  expect(positions).toEqual([40, 41]);
+  expect([entries.text(0), entries.text(1)]).toEqual(texts);
+  expect(entries.peek(0)).toEqual({ group: 'g', icc: '89340711000000000001' });
+  const old = decodeSweepChunk(`[[7,${texts[0]}],[9,${texts[1]}]]`, where);
+  expect(old.positions).toEqual([7, 9]);
+  expect(old.entries.all()).toEqual(texts.map((t) => JSON.parse(t)));
+  expect(() => decodeSweepChunk('1,2\n{"subscriptionData":[{}]}', where)).toThrow(/not what a sweep writes/);
 });

@@ -3,7 +3,14 @@
  * and mapped by the real mapping. For tests of the publishing rule, where what matters is what changed in Kite.
  */
 import type { KiteSource } from '../../activities/kite-source';
-import type { GroupFilter, KitePage, KitePresence, KiteSim } from '../../kite';
+import {
+  splitListAnswer,
+  type GroupFilter,
+  type KiteEntries,
+  type KitePage,
+  type KitePresence,
+  type KiteSim,
+} from '../../kite';
 
 export class MemoryKite implements KiteSource {
   readonly sims = new Map<string, KiteSim>();
@@ -11,16 +18,39 @@ export class MemoryKite implements KiteSource {
   /** ICCs whose presence was read, in order. */
   readonly presenceReads: string[] = [];
 
-  constructor(private readonly pageSize = 100) {}
+  /** With `raw` pages: how many entries the fetch parsed (KiteEntries.sim on an entry not parsed before). */
+  parsed = 0;
+
+  /**
+   * `raw`: pages come as the Kite client gives them, JSON bytes split into entries parsed on demand (entries.ts).
+   * @default plain parsed pages
+   */
+  constructor(
+    private readonly pageSize = 100,
+    private readonly options: { raw?: boolean } = {}
+  ) {}
 
   async *pages(_group: string, fromIndex: number): AsyncIterable<KitePage> {
     const all = [...this.sims.values()];
     for (let start = fromIndex; start < all.length || start === 0; start += this.pageSize) {
       const sims = all.slice(start, start + this.pageSize);
       const last = start + this.pageSize >= all.length;
-      yield { startIndex: start, nextIndex: start + sims.length, sims, last };
+      const entries = this.options.raw ? this.rawEntries(sims) : undefined;
+      yield { startIndex: start, nextIndex: start + sims.length, sims, entries, last };
       if (last) return;
     }
+  }
+
+  private rawEntries(sims: KiteSim[]): KiteEntries {
+    const entries = splitListAnswer(Buffer.from(JSON.stringify({ subscriptionData: sims })), 'GET sim')!;
+    const parsed = new Set<number>();
+    return {
+      ...entries,
+      sim: (i) => {
+        if (!parsed.has(i)) (parsed.add(i), this.parsed++);
+        return entries.sim(i);
+      },
+    };
   }
 
   async presence(icc: string): Promise<KitePresence | undefined> {
