@@ -47,7 +47,10 @@ export class MemoryKite implements KiteSource {
     return {
       ...entries,
       sim: (i) => {
-        if (!parsed.has(i)) (parsed.add(i), this.parsed++);
+        if (!parsed.has(i)) {
+          parsed.add(i);
+          this.parsed++;
+        }
         return entries.sim(i);
       },
     };
