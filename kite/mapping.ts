@@ -214,11 +214,12 @@ export function connectivityHints(sim: KiteSim): string {
 }
 
 /**
- * A compact hash of a SIM's whole Kite entry (11 characters: 66 bits of its SHA-1): the fetch activity skips a SIM
- * whose entry hashes as last time (and whose targets hold its record). A collision (about 1 in 2^66 per change)
- * would delay that SIM's change until its next one. Native SHA-1 costs about 3 µs per 1.3 kB entry against 13 µs
- * for `hash53` in JavaScript; the entry's `JSON.stringify` (about 15 µs) is the rest. Entry hashes stored by the
- * earlier `hash53` form never match: each settled SIM is mapped and diffed once more, then skipped again.
+ * A compact hash of a SIM's whole Kite entry (11 characters: 66 bits of its SHA-1 over its JSON text): the fetch
+ * activity skips a SIM whose entry hashes as last time (and whose targets hold its record). A collision (about 1
+ * in 2^66 per change) would delay that SIM's change until its next one. Pages from the Kite client are hashed over
+ * the entry's bytes as sent instead (entries.ts), without parsing nor stringifying; for Kite's compact JSON both
+ * give the same hash. Where they differ (whitespace, escapes), each settled SIM is mapped and diffed once more,
+ * then skipped again.
  */
 export function simHash(sim: KiteSim): string {
   return createHash('sha1')
