@@ -234,14 +234,14 @@ export class KiteClient {
    *
    * Kite has no total, so the pages are checked: a short page must be the end (one more request confirms that
    * nothing follows it, else the page is read again and, if still short, the listing fails with BAD_RESPONSE); a
-   * page that repeats more than half of its SIMs from earlier pages (Kite ignoring `startIndex`) fails with
+   * page that repeats more than half of the page before it (Kite ignoring `startIndex`) fails with
    * REPEATED_SIMS; more than `call.maxPages` pages fail with TOO_MANY_PAGES. A failure never ends the listing
    * early: what was not listed is never reported as gone.
    */
   async *pages(startIndex = 0, call: CallOptions = {}): AsyncGenerator<KitePage> {
     let index = startIndex;
     let count = 0;
-    const listed = new Set<unknown>();
+    let previous = new Set<unknown>();
     let pending = this.listEntries(index, this.pageSize, call);
     for (;;) {
       let entries = await pending;
@@ -252,7 +252,7 @@ export class KiteClient {
       if (entries.length > 0 && entries.length < this.pageSize) {
         entries = await this.confirmShortPage(index, entries, call);
       }
-      rejectRepeats(entries, listed, index);
+      previous = rejectRepeats(entries, previous, index);
       const last = entries.length < this.pageSize;
       const nextIndex = index + entries.length;
       if (!last) {
@@ -414,20 +414,27 @@ function parseAnswer(body: Buffer, where: string): unknown {
   return json;
 }
 
-/** Fails when a page repeats more than half of its SIMs from earlier pages of the same listing. */
-function rejectRepeats(entries: KiteEntries, listed: Set<unknown>, index: number): void {
+/**
+ * Fails when a page repeats more than half of the SIMs of the page before it (Kite ignoring `startIndex` answers
+ * the same page again). Only the page before is kept: a listing's memory stays one page, not the inventory's ICCs
+ * (a million ICCs held 61 MB of heap). Pages that repeat further back are caught by the paging ceiling.
+ * Returns the page's ICCs, for the next page's check.
+ */
+function rejectRepeats(entries: KiteEntries, before: Set<unknown>, index: number): Set<unknown> {
+  const listed = new Set<unknown>();
   let repeated = 0;
   for (let i = 0; i < entries.length; i++) {
     const peek = entries.peek(i);
     const id = peek ? peek.icc : (entries.sim(i) as { icc?: unknown } | null)?.icc;
     if (id === undefined) continue;
-    if (listed.has(id)) repeated++;
-    else listed.add(id);
+    if (before.has(id)) repeated++;
+    listed.add(id);
   }
   if (repeated > 0 && repeated * 2 > entries.length) {
-    const text = `the page at startIndex ${index} repeats ${repeated} of its ${entries.length} SIMs from earlier pages: Kite seems to ignore startIndex; stopped paging instead of looping`;
+    const text = `the page at startIndex ${index} repeats ${repeated} of its ${entries.length} SIMs from the page before: Kite seems to ignore startIndex; stopped paging instead of looping`;
     throw new KiteApiError({ code: 'REPEATED_SIMS', status: 200, where: `GET sim?startIndex=${index}`, text });
   }
+  return listed;
 }
 
 function badResponse(status: number, where: string, text: string): KiteApiError {
