@@ -38,6 +38,8 @@ export interface PublishDeps {
 
 interface Retry {
   entries: Entry[];
+  /** sendBatch's own result only (not merged): the SIMs of its batch that left pending, acknowledged or failed. */
+  gone?: string[];
   delayMs: number;
   reason: string;
   /** Of `entries`, those the target refused because it is paused as a whole, until `pausedUntil`. */
@@ -147,6 +149,7 @@ export function createPublishActivity(deps: PublishDeps) {
           const again = await send(entries); // awaited first: batches finish concurrently
           retry = mergeRetry(retry, again);
           heartbeat();
+          return again.gone ?? [];
         })
       );
       // Events after the records: a consumer reading an event finds the state it speaks of already there.
@@ -193,26 +196,39 @@ export function createPublishActivity(deps: PublishDeps) {
   };
 }
 
-/** Hands every pending patch to `send` once, in batches, with at most `inFlightBatches` batches at a time. */
+/**
+ * Hands every pending patch to `send` once, in batches, with at most `inFlightBatches` batches at a time. `send`
+ * returns the SIMs of its batch that left the pending hash (acknowledged, or failed for good).
+ */
 async function sendEachPendingOnce(
   deps: PublishDeps,
   group: string,
   name: string,
   batchSize: number,
-  send: (entries: Entry[]) => Promise<void>
+  send: (entries: Entry[]) => Promise<string[]>
 ): Promise<void> {
-  const seen = new Set<string>(); // HSCAN may repeat an entry while the hash shrinks
+  // HSCAN may return an entry again while the hash shrinks, but never one deleted before the call was made. So a
+  // SIM is remembered while its batch is in flight, after it while it stays pending, and until the scan's next
+  // call is made: its page is only asked for once the loop's body is done. Remembering every SIM sent held a
+  // million ICCs (61 MB of the worker's heap) in a first sync of a million.
+  const seen = new Set<string>();
+  let left: string[] = [];
   const inFlight = new Set<Promise<void>>();
   try {
     for await (const entries of deps.store.scanPending(group, name, batchSize)) {
       const fresh = entries.filter(([iccid]) => !seen.has(iccid) && seen.add(iccid));
       for (let i = 0; i < fresh.length; i += batchSize) {
         throwIfCancelled(); // stop between batches: what was sent is committed, the rest stays pending
-        const tracked = send(fresh.slice(i, i + batchSize)).finally(() => inFlight.delete(tracked));
+        const tracked = send(fresh.slice(i, i + batchSize))
+          .then((gone) => void left.push(...gone))
+          .finally(() => inFlight.delete(tracked));
         tracked.catch(() => undefined); // observed by Promise.race/all below; this keeps a late rejection handled
         inFlight.add(tracked);
         if (inFlight.size >= (deps.inFlightBatches ?? 4)) await Promise.race(inFlight);
       }
+      // Gone from pending before the next page is asked for: no later page holds them.
+      for (const iccid of left) seen.delete(iccid);
+      left = [];
     }
     await Promise.all(inFlight);
   } finally {
@@ -296,7 +312,7 @@ async function sendBatch(
   ]);
   counts.published += committed;
   counts.failed += failed;
-  return retry;
+  return { ...retry, gone: [...commits.map((c) => c.iccid), ...failures.map((f) => f.iccid)] };
 }
 
 /**
