@@ -21,7 +21,18 @@ import { profileReport, resultsTable, scaleTable } from './report';
 import { groupNames, groupsTable, runGroups } from './groups';
 import { azureTable, runAzure, type AzureRun } from './azure';
 import { policyDayTable, runPolicyDay } from './policy-day';
-import { dropPrefix, log, REDIS_URL, runFloor, runNaive, runOurs, TEMPORAL, warm } from './runs';
+import {
+  dropPrefix,
+  log,
+  REDIS_URL,
+  runFloor,
+  runNaive,
+  runOurs,
+  settleRedis,
+  TEMPORAL,
+  unsettleRedis,
+  warm,
+} from './runs';
 
 const sdkQuiet = new DefaultLogger('WARN');
 Runtime.install({ logger: sdkQuiet });
@@ -73,7 +84,9 @@ async function main(): Promise<void> {
     );
     const bundleMs = Date.now() - bundleStarted;
     log(`workflow bundle built in ${bundleMs} ms`);
+    await settleRedis(redis);
     const floor = await runFloor(redis, bigSim, 'bench-big', runId, profileDir);
+    await settleRedis(redis);
     const big = await runOurs(client, redis, bigSim, 'bench-big', sims, runId, bundle, profileDir);
     const smallRun = await runOurs(client, redis, smallSim, 'bench-small', small, runId, bundle);
     const naive = await runNaive(client, redis, smallSim, 'bench-small', runId);
@@ -100,6 +113,7 @@ async function main(): Promise<void> {
     const saved = { runId, machine: machine(), ...results };
     writeFileSync(values.out ?? path.join(dataDir, `results-${runId}.json`), JSON.stringify(saved, null, 2));
   } finally {
+    await unsettleRedis(redis).catch(() => undefined);
     redis.disconnect();
     await connection.close();
     bigSim.close();
@@ -125,8 +139,10 @@ async function withStack<T>(
       bundle,
       (await bundleWorkflowCode({ workflowsPath: require.resolve('../workflows'), logger: sdkQuiet })).code
     );
+    await settleRedis(redis);
     return await body({ client: new Client({ connection }), redis, bundle });
   } finally {
+    await unsettleRedis(redis).catch(() => undefined);
     rmSync(bundle, { force: true });
     await dropPrefix(redis, `bench-${runId}`);
     redis.disconnect();

@@ -3,6 +3,7 @@
  * activities in a plain loop) and the naive design (one activity per SIM), each against a simulator process.
  */
 import { readFileSync } from 'node:fs';
+import type Redis from 'ioredis';
 import path from 'node:path';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { MockActivityEnvironment } from '@temporalio/testing';
@@ -120,6 +121,29 @@ export async function changeSims(sim: SimulatorProcess, group: string, fraction:
     })
   );
   return chosen.length;
+}
+
+/**
+ * Rewrites Redis's append-only file now and waits for it, with the automatic rewrites off until the next call:
+ * a rewrite forks and takes a core, and one that Redis starts at random in a measured cycle (the AOF doubled)
+ * cost the second of two equal runs up to twice the time on 2 cores. Runs compared with each other start from a
+ * rewritten file each.
+ */
+export async function settleRedis(redis: RedisClient): Promise<void> {
+  const node = redis as unknown as Redis;
+  if (typeof node.config !== 'function' || typeof node.bgrewriteaof !== 'function') return; // a Cluster: left as is
+  await node.config('SET', 'auto-aof-rewrite-percentage', '0');
+  const inProgress = async () =>
+    /aof_rewrite_in_progress:1|aof_rewrite_scheduled:1/.test(await node.info('persistence'));
+  while (await inProgress()) await new Promise((r) => setTimeout(r, 200));
+  await node.bgrewriteaof().catch(() => undefined); // refused only while one runs; waited for below either way
+  while (await inProgress()) await new Promise((r) => setTimeout(r, 200));
+}
+
+/** Turns Redis's automatic AOF rewrites back on (Redis's default), after settleRedis. */
+export async function unsettleRedis(redis: RedisClient): Promise<void> {
+  const node = redis as unknown as Redis;
+  if (typeof node.config === 'function') await node.config('SET', 'auto-aof-rewrite-percentage', '100');
 }
 
 export async function dropPrefix(redis: RedisClient, prefix: string): Promise<void> {
