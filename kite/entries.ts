@@ -65,47 +65,93 @@ const KEY_ICC = Buffer.from('"icc"');
 const KEY_GROUP = Buffer.from('"supervisionGroup"');
 const KEY_LIST = Buffer.from('"subscriptionData"');
 
-/** An entry value that is there but is not a plain string: only parsing tells what it means. */
-const OPAQUE = Symbol('opaque');
-type Peeked = string | undefined | typeof OPAQUE;
+/** Where an entry's `icc` or `supervisionGroup` value is: its offset in the entry, or one of these. */
+const ABSENT = -1;
+/** The value is there but is not a plain string: only parsing tells what it means. */
+const OPAQUE = -2;
 
 /** Containers nested deeper than this are left to JSON.parse. */
 const MAX_DEPTH = 256;
 
+/** Ints per entry in a PageShape's layout: length, icc offset and length, group offset and length. */
+const LAYOUT = 5;
+/** Bytes of each entry's SHA-1 kept: 9 make the 11-character hash (66 bits), 8 of them check a hint. */
+const DIGEST = 9;
+
+/**
+ * What splitting a page learnt about its entries: where each ends and where its `icc` and `supervisionGroup`
+ * values are, and its digest. Given as the next split's hint for the same page, an entry whose bytes hash as the
+ * hint's entry at the same index is taken as that entry without being scanned: a steady-state page costs a hash
+ * per entry instead of a walk over its bytes. About 29 bytes per entry.
+ */
+export interface PageShape {
+  readonly count: number;
+  /** Per entry: its length, then its icc's and its group's offset (or ABSENT, OPAQUE) and length. */
+  readonly layout: Int32Array;
+  /** Per entry: the first DIGEST bytes of its SHA-1. */
+  readonly digests: Buffer;
+}
+
+/** A split page: its entries, and its shape for the next split of the same page. */
+export interface SplitPage extends KiteEntries {
+  readonly shape: PageShape;
+}
+
 /**
  * Splits a list answer `{"subscriptionData":[ … ]}` into its entries without parsing them. Undefined for any
  * other shape (another key beside the list, the list as one object, an exception body, broken JSON): the caller
- * parses the answer whole and reports what is wrong with it.
+ * parses the answer whole and reports what is wrong with it. `hint`: the same page's shape last time.
  *
  * What is checked here is the structure: strings closed, brackets matched in kind, commas between the list's
  * entries and nothing after the answer. An entry's own grammar is checked when it is parsed. An entry that is
  * never parsed is either another group's or a byte-for-byte copy of one that parsed before (its hash is equal).
+ * An entry taken from the hint is a byte-for-byte copy of one this split found before (its digest is equal).
  */
-export function splitListAnswer(body: Buffer, where: string): KiteEntries | undefined {
+export function splitListAnswer(body: Buffer, where: string, hint?: PageShape): SplitPage | undefined {
   const scan = new Scanner(body);
   let i = scan.ws(0);
   if (body[i] !== LBRACE) return undefined;
   i = scan.ws(i + 1);
-  if (body[i] === RBRACE) return scan.ws(i + 1) === body.length ? rawEntries(body, [], [], [], [], where) : undefined;
+  const layout: number[] = [];
+  const starts: number[] = [];
+  const digests: Buffer[] = [];
+  if (body[i] === RBRACE) {
+    return scan.ws(i + 1) === body.length ? rawEntries(body, starts, layout, digests, where) : undefined;
+  }
   if (!scan.startsWith(i, KEY_LIST)) return undefined;
   i = scan.ws(i + KEY_LIST.length);
   if (body[i] !== COLON) return undefined;
   i = scan.ws(i + 1);
   if (body[i] !== LBRACKET) return undefined;
-  const starts: number[] = [];
-  const ends: number[] = [];
-  const groups: Peeked[] = [];
-  const iccs: Peeked[] = [];
   i = scan.ws(i + 1);
   if (body[i] !== RBRACKET) {
-    for (;;) {
+    for (let k = 0; ; k++) {
       const start = i;
-      const end = body[i] === LBRACE ? scan.entry(i) : scan.value(i);
-      if (end < 0) return undefined;
+      let end = -1;
+      let digest: Buffer | undefined;
+      if (hint && k < hint.count) {
+        const at = k * LAYOUT;
+        const e = start + hint.layout[at];
+        const next = body[e];
+        if (next === COMMA || next === RBRACKET || next === 0x20 || next === 0x0a || next === 0x0d || next === 0x09) {
+          digest = hash('sha1', body.subarray(start, e), 'buffer');
+          if (digest.compare(hint.digests, k * DIGEST, k * DIGEST + 8, 0, 8) === 0) {
+            end = e;
+            for (let f = 0; f < LAYOUT; f++) layout.push(hint.layout[at + f]);
+          }
+        }
+      }
+      if (end < 0) {
+        const isObject = body[i] === LBRACE;
+        end = isObject ? scan.entry(i) : scan.value(i);
+        if (end < 0) return undefined;
+        digest = hash('sha1', body.subarray(start, end), 'buffer');
+        if (isObject)
+          layout.push(end - start, scan.iccAt - (scan.iccAt >= 0 ? start : 0), scan.iccLength, scan.groupAt - (scan.groupAt >= 0 ? start : 0), scan.groupLength); // prettier-ignore
+        else layout.push(end - start, OPAQUE, 0, OPAQUE, 0);
+      }
       starts.push(start);
-      ends.push(end);
-      groups.push(body[i] === LBRACE ? scan.group : OPAQUE);
-      iccs.push(body[i] === LBRACE ? scan.icc : OPAQUE);
+      digests.push(digest!);
       i = scan.ws(end);
       if (body[i] === COMMA) i = scan.ws(i + 1);
       else if (body[i] === RBRACKET) break;
@@ -114,47 +160,63 @@ export function splitListAnswer(body: Buffer, where: string): KiteEntries | unde
   }
   i = scan.ws(i + 1);
   if (body[i] !== RBRACE || scan.ws(i + 1) !== body.length) return undefined;
-  return rawEntries(body, starts, ends, groups, iccs, where);
+  return rawEntries(body, starts, layout, digests, where);
 }
 
-function rawEntries(
-  body: Buffer,
-  starts: number[],
-  ends: number[],
-  groups: Peeked[],
-  iccs: Peeked[],
-  where: string
-): KiteEntries {
+function rawEntries(body: Buffer, starts: number[], layout: number[], digests: Buffer[], where: string): SplitPage {
+  const count = starts.length;
+  const shape: PageShape = {
+    count,
+    layout: Int32Array.from(layout),
+    digests: Buffer.alloc(count * DIGEST),
+  };
+  digests.forEach((d, k) => d.copy(shape.digests, k * DIGEST, 0, DIGEST));
+  const end = (i: number) => starts[i] + shape.layout[i * LAYOUT];
   const sims: (KiteSim | undefined)[] = [];
   const sim = (i: number): KiteSim => {
     const parsed = sims[i];
     if (parsed !== undefined) return parsed;
     try {
-      return (sims[i] = JSON.parse(body.toString('utf8', starts[i], ends[i])) as KiteSim);
+      return (sims[i] = JSON.parse(body.toString('utf8', starts[i], end(i))) as KiteSim);
     } catch {
-      const text = `SIM ${i} of the page is malformed JSON (${ends[i] - starts[i]} bytes)`;
+      const text = `SIM ${i} of the page is malformed JSON (${end(i) - starts[i]} bytes)`;
       throw new KiteApiError({ code: 'BAD_RESPONSE', status: 200, where, text });
     }
   };
+  /** The value at `at` (an offset in entry i's layout): its text, undefined when absent, OPAQUE otherwise. */
+  const value = (i: number, at: number): string | undefined | typeof OPAQUE => {
+    const offset = shape.layout[i * LAYOUT + at];
+    if (offset === ABSENT) return undefined;
+    if (offset === OPAQUE) return OPAQUE;
+    const from = starts[i] + offset;
+    return body.toString('utf8', from, from + shape.layout[i * LAYOUT + at + 1]);
+  };
   return {
-    length: starts.length,
+    length: count,
+    shape,
     sim,
-    hash: (i) => hash('sha1', body.subarray(starts[i], ends[i]), 'base64url').slice(0, 11),
+    hash: (i) => shape.digests.toString('base64url', i * DIGEST, (i + 1) * DIGEST).slice(0, 11),
     peek: (i) => {
-      const group = groups[i];
-      const icc = iccs[i];
-      return group === OPAQUE || icc === OPAQUE ? undefined : { group, icc };
+      const group = value(i, 3);
+      if (group === OPAQUE) return undefined;
+      const icc = value(i, 1);
+      return icc === OPAQUE ? undefined : { group, icc };
     },
-    text: (i) => body.toString('utf8', starts[i], ends[i]),
+    text: (i) => body.toString('utf8', starts[i], end(i)),
     all: () => starts.map((_, i) => sim(i)),
   };
 }
 
 /** A forward scanner over JSON bytes; every method returns -1 where the bytes are not what JSON allows. */
 class Scanner {
-  /** Set by `entry`: the entry's top-level `supervisionGroup` and `icc` (the last of duplicates, as JSON.parse). */
-  group: Peeked;
-  icc: Peeked;
+  /**
+   * Set by `entry`: where the entry's top-level `icc` and `supervisionGroup` string values are (the last of
+   * duplicates, as JSON.parse), after the opening quote; ABSENT or OPAQUE otherwise.
+   */
+  iccAt = ABSENT;
+  iccLength = 0;
+  groupAt = ABSENT;
+  groupLength = 0;
   private escaped = false;
   private readonly stack = new Uint8Array(MAX_DEPTH);
 
@@ -242,8 +304,8 @@ class Scanner {
   /** Past the object opening at `i`, noting its top-level `supervisionGroup` and `icc` (see `group`, `icc`). */
   entry(i: number): number {
     const b = this.b;
-    this.group = undefined;
-    this.icc = undefined;
+    this.iccAt = this.groupAt = ABSENT;
+    this.iccLength = this.groupLength = 0;
     let j = this.ws(i + 1);
     if (b[j] === RBRACE) return j + 1;
     for (;;) {
@@ -252,7 +314,7 @@ class Scanner {
       j = this.string(j);
       if (j < 0) return -1;
       // A key written with escapes may spell `icc` or `supervisionGroup` once parsed: only parsing tells.
-      if (this.escaped) this.group = this.icc = OPAQUE;
+      if (this.escaped) this.groupAt = this.iccAt = OPAQUE;
       const keyLength = j - keyStart;
       j = this.ws(j);
       if (b[j] !== COLON) return -1;
@@ -265,9 +327,15 @@ class Scanner {
           : keyLength === KEY_GROUP.length && this.is(keyStart, KEY_GROUP)
             ? 'group'
             : undefined;
-      if (which && this[which] !== OPAQUE) {
+      if (which) {
         const plain = b[valueStart] === QUOTE && !this.escaped;
-        this[which] = plain ? b.toString('utf8', valueStart + 1, j - 1) : OPAQUE;
+        if (which === 'icc' && this.iccAt !== OPAQUE) {
+          this.iccAt = plain ? valueStart + 1 : OPAQUE;
+          this.iccLength = plain ? j - 1 - (valueStart + 1) : 0;
+        } else if (which === 'group' && this.groupAt !== OPAQUE) {
+          this.groupAt = plain ? valueStart + 1 : OPAQUE;
+          this.groupLength = plain ? j - 1 - (valueStart + 1) : 0;
+        }
       }
       j = this.ws(j);
       if (b[j] === RBRACE) return j + 1;

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { entriesOfSims, splitListAnswer } from '../../kite/entries';
+import { entriesOfSims, splitListAnswer, type KiteEntries } from '../../kite/entries';
 import type { KiteSim } from '../../kite';
 
 const seed = (
@@ -120,5 +120,47 @@ describe('splitListAnswer', () => {
       code: 'BAD_RESPONSE',
       message: expect.stringContaining(`${where}: SIM 0 of the page`),
     });
+  });
+
+  it("splits a page with the same page's last shape as it splits it without, whatever changed in between", () => {
+    const page = (sims: unknown[]) => Buffer.from(JSON.stringify({ subscriptionData: sims }));
+    const base = Array.from({ length: 12 }, (_, n) => ({
+      ...seed,
+      icc: `89340700000000000${String(n).padStart(2, '0')}`,
+    }));
+    const { shape } = splitListAnswer(page(base), where)!;
+    const changed = structuredClone(base) as Record<string, unknown>[];
+    changed[1].alias = 'a much longer alias than before'; // shifts every later entry
+    changed[3].alias = String(base[3].alias).replace(/./, 'x'); // same length, other bytes
+    changed[5] = { ...changed[5], icc: 42 }; // an ICC only parsing tells
+    changed.splice(8, 1); // a SIM gone: every later entry is another SIM at its index
+    changed.push({ ...seed, icc: '8934070000000000099', supervisionGroup: 'other' });
+    const observe = (e: KiteEntries) =>
+      Array.from({ length: e.length }, (_, n) => [e.text(n), e.peek(n), e.hash(n), e.sim(n)]);
+    expect(observe(splitListAnswer(page(changed), where, shape)!)).toEqual(
+      observe(splitListAnswer(page(changed), where)!)
+    );
+    expect(observe(splitListAnswer(page(base), where, shape)!)).toEqual(observe(splitListAnswer(page(base), where)!));
+  });
+
+  it("takes an entry whose bytes hash as the hint's from the hint without walking it, and walks one that does not", () => {
+    const text = JSON.stringify({
+      subscriptionData: [
+        { icc: '8934070000000000001', supervisionGroup: 'fleet' },
+        { icc: '8934070000000000002', supervisionGroup: 'fleet' },
+      ],
+    });
+    const { shape } = splitListAnswer(Buffer.from(text), where)!;
+    // A hint that says the group is where the ICC is: an entry taken from the hint reads it there.
+    const lying = { ...shape, layout: Int32Array.from(shape.layout) };
+    for (const k of [0, 1]) lying.layout.set([lying.layout[k * 5 + 1], lying.layout[k * 5 + 2]], k * 5 + 3);
+    const taken = splitListAnswer(Buffer.from(text), where, lying)!;
+    expect(taken.peek(0)).toEqual({ group: '8934070000000000001', icc: '8934070000000000001' });
+    // The second entry changed (same length): it is walked, and its group is where it is.
+    const walked = splitListAnswer(Buffer.from(text.replace('0002', '0003')), where, lying)!;
+    expect([walked.peek(0)?.group, walked.peek(1)]).toEqual([
+      '8934070000000000001',
+      { group: 'fleet', icc: '8934070000000000003' },
+    ]);
   });
 });
