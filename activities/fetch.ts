@@ -7,7 +7,7 @@ import { FailureType } from '../shared/failures';
 import type { Logger } from '../shared/log';
 import { canonicalJson } from '../record';
 import type { Entry, StateStore } from '../state/store';
-import { entriesOfSims, KiteApiError, mapSim, type KiteEntries, type KitePresence } from '../kite';
+import { KiteApiError, mapSim, pageEntries, type KiteEntries, type KitePresence } from '../kite';
 import type { SweepChunk, SweepHeader } from '../state/sweeps';
 import { groupSimsOf, unusableEntries } from './group-sims';
 import { decodeSweepChunk, encodeSweepChunk, type SweepMember } from './sweep-chunk';
@@ -280,7 +280,7 @@ async function fetchOwnListing(deps: FetchDeps, run: FetchRun): Promise<void> {
   // Paging ceiling: a Kite that never stops paging (new ICCs on every page) fails instead of looping.
   const maxSims = listed === undefined ? undefined : Math.max(2 * listed, listed + MIN_LISTING_HEADROOM);
   for await (const page of deps.kite.pages(group, run.checkpoint.cursor, { ...run.call, maxSims })) {
-    const entries = page.entries ?? entriesOfSims(page.sims);
+    const entries = pageEntries(page);
     counts.seen += entries.length;
     await stageGroupPage(deps, run, entries, (i) => page.startIndex + i);
     run.checkpoint = {
@@ -436,7 +436,7 @@ async function sweep(deps: FetchDeps, run: FetchRun, account: string, token: str
     const listed = state.listed;
     const maxSims = listed === undefined ? undefined : Math.max(2 * listed, listed + MIN_LISTING_HEADROOM);
     for await (const page of deps.kite.pages(run.group, state.cursor, { ...run.call, maxSims })) {
-      const entries = page.entries ?? entriesOfSims(page.sims);
+      const entries = pageEntries(page);
       // Each group's members, the SIM as Kite sent it (sweep-chunk.ts). An entry of no staged group
       // is not parsed when its group can be read without (a member is, so that a malformed one fails the sweep).
       const members = new Map<string, SweepMember[]>();

@@ -124,14 +124,14 @@ export async function changeSims(sim: SimulatorProcess, group: string, fraction:
 }
 
 /**
- * Rewrites Redis's append-only file now and waits for it, with the automatic rewrites off until the next call:
+ * Rewrites Redis's append-only file now and waits for it, with the automatic rewrites off until unsettleRedis:
  * a rewrite forks and takes a core, and one that Redis starts at random in a measured cycle (the AOF doubled)
  * cost the second of two equal runs up to twice the time on 2 cores. Runs compared with each other start from a
  * rewritten file each.
  */
 export async function settleRedis(redis: RedisClient): Promise<void> {
-  const node = redis as unknown as Redis;
-  if (typeof node.config !== 'function' || typeof node.bgrewriteaof !== 'function') return; // a Cluster: left as is
+  if (redis.isCluster) return; // a Cluster's nodes are left as they are
+  const node = redis as Redis;
   await node.config('SET', 'auto-aof-rewrite-percentage', '0');
   const inProgress = async () =>
     /aof_rewrite_in_progress:1|aof_rewrite_scheduled:1/.test(await node.info('persistence'));
@@ -142,8 +142,7 @@ export async function settleRedis(redis: RedisClient): Promise<void> {
 
 /** Turns Redis's automatic AOF rewrites back on (Redis's default), after settleRedis. */
 export async function unsettleRedis(redis: RedisClient): Promise<void> {
-  const node = redis as unknown as Redis;
-  if (typeof node.config === 'function') await node.config('SET', 'auto-aof-rewrite-percentage', '100');
+  if (!redis.isCluster) await (redis as Redis).config('SET', 'auto-aof-rewrite-percentage', '100');
 }
 
 export async function dropPrefix(redis: RedisClient, prefix: string): Promise<void> {

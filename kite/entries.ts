@@ -39,6 +39,11 @@ export interface KiteEntries {
   all(): KiteSim[];
 }
 
+/** A page's entries: the client's split ones, or its parsed SIMs (a test's inventory) as entries. */
+export function pageEntries(page: { sims: KiteSim[]; entries?: KiteEntries }): KiteEntries {
+  return page.entries ?? entriesOfSims(page.sims);
+}
+
 /** A page parsed whole (a test's inventory, or an answer the splitter does not take): nothing peeks. */
 export function entriesOfSims(sims: KiteSim[]): KiteEntries {
   const hashes: (string | undefined)[] = [];
@@ -118,7 +123,7 @@ export function splitListAnswer(body: Buffer, where: string, hint?: PageShape): 
   if (body[i] === RBRACE) {
     return scan.ws(i + 1) === body.length ? rawEntries(body, starts, layout, digests, where) : undefined;
   }
-  if (!scan.startsWith(i, KEY_LIST)) return undefined;
+  if (!scan.is(i, KEY_LIST)) return undefined;
   i = scan.ws(i + KEY_LIST.length);
   if (body[i] !== COLON) return undefined;
   i = scan.ws(i + 1);
@@ -133,7 +138,7 @@ export function splitListAnswer(body: Buffer, where: string, hint?: PageShape): 
         const at = k * LAYOUT;
         const e = start + hint.layout[at];
         const next = body[e];
-        if (next === COMMA || next === RBRACKET || next === 0x20 || next === 0x0a || next === 0x0d || next === 0x09) {
+        if (next === COMMA || next === RBRACKET || isWs(next)) {
           digest = hash('sha1', body.subarray(start, e), 'buffer');
           if (digest.compare(hint.digests, k * DIGEST, k * DIGEST + 8, 0, 8) === 0) {
             end = e;
@@ -207,6 +212,11 @@ function rawEntries(body: Buffer, starts: number[], layout: number[], digests: B
   };
 }
 
+/** JSON whitespace: space, line feed, carriage return, tab. */
+function isWs(c: number | undefined): boolean {
+  return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
+}
+
 /** A forward scanner over JSON bytes; every method returns -1 where the bytes are not what JSON allows. */
 class Scanner {
   /**
@@ -225,20 +235,12 @@ class Scanner {
   /** The first index at or after `i` that is not JSON whitespace. */
   ws(i: number): number {
     const b = this.b;
-    while (i < b.length) {
-      const c = b[i];
-      if (c !== 0x20 && c !== 0x0a && c !== 0x0d && c !== 0x09) return i;
-      i++;
-    }
+    while (i < b.length && isWs(b[i])) i++;
     return i;
   }
 
-  startsWith(i: number, bytes: Buffer): boolean {
-    return i >= 0 && this.b.compare(bytes, 0, bytes.length, i, i + bytes.length) === 0;
-  }
-
   /** Whether `bytes` are at `i` (a loop: a native compare per key costs more than the key). */
-  private is(i: number, bytes: Buffer): boolean {
+  is(i: number, bytes: Buffer): boolean {
     const b = this.b;
     for (let k = 0; k < bytes.length; k++) if (b[i + k] !== bytes[k]) return false;
     return true;
@@ -273,7 +275,7 @@ class Scanner {
     let j = i;
     while (j < b.length) {
       const d = b[j];
-      if (d === COMMA || d === RBRACE || d === RBRACKET || d === 0x20 || d === 0x0a || d === 0x0d || d === 0x09) break;
+      if (d === COMMA || d === RBRACE || d === RBRACKET || isWs(d)) break;
       if (d === QUOTE || d === LBRACE || d === LBRACKET || d === COLON) return -1;
       j++;
     }

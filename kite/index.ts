@@ -29,7 +29,7 @@ export {
   type MapResult,
 } from './mapping';
 export { kiteAccountPeer } from './account';
-export { entriesOfSims, splitListAnswer, type KiteEntries, type EntryPeek } from './entries';
+export { entriesOfSims, pageEntries, splitListAnswer, type KiteEntries, type EntryPeek } from './entries';
 export {
   KiteClient,
   tlsFromFiles,
