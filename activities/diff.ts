@@ -75,7 +75,13 @@ export function createDiffActivity(deps: DiffDeps) {
     const newTargets = targets.some((t) => !settledFor.includes(t)) || (eventsOn && !joining);
     let done = 0;
     const now = (deps.now ?? Date.now)();
-    for await (const staged of store.scanSnapshot(group, cycle, deps.batchSize ?? 1000)) {
+    // When the fetch indexed its records, the KEPT SIMs are not read at all unless they need a diff.
+    const batchSize = deps.batchSize ?? 1000;
+    const onlyRecords = !newTargets && (await store.stagingIndexed(group, cycle)) !== undefined;
+    const batches = onlyRecords
+      ? store.scanStagedRecords(group, cycle, batchSize)
+      : store.scanSnapshot(group, cycle, batchSize);
+    for await (const staged of batches) {
       const entries = staged.filter(([, json]) => json !== KEPT);
       const kept = staged.filter(([, json]) => json === KEPT).map(([iccid]) => iccid);
       const unsettled = new Set<string>();

@@ -87,6 +87,11 @@ interface FetchCheckpoint {
    * group was the account's only reader and listed the inventory itself (then `cursor` is a page index).
    */
   sweep?: { token: string; id?: number; own?: boolean };
+  /**
+   * Present while every page of the cycle was staged by a fetch that indexes its records (changed:<cycle>):
+   * `unknown` counts the SIMs it staged without conn. Absent in checkpoints of workers from before.
+   */
+  indexed?: { unknown: number };
 }
 
 interface Connectivity {
@@ -160,6 +165,7 @@ export function createFetchActivity(deps: FetchDeps) {
         cursor: resumed?.cursor ?? 0,
         counts: structuredClone(counts),
         sweep: resumed?.sweep,
+        indexed: resumed ? resumed.indexed : { unknown: 0 },
       },
       beat: () => ctx.heartbeat(run.checkpoint),
       keepAlive: () => undefined,
@@ -194,6 +200,8 @@ export function createFetchActivity(deps: FetchDeps) {
     } catch (err) {
       throw withProgress(err, counts.seen);
     }
+    const { indexed } = run.checkpoint;
+    if (indexed) await deps.store.recordStagingIndexed(group, cycle, indexed.unknown === 0);
     deps.logger.info('fetched group snapshot', { group, cycle, ...counts });
     return counts;
   };
@@ -279,21 +287,15 @@ async function fetchOwnListing(deps: FetchDeps, run: FetchRun): Promise<void> {
   await planRefresh(deps, run, { listRequests: listRequestsFor(listed, pageSize), groups: 1 });
   // Paging ceiling: a Kite that never stops paging (new ICCs on every page) fails instead of looping.
   const maxSims = listed === undefined ? undefined : Math.max(2 * listed, listed + MIN_LISTING_HEADROOM);
+  const staged = new StagedPages(run);
   for await (const page of deps.kite.pages(group, run.checkpoint.cursor, { ...run.call, maxSims })) {
     const entries = pageEntries(page);
     counts.seen += entries.length;
-    await stageGroupPage(deps, run, entries, (i) => page.startIndex + i);
-    run.checkpoint = {
-      phase: 'fetch',
-      done: counts.seen,
-      cursor: page.nextIndex,
-      counts: structuredClone(counts),
-      sweep: run.checkpoint.sweep,
-    };
-    run.beat();
-    deps.onProgress?.(group, entries.length);
+    const { written, unknown } = await stageGroupPage(deps, run, entries, (i) => page.startIndex + i);
+    await staged.add(written, page.nextIndex, unknown, () => deps.onProgress?.(group, entries.length));
     throwIfCancelled();
   }
+  await staged.flush();
   finishRefresh(run);
   await deps.store.recordListed(group, run.checkpoint.cursor);
 }
@@ -315,7 +317,12 @@ async function fetchFromSweep(deps: FetchDeps, run: FetchRun, account: string): 
     if (run.checkpoint.sweep?.id !== undefined) await deps.store.dropStaging(group, cycle);
     Object.assign(run.counts, emptyCounts());
     delete run.counts.presence;
-    run.checkpoint = { ...run.checkpoint, cursor: 0, sweep: { token: run.checkpoint.sweep!.token, own: true } };
+    run.checkpoint = {
+      ...run.checkpoint,
+      cursor: 0,
+      sweep: { token: run.checkpoint.sweep!.token, own: true },
+      indexed: { unknown: 0 },
+    };
     return fetchOwnListing(deps, run);
   }
   if (run.checkpoint.sweep?.id !== header.id) {
@@ -323,7 +330,12 @@ async function fetchFromSweep(deps: FetchDeps, run: FetchRun, account: string): 
     if (run.checkpoint.sweep?.id !== undefined) await deps.store.dropStaging(group, cycle);
     Object.assign(run.counts, emptyCounts());
     delete run.counts.presence;
-    run.checkpoint = { ...run.checkpoint, cursor: 0, sweep: { ...run.checkpoint.sweep!, id: header.id } };
+    run.checkpoint = {
+      ...run.checkpoint,
+      cursor: 0,
+      sweep: { ...run.checkpoint.sweep!, id: header.id },
+      indexed: { unknown: 0 },
+    };
   }
   const { counts } = run;
   counts.seen = header.seen;
@@ -335,21 +347,16 @@ async function fetchFromSweep(deps: FetchDeps, run: FetchRun, account: string): 
     groups: state?.groups.length ?? 1,
   });
   const total = await sweeps.chunkCount(account, group, cycle);
+  const staged = new StagedPages(run);
   for (let chunk = run.checkpoint.cursor; chunk < total; chunk++) {
     const [json] = await sweeps.chunks(account, group, cycle, chunk, 1);
     if (json === undefined) throw new Error(`the inventory sweep ${header.id} of group ${group} vanished; retrying`);
     const { positions, entries } = decodeSweepChunk(json, `the inventory sweep ${header.id} of group ${group}`);
-    await stageGroupPage(deps, run, entries, (i) => positions[i]);
-    run.checkpoint = {
-      phase: 'fetch',
-      done: counts.seen,
-      cursor: chunk + 1,
-      counts: structuredClone(counts),
-      sweep: run.checkpoint.sweep,
-    };
-    run.beat();
+    const { written, unknown } = await stageGroupPage(deps, run, entries, (i) => positions[i]);
+    await staged.add(written, chunk + 1, unknown);
     throwIfCancelled();
   }
+  await staged.flush();
   finishRefresh(run);
   await sweeps.dropTaken(account, group, cycle);
 }
@@ -470,6 +477,45 @@ async function sweep(deps: FetchDeps, run: FetchRun, account: string, token: str
   }
 }
 
+/**
+ * A fetch's pages whose write went out to Redis: each page's checkpoint (its cursor, and the counts as they stood
+ * after it) is heartbeated once its write and every write before it succeeded, so a retried attempt never resumes
+ * past a page Redis did not take. At most one page's write is in flight while the next page is worked on.
+ */
+class StagedPages {
+  private last: Promise<void> = Promise.resolve();
+
+  constructor(private readonly run: FetchRun) {}
+
+  /**
+   * Waits for the page before, then commits `cursor` once `written` succeeded; `unknown`: the page's SIMs staged
+   * without conn.
+   */
+  async add(written: Promise<void>, cursor: number, unknown: number, onWritten?: () => void): Promise<void> {
+    await this.last;
+    const { run } = this;
+    const checkpoint: FetchCheckpoint = {
+      phase: 'fetch',
+      done: run.counts.seen,
+      cursor,
+      counts: structuredClone(run.counts),
+      sweep: run.checkpoint.sweep,
+      indexed: run.checkpoint.indexed && { unknown: run.checkpoint.indexed.unknown + unknown },
+    };
+    this.last = written.then(() => {
+      run.checkpoint = checkpoint;
+      run.beat();
+      onWritten?.();
+    });
+    this.last.catch(() => undefined); // awaited by the next add or by flush
+  }
+
+  /** Resolves once every page's write succeeded and its checkpoint was heartbeated. */
+  flush(): Promise<void> {
+    return this.last;
+  }
+}
+
 /** A failed fetch says how far it got: the operator sees whether Kite answered at all. */
 function withProgress(err: unknown, seen: number): unknown {
   if (!(err instanceof Error) || err.name === 'CancelledFailure') return err;
@@ -485,14 +531,16 @@ function withProgress(err: unknown, seen: number): unknown {
 
 /**
  * Stages one page of the listing: the group's members, each mapped with its presence (read when its connectivity
- * hints changed, or when a refresh is due and the budget allows), or kept when settled and unchanged.
+ * hints changed, or when a refresh is due and the budget allows), or kept when settled and unchanged. Resolves,
+ * with the counts updated, once the page's write is sent: `written` settles when Redis answered it.
+ * The next page's reads go out after this write on the group's one connection, so they see it.
  */
 async function stageGroupPage(
   deps: FetchDeps,
   run: FetchRun,
   entries: KiteEntries,
   positionOf: (i: number) => number
-): Promise<void> {
+): Promise<{ written: Promise<void>; unknown: number }> {
   const { group, cycle, counts, call, refresh } = run;
   const { kite, store } = deps;
   const grouped = groupSimsOf(entries, 0, group, kite.filterOf(group));
@@ -506,18 +554,12 @@ async function stageGroupPage(
     )
   );
   if (invalid.length) deps.logger.warn('SIMs of the group with an unusable ICC in Kite are kept under their last known ICC', { group, cycle, sims: invalid.slice(0, 10).map(([icc]) => icc), count: invalid.length }); // prettier-ignore
-  const [known, settled] = await Promise.all([
-    store.knownConnectivity(
-      group,
-      all.map((m) => m.icc)
-    ),
-    deps.skipUnchanged === false
-      ? all.map(() => false)
-      : store.settledSims(
-          group,
-          all.map((m) => m.icc)
-        ),
-  ]);
+  const states = await store.memberStates(
+    group,
+    all.map((m) => m.icc)
+  );
+  const known = states.connectivity;
+  const settled = deps.skipUnchanged === false ? all.map(() => false) : states.settled;
   const now = (deps.now ?? Date.now)();
   const was = known.map((json) => (json ? (JSON.parse(json) as Connectivity) : undefined));
   // A settled SIM (every target holds its record, nothing held or in flight) whose Kite entry hashes as last time
@@ -544,6 +586,9 @@ async function stageGroupPage(
   const droppedIdentities: string[] = [];
   // Each member's presence read time (as stored) once the page is staged: for the freshness figures.
   const readTimes = was.map((w) => w?.t);
+  // Members staged with a record whose conn this page neither had nor writes (none, as the rules stand: a new SIM's
+  // presence is always read, and a failed read is recorded too). The diff counts leavers only when there are none.
+  let unknown = 0;
   all.forEach((m, i) => {
     const before = was[i];
     const read = reads[i];
@@ -574,7 +619,10 @@ async function stageGroupPage(
         : before && (before.i !== m.identity || before.r !== hash)
           ? { ...before }
           : undefined;
-    if (!next) return;
+    if (!next) {
+      if (mapped.ok && !before) unknown++;
+      return;
+    }
     next.i = m.identity;
     next.r = hash;
     connectivity.push([m.icc, JSON.stringify(next)]);
@@ -593,7 +641,7 @@ async function stageGroupPage(
   counts.inGroup += records.length + kept.length;
   const keptSet = new Set(kept);
   const unsettled = all.filter((m) => !keptSet.has(m.icc)).map((m) => m.icc);
-  await store.stagePage(group, cycle, {
+  const written = store.stagePage(group, cycle, {
     records,
     connectivity,
     invalid,
@@ -603,6 +651,8 @@ async function stageGroupPage(
     unsettled,
     settledAgain,
   });
+  written.catch(() => undefined); // awaited by the caller; a failure it never reaches (a cancellation) is dropped
+  return { written, unknown };
 }
 
 /**

@@ -5,6 +5,9 @@
  *
  *   snap:<cycle>      HASH iccid → canonical record JSON          the cycle's staged snapshot (TTL), from its fetch
  *                          or KEPT                                 until its publish begins (dropSnapshot)
+ *   changed:<cycle>   SET iccid                                   the SIMs the cycle's snapshot holds a record for
+ *                                                                  (not KEPT), while the snapshot lives; read only
+ *                                                                  when meta's indexed:<cycle> says it is whole
  *   invalid:<cycle>   HASH icc or #index → reason                 SIMs of the group that could not be mapped (TTL)
  *   conn              HASH iccid → {h: hints, p: presence,       connectivity hints and presence last fetched (t:
  *                                   t: read time, i: identity}     when, epoch s in base 36), and what identifies
@@ -29,7 +32,10 @@
  *   meta              HASH listed → SIMs in the last complete inventory listing (the paging ceiling),
  *                          settledGen → the generation of conn's settled marks (a resync of all SIMs bumps it),
  *                          fetchStart → {cycle, at, prev}: when the fetch of the last cycle (and the one before) began,
- *                          events → 1 once a diff with events on completed (later SIMs are joining the group)
+ *                          events → 1 once a diff with events on completed (later SIMs are joining the group),
+ *                          indexed:<cycle> → how the cycle's fetch finished staging (stagingIndexed): 'conn' when
+ *                          changed:<cycle> holds every record and every staged SIM has conn, 'records' when only
+ *                          the first holds; absent for a fetch by a worker from before (the diff scans the snapshot)
  *   sent:<target>     HASH iccid → canonical patch JSON           handed to the target, not yet acknowledged: what
  *                                                                  the target holds for these keys is unknown
  *   counters:<target> HASH iccid → epoch ms                       when the SIM's daily counters last went out (the
@@ -412,6 +418,21 @@ for i = 1, #fields, 2 do
 end
 return out`;
 
+/**
+ * How many of the group's known SIMs (KEYS[1], conn) are in neither the cycle's snapshot (KEYS[2]) nor its invalid
+ * SIMs (KEYS[3]), given that every SIM of the snapshot is in conn (the fetch recorded so): conn's size less the
+ * snapshot's and less the invalid SIMs conn holds outside the snapshot. The invalid SIMs are few; conn is not read.
+ */
+const LEAVERS_COUNT_SCRIPT = `
+local listed = redis.call('HLEN', KEYS[2])
+local invalid = redis.call('HKEYS', KEYS[3])
+for i = 1, #invalid do
+  if redis.call('HEXISTS', KEYS[1], invalid[i]) == 1 and redis.call('HEXISTS', KEYS[2], invalid[i]) == 0 then
+    listed = listed + 1
+  end
+end
+return redis.call('HLEN', KEYS[1]) - listed`;
+
 type ScriptedRedis = RedisClient & {
   ccSettled(conn: string, oldSettled: string, meta: string, ...iccids: string[]): Promise<number[]>;
   ccMarkSettled(
@@ -422,6 +443,7 @@ type ScriptedRedis = RedisClient & {
     ...iccids: string[]
   ): Promise<number>;
   ccLeaversPage(conn: string, snapshot: string, invalid: string, cursor: string, count: string): Promise<string[]>;
+  ccLeaversCount(conn: string, snapshot: string, invalid: string): Promise<number>;
   ccCommitAudited(
     pub: string,
     pending: string,
@@ -472,6 +494,7 @@ export class StateStore {
       redis.defineCommand('ccForgetPublishedPage', { numberOfKeys: 2, lua: FORGET_PUBLISHED_PAGE_SCRIPT });
       redis.defineCommand('ccFailAudited', { numberOfKeys: 4, lua: FAIL_SCRIPT });
       redis.defineCommand('ccLeaversPage', { numberOfKeys: 3, lua: LEAVERS_PAGE_SCRIPT });
+      redis.defineCommand('ccLeaversCount', { numberOfKeys: 3, lua: LEAVERS_COUNT_SCRIPT });
       redis.defineCommand('ccSettled', { numberOfKeys: 3, lua: SETTLED_SCRIPT });
       redis.defineCommand('ccMarkSettled', { numberOfKeys: 3, lua: MARK_SETTLED_SCRIPT });
       redis.defineCommand('ccQueueEvents', { lua: QUEUE_EVENTS_SCRIPT }); // KEYS: 1 + one per target
@@ -554,7 +577,11 @@ export class StateStore {
     }
     if (page.kept?.length)
       pipeline.hset(snapshot, ...page.kept.flatMap((iccid) => [iccid, KEPT])).expire(snapshot, this.ttl);
-    if (page.records.length) pipeline.hset(snapshot, ...page.records.flat()).expire(snapshot, this.ttl);
+    if (page.records.length) {
+      pipeline.hset(snapshot, ...page.records.flat()).expire(snapshot, this.ttl);
+      const changed = keys.changed(cycle);
+      pipeline.sadd(changed, ...page.records.map(([iccid]) => iccid)).expire(changed, this.ttl);
+    }
     if (page.invalid.length) pipeline.hset(invalid, ...page.invalid.flat()).expire(invalid, this.ttl);
     if (page.connectivity.length) pipeline.hset(keys.connectivity, ...page.connectivity.flat());
     if (page.settledAgain?.length) {
@@ -564,6 +591,30 @@ export class StateStore {
     if (page.droppedIdentities?.length) pipeline.hdel(keys.identities, ...page.droppedIdentities);
     if (page.identities?.length) pipeline.hset(keys.identities, ...page.identities.flat());
     await execOrThrow(pipeline as unknown as ReturnType<Redis['pipeline']>);
+  }
+
+  /**
+   * What the fetch needs of a page's members, in one round trip: each one's connectivity last fetched (as
+   * `knownConnectivity`) and whether it is settled (as `settledSims`). The settled mark is read off the connectivity
+   * value itself; only state from before the marks (the old `settled` hash) costs a second round trip.
+   */
+  async memberStates(
+    group: string,
+    iccids: string[]
+  ): Promise<{ connectivity: (string | null)[]; settled: boolean[] }> {
+    if (!iccids.length) return { connectivity: [], settled: [] };
+    const keys = this.keys(group);
+    const [[e1, stored], [e2, gen], [e3, old]] = ((await this.redis
+      .pipeline()
+      .hmget(keys.connectivity, ...iccids)
+      .hget(keys.meta, 'settledGen')
+      .exists(keys.settled)
+      .exec()) ?? []) as [Error | null, unknown][];
+    if (e1 || e2 || e3) throw e1 ?? e2 ?? e3;
+    const values = stored as (string | null)[];
+    const mark = RS + ((gen as string | null) ?? '0');
+    const settled = (old as number) ? await this.settledSims(group, iccids) : values.map((v) => isMarked(v, mark));
+    return { connectivity: values.map(withoutAppendix), settled };
   }
 
   /** Which of `iccids` are settled (every target holds their record, nothing held or in flight). */
@@ -612,13 +663,36 @@ export class StateStore {
    * Its invalid SIMs stay until that fetch (or their TTL): `kite-cc sim` shows why a SIM was rejected.
    */
   async dropSnapshot(group: string, cycle: number): Promise<void> {
-    await this.redis.del(this.keys(group).snapshot(cycle));
+    const keys = this.keys(group);
+    await execOrThrow(
+      this.redis.multi().del(keys.snapshot(cycle), keys.changed(cycle)).hdel(keys.meta, `indexed:${cycle}`)
+    );
   }
 
   /** Drops a cycle's staging; a cycle's fetch starts from nothing. */
   async dropStaging(group: string, cycle: number): Promise<void> {
     const keys = this.keys(group);
-    await this.redis.del(keys.snapshot(cycle), keys.invalid(cycle));
+    await execOrThrow(
+      this.redis
+        .multi()
+        .del(keys.snapshot(cycle), keys.changed(cycle), keys.invalid(cycle))
+        .hdel(keys.meta, `indexed:${cycle}`)
+    );
+  }
+
+  /**
+   * Records that the cycle's fetch staged every page itself (its writes index each record in changed:<cycle>), and
+   * whether every SIM it staged has conn (`everyStagedKnown`): then the diff reads only the records, and finds that
+   * no SIM left by counting.
+   */
+  async recordStagingIndexed(group: string, cycle: number, everyStagedKnown: boolean): Promise<void> {
+    await this.redis.hset(this.keys(group).meta, `indexed:${cycle}`, everyStagedKnown ? 'conn' : 'records');
+  }
+
+  /** How the cycle's fetch finished staging (see recordStagingIndexed); undefined when its fetch did not say. */
+  async stagingIndexed(group: string, cycle: number): Promise<{ everyStagedKnown: boolean } | undefined> {
+    const value = await this.redis.hget(this.keys(group).meta, `indexed:${cycle}`);
+    return value === null ? undefined : { everyStagedKnown: value === 'conn' };
   }
 
   // --- diff ---
@@ -626,6 +700,23 @@ export class StateStore {
   /** Pages through a cycle's staged snapshot: `[iccid, record JSON]`. An entry may repeat if the hash is rehashed. */
   scanSnapshot(group: string, cycle: number, count = 1000): AsyncGenerator<Entry[]> {
     return this.scan(this.keys(group).snapshot(cycle), count);
+  }
+
+  /**
+   * Pages through the records a cycle's snapshot holds (not the KEPT SIMs), by its changed:<cycle> index: only
+   * valid once stagingIndexed says so. An entry may repeat.
+   */
+  async *scanStagedRecords(group: string, cycle: number, count = 1000): AsyncGenerator<Entry[]> {
+    const keys = this.keys(group);
+    let cursor = '0';
+    do {
+      const [next, iccids] = await this.redis.sscan(keys.changed(cycle), cursor, 'COUNT', count);
+      cursor = next;
+      const records = await this.hmget(keys.snapshot(cycle), iccids);
+      const entries: Entry[] = [];
+      iccids.forEach((iccid, i) => records[i] !== null && records[i] !== KEPT && entries.push([iccid, records[i]!]));
+      if (entries.length) yield entries;
+    } while (cursor !== '0');
   }
 
   /** How many SIMs of the group the cycle's snapshot holds. */
@@ -714,6 +805,12 @@ export class StateStore {
    */
   async leavers(group: string, cycle: number, count = 1000): Promise<string[]> {
     const keys = this.keys(group);
+    const indexed = await this.stagingIndexed(group, cycle);
+    // Every staged SIM has conn: conn's SIMs in neither the snapshot nor its invalid SIMs are counted, not listed.
+    if (indexed?.everyStagedKnown) {
+      const left = await this.redis.ccLeaversCount(keys.connectivity, keys.snapshot(cycle), keys.invalid(cycle));
+      if (left === 0) return [];
+    }
     const leavers = new Set<string>();
     let cursor = '0';
     do {
@@ -1072,6 +1169,7 @@ export class StateStore {
       base,
       snapshot: (cycle: number) => `${base}snap:${cycle}`,
       invalid: (cycle: number) => `${base}invalid:${cycle}`,
+      changed: (cycle: number) => `${base}changed:${cycle}`,
       connectivity: `${base}conn`,
       settled: `${base}settled`,
       identities: `${base}ids`,
@@ -1131,6 +1229,11 @@ function withoutAppendix(value: string | null): string | null {
   if (value === null) return null;
   const at = value.indexOf(RS);
   return at < 0 ? value : value.slice(0, at);
+}
+
+/** Whether a conn value ends with the settled `mark` (RS, then the generation), as SETTLED_SCRIPT reads it. */
+function isMarked(value: string | null, mark: string): boolean {
+  return value !== null && value.length > mark.length && value.endsWith(mark);
 }
 
 /** A stored value's appendix, undefined when none. */

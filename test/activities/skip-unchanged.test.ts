@@ -14,7 +14,7 @@ import { MemoryKite } from '../support/memory-kite';
 import { RecordingTarget } from '../support/recording-target';
 import { testStore } from '../support/test-store';
 
-const { store } = testStore('skip');
+const { store, redis, prefix } = testStore('skip');
 
 function setup(names = ['cloud', 'other'], options: { raw?: boolean } = {}) {
   const group = uniqueName('g');
@@ -116,6 +116,48 @@ test("Kite's pages as bytes: a settled SIM whose entry did not change is not eve
   expect(kite.parsed).toBe(1);
   expect(changed.diffed.targets.cloud.changed).toBe(1);
   expect(stateOf(targets[0], iccs[7])).toMatchObject({ alias: 'renamed' });
+});
+
+test("the diff reads a snapshot's records only: its KEPT SIMs are not read, and leavers are counted", async () => {
+  const { group, kite, acts, targets } = setup(['cloud']);
+  const iccs = kite.addSims(group, 30);
+  await cycle(acts, group, 1, ['cloud']);
+  await cycle(acts, group, 2, ['cloud']);
+  const scanned = jest.spyOn(store, 'scanSnapshot');
+  const steady = await cycle(acts, group, 3, ['cloud']);
+  expect(steady.diffed).toMatchObject({ left: 0, targets: { cloud: { changed: 0 } } });
+
+  kite.update(iccs[2], { alias: 'renamed' });
+  kite.update(iccs[3], { supervisionGroup: 'elsewhere' });
+  const changed = await cycle(acts, group, 4, ['cloud']);
+  expect(scanned).not.toHaveBeenCalled();
+  scanned.mockRestore();
+  expect(changed.diffed).toMatchObject({ left: 1, targets: { cloud: { changed: 1 } } });
+  expect(stateOf(targets[0], iccs[2])).toMatchObject({ alias: 'renamed' });
+  expect(await store.publishedRecords(group, 'cloud', [iccs[3]])).toEqual([null]);
+});
+
+test('a snapshot staged by a fetch from before the index (nothing recorded) is diffed whole, as before', async () => {
+  const { group, kite, acts, targets } = setup(['cloud']);
+  const iccs = kite.addSims(group, 30);
+  await cycle(acts, group, 1, ['cloud']);
+  await cycle(acts, group, 2, ['cloud']);
+  kite.update(iccs[2], { alias: 'renamed' });
+  kite.update(iccs[3], { supervisionGroup: 'elsewhere' });
+  await run(acts.fetchSnapshot, { group, cycle: 3 });
+  // What an older worker's fetch leaves: the snapshot (records and KEPT) without changed:<cycle> nor its mark.
+  const base = `${prefix}:{${group}}:`;
+  expect(await store.stagingIndexed(group, 3)).toEqual({ everyStagedKnown: true });
+  await redis.multi().del(`${base}changed:3`).hdel(`${base}meta`, 'indexed:3').exec();
+  expect(await store.stagingIndexed(group, 3)).toBeUndefined();
+  const scanned = jest.spyOn(store, 'scanSnapshot');
+  const diffed = await run(acts.diffSnapshot, { group, cycle: 3, targets: ['cloud'] });
+  expect(scanned).toHaveBeenCalled();
+  scanned.mockRestore();
+  expect(diffed).toMatchObject({ left: 1, targets: { cloud: { changed: 1 } } });
+  await run(acts.publishChanges, { group, cycle: 3, target: 'cloud' });
+  expect(stateOf(targets[0], iccs[2])).toMatchObject({ alias: 'renamed' });
+  expect(await store.publishedRecords(group, 'cloud', [iccs[3]])).toEqual([null]);
 });
 
 test('a held counter change goes out once allowed although the SIM no longer changes in Kite', async () => {

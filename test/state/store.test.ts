@@ -5,13 +5,13 @@
 import { scanKeys } from '../../state/redis';
 import { RECORD_KEYS } from '../../record';
 import { KEY_CODES } from '../../state/audit-format';
-import { InvalidGroupNameError, StateStore } from '../../state/store';
+import { InvalidGroupNameError, StateStore, type Entry } from '../../state/store';
 import { uniqueName } from '../setup/stack';
 import { testStore } from '../support/test-store';
 
 const { redis, store, prefix } = testStore('store', { stagingTtlSeconds: 600 });
 
-test('the key layout is the persisted one: cc:{group}:snap|invalid|conn|pub|pending|fail|audit', async () => {
+test('the key layout is the persisted one: cc:{group}:snap|changed|invalid|conn|pub|pending|fail|audit', async () => {
   const group = 'layout-1';
   await store.stagePage(group, 7, {
     records: [['8934', '{"iccid":"8934"}']],
@@ -28,10 +28,14 @@ test('the key layout is the persisted one: cc:{group}:snap|invalid|conn|pub|pend
   const keys: string[] = [];
   for await (const batch of scanKeys(redis, `${base}*`)) keys.push(...batch);
   expect(keys.sort()).toEqual(
-    ['audit', 'conn', 'fail:hook', 'invalid:7', 'pending:hook', 'pub:hook', 'snap:7'].map((k) => base + k).sort()
+    ['audit', 'changed:7', 'conn', 'fail:hook', 'invalid:7', 'pending:hook', 'pub:hook', 'snap:7']
+      .map((k) => base + k)
+      .sort()
   );
   expect(await redis.hget(`${base}snap:7`, '8934')).toBe('{"iccid":"8934"}');
   expect(await redis.ttl(`${base}snap:7`)).toBeGreaterThan(0);
+  expect(await redis.smembers(`${base}changed:7`)).toEqual(['8934']);
+  expect(await redis.ttl(`${base}changed:7`)).toBeGreaterThan(0);
   expect(await redis.hget(`${base}pub:hook`, '8934')).toBe('[null,"a"]'); // by position: state/record-format.ts
   expect(await store.publishedRecords(group, 'hook', ['8934'])).toEqual(['{"alias":"a"}']);
   expect(JSON.parse((await redis.hget(`${base}fail:hook`, '8935'))!)).toEqual({
@@ -405,11 +409,59 @@ test("a cycle's snapshot is dropped once diffed; memory per key family names eac
   await store.writePending(group, 'hook', [['1', '{"iccid":"1"}']], []);
   await store.commitPublished(group, 'hook', [{ iccid: '1', patch: '{"iccid":"1"}', merged: '{"iccid":"1"}' }]);
   const families = await store.memoryByFamily(group);
-  expect(Object.keys(families).sort()).toEqual(['audit', 'conn', 'invalid', 'pub:hook', 'snap']);
+  expect(Object.keys(families).sort()).toEqual(['audit', 'changed', 'conn', 'invalid', 'pub:hook', 'snap']);
   for (const bytes of Object.values(families)) expect(bytes).toBeGreaterThan(0);
   await store.dropSnapshot(group, 3);
   expect(await store.snapshotCount(group, 3)).toBe(0);
   expect(Object.keys(await store.memoryByFamily(group)).sort()).toEqual(['audit', 'conn', 'invalid', 'pub:hook']);
+});
+
+test("a snapshot's records are read without its KEPT SIMs once the fetch recorded its staging indexed", async () => {
+  const group = uniqueName('indexed');
+  await store.stagePage(group, 4, {
+    records: [['1', '{"iccid":"1"}']],
+    kept: ['2', '3'],
+    connectivity: ['1', '2', '3'].map((i) => [i, '{"h":"x"}']),
+    invalid: [],
+  });
+  // A fetch from before the index records nothing: the diff must scan the snapshot.
+  expect(await store.stagingIndexed(group, 4)).toBeUndefined();
+  await store.recordStagingIndexed(group, 4, true);
+  expect(await store.stagingIndexed(group, 4)).toEqual({ everyStagedKnown: true });
+  const read: Entry[] = [];
+  for await (const batch of store.scanStagedRecords(group, 4, 1)) read.push(...batch);
+  expect(read).toEqual([['1', '{"iccid":"1"}']]);
+  await store.dropSnapshot(group, 4);
+  expect(await store.stagingIndexed(group, 4)).toBeUndefined();
+  for await (const batch of store.scanStagedRecords(group, 4)) expect(batch).toEqual([]);
+  await store.dropGroup(group);
+});
+
+test('leavers are counted, not listed, only when every staged SIM has conn; else each known SIM is checked', async () => {
+  const group = uniqueName('counted');
+  // Known: 1..4. Cycle 5 stages 1 (record), 2 (KEPT), 3 as invalid and 9, a record without conn. 4 left.
+  await store.stagePage(group, 5, {
+    records: [['1', '{"iccid":"1"}']],
+    kept: ['2'],
+    connectivity: ['1', '2', '3', '4'].map((i) => [i, '{"h":"x"}']),
+    invalid: [['3', 'bad']],
+  });
+  await store.recordStagingIndexed(group, 5, true);
+  expect(await store.leavers(group, 5)).toEqual(['4']);
+  await store.stagePage(group, 5, { records: [['9', '{"iccid":"9"}']], connectivity: [], invalid: [] });
+  // Counting would take 9 for 4 (4 known, 3 staged + 1 invalid): the fetch said a staged SIM has no conn.
+  await store.recordStagingIndexed(group, 5, false);
+  expect(await store.leavers(group, 5)).toEqual(['4']);
+  // Once 4 is staged, nobody left, and the count says so without a scan.
+  await store.stagePage(group, 5, { records: [], kept: ['4'], connectivity: [['9', '{"h":"x"}']], invalid: [] });
+  await store.recordStagingIndexed(group, 5, true);
+  const scans = jest.spyOn(redis as unknown as { ccLeaversPage: () => Promise<string[]> }, 'ccLeaversPage');
+  expect(await store.leavers(group, 5)).toEqual([]);
+  expect(scans).not.toHaveBeenCalled();
+  scans.mockRestore();
+  await store.dropStaging(group, 5);
+  expect(await store.stagingIndexed(group, 5)).toBeUndefined();
+  await store.dropGroup(group);
 });
 
 test('settled SIMs are marked in conn, not in a hash of their own; a resync of all SIMs clears every mark', async () => {
