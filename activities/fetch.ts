@@ -572,11 +572,13 @@ async function stageGroupPage(
   // Each read's time is when Kite answered, not when the page began: the reads of a page may take minutes at
   // Kite's rate, and a SIM read late must not look due as early as one read first.
   const clock = deps.now ?? Date.now;
-  const reads = await mapPool(all, deps.presenceConcurrency ?? 8, (m, i) =>
-    byHints[i] || refreshing.has(i)
-      ? readPresence(kite, m.icc, counts, call, was[i]?.e !== undefined).then((read) => ({ ...read, at: clock() }))
-      : Promise.resolve(undefined)
-  );
+  // Only the members read are pooled: a settled page reads none, and a promise per member is garbage.
+  const toRead = all.flatMap((_, i) => (byHints[i] || refreshing.has(i) ? [i] : []));
+  const reads = new Array<({ presence?: KitePresence; error?: string } & { at: number }) | undefined>(all.length);
+  await mapPool(toRead, deps.presenceConcurrency ?? 8, async (i) => {
+    const read = await readPresence(kite, all[i].icc, counts, call, was[i]?.e !== undefined);
+    reads[i] = { ...read, at: clock() };
+  });
 
   const kept: string[] = [];
   const settledAgain: string[] = [];
