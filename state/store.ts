@@ -6,8 +6,12 @@
  *   snap:<cycle>      HASH iccid → canonical record JSON          the cycle's staged snapshot (TTL), from its fetch
  *                          or KEPT                                 until its publish begins (dropSnapshot)
  *   changed:<cycle>   SET iccid                                   the SIMs the cycle's snapshot holds a record for
- *                                                                  (not KEPT), while the snapshot lives; read only
- *                                                                  when meta's indexed:<cycle> says it is whole
+ *                                                                  (not KEPT), while the snapshot lives (TTL); read
+ *                                                                  only when indexed:<cycle> says it is whole
+ *   indexed:<cycle>   STRING 'conn' | 'records'                   the cycle's fetch staged every page with the
+ *                                                                  index (TTL); 'conn': every staged SIM has conn
+ *                                                                  (stagingIndexed). Absent after a fetch by a
+ *                                                                  worker from before: the diff scans the snapshot
  *   invalid:<cycle>   HASH icc or #index → reason                 SIMs of the group that could not be mapped (TTL)
  *   conn              HASH iccid → {h: hints, p: presence,       connectivity hints and presence last fetched (t:
  *                                   t: read time, i: identity}     when, epoch s in base 36), and what identifies
@@ -32,10 +36,7 @@
  *   meta              HASH listed → SIMs in the last complete inventory listing (the paging ceiling),
  *                          settledGen → the generation of conn's settled marks (a resync of all SIMs bumps it),
  *                          fetchStart → {cycle, at, prev}: when the fetch of the last cycle (and the one before) began,
- *                          events → 1 once a diff with events on completed (later SIMs are joining the group),
- *                          indexed:<cycle> → how the cycle's fetch finished staging (stagingIndexed): 'conn' when
- *                          changed:<cycle> holds every record and every staged SIM has conn, 'records' when only
- *                          the first holds; absent for a fetch by a worker from before (the diff scans the snapshot)
+ *                          events → 1 once a diff with events on completed (later SIMs are joining the group)
  *   sent:<target>     HASH iccid → canonical patch JSON           handed to the target, not yet acknowledged: what
  *                                                                  the target holds for these keys is unknown
  *   counters:<target> HASH iccid → epoch ms                       when the SIM's daily counters last went out (the
@@ -664,19 +665,14 @@ export class StateStore {
    */
   async dropSnapshot(group: string, cycle: number): Promise<void> {
     const keys = this.keys(group);
-    await execOrThrow(
-      this.redis.multi().del(keys.snapshot(cycle), keys.changed(cycle)).hdel(keys.meta, `indexed:${cycle}`)
-    );
+    await execOrThrow(this.redis.multi().del(keys.snapshot(cycle), keys.changed(cycle), keys.indexed(cycle)));
   }
 
   /** Drops a cycle's staging; a cycle's fetch starts from nothing. */
   async dropStaging(group: string, cycle: number): Promise<void> {
     const keys = this.keys(group);
     await execOrThrow(
-      this.redis
-        .multi()
-        .del(keys.snapshot(cycle), keys.changed(cycle), keys.invalid(cycle))
-        .hdel(keys.meta, `indexed:${cycle}`)
+      this.redis.multi().del(keys.snapshot(cycle), keys.changed(cycle), keys.indexed(cycle), keys.invalid(cycle))
     );
   }
 
@@ -686,12 +682,12 @@ export class StateStore {
    * no SIM left by counting.
    */
   async recordStagingIndexed(group: string, cycle: number, everyStagedKnown: boolean): Promise<void> {
-    await this.redis.hset(this.keys(group).meta, `indexed:${cycle}`, everyStagedKnown ? 'conn' : 'records');
+    await this.redis.set(this.keys(group).indexed(cycle), everyStagedKnown ? 'conn' : 'records', 'EX', this.ttl);
   }
 
   /** How the cycle's fetch finished staging (see recordStagingIndexed); undefined when its fetch did not say. */
   async stagingIndexed(group: string, cycle: number): Promise<{ everyStagedKnown: boolean } | undefined> {
-    const value = await this.redis.hget(this.keys(group).meta, `indexed:${cycle}`);
+    const value = await this.redis.get(this.keys(group).indexed(cycle));
     return value === null ? undefined : { everyStagedKnown: value === 'conn' };
   }
 
@@ -1170,6 +1166,7 @@ export class StateStore {
       snapshot: (cycle: number) => `${base}snap:${cycle}`,
       invalid: (cycle: number) => `${base}invalid:${cycle}`,
       changed: (cycle: number) => `${base}changed:${cycle}`,
+      indexed: (cycle: number) => `${base}indexed:${cycle}`,
       connectivity: `${base}conn`,
       settled: `${base}settled`,
       identities: `${base}ids`,

@@ -148,7 +148,7 @@ test('a snapshot staged by a fetch from before the index (nothing recorded) is d
   // What an older worker's fetch leaves: the snapshot (records and KEPT) without changed:<cycle> nor its mark.
   const base = `${prefix}:{${group}}:`;
   expect(await store.stagingIndexed(group, 3)).toEqual({ everyStagedKnown: true });
-  await redis.multi().del(`${base}changed:3`).hdel(`${base}meta`, 'indexed:3').exec();
+  await redis.del(`${base}changed:3`, `${base}indexed:3`);
   expect(await store.stagingIndexed(group, 3)).toBeUndefined();
   const scanned = jest.spyOn(store, 'scanSnapshot');
   const diffed = await run(acts.diffSnapshot, { group, cycle: 3, targets: ['cloud'] });

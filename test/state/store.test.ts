@@ -428,6 +428,7 @@ test("a snapshot's records are read without its KEPT SIMs once the fetch recorde
   expect(await store.stagingIndexed(group, 4)).toBeUndefined();
   await store.recordStagingIndexed(group, 4, true);
   expect(await store.stagingIndexed(group, 4)).toEqual({ everyStagedKnown: true });
+  expect(await redis.ttl(`${prefix}:{${group}}:indexed:4`)).toBeGreaterThan(0); // never left behind
   const read: Entry[] = [];
   for await (const batch of store.scanStagedRecords(group, 4, 1)) read.push(...batch);
   expect(read).toEqual([['1', '{"iccid":"1"}']]);
