@@ -48,6 +48,12 @@ export interface FetchDeps {
    */
   sweepLockTtlMs?: number;
   /**
+   * A group's very first fetch waits this long before it sweeps the account or, alone, lists it: groups started
+   * together (a deployment) register meanwhile and share that first listing instead of each making its own. Once
+   * per group. 0: no wait. @default 500
+   */
+  sweepGatherMs?: number;
+  /**
    * Skip settled SIMs whose Kite entry did not change (staged as KEPT, not mapped nor diffed). Off: every SIM of
    * the group is mapped and staged with its record each cycle. @default true
    */
@@ -364,6 +370,8 @@ async function fetchFromSweep(deps: FetchDeps, run: FetchRun, account: string): 
 /** How often a fetch waiting for another group's sweep looks again. */
 const SWEEP_POLL_MS = 250;
 
+export const DEFAULT_SWEEP_GATHER_MS = 500;
+
 /**
  * Takes the cycle's sweep partition: reuses a young enough one, waits for a running sweep, or sweeps itself.
  * Undefined when the group is the account's only reader and no sweep is running: it lists the inventory itself.
@@ -380,11 +388,19 @@ async function takeSweep(deps: FetchDeps, run: FetchRun, account: string): Promi
   const registration = Math.max(3 * interval, MIN_SWEEP_REGISTRATION_MS);
   const token = (run.checkpoint.sweep ??= { token: randomUUID() }).token;
   let waitingSince: number | undefined;
+  // The group's first fetch: let the groups started with it register before anyone lists for them.
+  let gatherMs = started.previous === undefined ? (deps.sweepGatherMs ?? DEFAULT_SWEEP_GATHER_MS) : 0;
   for (;;) {
     throwIfCancelled();
     const header = await sweeps.take(account, group, cycle, minStartedAt);
     if (header) return header;
     await sweeps.register(account, group, Date.now() + registration);
+    if (gatherMs > 0) {
+      run.keepAlive();
+      await setTimeout(gatherMs, undefined, { signal: run.call.signal });
+      gatherMs = 0;
+      continue;
+    }
     if (waitingSince === undefined && (await sweeps.readers(account, Date.now())).every((g) => g === group)) {
       if (await sweeps.acquire(account, token, lockTtl(deps))) {
         // No sweep is running either (the lock was free): nobody else needs this listing.

@@ -3,6 +3,7 @@
  * a MockActivityEnvironment on the test Redis, over an in-memory inventory that counts its list pages. The full
  * stack (worker processes, the simulator's request counts, SIGKILL mid-sweep) is in test/sync/sweep.test.ts.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createActivities, type FetchResult } from '../../activities';
 import type { KitePage } from '../../kite';
@@ -86,6 +87,26 @@ test('three groups of one account: one sweep per round of cycles, each group sta
       expect(staged.every((json) => json !== null)).toBe(true);
     }
   }
+});
+
+test('groups whose first fetches start together share that first listing; one started alone later waits once', async () => {
+  const { kite, groups, acts } = setup();
+  const pagesPerSweep = Math.ceil((3 * 15 + 12) / 10);
+  // A deployment: the groups' first fetches 100 ms apart. Each waits sweepGatherMs (500) before listing for anyone.
+  const results = await Promise.all(
+    groups.map(async (g, i) => {
+      await sleep(100 * i);
+      return fetchIn(new MockActivityEnvironment(), acts, g, 1);
+    })
+  );
+  for (const result of results) expect(result).toMatchObject({ seen: 57, inGroup: 15 });
+  expect(kite.pagesServed).toBe(pagesPerSweep); // not one listing per group
+  for (const group of groups) expect(await store.snapshotCount(group, 1)).toBe(15);
+
+  // The same three groups, started one after the other: up to one listing each, as before the wait.
+  const late = setup();
+  for (const group of late.groups) await fetchIn(new MockActivityEnvironment(), late.acts, group, 1);
+  expect(late.kite.pagesServed).toBeGreaterThan(pagesPerSweep);
 });
 
 test("a group reading an unchanged sweep parses none of its settled SIMs' entries", async () => {
