@@ -22,6 +22,19 @@ export function busiestWindow(times: number[], windowMs: number): { count: numbe
   return best;
 }
 
+/**
+ * A meter's own stalls, as figures: the longest while the evolving phase ran (from `since`), and the longest that
+ * ended in the busiest second (ending at `peakEndedAt`): what arrived during it was timestamped up to that late,
+ * so that second may hold operations that reached the door before it.
+ */
+export function stallFigures(stalls: [at: number, ms: number][], since: number, peakEndedAt: number) {
+  const longest = (list: [number, number][]) => list.reduce((max, [, ms]) => Math.max(max, ms), 0);
+  return {
+    longestStallMs: longest(stalls.filter(([at]) => at >= since)),
+    longestStallInPeakSecondMs: longest(stalls.filter(([at]) => at > peakEndedAt - 1_000 && at <= peakEndedAt)),
+  };
+}
+
 /** Rate figures of one peer: the peak in any second, the peak average over any 10 s, both against the budget. */
 export interface RateFigures {
   operations: number;

@@ -52,7 +52,16 @@ import { startMqttMeter, type MqttMeter } from '../support/mqtt-meter';
 import { simulatorWorkerEnv, startWorkerProcess, type WorkerProcess } from '../support/worker-process';
 import { waitUntil } from '../support/wait-until';
 import { startStrictAwsPeer, type StrictAwsPeer } from '../targets/strict-aws';
-import { ActivityWatch, attemptsPerActivity, budgetShare, peakRssMb, rateFigures, type RateFigures } from './figures';
+import {
+  ActivityWatch,
+  attemptsPerActivity,
+  budgetShare,
+  peakRssMb,
+  rateFigures,
+  stallFigures,
+  type RateFigures,
+} from './figures';
+import type { MeterStall } from '../support/meter-process';
 
 const setting = (name: string, fallback: number) => Number(process.env[`KITE_SOAK_${name}`] || fallback);
 const MINUTES = setting('MINUTES', 0.5);
@@ -352,16 +361,24 @@ test(
     const awsTimes = (kind: 'shadow-update' | 'create-thing') =>
       awsRequests.filter((r) => awsOperation(r) === kind).map((r) => r.at);
     const webhookPosts = (await hookMeter.requests()).filter((r) => r.method === 'POST').map((r) => r.at);
+    const awsStalls = await awsMeter.stalls();
     /** A target's share of its budget while its publish ran (every SIM of the first sync pending; then each cycle's). */
-    const target = (times: number[], kind: string, budget: { perSecond: number; burst: number }) => {
+    const target = (
+      times: number[],
+      kind: string,
+      budget: { perSecond: number; burst: number },
+      meterStalls: MeterStall[]
+    ) => {
       const publishing = watch.spans(`publish:${kind}`);
+      const evolvingFigures = rateFigures(measured(times), budget.perSecond, budget.burst);
       return {
         firstSyncWhilePublishing: budgetShare(
           times,
           publishing.filter(([from]) => from < firstSyncEnd),
           budget.perSecond
         ),
-        evolving: rateFigures(measured(times), budget.perSecond, budget.burst),
+        evolving: evolvingFigures,
+        meter: stallFigures(meterStalls, evolving, evolvingFigures.peakSecondEndedAt),
         evolvingWhilePublishing: budgetShare(
           times,
           publishing.filter(([from]) => from >= evolving),
@@ -399,10 +416,15 @@ test(
         whileBackloggedShare: budgetShare(kiteAdmitted, fetching, KITE_RPS),
       },
       targets: {
-        awsShadowUpdates: target(awsTimes('shadow-update'), 'aws', BUDGETS.awsShadowUpdates),
-        awsCreateThing: target(awsTimes('create-thing'), 'aws', BUDGETS.awsCreateThing),
-        webhookPosts: target(webhookPosts, 'hook', BUDGETS.webhookPosts),
-        mqttMessages: target(await mqttMeter.publishTimes('kite/'), 'mqtt', BUDGETS.mqttMessages),
+        awsShadowUpdates: target(awsTimes('shadow-update'), 'aws', BUDGETS.awsShadowUpdates, awsStalls),
+        awsCreateThing: target(awsTimes('create-thing'), 'aws', BUDGETS.awsCreateThing, awsStalls),
+        webhookPosts: target(webhookPosts, 'hook', BUDGETS.webhookPosts, await hookMeter.stalls()),
+        mqttMessages: target(
+          await mqttMeter.publishTimes('kite/'),
+          'mqtt',
+          BUDGETS.mqttMessages,
+          await mqttMeter.stalls()
+        ),
         /** The same messages as the subscriber received them: the broker's delivery and this process's load add bunching. */
         mqttAtSubscriber: rateFigures(
           measured(mqttArrivals),
@@ -492,10 +514,11 @@ function figureTable(f: {
   ];
   type Share = { share: number; seconds: number };
   for (const [name, budget] of Object.entries(BUDGETS)) {
-    const t = f.targets[name] as { firstSyncWhilePublishing: Share; evolving: RateFigures; evolvingWhilePublishing: Share }; // prettier-ignore
+    const t = f.targets[name] as { firstSyncWhilePublishing: Share; evolving: RateFigures; evolvingWhilePublishing: Share; meter: ReturnType<typeof stallFigures> }; // prettier-ignore
     const share = (s: Share) => `${pct(s.share)} of ${s.seconds} s`;
     rows.push(
       [`${name}/s, peak 1 s / 10 s avg (evolving)`, `${t.evolving.peakPerSecond} / ${t.evolving.peakPer10sAverage}`, `≤ ${budget.perSecond} + burst ${budget.burst}`], // prettier-ignore
+      [`${name}, meter's longest stall: in that peak second / evolving`, `${t.meter.longestStallInPeakSecondMs} / ${t.meter.longestStallMs} ms`, 'its timestamps late by as much'], // prettier-ignore
       [`${name}, budget used while publishing: first sync / evolving`, `${share(t.firstSyncWhilePublishing)} / ${share(t.evolvingWhilePublishing)}`, '≥ 90 % when backlogged'] // prettier-ignore
     );
   }

@@ -6,7 +6,7 @@
  * Parent side: `startHttpMeter(upstreamUrl)`; the proxy runs this same file as its main module.
  */
 import http from 'node:http';
-import { serveMeter, startMeterProcess } from './meter-process';
+import { serveMeter, startMeterProcess, type MeterStall } from './meter-process';
 
 /** One request as it reached the meter. */
 export interface MeteredRequest {
@@ -22,6 +22,8 @@ export interface HttpMeter {
   url: string;
   /** Every request so far, in arrival order. */
   requests(): Promise<MeteredRequest[]>;
+  /** The meter's own stalls so far: requests that arrived during one were timestamped up to that late. */
+  stalls(): Promise<MeterStall[]>;
   close(): Promise<void>;
 }
 
@@ -33,6 +35,7 @@ export async function startHttpMeter(upstreamUrl: string): Promise<HttpMeter> {
   return {
     url: `http://127.0.0.1:${meter.port}`,
     requests: async () => (await meter.report()).requests.map(([at, method, url]) => ({ at, method, url })),
+    stalls: async () => (await meter.report()).stalls,
     close: () => meter.close(),
   };
 }

@@ -8,13 +8,15 @@
  */
 import net from 'node:net';
 import mqttPacket from 'mqtt-packet';
-import { serveMeter, startMeterProcess } from './meter-process';
+import { serveMeter, startMeterProcess, type MeterStall } from './meter-process';
 
 export interface MqttMeter {
   /** `mqtt://127.0.0.1:<port>`: give it to the publishers instead of the broker's URL. */
   url: string;
   /** When (epoch ms) each PUBLISH whose topic starts with `topicPrefix` reached the proxy, in order. */
   publishTimes(topicPrefix?: string): Promise<number[]>;
+  /** The meter's own stalls so far: PUBLISHes that arrived during one were timestamped up to that late. */
+  stalls(): Promise<MeterStall[]>;
   close(): Promise<void>;
 }
 
@@ -31,6 +33,7 @@ export async function startMqttMeter(brokerUrl: string): Promise<MqttMeter> {
     url: `mqtt://127.0.0.1:${meter.port}`,
     publishTimes: async (topicPrefix = '') =>
       (await meter.report()).times.filter(([, topic]) => topic.startsWith(topicPrefix)).map(([at]) => at),
+    stalls: async () => (await meter.report()).stalls,
     close: () => meter.close(),
   };
 }
