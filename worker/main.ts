@@ -15,13 +15,21 @@ import { startWorker } from './worker';
  * body) towards its old generation, and under the image's 256 MB heap cap it lets that generation grow only 1.3×
  * past what a collection left: a settled cycle then ran a full mark-compact every four or five pages, which cost
  * a 100,000-SIM steady-state cycle about a third of its time (BENCHMARKS.md). Growing it 2× keeps the heap under
- * the same cap. A `--heap-growing-percent` given to node itself wins. Not allowed in NODE_OPTIONS, hence here.
+ * the same cap. `KITE_HEAP_GROWING_PERCENT` overrides it (0: V8's own), and a `--heap-growing-percent` given to node
+ * itself wins. Node does not allow the flag in NODE_OPTIONS, hence here.
  */
 const HEAP_GROWING_PERCENT = 100;
 
 async function main(): Promise<void> {
   if (!process.execArgv.some((arg) => arg.startsWith('--heap-growing-percent'))) {
-    setFlagsFromString(`--heap-growing-percent=${HEAP_GROWING_PERCENT}`);
+    const percent = process.env.KITE_HEAP_GROWING_PERCENT ?? String(HEAP_GROWING_PERCENT);
+    if (!/^\d+$/.test(percent)) {
+      throw new ConfigError(
+        'KITE_HEAP_GROWING_PERCENT',
+        `must be a whole number of percent such as 100, got '${percent}'`
+      );
+    }
+    setFlagsFromString(`--heap-growing-percent=${percent}`);
   }
   const logger = createLogger({ component: 'worker' });
   routeProcessDiagnostics(logger.child({ component: 'node' }));
