@@ -57,10 +57,12 @@ FROM runtime AS worker
 # The bundle `npm run build` wrote: the worker starts without webpack.
 # V8 heap sizing: uncapped, V8 grows the heap far past the live data; capped alone, it spends more time in GC. A
 # larger young generation keeps short-lived page objects out of the old one (BENCHMARKS.md: peak RSS 311 → 250 MB
-# on 100k SIMs at the same CPU). The bench runs its worker with the same flags (bench/processes.ts).
+# on 100k SIMs at the same CPU); since the worker grows the old generation 2× past a collection (worker/main.ts),
+# 16 MB semi-spaces keep a 1,000,000-SIM worker under 300 MB where 32 MB did not (330 → 284 MB, and faster).
+# The bench runs its worker with the same flags (bench/processes.ts).
 ENV KITE_WORKFLOW_BUNDLE=/app/lib/workflow-bundle.js \
     KITE_METRICS_ADDRESS=0.0.0.0:9464 \
-    NODE_OPTIONS="--max-old-space-size=256 --max-semi-space-size=32"
+    NODE_OPTIONS="--max-old-space-size=256 --max-semi-space-size=16"
 USER node
 EXPOSE 9464
 CMD ["node", "lib/worker/main.js"]

@@ -136,7 +136,7 @@ export async function startSimulator(
 }
 
 /** As the Dockerfile's worker stage sets it: V8 grows the heap far past the live data unless capped. */
-export const WORKER_NODE_OPTIONS = '--max-old-space-size=256 --max-semi-space-size=32';
+export const WORKER_NODE_OPTIONS = '--max-old-space-size=256 --max-semi-space-size=16';
 
 export interface WorkerProcess extends Child {
   /** From spawn to "worker started" (module loading, workflow bundling, connections). */

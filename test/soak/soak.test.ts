@@ -208,7 +208,7 @@ test(
       KITE_PUBLISH_IN_FLIGHT: String(IN_FLIGHT),
       KITE_WORKFLOW_BUNDLE: bundle,
       // As the image runs the worker (README, Memory).
-      NODE_OPTIONS: '--max-old-space-size=256 --max-semi-space-size=32',
+      NODE_OPTIONS: '--max-old-space-size=256 --max-semi-space-size=16',
     });
     const killed = new Set<number>();
     const watch = new ActivityWatch(killed);

@@ -45,7 +45,7 @@ test('an endless inventory body fails the cycle with the limit named, and the wo
   const group = 'endless-fleet';
   worker = await startWorkerProcess({
     ...simulatorWorkerEnv(sim, taskQueue),
-    NODE_OPTIONS: '--max-old-space-size=256 --max-semi-space-size=32',
+    NODE_OPTIONS: '--max-old-space-size=256 --max-semi-space-size=16',
     KITE_TARGETS: JSON.stringify({ sink: { type: 'null' } }),
     KITE_MAX_RESPONSE_BYTES: String(8 * 1024 * 1024),
   });

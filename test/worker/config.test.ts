@@ -148,6 +148,7 @@ test('the worker exits with code 2 on an invalid setting, a bad Azure target inc
     { env: { KITE_TARGETS: JSON.stringify(azure) }, setting: 'targets.hub.connectionString' },
     { env: { KITE_PAGE_SIZE: 'many' }, setting: 'KITE_PAGE_SIZE' },
     { env: { KITE_TEMPORAL_TLS_CA: '/nonexistent/ca.pem' }, setting: 'KITE_TEMPORAL_TLS_CA' },
+    { env: { KITE_HEAP_GROWING_PERCENT: 'lots' }, setting: 'KITE_HEAP_GROWING_PERCENT' },
   ];
   for (const { env, setting } of cases) {
     const { code, stderr } = await runWorker(env);
