@@ -294,14 +294,15 @@ async function fetchOwnListing(deps: FetchDeps, run: FetchRun): Promise<void> {
   // Paging ceiling: a Kite that never stops paging (new ICCs on every page) fails instead of looping.
   const maxSims = listed === undefined ? undefined : Math.max(2 * listed, listed + MIN_LISTING_HEADROOM);
   const staged = new StagedPages(run);
-  for await (const page of deps.kite.pages(group, run.checkpoint.cursor, { ...run.call, maxSims })) {
-    const entries = pageEntries(page);
-    counts.seen += entries.length;
-    const { written, unknown } = await stageGroupPage(deps, run, entries, (i) => page.startIndex + i);
-    await staged.add(written, page.nextIndex, unknown, () => deps.onProgress?.(group, entries.length));
-    throwIfCancelled();
-  }
-  await staged.flush();
+  await staged.all(async () => {
+    for await (const page of deps.kite.pages(group, run.checkpoint.cursor, { ...run.call, maxSims })) {
+      const entries = pageEntries(page);
+      counts.seen += entries.length;
+      const { written, unknown } = await stageGroupPage(deps, run, entries, (i) => page.startIndex + i);
+      await staged.add(written, page.nextIndex, unknown, () => deps.onProgress?.(group, entries.length));
+      throwIfCancelled();
+    }
+  });
   finishRefresh(run);
   await deps.store.recordListed(group, run.checkpoint.cursor);
 }
@@ -354,15 +355,16 @@ async function fetchFromSweep(deps: FetchDeps, run: FetchRun, account: string): 
   });
   const total = await sweeps.chunkCount(account, group, cycle);
   const staged = new StagedPages(run);
-  for (let chunk = run.checkpoint.cursor; chunk < total; chunk++) {
-    const [json] = await sweeps.chunks(account, group, cycle, chunk, 1);
-    if (json === undefined) throw new Error(`the inventory sweep ${header.id} of group ${group} vanished; retrying`);
-    const { positions, entries } = decodeSweepChunk(json, `the inventory sweep ${header.id} of group ${group}`);
-    const { written, unknown } = await stageGroupPage(deps, run, entries, (i) => positions[i]);
-    await staged.add(written, chunk + 1, unknown);
-    throwIfCancelled();
-  }
-  await staged.flush();
+  await staged.all(async () => {
+    for (let chunk = run.checkpoint.cursor; chunk < total; chunk++) {
+      const [json] = await sweeps.chunks(account, group, cycle, chunk, 1);
+      if (json === undefined) throw new Error(`the inventory sweep ${header.id} of group ${group} vanished; retrying`);
+      const { positions, entries } = decodeSweepChunk(json, `the inventory sweep ${header.id} of group ${group}`);
+      const { written, unknown } = await stageGroupPage(deps, run, entries, (i) => positions[i]);
+      await staged.add(written, chunk + 1, unknown);
+      throwIfCancelled();
+    }
+  });
   finishRefresh(run);
   await sweeps.dropTaken(account, group, cycle);
 }
@@ -526,9 +528,19 @@ class StagedPages {
     this.last.catch(() => undefined); // awaited by the next add or by flush
   }
 
-  /** Resolves once every page's write succeeded and its checkpoint was heartbeated. */
-  flush(): Promise<void> {
-    return this.last;
+  /**
+   * Runs `staging` (which adds each page), then waits until every page's write succeeded and its checkpoint was
+   * heartbeated. When `staging` fails (Kite refused the next page, say), the pages whose writes succeed are still
+   * committed before the failure goes on: the next attempt resumes after them, not at the last page before.
+   */
+  async all(staging: () => Promise<void>): Promise<void> {
+    try {
+      await staging();
+    } catch (err) {
+      await this.last.catch(() => undefined);
+      throw err;
+    }
+    await this.last;
   }
 }
 
