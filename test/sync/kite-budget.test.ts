@@ -71,7 +71,9 @@ test('three workers on one account stay within its budget: (near) no 429', async
 
   for (const s of statuses) expect(s.lastCycle).toMatchObject({ outcome: 'completed', inGroup: SIMS });
   const { admitted, limited, peakPerSecond: peak } = sim.control.stats().rateLimit;
-  expect(admitted).toBeGreaterThanOrEqual(groups.length * (SIMS + 1)); // a page and the presence reads per group
+  // Each group's presence reads, and the listing: one shared by the three (their first fetches gather for a sweep),
+  // or one per group when a group started too late to be in it.
+  expect(admitted).toBeGreaterThanOrEqual(groups.length * SIMS + 1);
   // Near 0: on a loaded machine requests taken from the shared bucket in step can reach the simulator bunched (a
   // main run saw 3). Three unshared budgets would see about two thirds of their requests refused.
   expect(limited).toBeLessThanOrEqual(Math.max(3, Math.ceil(0.05 * admitted)));
