@@ -525,7 +525,7 @@ class StagedPages {
       run.beat();
       onWritten?.();
     });
-    this.last.catch(() => undefined); // awaited by the next add or by flush
+    this.last.catch(() => undefined); // awaited by the next add or by all
   }
 
   /**

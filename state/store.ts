@@ -505,11 +505,6 @@ export class StateStore {
 
   // --- fetch ---
 
-  /** The connectivity JSON last fetched for each SIM (`{h: hints, p: presence}`), null for SIMs never seen. */
-  async knownConnectivity(group: string, iccids: string[]): Promise<(string | null)[]> {
-    return (await this.hmget(this.keys(group).connectivity, iccids)).map(withoutAppendix);
-  }
-
   /**
    * The last known ICC of SIMs by what identifies them besides their ICC (`stagePage`'s `identities`), null for
    * identities never recorded.
@@ -595,8 +590,8 @@ export class StateStore {
   }
 
   /**
-   * What the fetch needs of a page's members, in one round trip: each one's connectivity last fetched (as
-   * `knownConnectivity`) and whether it is settled (as `settledSims`). The settled mark is read off the connectivity
+   * What the fetch needs of a page's members, in one round trip: each one's connectivity JSON last fetched
+   * (`{h: hints, p: presence, …}`, null for a SIM never seen) and whether it is settled (as `settledSims`). The settled mark is read off the connectivity
    * value itself; only state from before the marks (the old `settled` hash) costs a second round trip.
    */
   async memberStates(

@@ -269,7 +269,7 @@ describe('the fetch activity', () => {
     expect(target.calls).toBe(published);
     // Re-read and unchanged: still kept (neither mapped nor diffed) and still settled, only the read time moved.
     expect(unchanged.kept).toBe(40);
-    const conn = await store.knownConnectivity(group, iccs);
+    const conn = (await store.memberStates(group, iccs)).connectivity;
     expect(conn.every((json) => decodeReadTime(JSON.parse(json!).t) !== undefined)).toBe(true);
     expect(await store.settledSims(group, iccs)).toEqual(iccs.map(() => true));
     expect((await cycle(acts, group, 6)).kept).toBe(40);

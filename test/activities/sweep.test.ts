@@ -42,7 +42,7 @@ class SharedKite extends MemoryKite {
   }
 }
 
-function setup() {
+function setup(options: { sweepGatherMs?: number } = {}) {
   const kite = new SharedKite(10, uniqueName('acct'));
   const groups = [uniqueName('ga'), uniqueName('gb'), uniqueName('gc')];
   groups.forEach((group, g) => kite.addSims(group, 15, 100 * g));
@@ -53,6 +53,7 @@ function setup() {
     targets: new Map(),
     logger: createLogger({}, { level: 'error' }),
     sweepLockTtlMs: 1_000,
+    ...options,
   });
   return { kite, groups, acts };
 }
@@ -90,9 +91,10 @@ test('three groups of one account: one sweep per round of cycles, each group sta
 });
 
 test('groups whose first fetches start together share that first listing; one started alone later waits once', async () => {
-  const { kite, groups, acts } = setup();
+  // A wait well past the 200 ms the starts span: the last group registers in time on a loaded machine too.
+  const { kite, groups, acts } = setup({ sweepGatherMs: 2_000 });
   const pagesPerSweep = Math.ceil((3 * 15 + 12) / 10);
-  // A deployment: the groups' first fetches 100 ms apart. Each waits sweepGatherMs (500) before listing for anyone.
+  // A deployment: the groups' first fetches 100 ms apart. Each waits sweepGatherMs before listing for anyone.
   const results = await Promise.all(
     groups.map(async (g, i) => {
       await sleep(100 * i);

@@ -87,7 +87,7 @@ test('lookups return, per target, what it holds and the failed patch; leavers ar
   });
   expect(await store.hasPending(group, 'a')).toBe(false);
   expect(await store.failingCount(group, 'a')).toBe(1);
-  expect(await store.knownConnectivity(group, ['4', '5'])).toEqual(['{"h":""}', null]);
+  expect((await store.memberStates(group, ['4', '5'])).connectivity).toEqual(['{"h":""}', null]);
 
   expect(await store.knownCount(group)).toBe(4);
   // Cycle 2 staged 1 and holds 2 as invalid: 3 and 4 left.
@@ -478,7 +478,7 @@ test('settled SIMs are marked in conn, not in a hash of their own; a resync of a
   expect(await redis.exists(`${base}settled`)).toBe(0);
   expect(await redis.hget(`${base}conn`, '1')).toBe('{"h":"1"}\x1e0');
   // Readers of conn see what fetch wrote, without the mark.
-  expect(await store.knownConnectivity(group, ['1', '3'])).toEqual(['{"h":"1"}', '{"h":"3"}']);
+  expect((await store.memberStates(group, ['1', '3'])).connectivity).toEqual(['{"h":"1"}', '{"h":"3"}']);
   // A SIM staged again with a record is no longer settled; so is one whose conn the fetch rewrites.
   await store.stagePage(group, 2, {
     records: [['2', '{"iccid":"2"}']],
@@ -498,7 +498,7 @@ test('settled SIMs are marked in conn, not in a hash of their own; a resync of a
   await store.recordSettled(group, ['2'], []);
   expect(await store.settledSims(group, ['1', '2', '3'])).toEqual([false, true, false]);
   await store.forget(group, ['hook'], ['2']);
-  expect(await store.knownConnectivity(group, ['2'])).toEqual([null]);
+  expect((await store.memberStates(group, ['2'])).connectivity).toEqual([null]);
 });
 
 test('settled SIMs recorded in the old form (a settled hash) are still read, and the next diff moves them to conn', async () => {
