@@ -5,7 +5,7 @@
  * raw bytes, and its `supervisionGroup` and `icc` read without parsing where they are plain strings. An entry is
  * parsed when its SIM is needed: a member of the group whose entry changed.
  */
-import { hash } from 'node:crypto';
+import { digestText, entryDigest } from './entry-hash';
 import { KiteApiError } from './errors';
 import { simHash } from './mapping';
 import type { KiteSim } from './types';
@@ -24,8 +24,9 @@ export interface KiteEntries {
   /** The i-th SIM, parsed on first use. Fails with BAD_RESPONSE when its bytes are not JSON. */
   sim(i: number): KiteSim;
   /**
-   * A compact hash of the i-th entry (11 characters of its SHA-1): over its bytes as Kite sent them, or over its
-   * JSON text for a page parsed whole. Equal hashes mean an equal entry (about 1 chance in 2^66 otherwise).
+   * A compact hash of the i-th entry (11 characters of its XXH64, entry-hash.ts): over its bytes as Kite sent them,
+   * or over its JSON text for a page parsed whole. Equal hashes mean an equal entry (about 1 chance in 2^64
+   * otherwise).
    */
   hash(i: number): string;
   /**
@@ -80,21 +81,19 @@ const MAX_DEPTH = 256;
 
 /** Ints per entry in a PageShape's layout: length, icc offset and length, group offset and length. */
 const LAYOUT = 5;
-/** Bytes of each entry's SHA-1 kept: 9 make the 11-character hash (66 bits), 8 of them check a hint. */
-const DIGEST = 9;
 
 /**
  * What splitting a page learnt about its entries: where each ends and where its `icc` and `supervisionGroup`
  * values are, and its digest. Given as the next split's hint for the same page, an entry whose bytes hash as the
  * hint's entry at the same index is taken as that entry without being scanned: a steady-state page costs a hash
- * per entry instead of a walk over its bytes. About 29 bytes per entry.
+ * per entry instead of a walk over its bytes. About 28 bytes per entry.
  */
 export interface PageShape {
   readonly count: number;
   /** Per entry: its length, then its icc's and its group's offset (or ABSENT, OPAQUE) and length. */
   readonly layout: Int32Array;
-  /** Per entry: the first DIGEST bytes of its SHA-1. */
-  readonly digests: Buffer;
+  /** Per entry: its digest (entry-hash.ts). */
+  readonly digests: BigUint64Array;
 }
 
 /** A split page: its entries, and its shape for the next split of the same page. */
@@ -119,7 +118,7 @@ export function splitListAnswer(body: Buffer, where: string, hint?: PageShape): 
   i = scan.ws(i + 1);
   const layout: number[] = [];
   const starts: number[] = [];
-  const digests: Buffer[] = [];
+  const digests: bigint[] = [];
   if (body[i] === RBRACE) {
     return scan.ws(i + 1) === body.length ? rawEntries(body, starts, layout, digests, where) : undefined;
   }
@@ -133,14 +132,14 @@ export function splitListAnswer(body: Buffer, where: string, hint?: PageShape): 
     for (let k = 0; ; k++) {
       const start = i;
       let end = -1;
-      let digest: Buffer | undefined;
+      let digest: bigint | undefined;
       if (hint && k < hint.count) {
         const at = k * LAYOUT;
         const e = start + hint.layout[at];
         const next = body[e];
         if (next === COMMA || next === RBRACKET || isWs(next)) {
-          digest = hash('sha1', body.subarray(start, e), 'buffer');
-          if (digest.compare(hint.digests, k * DIGEST, k * DIGEST + 8, 0, 8) === 0) {
+          digest = entryDigest(body.subarray(start, e));
+          if (digest === hint.digests[k]) {
             end = e;
             for (let f = 0; f < LAYOUT; f++) layout.push(hint.layout[at + f]);
           }
@@ -150,7 +149,7 @@ export function splitListAnswer(body: Buffer, where: string, hint?: PageShape): 
         const isObject = body[i] === LBRACE;
         end = isObject ? scan.entry(i) : scan.value(i);
         if (end < 0) return undefined;
-        digest = hash('sha1', body.subarray(start, end), 'buffer');
+        digest = entryDigest(body.subarray(start, end));
         if (isObject)
           layout.push(end - start, scan.iccAt - (scan.iccAt >= 0 ? start : 0), scan.iccLength, scan.groupAt - (scan.groupAt >= 0 ? start : 0), scan.groupLength); // prettier-ignore
         else layout.push(end - start, OPAQUE, 0, OPAQUE, 0);
@@ -168,14 +167,13 @@ export function splitListAnswer(body: Buffer, where: string, hint?: PageShape): 
   return rawEntries(body, starts, layout, digests, where);
 }
 
-function rawEntries(body: Buffer, starts: number[], layout: number[], digests: Buffer[], where: string): SplitPage {
+function rawEntries(body: Buffer, starts: number[], layout: number[], digests: bigint[], where: string): SplitPage {
   const count = starts.length;
   const shape: PageShape = {
     count,
     layout: Int32Array.from(layout),
-    digests: Buffer.alloc(count * DIGEST),
+    digests: BigUint64Array.from(digests),
   };
-  digests.forEach((d, k) => d.copy(shape.digests, k * DIGEST, 0, DIGEST));
   const end = (i: number) => starts[i] + shape.layout[i * LAYOUT];
   const sims: (KiteSim | undefined)[] = [];
   const sim = (i: number): KiteSim => {
@@ -200,7 +198,7 @@ function rawEntries(body: Buffer, starts: number[], layout: number[], digests: B
     length: count,
     shape,
     sim,
-    hash: (i) => shape.digests.toString('base64url', i * DIGEST, (i + 1) * DIGEST).slice(0, 11),
+    hash: (i) => digestText(shape.digests[i]),
     peek: (i) => {
       const group = value(i, 3);
       if (group === OPAQUE) return undefined;

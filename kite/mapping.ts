@@ -13,9 +13,9 @@
  * - Daily counters must be plausible: whole numbers from 0 to MAX_DAILY (`not-integer:` or `implausible:` otherwise).
  *   A rejected SIM keeps what its targets hold: nothing of it is published until Kite sends sane values again.
  */
-import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
 import type { RecordKey, SimRecord } from '../record';
+import { digestText, entryDigest } from './entry-hash';
 import type { GroupFilter, KitePresence, KiteSim } from './types';
 
 export type MapResult = { ok: true; record: SimRecord } | { ok: false; reason: string };
@@ -214,18 +214,15 @@ export function connectivityHints(sim: KiteSim): string {
 }
 
 /**
- * A compact hash of a SIM's whole Kite entry (11 characters: 66 bits of its SHA-1 over its JSON text): the fetch
+ * A compact hash of a SIM's whole Kite entry (11 characters: its XXH64 over its JSON text, entry-hash.ts): the fetch
  * activity skips a SIM whose entry hashes as last time (and whose targets hold its record). A collision (about 1
- * in 2^66 per change) would delay that SIM's change until its next one. Pages from the Kite client are hashed over
+ * in 2^64 per change) would delay that SIM's change until its next one. Pages from the Kite client are hashed over
  * the entry's bytes as sent instead (entries.ts), without parsing nor stringifying; for Kite's compact JSON both
  * give the same hash. Where they differ (whitespace, escapes), each settled SIM is mapped and diffed once more,
  * then skipped again.
  */
 export function simHash(sim: KiteSim): string {
-  return createHash('sha1')
-    .update(JSON.stringify(sim) ?? '')
-    .digest('base64url')
-    .slice(0, 11);
+  return digestText(entryDigest(JSON.stringify(sim) ?? ''));
 }
 
 /** cyrb53: a fast 53-bit string hash; a collision (odds about 1 in 2^53 per change) would delay one presence refresh. */
