@@ -321,6 +321,58 @@ end
 return n`;
 
 /**
+ * SIMs as one argument: their ICCs joined by ICC_SEPARATOR. A page's thousand SIMs as a thousand arguments cost the
+ * worker more than the command itself (ioredis builds each command as one string, four pieces per argument: a
+ * fifth of a steady-state cycle's CPU, BENCHMARKS.md); the scripts below split them again inside Redis.
+ */
+const ICC_SEPARATOR = ',';
+
+/** `iccids` packed for the scripts below; fails on an empty ICC or one holding the separator (usable ICCs are digits). */
+function packIccs(iccids: string[]): string {
+  const packed = iccids.join(ICC_SEPARATOR);
+  let separators = 0;
+  for (let at = packed.indexOf(ICC_SEPARATOR); at >= 0; at = packed.indexOf(ICC_SEPARATOR, at + 1)) separators++;
+  const bad = separators !== iccids.length - 1 ? iccids.find((i) => i.includes(ICC_SEPARATOR)) : undefined;
+  if (bad !== undefined || iccids.some((i) => i === '')) {
+    throw new Error(`the state store cannot take the ICC ${JSON.stringify(bad ?? '')}: ICCs are non-empty and hold no '${ICC_SEPARATOR}'`); // prettier-ignore
+  }
+  return packed;
+}
+
+/** Lua: the ICCs packed in ARGV[n] (packIccs), as a table. */
+const UNPACK_LUA = `
+local function unpack_iccs(packed)
+  local out = {}
+  for iccid in string.gmatch(packed, '[^${ICC_SEPARATOR}]+') do out[#out + 1] = iccid end
+  return out
+end`;
+
+/** The connectivity values of the SIMs packed in ARGV[1], as HMGET (4,000 at a time: Lua's unpack limit). KEYS: conn. */
+const CONN_OF_SCRIPT = `${UNPACK_LUA}
+local iccids = unpack_iccs(ARGV[1])
+local out = {}
+for from = 1, #iccids, 4000 do
+  local values = redis.call('HMGET', KEYS[1], unpack(iccids, from, math.min(from + 3999, #iccids)))
+  for i = 1, #values do out[#out + 1] = values[i] end
+end
+return out`;
+
+/** Stages the SIMs packed in ARGV[1] as kept (ARGV[2], the KEPT marker) and sets the TTL (ARGV[3]). KEYS: snapshot. */
+const STAGE_KEPT_SCRIPT = `${UNPACK_LUA}
+local fields = {}
+for _, iccid in ipairs(unpack_iccs(ARGV[1])) do
+  fields[#fields + 1] = iccid
+  fields[#fields + 1] = ARGV[2]
+  if #fields == 4000 then
+    redis.call('HSET', KEYS[1], unpack(fields))
+    fields = {}
+  end
+end
+if #fields > 0 then redis.call('HSET', KEYS[1], unpack(fields)) end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1`;
+
+/**
  * Lua: a SIM is settled when its conn value ends with the mark of the current generation (RS, then meta's
  * settledGen), or, for state written before the marks, when the old `settled` hash holds it.
  */
@@ -500,6 +552,8 @@ export class StateStore {
       redis.defineCommand('ccMarkSettled', { numberOfKeys: 3, lua: MARK_SETTLED_SCRIPT });
       redis.defineCommand('ccQueueEvents', { lua: QUEUE_EVENTS_SCRIPT }); // KEYS: 1 + one per target
       redis.defineCommand('ccCommitEvents', { numberOfKeys: 1, lua: COMMIT_EVENTS_SCRIPT });
+      redis.defineCommand('ccConnOf', { numberOfKeys: 1, lua: CONN_OF_SCRIPT });
+      redis.defineCommand('ccStageKept', { numberOfKeys: 1, lua: STAGE_KEPT_SCRIPT });
     }
   }
 
@@ -571,8 +625,7 @@ export class StateStore {
     if (page.unsettled?.length) {
       pipeline.ccMarkSettled(keys.connectivity, keys.settled, keys.meta, '0', ...page.unsettled);
     }
-    if (page.kept?.length)
-      pipeline.hset(snapshot, ...page.kept.flatMap((iccid) => [iccid, KEPT])).expire(snapshot, this.ttl);
+    if (page.kept?.length) pipeline.ccStageKept(snapshot, packIccs(page.kept), KEPT, String(this.ttl));
     if (page.records.length) {
       pipeline.hset(snapshot, ...page.records.flat()).expire(snapshot, this.ttl);
       const changed = keys.changed(cycle);
@@ -1208,6 +1261,8 @@ export class StateStore {
 
 /** A pipeline or transaction with the store's scripts. */
 type ScriptedPipeline = ReturnType<Redis['pipeline']> & {
+  ccConnOf(conn: string, packedIccs: string): ScriptedPipeline;
+  ccStageKept(snapshot: string, packedIccs: string, kept: string, ttlSeconds: string): unknown;
   ccMarkSettled(conn: string, oldSettled: string, meta: string, settledCount: string, ...iccids: string[]): unknown;
   ccForgetPublished(pub: string, audit: string, held: string, record: string, ...iccids: string[]): unknown;
   ccCountersSent(pub: string, counters: string, at: string, ...iccids: string[]): unknown;

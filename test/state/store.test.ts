@@ -5,7 +5,7 @@
 import { scanKeys } from '../../state/redis';
 import { RECORD_KEYS } from '../../record';
 import { KEY_CODES } from '../../state/audit-format';
-import { InvalidGroupNameError, StateStore, type Entry } from '../../state/store';
+import { InvalidGroupNameError, KEPT, StateStore, type Entry } from '../../state/store';
 import { uniqueName } from '../setup/stack';
 import { testStore } from '../support/test-store';
 
@@ -435,6 +435,22 @@ test("a snapshot's records are read without its KEPT SIMs once the fetch recorde
   await store.dropSnapshot(group, 4);
   expect(await store.stagingIndexed(group, 4)).toBeUndefined();
   for await (const batch of store.scanStagedRecords(group, 4)) expect(batch).toEqual([]);
+  await store.dropGroup(group);
+});
+
+test("a page of kept SIMs is staged as one argument, in chunks past Lua's unpack limit; an ICC that cannot be packed is refused whole", async () => {
+  const group = uniqueName('kept');
+  const kept = Array.from({ length: 4500 }, (_, i) => `89340700${String(i).padStart(11, '0')}`);
+  await store.stagePage(group, 2, { records: [], kept, connectivity: [], invalid: [] });
+  expect(await store.snapshotCount(group, 2)).toBe(4500);
+  expect(await redis.hget(`${prefix}:{${group}}:snap:2`, kept[4499])).toBe(KEPT);
+  expect(await redis.ttl(`${prefix}:{${group}}:snap:2`)).toBeGreaterThan(0);
+  for (const bad of ['89,34', '']) {
+    await expect(
+      store.stagePage(group, 3, { records: [], kept: ['8934', bad], connectivity: [], invalid: [] })
+    ).rejects.toThrow(`the state store cannot take the ICC ${JSON.stringify(bad)}`);
+  }
+  expect(await store.snapshotCount(group, 3)).toBe(0);
   await store.dropGroup(group);
 });
 
