@@ -10,6 +10,7 @@ import type { Entry, StateStore } from '../state/store';
 import { KiteApiError, mapSim, pageEntries, type KiteEntries, type KitePresence } from '../kite';
 import type { SweepChunk, SweepHeader } from '../state/sweeps';
 import { groupSimsOf, unusableEntries } from './group-sims';
+import { encodeConnectivity, StoredConnectivity, type Connectivity } from './stored-connectivity';
 import { decodeSweepChunk, encodeSweepChunk, type SweepMember } from './sweep-chunk';
 import { isAccountWide, kiteFailure, type KiteSource } from './kite-source';
 import {
@@ -98,23 +99,6 @@ interface FetchCheckpoint {
    * `unknown` counts the SIMs it staged without conn. Absent in checkpoints of workers from before.
    */
   indexed?: { unknown: number };
-}
-
-interface Connectivity {
-  /** The connectivity hints the presence `p` was read for; absent when never read successfully. */
-  h?: string;
-  p?: KitePresence;
-  /** Set while the SIM's presence read fails: it does not count towards a presence outage again. */
-  e?: string;
-  /** What identifies the SIM besides its ICC (simIdentity), recorded in the store's `ids` too. */
-  i?: string;
-  /** The hash of the SIM's Kite entry (simHash) that last made a good record with a good presence. */
-  r?: string;
-  /**
-   * When `p` was read (encodeReadTime: epoch seconds in base 36); absent in entries from before the presence
-   * refresh, which are refreshed gradually (presence-refresh.ts).
-   */
-  t?: string;
 }
 
 const emptyCounts = (): FetchResult => ({
@@ -589,13 +573,13 @@ async function stageGroupPage(
   const known = states.connectivity;
   const settled = deps.skipUnchanged === false ? all.map(() => false) : states.settled;
   const now = (deps.now ?? Date.now)();
-  const was = known.map((json) => (json ? (JSON.parse(json) as Connectivity) : undefined));
+  const was = new StoredConnectivity(known);
   // A settled SIM (every target holds its record, nothing held or in flight) whose Kite entry hashes as last time
   // is neither mapped nor staged with a record nor diffed: it is staged as KEPT, so the diff knows it stayed.
   const hashes = all.map((m) => m.hash);
-  const keepable = all.map((_, i) => settled[i] && was[i]?.r === hashes[i] && was[i]!.e === undefined);
+  const keepable = all.map((_, i) => settled[i] && was.entryHash(i) === hashes[i] && !was.failed(i));
   // Presence is read for a SIM that is new or whose connectivity hints changed, and for one due for a refresh.
-  const byHints = all.map((m, i) => !keepable[i] && was[i]?.h !== m.hints);
+  const byHints = all.map((m, i) => !keepable[i] && was.hints(i) !== m.hints);
   const refreshing = refresh ? chooseRefreshes(run, refresh, all, was, byHints, now) : new Set<number>();
   // Each read's time is when Kite answered, not when the page began: the reads of a page may take minutes at
   // Kite's rate, and a SIM read late must not look due as early as one read first.
@@ -604,7 +588,7 @@ async function stageGroupPage(
   const toRead = all.flatMap((_, i) => (byHints[i] || refreshing.has(i) ? [i] : []));
   const reads = new Array<({ presence?: KitePresence; error?: string } & { at: number }) | undefined>(all.length);
   await mapPool(toRead, deps.presenceConcurrency ?? 8, async (i) => {
-    const read = await readPresence(kite, all[i].icc, counts, call, was[i]?.e !== undefined);
+    const read = await readPresence(kite, all[i].icc, counts, call, was.failed(i));
     reads[i] = { ...read, at: clock() };
   });
 
@@ -615,25 +599,25 @@ async function stageGroupPage(
   const identities: Entry[] = [];
   const droppedIdentities: string[] = [];
   // Each member's presence read time (as stored) once the page is staged: for the freshness figures.
-  const readTimes = was.map((w) => w?.t);
+  const readTimes = all.map((_, i) => was.readTime(i));
   // Members staged with a record whose conn this page neither had nor writes (none, as the rules stand: a new SIM's
   // presence is always read, and a failed read is recorded too). The diff counts leavers only when there are none.
   let unknown = 0;
   all.forEach((m, i) => {
-    const before = was[i];
     const read = reads[i];
     // A kept SIM whose refreshed presence is what its targets hold stays kept: only its read time is recorded.
-    if (keepable[i] && (!read || (!read.error && samePresence(read.presence, before?.p)))) {
+    if (keepable[i] && (!read || (!read.error && samePresence(read.presence, was.full(i)?.p)))) {
       kept.push(m.icc);
       if (read) {
         readTimes[i] = encodeReadTime(read.at);
-        connectivity.push([m.icc, JSON.stringify({ ...before, t: readTimes[i] })]);
+        connectivity.push([m.icc, encodeConnectivity({ ...was.full(i), t: readTimes[i] })]);
         settledAgain.push(m.icc);
       }
       return;
     }
     // When Kite failed this SIM's presence, it is published with its last known presence (or none), and read again
     // next cycle, since its hints (or, for a refresh, its read time) are not recorded as seen.
+    const before = was.full(i);
     const presence = read && !read.error ? read.presence : before?.p;
     const mapped = mapSim(m.sim, presence);
     if (mapped.ok) records.push([m.icc, canonicalJson(mapped.record)]);
@@ -655,7 +639,7 @@ async function stageGroupPage(
     }
     next.i = m.identity;
     next.r = hash;
-    connectivity.push([m.icc, JSON.stringify(next)]);
+    connectivity.push([m.icc, encodeConnectivity(next)]);
     if (m.identity !== before?.i) {
       if (before?.i) droppedIdentities.push(before.i);
       if (m.identity) identities.push([m.identity, m.icc]);
@@ -693,15 +677,15 @@ function chooseRefreshes(
   run: FetchRun,
   refresh: RefreshPlan,
   all: { icc: string }[],
-  was: (Connectivity | undefined)[],
+  was: StoredConnectivity,
   byHints: boolean[],
   now: number
 ): Set<number> {
   const f = run.counts.presence!;
   const candidates: RefreshCandidate[] = [];
   all.forEach((m, index) => {
-    if (!byHints[index] && was[index]?.h !== undefined)
-      candidates.push({ icc: m.icc, readAt: decodeReadTime(was[index]!.t), index });
+    if (!byHints[index] && was.hints(index) !== undefined)
+      candidates.push({ icc: m.icc, readAt: decodeReadTime(was.readTime(index)), index });
   });
   const hintReads = byHints.filter(Boolean).length;
   const allowance = refreshAllowance(
