@@ -165,9 +165,9 @@ export class AwsIotTarget implements Target {
         try {
           for (const event of item.events) {
             if (signal?.aborted) return abortedOutcome(item);
-            await this.shadowRate.take(1, signal);
             const payload = new TextEncoder().encode(JSON.stringify(event));
-            await this.data.send(new PublishCommand({ topic, qos: 1, payload }), { abortSignal: signal });
+            const command = paced(new PublishCommand({ topic, qos: 1, payload }), this.shadowRate, signal);
+            await this.data.send(command, { abortSignal: signal });
           }
           return { iccid: item.iccid, status: 'ok' };
         } catch (err) {
@@ -206,11 +206,11 @@ export class AwsIotTarget implements Target {
   }
 
   private async ensureThing(item: PublishItem, signal?: AbortSignal): Promise<void> {
-    await this.thingRate.take(1, signal);
-    const command = new CreateThingCommand({
-      thingName: item.deviceId,
-      attributePayload: { attributes: thingAttributes(item) },
-    });
+    const command = paced(
+      new CreateThingCommand({ thingName: item.deviceId, attributePayload: { attributes: thingAttributes(item) } }),
+      this.thingRate,
+      signal
+    );
     try {
       await this.iot.send(command, { abortSignal: signal });
     } catch (err) {
@@ -221,12 +221,15 @@ export class AwsIotTarget implements Target {
   }
 
   private async updateShadow(thingName: string, payload: string, signal?: AbortSignal): Promise<void> {
-    await this.shadowRate.take(1, signal);
-    const command = new UpdateThingShadowCommand({
-      thingName,
-      shadowName: this.config.shadowName,
-      payload: new TextEncoder().encode(payload),
-    });
+    const command = paced(
+      new UpdateThingShadowCommand({
+        thingName,
+        shadowName: this.config.shadowName,
+        payload: new TextEncoder().encode(payload),
+      }),
+      this.shadowRate,
+      signal
+    );
     await this.data.send(command, { abortSignal: signal });
     this.knownThings.add(thingName);
   }
@@ -306,6 +309,27 @@ function thingAttributes(item: PublishItem): Record<string, string> {
     }
   }
   return attributes;
+}
+
+/**
+ * `command`, each of its attempts (the SDK's own retries included) sent once `budget` gives a token. The token is
+ * taken in the request's last step before the HTTP handler, after serializing, resolving the endpoint and signing:
+ * what those steps cost a busy worker (a fresh one compiling, say) never makes a send leave later than its token
+ * allows, and no retry of the SDK's leaves without one.
+ */
+function paced<C extends { middlewareStack: { add(m: unknown, o: object): void } }>(
+  command: C,
+  budget: RateBudget,
+  signal?: AbortSignal
+): C {
+  const takeToken =
+    (next: (args: unknown) => Promise<unknown>) =>
+    async (args: unknown): Promise<unknown> => {
+      await budget.take(1, signal);
+      return next(args);
+    };
+  command.middlewareStack.add(takeToken, { step: 'deserialize', priority: 'low', name: 'kiteRateBudget' });
+  return command;
 }
 
 /** The AWS account as a rate-budget peer: its data endpoint (account-specific for ATS) and region. */

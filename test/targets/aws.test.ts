@@ -6,7 +6,8 @@
  */
 import { DescribeThingCommand, IoTClient } from '@aws-sdk/client-iot';
 import { GetThingShadowCommand, IoTDataPlaneClient, UpdateThingShadowCommand } from '@aws-sdk/client-iot-data-plane';
-import { AwsIotTarget, SHADOW_STATE_LIMIT_BYTES } from '../../targets/aws';
+import { AwsIotTarget, SHADOW_STATE_LIMIT_BYTES, type AwsTargetDeps } from '../../targets/aws';
+import { localBudgets, type Budgets } from '../../shared/limits';
 import { parseTargetConfig, type AwsTargetConfig } from '../../targets/config';
 import type { PublishOutcome } from '../../targets/target';
 import { startMoto, type MotoServer } from '../setup/moto';
@@ -41,7 +42,11 @@ afterAll(async () => {
   await moto?.stop();
 });
 
-function awsTarget(overrides: Record<string, unknown> = {}, endpoint = strict.url): AwsIotTarget {
+function awsTarget(
+  overrides: Record<string, unknown> = {},
+  endpoint = strict.url,
+  deps: AwsTargetDeps = {}
+): AwsIotTarget {
   const raw = {
     type: 'aws',
     region: REGION,
@@ -51,7 +56,8 @@ function awsTarget(overrides: Record<string, unknown> = {}, endpoint = strict.ur
     requestsPerSecond: 1000,
     ...overrides,
   };
-  const target = new AwsIotTarget(parseTargetConfig(raw, 'aws-test') as AwsTargetConfig, { logger: quietLogger() });
+  const config = parseTargetConfig(raw, 'aws-test') as AwsTargetConfig;
+  const target = new AwsIotTarget(config, { logger: quietLogger(), ...deps });
   targets.push(target);
   return target;
 }
@@ -333,6 +339,33 @@ describe('AWS IoT target (moto)', () => {
       expect(outcome).toMatchObject({ iccid: record.iccid, status: 'retryable' });
       expect((outcome as { reason: string }).reason).toMatch(/failed after 2 attempt.*503 ServiceUnavailableException/);
       expect(shadowRequests()).toBe(2);
+    });
+
+    it("takes a token of the account's budget for every request, the SDK's own retries included", async () => {
+      failShadowRequests(2, 503);
+      const taken = new Map<string, number>();
+      const local = localBudgets();
+      const budgets: Budgets = {
+        rate(peer, limit) {
+          const budget = local.rate(peer, limit);
+          const take = budget.take.bind(budget);
+          budget.take = (n = 1, signal) => {
+            const kind = peer.slice(peer.lastIndexOf(':') + 1);
+            taken.set(kind, (taken.get(kind) ?? 0) + n);
+            return take(n, signal);
+          };
+          return budget;
+        },
+        daily: (peer, limit) => local.daily(peer, limit),
+      };
+      const record = sampleRecord();
+      const target = awsTarget({ maxAttempts: 3 }, proxy.url, { budgets });
+
+      expect(await target.publish([fullItem(record)])).toEqual([ok(record.iccid)]);
+      expect(shadowRequests()).toBe(3);
+      const creates = proxy.seen.filter((r) => r.path === `/things/${record.iccid}`).length;
+      expect(creates).toBe(1);
+      expect(Object.fromEntries(taken)).toEqual({ shadow: 3, 'create-thing': 1 });
     });
 
     it('creates each thing once per process, even when a SIM is published in full again', async () => {
