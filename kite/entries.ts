@@ -176,6 +176,8 @@ function rawEntries(body: Buffer, starts: number[], layout: number[], digests: b
   };
   const end = (i: number) => starts[i] + shape.layout[i * LAYOUT];
   const sims: (KiteSim | undefined)[] = [];
+  // Each entry's peek once read (the client checks repeats, then the fetch finds the group's members); null: opaque.
+  const peeks: (EntryPeek | null | undefined)[] = [];
   const sim = (i: number): KiteSim => {
     const parsed = sims[i];
     if (parsed !== undefined) return parsed;
@@ -200,10 +202,11 @@ function rawEntries(body: Buffer, starts: number[], layout: number[], digests: b
     sim,
     hash: (i) => digestText(shape.digests[i]),
     peek: (i) => {
+      const known = peeks[i];
+      if (known !== undefined) return known ?? undefined;
       const group = value(i, 3);
-      if (group === OPAQUE) return undefined;
-      const icc = value(i, 1);
-      return icc === OPAQUE ? undefined : { group, icc };
+      const icc = group === OPAQUE ? OPAQUE : value(i, 1);
+      return (peeks[i] = group === OPAQUE || icc === OPAQUE ? null : { group, icc }) ?? undefined;
     },
     text: (i) => body.toString('utf8', starts[i], end(i)),
     all: () => starts.map((_, i) => sim(i)),
