@@ -1,5 +1,6 @@
 import { getEventListeners } from 'node:events';
 import { KeyedLock, Semaphore, sleep, sleepUnlessAborted, TokenBucket, type Clock } from '../../shared/limits';
+import { ARRIVAL_MARGIN_MS } from '../../shared/limits/rate-budget';
 
 // A budget paces at 98 % of its rate (PACING_STRETCH): 4/s spaces tokens 255 ms apart, 10/s 102 ms.
 
@@ -41,7 +42,7 @@ describe('TokenBucket', () => {
   });
 
   it('reserves once more, instead of spending stale tokens, when a stall woke its caller late', async () => {
-    // 10/s: tokens 102 ms apart; a wake up to 122 ms late (20 ms and one interval) still spends.
+    // 10/s: tokens 102 ms apart; a wake up to 112 ms late (10 ms and one interval) still spends.
     const stalled = (lateMs: number[]) => {
       const clock = fakeClock(true);
       const sleep = clock.sleep;
@@ -74,6 +75,52 @@ describe('TokenBucket', () => {
     const spent: number[] = [];
     await Promise.all([budget.take(), budget.take()].map((t) => t.then(() => spent.push(clock.at))));
     expect(spent).toEqual([600, 702]);
+  });
+
+  it('keeps every second at the peer within perSecond + burst when sends arrive up to ARRIVAL_MARGIN_MS after leaving', async () => {
+    const seconds: { perSecond: number; burst: number; latest: number; inSecond: number }[] = [];
+    for (const [perSecond, burst] of [
+      [4, 2],
+      [10, 1],
+      [50, 1],
+      [500, 1],
+    ]) {
+      // How late a wake the budget still spends on, found by trying: later ones reserve again.
+      const spendsAt = async (lateMs: number) => {
+        const clock = fakeClock(true);
+        const budget = new TokenBucket({ perSecond, burst }, clock);
+        for (let k = 0; k < burst; k++) await budget.take(); // the bucket emptied at 0
+        let asked = 0;
+        const reserve = budget.reserve.bind(budget);
+        budget.reserve = (n: number, maxWaitMs?: number) => (asked++, reserve(n, maxWaitMs));
+        const sleep = clock.sleep;
+        clock.sleep = async (ms: number) => {
+          await sleep(ms);
+          if (asked === 1) clock.at += lateMs;
+        };
+        await budget.take();
+        return { spent: asked === 1, interval: clock.slept[0] };
+      };
+      let latest = 0;
+      while ((await spendsAt(latest + 1)).spent) latest++;
+      const { interval } = await spendsAt(0);
+      // The worst second: the first m tokens after the bucket emptied spent as late as allowed and arriving
+      // ARRIVAL_MARGIN_MS after (one worker stalled), every later one sent and arriving on time (the others), and the
+      // bucket's burst on top.
+      const arrivals = (m: number) =>
+        Array.from({ length: 2 * perSecond }, (_, i) => (i + 1) * interval + (i < m ? latest + ARRIVAL_MARGIN_MS : 0));
+      const start = interval + latest + ARRIVAL_MARGIN_MS;
+      const inSecond =
+        Math.max(
+          ...Array.from(
+            { length: perSecond + 1 },
+            (_, m) => arrivals(m + 1).filter((t) => t >= start && t < start + 1000).length
+          )
+        ) +
+        (burst - 1);
+      seconds.push({ perSecond, burst, latest, inSecond });
+    }
+    expect(seconds.filter((s) => s.inSecond > s.perSecond + s.burst)).toEqual([]);
   });
 
   it('counts a reply read late as a late wake: its tokens were due when the bucket answered', async () => {
