@@ -59,7 +59,7 @@ export interface KiteClientOptions {
    * @default { type: 'supervisionGroup' } */
   groupFilter?: GroupFilter;
   /**
-   * Entries whose place in their page the client remembers (about 29 bytes each), so that the next listing splits
+   * Entries whose place in their page the client remembers (about 28 bytes each), so that the next listing splits
    * an unchanged entry by hashing it rather than walking its bytes (entries.ts). 0: none. @default 200000
    */
   splitHints?: number;
