@@ -79,11 +79,6 @@ export class StoredConnectivity {
     return (this.parsed[i] ??= JSON.parse(value) as Connectivity);
   }
 
-  /** Whether a value is stored for the i-th member. */
-  known(i: number): boolean {
-    return this.values[i] !== null;
-  }
-
   /** The i-th member's entry hash `r`. */
   entryHash(i: number): string | undefined {
     return this.peeked[i]?.r ?? this.full(i)?.r;

@@ -321,22 +321,20 @@ end
 return n`;
 
 /**
- * SIMs as one argument: their ICCs joined by ICC_SEPARATOR. A page's thousand SIMs as a thousand arguments cost the
- * worker more than the command itself (ioredis builds each command as one string, four pieces per argument: a
- * fifth of a steady-state cycle's CPU, BENCHMARKS.md); the scripts below split them again inside Redis.
+ * SIMs as one argument: their ICCs joined by ICC_SEPARATOR. A page's thousand kept SIMs as two thousand arguments
+ * cost the worker more than the command itself (ioredis builds each command as one string, four pieces per
+ * argument: about 0.1 s of a 100,000-SIM steady-state cycle, BENCHMARKS.md); the script below splits them again
+ * inside Redis.
  */
 const ICC_SEPARATOR = ',';
 
-/** `iccids` packed for the scripts below; fails on an empty ICC or one holding the separator (usable ICCs are digits). */
+/** `iccids` packed for the script below; fails on an empty ICC or one holding the separator (usable ICCs are digits). */
 function packIccs(iccids: string[]): string {
-  const packed = iccids.join(ICC_SEPARATOR);
-  let separators = 0;
-  for (let at = packed.indexOf(ICC_SEPARATOR); at >= 0; at = packed.indexOf(ICC_SEPARATOR, at + 1)) separators++;
-  const bad = separators !== iccids.length - 1 ? iccids.find((i) => i.includes(ICC_SEPARATOR)) : undefined;
-  if (bad !== undefined || iccids.some((i) => i === '')) {
-    throw new Error(`the state store cannot take the ICC ${JSON.stringify(bad ?? '')}: ICCs are non-empty and hold no '${ICC_SEPARATOR}'`); // prettier-ignore
+  const bad = iccids.find((i) => i === '' || i.includes(ICC_SEPARATOR));
+  if (bad !== undefined) {
+    throw new Error(`the state store cannot take the ICC ${JSON.stringify(bad)}: ICCs are non-empty and hold no '${ICC_SEPARATOR}'`); // prettier-ignore
   }
-  return packed;
+  return iccids.join(ICC_SEPARATOR);
 }
 
 /** Lua: the ICCs packed in ARGV[n] (packIccs), as a table. */
@@ -347,17 +345,10 @@ local function unpack_iccs(packed)
   return out
 end`;
 
-/** The connectivity values of the SIMs packed in ARGV[1], as HMGET (4,000 at a time: Lua's unpack limit). KEYS: conn. */
-const CONN_OF_SCRIPT = `${UNPACK_LUA}
-local iccids = unpack_iccs(ARGV[1])
-local out = {}
-for from = 1, #iccids, 4000 do
-  local values = redis.call('HMGET', KEYS[1], unpack(iccids, from, math.min(from + 3999, #iccids)))
-  for i = 1, #values do out[#out + 1] = values[i] end
-end
-return out`;
-
-/** Stages the SIMs packed in ARGV[1] as kept (ARGV[2], the KEPT marker) and sets the TTL (ARGV[3]). KEYS: snapshot. */
+/**
+ * Stages the SIMs packed in ARGV[1] as kept (ARGV[2], the KEPT marker), 2,000 to an HSET (within Lua's unpack
+ * limit), and sets the TTL (ARGV[3]). KEYS: snapshot.
+ */
 const STAGE_KEPT_SCRIPT = `${UNPACK_LUA}
 local fields = {}
 for _, iccid in ipairs(unpack_iccs(ARGV[1])) do
@@ -552,7 +543,6 @@ export class StateStore {
       redis.defineCommand('ccMarkSettled', { numberOfKeys: 3, lua: MARK_SETTLED_SCRIPT });
       redis.defineCommand('ccQueueEvents', { lua: QUEUE_EVENTS_SCRIPT }); // KEYS: 1 + one per target
       redis.defineCommand('ccCommitEvents', { numberOfKeys: 1, lua: COMMIT_EVENTS_SCRIPT });
-      redis.defineCommand('ccConnOf', { numberOfKeys: 1, lua: CONN_OF_SCRIPT });
       redis.defineCommand('ccStageKept', { numberOfKeys: 1, lua: STAGE_KEPT_SCRIPT });
     }
   }
@@ -644,8 +634,9 @@ export class StateStore {
 
   /**
    * What the fetch needs of a page's members, in one round trip: each one's connectivity JSON last fetched
-   * (`{h: hints, p: presence, …}`, null for a SIM never seen) and whether it is settled (as `settledSims`). The settled mark is read off the connectivity
-   * value itself; only state from before the marks (the old `settled` hash) costs a second round trip.
+   * (`{r, t, h, …}`, activities/stored-connectivity.ts; null for a SIM never seen) and whether it is settled (as
+   * `settledSims`). The settled mark is read off the connectivity value itself; only state from before the marks
+   * (the old `settled` hash) costs a second round trip.
    */
   async memberStates(
     group: string,
@@ -1261,7 +1252,6 @@ export class StateStore {
 
 /** A pipeline or transaction with the store's scripts. */
 type ScriptedPipeline = ReturnType<Redis['pipeline']> & {
-  ccConnOf(conn: string, packedIccs: string): ScriptedPipeline;
   ccStageKept(snapshot: string, packedIccs: string, kept: string, ttlSeconds: string): unknown;
   ccMarkSettled(conn: string, oldSettled: string, meta: string, settledCount: string, ...iccids: string[]): unknown;
   ccForgetPublished(pub: string, audit: string, held: string, record: string, ...iccids: string[]): unknown;

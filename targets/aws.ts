@@ -313,9 +313,9 @@ function thingAttributes(item: PublishItem): Record<string, string> {
 
 /**
  * `command`, each of its attempts (the SDK's own retries included) sent once `budget` gives a token. The token is
- * taken in the request's last step before the HTTP handler, after serializing, resolving the endpoint and signing:
- * what those steps cost a busy worker (a fresh one compiling, say) never makes a send leave later than its token
- * allows, and no retry of the SDK's leaves without one.
+ * taken in the request's last step before the HTTP handler, after serializing, resolving the endpoint and signing,
+ * so what those steps cost a busy worker (a fresh one compiling, say) does not come between a token and its send;
+ * and no retry of the SDK's leaves without a token.
  */
 function paced<C extends { middlewareStack: { add(m: unknown, o: object): void } }>(
   command: C,

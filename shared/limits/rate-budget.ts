@@ -46,11 +46,12 @@ export const ARRIVAL_MARGIN_MS = 10;
  * read in time counts as late too.
  *
  * Tokens come `I = PACING_STRETCH × 1 s / perSecond` apart. A token that reaches the peer D late shares a second
- * with the tokens due less than `1 s + D` after it: at most `perSecond + burst` while `D ≤ (PACING_STRETCH − 1) × 1
- * s + I`. Sends are spent at most ARRIVAL_MARGIN_MS less than that late (10 ms and one interval: 12 ms at 500/s, 30
- * ms at 50/s, 112 ms at 10/s, 265 ms at 4/s), so each may take ARRIVAL_MARGIN_MS more to arrive. Spent one whole
- * `(PACING_STRETCH − 1) × 1 s + I` late, as before, any delay on the way put `perSecond + burst + 1` into a second
- * at the peer (the soak's 52 AWS shadow updates and 502 MQTT messages at budgets of 50 and 500 with a burst of 1).
+ * with the tokens due less than `1 s + D` after it: at most `perSecond + burst` while D is at most
+ * `(PACING_STRETCH − 1) × 1 s + I`. Sends are spent at most ARRIVAL_MARGIN_MS less late than that (10 ms and one
+ * interval: 12 ms at 500/s, 30 ms at 50/s, 112 ms at 10/s, 265 ms at 4/s), so each may take ARRIVAL_MARGIN_MS more
+ * to arrive. Spent the whole `(PACING_STRETCH − 1) × 1 s + I` late, as before, any delay on the way put
+ * `perSecond + burst + 1` into a second at the peer (the soak's 52 AWS shadow updates and 502 MQTT messages at
+ * budgets of 50 and 500 with a burst of 1).
  */
 export const LATE_TOLERANCE_MS = (PACING_STRETCH - 1) * 1000 - ARRIVAL_MARGIN_MS;
 

@@ -26,8 +26,8 @@ describe('stored connectivity', () => {
         c.e !== undefined,
       ]);
     });
-    expect([stored.known(cases.length), stored.full(cases.length), stored.failed(cases.length)]).toEqual([
-      false,
+    expect([stored.entryHash(cases.length), stored.full(cases.length), stored.failed(cases.length)]).toEqual([
+      undefined,
       undefined,
       false,
     ]);
