@@ -10,6 +10,9 @@ import type { FaultKind, KiteSimulatorOptions, SimulatorStats } from './types';
 
 export const API =
   /^\/services\/REST\/GlobalM2M\/Inventory\/v(\d+)\/r12\/sim(?:\/icc:([^/]+)(?:\/(presence|location|networkReset))?)?$/;
+const LIST_OPEN = Buffer.from('{"subscriptionData":[');
+const LIST_CLOSE = Buffer.from(']}');
+const COMMA = Buffer.from(',');
 const SERVICE_PACKS = '/services/REST/GlobalM2M/ServicePacks/v2/r12/servicePack';
 
 /** One simulated Kite account: inventory, evolution, faults and request counts. */
@@ -73,7 +76,7 @@ export class Simulator {
     throw new KiteFault(405, 'SVC.1013', 'Operation not allowed');
   }
 
-  private list(version: number, query: URLSearchParams, fault?: FaultKind): string {
+  private list(version: number, query: URLSearchParams, fault?: FaultKind): Buffer {
     const cap = version <= 6 ? 100 : 1000;
     const asked = intParam(query, 'startIndex', 0, 0, Number.MAX_SAFE_INTEGER);
     const start = fault === 'ignore-start-index' ? 0 : asked;
@@ -82,10 +85,13 @@ export class Simulator {
     const params = searchParams(query);
     const selected = params.length ? this.filters.select(this.inv, params) : undefined;
     const total = selected ? selected.length : this.inv.size;
-    const parts: string[] = [];
-    for (let k = start; k < Math.min(total, start + size); k++)
-      parts.push(this.inv.simJson(selected ? selected[k] : k));
-    return `{"subscriptionData":[${parts.join(',')}]}`;
+    const parts: Buffer[] = [LIST_OPEN];
+    for (let k = start; k < Math.min(total, start + size); k++) {
+      if (k > start) parts.push(COMMA);
+      parts.push(this.inv.simBytes(selected ? selected[k] : k));
+    }
+    parts.push(LIST_CLOSE);
+    return Buffer.concat(parts);
   }
 
   route(method: string, url: URL): Route {

@@ -4,7 +4,7 @@ import { hash32, Rng } from './random';
 import type { FaultKind, SimulatorFaults } from './types';
 
 /** A status and a body, as the API answers. */
-export type Answer = { status: number; body: string };
+export type Answer = { status: number; body: string | Buffer };
 /** Which part of the API a request is for; faults and latency can target one. */
 export type Route = 'list' | 'presence' | 'location' | 'write' | 'other';
 

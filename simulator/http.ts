@@ -40,10 +40,11 @@ export function sendFault(res: ServerResponse, f: KiteFault, retryAfterSec = 1):
 
 /** Sends a damaged answer: half the JSON (malformed), or half the announced bytes and a dropped connection. */
 export function corrupt(res: ServerResponse, kind: FaultKind, a: Answer): void {
-  const half = a.body.slice(0, Math.floor(a.body.length / 2));
+  const body = Buffer.from(a.body);
+  const half = body.subarray(0, Math.floor(body.length / 2));
   if (kind === 'malformed-json') return send(res, { status: a.status, body: half });
   // truncated: announce the full length, send half, then drop the connection
-  res.writeHead(a.status, { 'content-length': Buffer.byteLength(a.body), 'content-type': 'application/json' });
+  res.writeHead(a.status, { 'content-length': body.length, 'content-type': 'application/json' });
   res.write(half, () => res.socket?.destroy());
 }
 

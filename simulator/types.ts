@@ -74,7 +74,7 @@ export interface KiteSimulatorOptions {
   speed?: number;
   /** Event rates per SIM and hour (see EvolutionRates). */
   rates?: Partial<EvolutionRates>;
-  /** Cache each SIM's JSON (about 1.3 kB per SIM) so that paging is a string join. @default true */
+  /** Cache each SIM's JSON (about 1.3 kB per SIM) so that paging is a byte copy. @default true */
   jsonCache?: boolean;
   /** Initial faults. */
   faults?: SimulatorFaults;
