@@ -143,6 +143,25 @@ describe('splitListAnswer', () => {
     expect(observe(splitListAnswer(page(base), where, shape)!)).toEqual(observe(splitListAnswer(page(base), where)!));
   });
 
+  it('splits pages longer than it first makes room for, with or without a shorter hint', () => {
+    const sims = Array.from({ length: 2_500 }, (_, n) => ({
+      ...seed,
+      icc: `89340700000000${String(n).padStart(5, '0')}`,
+      supervisionGroup: n % 3 ? 'fleet' : 'other',
+    }));
+    const text = (list: unknown[]) => Buffer.from(JSON.stringify({ subscriptionData: list }));
+    // A page parsed whole peeks nothing; a split one tells each entry's group and ICC.
+    const observe = (e: KiteEntries) =>
+      Array.from({ length: e.length }, (_, n) => [e.text(n), e.peek(n) ?? peekOf(e.sim(n)), e.hash(n), e.sim(n)]);
+    const peekOf = (sim: KiteSim) => ({ group: sim.supervisionGroup, icc: sim.icc });
+    const parsed = observe(entriesOfSims(sims));
+    const whole = splitListAnswer(text(sims), where)!;
+    expect(observe(whole)).toEqual(parsed);
+    expect([whole.shape.count, whole.shape.layout.length, whole.shape.digests.length]).toEqual([2_500, 12_500, 2_500]);
+    const { shape: short } = splitListAnswer(text(sims.slice(0, 10)), where)!;
+    expect(observe(splitListAnswer(text(sims), where, short)!)).toEqual(parsed);
+  });
+
   it("takes an entry whose bytes hash as the hint's from the hint without walking it, and walks one that does not", () => {
     const text = JSON.stringify({
       subscriptionData: [
