@@ -4,7 +4,7 @@
  * design side by side (runs.ts). Prints one table against the goals (report.ts); `scripts/bench.sh` starts the
  * stack around it.
  *   node -r @swc-node/register bench/main.ts [--sims N] [--small N] [--profile] [--out FILE]
- *     --ours-only          only the worker's four cycles on the big group (the scale run: --sims 1000000)
+ *     --ours-only          only the worker's cycles on the big group (the scale run: --sims 1000000)
  *     --groups N           N groups on one Kite account instead (--group-sims M SIMs each, default 10,000)
  *     --policy-day         a simulated day of a group (--policy-sims, default 10,000) in 5-minute cycles, with the
  *                          default publish policy and with every change sent: updates per SIM per day (policy-day.ts)
@@ -159,7 +159,7 @@ const machine = () => ({
   loadAverage: os.loadavg(),
 });
 
-/** `--ours-only`: the worker's three cycles on one big group, nothing else (the 1,000,000-SIM scale run). */
+/** `--ours-only`: the worker's cycles on one big group, nothing else (the 1,000,000-SIM scale run). */
 async function oursOnly(sims: number, out?: string): Promise<void> {
   const runId = Date.now().toString(36);
   const dataDir = path.join(ROOT, '.data/bench');
