@@ -29,6 +29,8 @@ import {
   runNaive,
   runOurs,
   settleRedis,
+  type FirstSyncPair,
+  type OurRun,
   TEMPORAL,
   unsettleRedis,
   warm,
@@ -45,6 +47,7 @@ async function main(): Promise<void> {
       profile: { type: 'boolean', default: false },
       out: { type: 'string' },
       'azure-sims': { type: 'string', default: '10000' },
+      'first-syncs': { type: 'string', default: '3' },
       'azure-only': { type: 'boolean', default: false },
       'ours-only': { type: 'boolean', default: false },
       groups: { type: 'string' },
@@ -88,6 +91,19 @@ async function main(): Promise<void> {
     const floor = await runFloor(redis, bigSim, 'bench-big', runId, profileDir);
     await settleRedis(redis);
     const big = await runOurs(client, redis, bigSim, 'bench-big', sims, runId, bundle, profileDir);
+    const firstSyncs = await moreFirstSyncs(
+      Number(values['first-syncs']),
+      { floor, big },
+      async (id) => {
+        await settleRedis(redis);
+        const [floorSync] = await runFloor(redis, bigSim, 'bench-big', id, undefined, 1);
+        await settleRedis(redis);
+        const ours = await runOurs(client, redis, bigSim, 'bench-big', sims, id, bundle, undefined, 1);
+        await dropPrefix(redis, `bench-${id}`);
+        return { floorMs: floorSync.totalMs, oursMs: ours.cycles[0].cycleMs };
+      },
+      runId
+    );
     const smallRun = await runOurs(client, redis, smallSim, 'bench-small', small, runId, bundle);
     const naive = await runNaive(client, redis, smallSim, 'bench-small', runId);
     const azureSims = Number(values['azure-sims']);
@@ -103,7 +119,7 @@ async function main(): Promise<void> {
     rmSync(bundle, { force: true });
     await dropPrefix(redis, `bench-${runId}`);
 
-    const results = { sims, small, bundleMs, floor, big, smallRun, naive, azure };
+    const results = { sims, small, bundleMs, floor, big, firstSyncs, smallRun, naive, azure };
     process.stdout.write(`\n${resultsTable(results)}\n`);
     if (azure) process.stdout.write(`\n${azureTable(azure)}\n`);
     if (profileDir) {
@@ -120,6 +136,29 @@ async function main(): Promise<void> {
     smallSim.close();
     await stopAll();
   }
+}
+
+/**
+ * The first syncs compared with the floor's: the full runs' pair, then `count - 1` more pairs, each ours right after
+ * the floor's (under their own run id, so from empty state). One pair's ratio is the machine's moment as much as the
+ * design's (two runs of the same code gave 1.16 and 1.10 on the shared 2-core machine); the report takes the median.
+ */
+async function moreFirstSyncs(
+  count: number,
+  { floor, big }: { floor: Awaited<ReturnType<typeof runFloor>>; big: OurRun },
+  pair: (runId: string) => Promise<FirstSyncPair>,
+  runId: string
+): Promise<FirstSyncPair[]> {
+  if (!(count >= 1)) throw new Error('--first-syncs must be at least 1');
+  const pairs: FirstSyncPair[] = [{ floorMs: floor[0].totalMs, oursMs: big.cycles[0].cycleMs }];
+  for (let k = 2; k <= count; k++) {
+    pairs.push(await pair(`${runId}-${k}`));
+    const { floorMs, oursMs } = pairs[k - 1];
+    log(
+      `first sync pair ${k}: ours ${Math.round(oursMs)} ms / floor ${Math.round(floorMs)} ms = ${(oursMs / floorMs).toFixed(2)}`
+    );
+  }
+  return pairs;
 }
 
 /** Runs `body` with a Temporal client, Redis and a prebuilt workflow bundle, and cleans up after it. */

@@ -1,6 +1,6 @@
 /** The benchmark's report: its goals, and the table (and CPU profiles) it prints from the runs' figures. */
 import path from 'node:path';
-import { settledCycles, type OurRun, type runFloor, type runNaive } from './runs';
+import { settledCycles, type FirstSyncPair, type OurRun, type runFloor, type runNaive } from './runs';
 import { topFrames } from './profile';
 
 /** What the connector must achieve at scale (issue #7); the table compares each measure with its goal. */
@@ -38,6 +38,8 @@ export interface BenchResults {
   bundleMs: number;
   floor: Awaited<ReturnType<typeof runFloor>>;
   big: OurRun;
+  /** Our first syncs and the floor's in pairs (the first is `floor`'s and `big`'s); absent from older results. */
+  firstSyncs?: FirstSyncPair[];
   smallRun: OurRun;
   naive: Awaited<ReturnType<typeof runNaive>>;
 }
@@ -73,7 +75,7 @@ function settledRows(
 }
 
 /** The results as a Markdown table: measure, goal, measured, pass/MISS. */
-export function resultsTable({ sims, small, bundleMs, floor, big, smallRun, naive }: BenchResults): string {
+export function resultsTable({ sims, small, bundleMs, floor, big, firstSyncs, smallRun, naive }: BenchResults): string {
   const [first, noChange, changed] = big.cycles;
   const settled = settledCycles(big).median!;
   const simsPerSec = sims / (first.cycleMs / 1000);
@@ -81,7 +83,10 @@ export function resultsTable({ sims, small, bundleMs, floor, big, smallRun, naiv
   const eventsBig = big.cycles.map((c) => c.events);
   const eventsSmall = smallRun.cycles.map((c) => c.events);
   const constantEvents = eventsBig.slice(1).join() === eventsSmall.slice(1).join() && eventsBig[0] === eventsSmall[0];
-  const ratio = first.cycleMs / floor[0].totalMs;
+  const pairs = firstSyncs ?? [{ floorMs: floor[0].totalMs, oursMs: first.cycleMs }];
+  const ratios = pairs.map((p) => p.oursMs / p.floorMs);
+  const ratio = [...ratios].sort((a, b) => a - b)[Math.floor((ratios.length - 1) / 2)];
+  const eachPair = pairs.map((p, k) => `${fmt(ratios[k], 2)} = ${sec(p.oursMs)} / ${sec(p.floorMs)}`).join('; ');
   const speedup = naive.ms / smallRun.cycles[0].cycleMs;
   const pass = (ok: boolean) => (ok ? 'pass' : 'MISS');
   const stages = (s: Record<string, number>) =>
@@ -132,7 +137,9 @@ export function resultsTable({ sims, small, bundleMs, floor, big, smallRun, naiv
     [
       'Our first sync / floor (plain loop)',
       `≤ ${GOALS.firstSyncOverFloor}`,
-      `${fmt(ratio, 2)} (floor ${sec(floor[0].totalMs)}: ${stages(floor[0].stages)})`,
+      pairs.length > 1
+        ? `${fmt(ratio, 2)} (median of ${pairs.length} pairs: ${eachPair}; the first floor: ${stages(floor[0].stages)})`
+        : `${fmt(ratio, 2)} (floor ${sec(floor[0].totalMs)}: ${stages(floor[0].stages)})`,
       pass(ratio <= GOALS.firstSyncOverFloor),
     ],
     [

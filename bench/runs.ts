@@ -53,6 +53,12 @@ export interface OurRun {
   redisBytes: Record<string, number>;
 }
 
+/** One first sync of ours and one of the floor, run one after the other from empty state. */
+export interface FirstSyncPair {
+  floorMs: number;
+  oursMs: number;
+}
+
 /** Kite API requests counted by the simulator. */
 export interface KiteRequests {
   list: number;
@@ -217,7 +223,8 @@ export const BENCH_PRESENCE = { presenceMaxAgeMs: MAX_PRESENCE_MAX_AGE_MS } as c
 /**
  * Our design: the real worker process and the group workflow, six cycles: the first sync; a cycle without change,
  * which maps and diffs every SIM once more (a SIM is settled only once a diff finds every target holding it); 1 %
- * changed; and three cycles without change in the steady state, where settled SIMs are passed by.
+ * changed; and three cycles without change in the steady state, where settled SIMs are passed by. `cycles`: fewer
+ * (1: the first sync only).
  */
 export async function runOurs(
   client: Client,
@@ -227,7 +234,8 @@ export async function runOurs(
   sims: number,
   runId: string,
   bundle: string,
-  profileDir?: string
+  profileDir?: string,
+  cycles = OUR_CYCLES
 ): Promise<OurRun> {
   const prefix = `bench-${runId}`;
   const taskQueue = `bench-${runId}-${group}`;
@@ -252,7 +260,7 @@ export async function runOurs(
   });
   try {
     let previous = 0;
-    for (let cycle = 1; cycle <= OUR_CYCLES; cycle++) {
+    for (let cycle = 1; cycle <= cycles; cycle++) {
       if (cycle === 3) log(`${group}: changed ${await changeSims(sim, group, 0.01, runId)} SIMs`);
       const cpu0 = [cpuSeconds(worker.child.pid), cpuSeconds(sim.child.pid), Date.now()];
       const requests0 = await kiteRequests(sim);
@@ -286,13 +294,17 @@ export async function runOurs(
   return result;
 }
 
-/** Baseline (a): the same activities called in a plain loop, no Temporal (MockActivityEnvironment gives them a Context). */
+/**
+ * Baseline (a): the same activities called in a plain loop, no Temporal (MockActivityEnvironment gives them a
+ * Context). `count` cycles: the first sync, a no-change cycle that maps every SIM, and the steady state.
+ */
 export async function runFloor(
   redis: RedisClient,
   sim: SimulatorProcess,
   group: string,
   runId: string,
-  profileDir?: string
+  profileDir?: string,
+  count = 3
 ) {
   const prefix = `bench-floor-${runId}`;
   const store = new StateStore(redis, { prefix });
@@ -308,7 +320,7 @@ export async function runFloor(
   }[] = [];
   // 1: the first sync; 2: no change, the first after it (maps every SIM once more, to settle it); 3: no change in
   // the steady state (settled SIMs whose Kite entry did not change are passed by).
-  for (let cycle = 1; cycle <= 3; cycle++) {
+  for (let cycle = 1; cycle <= count; cycle++) {
     const requests0 = await kiteRequests(sim);
     const stages: Record<string, number> = {};
     // CPU of this process and of the simulator, to set beside the worker's: same work, without Temporal.
