@@ -206,9 +206,9 @@ export function workerEnv(sim: SimulatorProcess, taskQueue: string, prefix: stri
 /**
  * Cycles of each of our runs: first sync, no change (settling), 1 % changed, then SETTLED_CYCLES no-change cycles in
  * the steady state. One sample of a cycle of about a second varies by a fifth between runs on a shared 2-core
- * machine; the steady state is reported as the median of the settled ones (settledCycle), each one listed.
+ * machine; the steady state is reported as the median of the settled ones (settledCycles), each one listed.
  */
-export const SETTLED_CYCLES = 3;
+const SETTLED_CYCLES = 3;
 const OUR_CYCLES = 3 + SETTLED_CYCLES;
 
 /** The steady state of a run: its settled cycles (4th on), and the one of median wall time. */
