@@ -91,19 +91,14 @@ async function main(): Promise<void> {
     const floor = await runFloor(redis, bigSim, 'bench-big', runId, profileDir);
     await settleRedis(redis);
     const big = await runOurs(client, redis, bigSim, 'bench-big', sims, runId, bundle, profileDir);
-    const firstSyncs = await moreFirstSyncs(
-      Number(values['first-syncs']),
-      { floor, big },
-      async (id) => {
-        await settleRedis(redis);
-        const [floorSync] = await runFloor(redis, bigSim, 'bench-big', id, undefined, 1);
-        await settleRedis(redis);
-        const ours = await runOurs(client, redis, bigSim, 'bench-big', sims, id, bundle, undefined, 1);
-        await dropPrefix(redis, `bench-${id}`);
-        return { floorMs: floorSync.totalMs, oursMs: ours.cycles[0].cycleMs };
-      },
-      runId
-    );
+    const firstSyncs = await firstSyncPairs(Number(values['first-syncs']), runId, { floor, big }, async (id) => {
+      await settleRedis(redis);
+      const [floorSync] = await runFloor(redis, bigSim, 'bench-big', id, undefined, 1);
+      await settleRedis(redis);
+      const ours = await runOurs(client, redis, bigSim, 'bench-big', sims, id, bundle, undefined, 1);
+      await dropPrefix(redis, `bench-${id}`);
+      return { floorMs: floorSync.totalMs, oursMs: ours.cycles[0].cycleMs };
+    });
     const smallRun = await runOurs(client, redis, smallSim, 'bench-small', small, runId, bundle);
     const naive = await runNaive(client, redis, smallSim, 'bench-small', runId);
     const azureSims = Number(values['azure-sims']);
@@ -143,11 +138,11 @@ async function main(): Promise<void> {
  * the floor's (under their own run id, so from empty state). One pair's ratio is the machine's moment as much as the
  * design's (two runs of the same code gave 1.16 and 1.10 on the shared 2-core machine); the report takes the median.
  */
-async function moreFirstSyncs(
+async function firstSyncPairs(
   count: number,
+  runId: string,
   { floor, big }: { floor: Awaited<ReturnType<typeof runFloor>>; big: OurRun },
-  pair: (runId: string) => Promise<FirstSyncPair>,
-  runId: string
+  pair: (runId: string) => Promise<FirstSyncPair>
 ): Promise<FirstSyncPair[]> {
   if (!(count >= 1)) throw new Error('--first-syncs must be at least 1');
   const pairs: FirstSyncPair[] = [{ floorMs: floor[0].totalMs, oursMs: big.cycles[0].cycleMs }];

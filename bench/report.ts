@@ -1,6 +1,6 @@
 /** The benchmark's report: its goals, and the table (and CPU profiles) it prints from the runs' figures. */
 import path from 'node:path';
-import { settledCycles, type FirstSyncPair, type OurRun, type runFloor, type runNaive } from './runs';
+import { medianOf, settledCycles, type FirstSyncPair, type OurRun, type runFloor, type runNaive } from './runs';
 import { topFrames } from './profile';
 
 /** What the connector must achieve at scale (issue #7); the table compares each measure with its goal. */
@@ -85,7 +85,7 @@ export function resultsTable({ sims, small, bundleMs, floor, big, firstSyncs, sm
   const constantEvents = eventsBig.slice(1).join() === eventsSmall.slice(1).join() && eventsBig[0] === eventsSmall[0];
   const pairs = firstSyncs ?? [{ floorMs: floor[0].totalMs, oursMs: first.cycleMs }];
   const ratios = pairs.map((p) => p.oursMs / p.floorMs);
-  const ratio = [...ratios].sort((a, b) => a - b)[Math.floor((ratios.length - 1) / 2)];
+  const ratio = medianOf(ratios, (r) => r)!;
   const eachPair = pairs.map((p, k) => `${fmt(ratios[k], 2)} = ${sec(p.oursMs)} / ${sec(p.floorMs)}`).join('; ');
   const speedup = naive.ms / smallRun.cycles[0].cycleMs;
   const pass = (ok: boolean) => (ok ? 'pass' : 'MISS');

@@ -214,8 +214,13 @@ const OUR_CYCLES = 3 + SETTLED_CYCLES;
 /** The steady state of a run: its settled cycles (4th on), and the one of median wall time. */
 export function settledCycles(run: OurRun): { median?: OurRun['cycles'][number]; all: OurRun['cycles'] } {
   const all = run.cycles.slice(3);
-  const sorted = [...all].sort((a, b) => a.cycleMs - b.cycleMs);
-  return { median: sorted[Math.floor((sorted.length - 1) / 2)], all };
+  return { median: medianOf(all, (c) => c.cycleMs), all };
+}
+
+/** The item whose value is the median (the lower of the two middle ones for an even count); undefined if none. */
+export function medianOf<T>(items: T[], value: (item: T) => number): T | undefined {
+  const sorted = [...items].sort((a, b) => value(a) - value(b));
+  return sorted[Math.floor((sorted.length - 1) / 2)];
 }
 
 export const BENCH_PRESENCE = { presenceMaxAgeMs: MAX_PRESENCE_MAX_AGE_MS } as const;

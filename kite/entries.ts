@@ -206,7 +206,8 @@ class FoundEntries {
 
   /** An entry laid out as the hint's entry at `at`. */
   copy(start: number, digest: bigint, layout: Int32Array, at: number): void {
-    this.layout.set(layout.subarray(at, at + LAYOUT), this.next(start, digest) * LAYOUT);
+    const k = this.next(start, digest) * LAYOUT;
+    for (let f = 0; f < LAYOUT; f++) this.layout[k + f] = layout[at + f];
   }
 
   /** The shape of what was found, in arrays of its exact size. */

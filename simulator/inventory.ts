@@ -267,11 +267,6 @@ export class Inventory {
     this.monthly.voice[i] = this.daily.voice[i] + (rng.chance(0.1) ? rng.int(0, 3000) : 0);
   }
 
-  /** The SIM as `subscriptionData[]` JSON text. */
-  simJson(i: number): string {
-    return this.simBytes(i).toString('utf8');
-  }
-
   /**
    * The SIM's JSON as UTF-8 bytes (cached): a page is their copy, not a join, a length count and an encoding of
    * 1.6 MB of text per request, which cost the simulator about 3 ms of CPU per page on the bench's cores.
@@ -288,7 +283,7 @@ export class Inventory {
   }
 
   sim(i: number): KiteSim {
-    return JSON.parse(this.simJson(i)) as KiteSim;
+    return JSON.parse(this.simBytes(i).toString('utf8')) as KiteSim;
   }
 
   private buildJson(i: number): string {

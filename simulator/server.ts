@@ -136,7 +136,7 @@ function startWarming(sim: Simulator, o: KiteSimulatorOptions): { stop(): void }
   let next: NodeJS.Immediate | undefined;
   const slice = (from: number) => {
     const end = Math.min(sim.inv.size, from + 500);
-    for (let i = from; i < end; i++) sim.inv.simJson(i);
+    for (let i = from; i < end; i++) sim.inv.simBytes(i);
     next = end < sim.inv.size ? setImmediate(slice, end) : undefined;
   };
   if (o.jsonCache ?? true) next = setImmediate(slice, 0);
